@@ -1,0 +1,162 @@
+// store.h: the durable task table, in SQLite.
+//
+// DESIGN. One database file in WAL mode, two connections. The writer
+// connection belongs to one writer thread: other threads queue store_op
+// records (store_submit) and the writer takes the whole queue at once, runs
+// every op in one transaction and commits (group commit: whatever is queued
+// while a commit runs goes into the next one). After each commit it moves
+// the batch to a done list and calls the notify function, which wakes the
+// loop; the loop takes the done list (store_take_done) and acts on each op
+// in the order it was submitted. A submit is acknowledged only from there,
+// so an acknowledged task is on disk. The reader connection belongs to the
+// loop thread and serves status and list queries for tasks the loop no
+// longer keeps in memory.
+//
+// Durability: STORE_FULL sets synchronous=FULL (each commit is fsynced and
+// survives power loss); STORE_NORMAL sets synchronous=NORMAL (survives a
+// crash of the broker, not of the machine).
+//
+// Schema version lives in PRAGMA user_version. To change the schema, add a
+// migration step to store.c's migrations[] and bump STORE_SCHEMA_VERSION;
+// never edit a step that has shipped.
+//
+// Threads: store_open, store_recover, store_start, store_stop, store_close,
+// store_take_done and the read calls are for the loop thread (or the only
+// thread before store_start). store_submit may be called from any thread.
+
+#ifndef STORE_H
+#define STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_SID_LEN 16
+
+typedef struct store store;
+
+enum store_durability {
+	STORE_FULL   = 0,
+	STORE_NORMAL = 1,
+};
+
+// store_rec is one row of the task table. Every pointer is owned by the
+// record (freed by store_rec_free) unless the comment says otherwise.
+typedef struct store_rec {
+	uint64_t id;
+	uint8_t  sid[STORE_SID_LEN];
+	char    *queue;
+	char    *handler;
+	uint8_t *payload;
+	size_t   payload_len;
+	int32_t  priority;
+	uint32_t state; // tb_state
+	uint32_t attempts;
+	uint32_t max_attempts;
+	uint32_t timeout_ms;
+	int64_t  run_at; // Unix µs; earliest start
+	int64_t  created_at;
+	int64_t  started_at;
+	int64_t  finished_at;
+	uint8_t *result;
+	size_t   result_len;
+	char    *error;
+} store_rec;
+
+// store_rec_free frees r and everything it owns. Accepts NULL.
+void store_rec_free(store_rec *r);
+
+enum store_op_kind {
+	// STORE_OP_INSERT inserts recs[0..nrecs). A rec whose sid already
+	// exists is not inserted; dup_ids[i] receives the existing row's id
+	// (0 when rec i was inserted).
+	STORE_OP_INSERT = 0,
+	// STORE_OP_UPDATE sets state, attempts, run_at, started_at,
+	// finished_at, result and error of the row with id (all of them, as
+	// given: a NULL result/error stores NULL).
+	STORE_OP_UPDATE = 1,
+	// STORE_OP_BARRIER does nothing; it completes once everything
+	// submitted before it has committed.
+	STORE_OP_BARRIER = 2,
+};
+
+// store_op is one unit of work for the writer. The caller allocates it and
+// everything it points to, and keeps all of it alive until the op comes
+// back from store_take_done; the store only reads the inputs and writes rv
+// and dup_ids.
+typedef struct store_op {
+	struct store_op *next; // the store's link; do not touch while queued
+	int              kind;
+	int              rv;  // OUT: TB_OK, or TB_ESTORE if the batch failed
+	void            *arg; // the caller's
+
+	// STORE_OP_INSERT
+	store_rec **recs;
+	uint32_t    nrecs;
+	uint64_t   *dup_ids; // OUT: nrecs entries, provided by the caller
+
+	// STORE_OP_UPDATE
+	uint64_t       id;
+	uint32_t       state;
+	uint32_t       attempts;
+	int64_t        run_at;
+	int64_t        started_at;
+	int64_t        finished_at;
+	const uint8_t *result; // borrowed
+	size_t         result_len;
+	const char    *error; // borrowed
+} store_op;
+
+// store_open opens (creating if needed) the database at path, sets WAL and
+// the durability, and migrates the schema to STORE_SCHEMA_VERSION. A
+// database with a newer user_version, or a file that is not a database,
+// fails with a log line. On success *sp owns the store (store_close).
+// Returns TB_OK, TB_ENOMEM or TB_ESTORE.
+int store_open(store **sp, const char *path, int durability);
+
+// store_recover runs once at start, before store_start. Every task the
+// database says is running belongs to an earlier run of the broker that
+// stopped during its attempt: its attempt was counted, so it becomes
+// pending again, or dead (error "interrupted") if it has used up
+// max_attempts. Then each task that has not ended (pending or failed) is
+// passed to cb in id order; cb owns the record from then on. If cb returns
+// non-zero, recovery stops and returns that code. *max_idp receives the
+// highest id ever stored (0 for none); counts[] (TB_STATE_CANCELLED + 1
+// entries) receives the number of tasks in each state afterwards.
+int store_recover(store *s, uint64_t *max_idp, uint64_t *counts,
+    int (*cb)(void *arg, store_rec *r), void *arg);
+
+// store_start starts the writer thread. notify(arg) is called on the writer
+// thread after each batch has moved to the done list; it must not block.
+// Returns TB_OK or TB_ESYSTEM.
+int store_start(store *s, void (*notify)(void *arg), void *arg);
+
+// store_submit queues op for the writer. Any thread. The store owns the op's
+// link until it is returned by store_take_done. After store_stop the op
+// completes at once with rv TB_ECLOSED (and notify is called).
+void store_submit(store *s, store_op *op);
+
+// store_take_done returns the list of completed ops, oldest first, linked
+// through next (NULL when none). Loop thread.
+store_op *store_take_done(store *s);
+
+// store_stop commits everything queued, then stops the writer thread and
+// returns when it is gone. Ops submitted afterwards fail with TB_ECLOSED.
+void store_stop(store *s);
+
+// store_close closes the connections and frees the store; call store_stop
+// first if store_start succeeded. Accepts NULL.
+void store_close(store *s);
+
+// store_get reads task id through the reader connection. On success *rp
+// owns a new record. Returns TB_OK, TB_ENOTFOUND or TB_ESTORE.
+int store_get(store *s, uint64_t id, store_rec **rp);
+
+// store_list reads up to limit tasks with id > after_id in id order,
+// filtered by queue (NULL: any) and state (< 0: any). On success *recsp is
+// a malloc'd array of *np owned records (free each, then the array).
+int store_list(store *s, const char *queue, int state, uint64_t after_id,
+    uint32_t limit, store_rec ***recsp, size_t *np);
+
+#endif // STORE_H

@@ -1,0 +1,299 @@
+// taskbroker.h: the public API of libtaskbroker, the client library for
+// taskbrokerd.
+//
+// A producer opens a client (tb_client_open), submits tasks (tb_submit,
+// tb_submit_batch), and may ask for their state (tb_status), wait for them
+// to end (tb_wait) or cancel them (tb_cancel). A consumer of outcomes opens
+// a subscription (tb_sub_open) and receives events (tb_sub_recv).
+//
+// Conventions, kept on every call so that bindings (ctypes, cffi) are easy:
+// - Every function that can fail returns an int error code: TB_OK (0) or
+//   one of TB_E*; tb_strerror() describes it, tb_errname() gives its stable
+//   wire name ("not_found", "shutting_down", ...).
+// - Handles are opaque. Constructors write the new object through their
+//   first argument and transfer ownership to the caller only on success.
+//   Everything the library returns has a matching free/close, and each of
+//   those accepts NULL.
+// - A tb_client is safe to use from many threads at once. A tb_sub is used
+//   by one thread at a time.
+// - The library never aborts or exits and prints nothing.
+// - nng is not fork-safe: a client opened (or first used) in one process and
+//   then used in a child after fork() returns TB_EFORK instead of touching
+//   its sockets. Open a new client in the child.
+
+#ifndef TASKBROKER_H
+#define TASKBROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TB_VERSION_MAJOR 0
+#define TB_VERSION_MINOR 1
+#define TB_VERSION_PATCH 0
+#define TB_VERSION_STRING "0.1.0"
+
+// TB_ERRORS is the one list of error codes. Each row is
+// X(CONSTANT, value, wire name, message). The value is also the status code
+// of a reply on the wire, so rows are only ever appended.
+#define TB_ERRORS(X)                                                        \
+	X(TB_OK, 0, "ok", "success")                                        \
+	X(TB_EINVAL, 1, "invalid_argument", "invalid argument")             \
+	X(TB_ENOMEM, 2, "out_of_memory", "out of memory")                   \
+	X(TB_ETIMEDOUT, 3, "timed_out", "timed out")                        \
+	X(TB_EUNREACHABLE, 4, "unreachable", "broker unreachable")          \
+	X(TB_ECLOSED, 5, "closed", "object closed")                         \
+	X(TB_EFORK, 6, "forked",                                            \
+	    "client used in a child process after fork(); open a new one")  \
+	X(TB_EPROTO, 7, "protocol_error", "protocol error")                 \
+	X(TB_EVERSION, 8, "unsupported_version",                            \
+	    "unsupported protocol version")                                 \
+	X(TB_EUNKNOWNOP, 9, "unknown_op", "unknown operation")              \
+	X(TB_EBADREQ, 10, "bad_request", "malformed request")               \
+	X(TB_ETOOBIG, 11, "too_big", "message or field over its limit")    \
+	X(TB_ENOTFOUND, 12, "not_found", "no such task")                    \
+	X(TB_ENOHANDLER, 13, "unknown_handler", "no such handler")          \
+	X(TB_ESHUTTINGDOWN, 14, "shutting_down",                            \
+	    "broker is shutting down")                                      \
+	X(TB_ESTATE, 15, "wrong_state",                                     \
+	    "operation not allowed in the task's state")                    \
+	X(TB_ESTORE, 16, "store_error", "storage error")                    \
+	X(TB_EINTERNAL, 17, "internal_error", "internal error")             \
+	X(TB_EBUSY, 18, "busy", "broker busy, try again")                   \
+	X(TB_ESYSTEM, 19, "system_error", "system call failed")
+
+#define TB_ERR_ENUM_(c, v, n, m) c = v,
+// tb_err: the error codes. TB_OK is 0.
+typedef enum tb_err { TB_ERRORS(TB_ERR_ENUM_) } tb_err;
+#undef TB_ERR_ENUM_
+
+// tb_strerror returns a static human-readable message for code; unknown
+// codes get a generic message. Any thread.
+const char *tb_strerror(int code);
+
+// tb_errname returns the static wire name of code ("not_found"), or
+// "unknown" for a code this library does not know. Any thread.
+const char *tb_errname(int code);
+
+// TB_STATES lists task states: X(CONSTANT, value, name).
+#define TB_STATES(X)                                                        \
+	X(TB_STATE_PENDING, 0, "pending")                                   \
+	X(TB_STATE_RUNNING, 1, "running")                                   \
+	X(TB_STATE_DONE, 2, "done")                                         \
+	X(TB_STATE_FAILED, 3, "failed")                                     \
+	X(TB_STATE_DEAD, 4, "dead")                                         \
+	X(TB_STATE_CANCELLED, 5, "cancelled")
+
+#define TB_STATE_ENUM_(c, v, n) c = v,
+// tb_state: a task's state. pending and failed (waiting for a retry) and
+// running are not ended; done, dead and cancelled are final.
+typedef enum tb_state { TB_STATES(TB_STATE_ENUM_) } tb_state;
+#undef TB_STATE_ENUM_
+
+// tb_state_name returns the static name of state ("pending"), or "unknown".
+const char *tb_state_name(int state);
+
+// tb_state_parse writes the state named name to *statep; TB_EINVAL if the
+// name is not a state.
+int tb_state_parse(const char *name, int *statep);
+
+// tb_state_is_final is 1 for done, dead and cancelled, else 0.
+int tb_state_is_final(int state);
+
+// tb_default_url returns the request endpoint the client uses when given
+// NULL: $TASKBROKER_URL if set and non-empty, else the broker's default.
+const char *tb_default_url(void);
+
+// tb_default_events_url is the same for the events endpoint
+// ($TASKBROKER_EVENTS_URL).
+const char *tb_default_events_url(void);
+
+// The broker's built-in defaults, relative to its working directory.
+#define TB_DEFAULT_URL "ipc://run/taskbroker.sock"
+#define TB_DEFAULT_EVENTS_URL "ipc://run/taskbroker-events.sock"
+
+typedef uint64_t      tb_id;
+typedef struct tb_client tb_client;
+typedef struct tb_task   tb_task;
+typedef struct tb_sub    tb_sub;
+typedef struct tb_event  tb_event;
+
+// tb_client_open creates a client for the broker at url (NULL: the
+// default, see tb_default_url). No connection is made here: sockets are
+// opened on first use in the calling process. On success *cp owns a client
+// to be released with tb_client_close. Returns TB_OK, TB_EINVAL (bad url) or
+// TB_ENOMEM. Any thread.
+int tb_client_open(tb_client **cp, const char *url);
+
+// tb_client_close closes the client; calls still running in other threads
+// return TB_ECLOSED. Accepts NULL. No call may start on c afterwards.
+void tb_client_close(tb_client *c);
+
+// tb_client_set_timeout sets how long a request waits for its reply, in
+// milliseconds (default 10000; tb_wait adds its own timeout to this).
+// Returns TB_EINVAL for ms <= 0.
+int tb_client_set_timeout(tb_client *c, int ms);
+
+// tb_submit_opts: options for one submitted task. Always start from
+// TB_SUBMIT_OPTS_INIT so fields added later get their defaults.
+typedef struct tb_submit_opts {
+	const char *queue;        // NULL: "default"
+	int32_t     priority;     // higher first within a queue; default 0
+	uint32_t    max_attempts; // 0: the broker's default (1)
+	uint32_t    timeout_ms;   // per attempt; 0: none
+	uint32_t    delay_ms;     // earliest start after acceptance; 0: now
+} tb_submit_opts;
+
+#define TB_SUBMIT_OPTS_INIT                                                 \
+	{                                                                   \
+		NULL, 0, 0, 0, 0                                            \
+	}
+
+// tb_task_spec describes one task of a batch submit. payload is msgpack
+// bytes (one object) handed to the handler as they are; payload_len 0 means
+// an empty map. opts may be NULL for the defaults.
+typedef struct tb_task_spec {
+	const char           *handler;
+	const void           *payload;
+	size_t                payload_len;
+	const tb_submit_opts *opts;
+} tb_task_spec;
+
+// tb_submit submits one task and returns after the broker has written it to
+// its store; *idp (may be NULL) receives the task's id. The request carries
+// a fresh submission id, so a copy resent by the transport after a broker
+// restart is recognised and creates nothing. Errors: TB_EINVAL,
+// TB_ENOHANDLER, TB_ETOOBIG, TB_ESHUTTINGDOWN, TB_ETIMEDOUT,
+// TB_EUNREACHABLE, TB_EFORK, TB_ESTORE, ... Any thread.
+int tb_submit(tb_client *c, const char *handler, const void *payload,
+    size_t payload_len, const tb_submit_opts *opts, tb_id *idp);
+
+// tb_submit_batch submits n tasks (1..TB_MAX_BATCH) in one request and one
+// durable commit; ids (n entries, may be NULL) receive their ids in order.
+// All or nothing: on error no task of the batch was accepted.
+int tb_submit_batch(tb_client *c, const tb_task_spec *specs, size_t n,
+    tb_id *ids);
+
+#define TB_MAX_BATCH 1000
+
+// tb_status fetches a task. On success *tp owns a tb_task (tb_task_free).
+// TB_ENOTFOUND if there is no such task (or it was pruned).
+int tb_status(tb_client *c, tb_id id, tb_task **tp);
+
+// tb_wait waits up to timeout_ms (< 0: the broker's maximum, one hour) for
+// the task to reach a final state, then fetches it as tb_status does.
+// Returns TB_ETIMEDOUT if the task had not ended in time; *tp is then still
+// set to the task as it was (free it).
+int tb_wait(tb_client *c, tb_id id, int timeout_ms, tb_task **tp);
+
+// tb_cancel cancels a pending task: it ends as cancelled. TB_ESTATE if the
+// task is running or already ended. On success, *tp (may be NULL) receives
+// the task after the change.
+int tb_cancel(tb_client *c, tb_id id, tb_task **tp);
+
+// tb_list_opts filters a listing; start from TB_LIST_OPTS_INIT.
+typedef struct tb_list_opts {
+	const char *queue;    // NULL: all queues
+	int         state;    // -1: all states
+	uint32_t    limit;    // 0: 100; at most 1000
+	tb_id       after_id; // paging: only ids greater than this
+} tb_list_opts;
+
+#define TB_LIST_OPTS_INIT                                                   \
+	{                                                                   \
+		NULL, -1, 0, 0                                              \
+	}
+
+// tb_list returns up to opts->limit tasks in id order. On success *tasksp is
+// an array of *np task pointers to release with tb_task_list_free(tasks, n).
+int tb_list(tb_client *c, const tb_list_opts *opts, tb_task ***tasksp,
+    size_t *np);
+
+// tb_task_list_free frees an array returned by tb_list. Accepts NULL.
+void tb_task_list_free(tb_task **tasks, size_t n);
+
+// Task accessors. Strings and bytes stay valid until tb_task_free. Times are
+// Unix microseconds, 0 when not reached. result is msgpack bytes (NULL with
+// *lenp 0 if none); error is NULL if the last attempt did not fail.
+tb_id       tb_task_id(const tb_task *t);
+int         tb_task_state(const tb_task *t);
+uint32_t    tb_task_attempts(const tb_task *t);
+uint32_t    tb_task_max_attempts(const tb_task *t);
+int32_t     tb_task_priority(const tb_task *t);
+const char *tb_task_queue(const tb_task *t);
+const char *tb_task_handler(const tb_task *t);
+const void *tb_task_result(const tb_task *t, size_t *lenp);
+const char *tb_task_error(const tb_task *t);
+int64_t     tb_task_created_at(const tb_task *t);
+int64_t     tb_task_started_at(const tb_task *t);
+int64_t     tb_task_finished_at(const tb_task *t);
+
+// tb_task_free frees a task. Accepts NULL.
+void tb_task_free(tb_task *t);
+
+// tb_stats: broker-wide figures. Counts by state cover the tasks in the
+// store; submitted/completed count since the broker started.
+typedef struct tb_stats {
+	uint64_t pending;
+	uint64_t running;
+	uint64_t done;
+	uint64_t failed;
+	uint64_t dead;
+	uint64_t cancelled;
+	uint64_t submitted;
+	uint64_t completed;
+	uint64_t uptime_ms;
+	uint32_t workers;
+	uint32_t pid;
+} tb_stats;
+
+// tb_stats_get fills *st.
+int tb_stats_get(tb_client *c, tb_stats *st);
+
+// tb_ping checks that the broker answers; *versionp (may be NULL) receives
+// a malloc'd broker version string to free().
+int tb_ping(tb_client *c, char **versionp);
+
+// tb_shutdown asks the broker to shut down gracefully; it returns once the
+// broker has acknowledged the request, not once it has exited.
+int tb_shutdown(tb_client *c);
+
+// tb_sub_open subscribes to the broker's events at url (NULL: default) for
+// topics starting with prefix (NULL or "": all; e.g. "tb.done."). Topics are
+// "tb.<event>.<queue>.<handler>"; events: start, done, failed, dead,
+// cancelled, shutdown. Events are best effort: a slow subscriber may miss
+// some; tb_status always tells the truth. On success *sp owns the
+// subscription (tb_sub_close).
+int tb_sub_open(tb_sub **sp, const char *url, const char *prefix);
+
+// tb_sub_recv waits up to timeout_ms (< 0: forever) for the next event. On
+// success *ep owns it (tb_event_free). TB_ETIMEDOUT when none came.
+int tb_sub_recv(tb_sub *s, int timeout_ms, tb_event **ep);
+
+// tb_sub_close closes the subscription. Accepts NULL.
+void tb_sub_close(tb_sub *s);
+
+// Event accessors; strings and bytes stay valid until tb_event_free.
+const char *tb_event_topic(const tb_event *e); // "tb.done.default.noop"
+const char *tb_event_name(const tb_event *e);  // "done"
+uint64_t    tb_event_seq(const tb_event *e);   // increases by 1 per event
+tb_id       tb_event_task_id(const tb_event *e);
+int         tb_event_state(const tb_event *e);
+uint32_t    tb_event_attempt(const tb_event *e);
+uint64_t    tb_event_duration_us(const tb_event *e);
+const char *tb_event_queue(const tb_event *e);
+const char *tb_event_handler(const tb_event *e);
+const void *tb_event_result(const tb_event *e, size_t *lenp);
+const char *tb_event_error(const tb_event *e);
+
+// tb_event_free frees an event. Accepts NULL.
+void tb_event_free(tb_event *e);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif // TASKBROKER_H

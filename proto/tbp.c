@@ -1,0 +1,1 @@
+// tbp.c: placeholder
