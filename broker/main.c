@@ -1,1 +1,112 @@
-int main(void) { return 0; }
+// main.c: taskbrokerd's entry point: settings, directories, then the loop.
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <taskbroker.h>
+
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+
+#include <tbp.h>
+
+// mkdir_p creates dir and its parents (mode 0750). Returns 0 or -1 (errno).
+static int
+mkdir_p(const char *dir)
+{
+	char  *p;
+	char  *s;
+	int    rv = 0;
+
+	if ((p = strdup(dir)) == NULL) {
+		return (-1);
+	}
+	for (s = p + 1; rv == 0; s++) {
+		if (*s != '/' && *s != '\0') {
+			continue;
+		}
+		char c = *s;
+		*s     = '\0';
+		if (mkdir(p, 0750) != 0 && errno != EEXIST) {
+			rv = -1;
+		}
+		*s = c;
+		if (c == '\0') {
+			break;
+		}
+	}
+	free(p);
+	return (rv);
+}
+
+// ipc_dir creates the directory of an ipc:// endpoint's socket file, so
+// the default ./run works on a fresh checkout.
+static int
+ipc_dir(const char *url)
+{
+	const char *path;
+	const char *slash;
+	char       *dir;
+	int         rv;
+
+	if (strncmp(url, "ipc://", 6) != 0) {
+		return (0);
+	}
+	path = url + 6;
+	if ((slash = strrchr(path, '/')) == NULL || slash == path) {
+		return (0);
+	}
+	if ((dir = strndup(path, (size_t) (slash - path))) == NULL) {
+		return (-1);
+	}
+	rv = mkdir_p(dir);
+	if (rv != 0) {
+		log_err("cannot create %s for %s: %s", dir, url, strerror(errno));
+	}
+	free(dir);
+	return (rv);
+}
+
+int
+main(int argc, char **argv)
+{
+	config  cfg;
+	broker *b;
+	int     rv;
+
+	config_init(&cfg);
+	if ((rv = config_parse(&cfg, argc, argv, stdout, stderr)) !=
+	    CONFIG_OK) {
+		config_fini(&cfg);
+		return (rv == CONFIG_EXIT ? 0 : 2);
+	}
+	log_threshold = cfg.log_level;
+	// A client that disappears mid-write must not kill the broker.
+	signal(SIGPIPE, SIG_IGN);
+
+	if (mkdir_p(cfg.data_dir) != 0) {
+		log_err("cannot create data directory %s: %s", cfg.data_dir,
+		    strerror(errno));
+		config_fini(&cfg);
+		return (1);
+	}
+	if (ipc_dir(cfg.listen) != 0 || ipc_dir(cfg.events) != 0) {
+		config_fini(&cfg);
+		return (1);
+	}
+	if ((rv = broker_open(&b, &cfg)) != TB_OK) {
+		log_err("taskbrokerd: cannot start: %s", tbp_err_message(rv));
+		config_fini(&cfg);
+		return (1);
+	}
+	rv = broker_run(b);
+	broker_close(b);
+	log_info("taskbrokerd: stopped");
+	config_fini(&cfg);
+	return (rv);
+}

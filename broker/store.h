@@ -159,4 +159,10 @@ int store_get(store *s, uint64_t id, store_rec **rp);
 int store_list(store *s, const char *queue, int state, uint64_t after_id,
     uint32_t limit, store_rec ***recsp, size_t *np);
 
+// store_counters writes the number of transactions the store has committed
+// and of ops it has completed with TB_OK so far (either pointer may be
+// NULL). Group commit shows as *commitsp well below *opsp; a batch of
+// barriers only commits nothing. For tests and the benchmark. Any thread.
+void store_counters(store *s, uint64_t *commitsp, uint64_t *opsp);
+
 #endif // STORE_H

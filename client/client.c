@@ -1,1 +1,998 @@
-// client.c: placeholder
+// client.c: the request side of libtaskbroker (tb_client and tb_task) and
+// the small stateless helpers (errors, states, default urls).
+//
+// DESIGN. A tb_client holds one nng req0 socket, opened lazily by the first
+// request in the process that opened the client, because nng is not
+// fork-safe: any nng call in a forked child aborts. The pid of the opening
+// process is recorded once in tb_client_open and every call compares it
+// with getpid() before it touches nng; a mismatch is TB_EFORK (and
+// tb_client_close then only frees memory).
+//
+// The first use dials synchronously, so a broker that is not there is
+// reported at once as TB_EUNREACHABLE; the socket is then closed again and
+// the next call retries. After one successful dial nng reconnects by
+// itself, and req0 resends a pending request after a reconnect (the broker
+// deduplicates submissions by their submission id).
+//
+// Each call opens its own nng context on the shared socket, so many threads
+// can have requests in flight at once. nng 1.5.2 has no synchronous
+// nng_ctx_sendmsg/nng_ctx_recvmsg, so a call drives an aio of its own with
+// an explicit timeout and waits on it.
+//
+// tb_client_close may run while calls are in flight in other threads: it
+// marks the client closing, closes the socket (their aios then end with
+// NNG_ECLOSED, which they return as TB_ECLOSED) and waits until the last of
+// them has let go of the client before it frees it.
+//
+// Lock order: only one lock, tb_client.mtx. No nng call that waits for
+// another thread's progress is made while it is held, except the first dial
+// (which does not depend on other calls).
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include <taskbroker.h>
+
+#include "client_impl.h"
+#include "tbp.h"
+
+#define CLIENT_DEFAULT_TIMEOUT_MS 10000
+#define CLIENT_RECVMAXSZ (64u << 20) // up to TBP_MAX_LIST tasks per reply
+#define CLIENT_RECONNMINT_MS 50      // a restarted broker is found fast
+#define CLIENT_RECONNMAXT_MS 1000
+#define CLIENT_RESENDTIME_MS 60000 // rely on resend-on-reconnect instead
+#define CLIENT_WAIT_MAX_MS 3600000 // tb_wait with a negative timeout
+
+struct tb_client {
+	pid_t pid; // the process that opened the client; never changes
+	char *url;
+
+	pthread_mutex_t mtx;  // protects sock, open, closing, busy
+	pthread_cond_t  idle; // signalled when busy drops to 0 while closing
+	nng_socket      sock;
+	bool            open;    // sock is open and dialled
+	bool            closing; // tb_client_close has started
+	unsigned        busy;    // calls currently using sock
+
+	atomic_int         timeout_ms;
+	atomic_uint_fast64_t next_req_id;
+};
+
+struct tb_task {
+	tb_id    id;
+	int      state;
+	uint32_t attempts;
+	uint32_t max_attempts;
+	int32_t  priority;
+	int64_t  created_at;
+	int64_t  started_at;
+	int64_t  finished_at;
+	char    *queue;
+	char    *handler;
+	char    *error;  // NULL: none
+	uint8_t *result; // NULL: none
+	size_t   result_len;
+};
+
+// client_call is one request/reply exchange: the decoded reply and the
+// message whose bytes it may point into.
+typedef struct client_call {
+	tbp_rep  rep;
+	nng_msg *msg;
+	bool     decoded;
+} client_call;
+
+// ---- errors, states, urls -------------------------------------------------
+
+const char *
+tb_strerror(int code)
+{
+	return (tbp_err_message(code));
+}
+
+const char *
+tb_errname(int code)
+{
+	return (tbp_err_name(code));
+}
+
+#define TB_STATE_NAME_(c, v, n) [v] = n,
+static const char *const state_names[] = {TB_STATES(TB_STATE_NAME_)};
+#undef TB_STATE_NAME_
+#define NSTATES ((int) (sizeof(state_names) / sizeof(state_names[0])))
+
+const char *
+tb_state_name(int state)
+{
+	if (state < 0 || state >= NSTATES || state_names[state] == NULL) {
+		return ("unknown");
+	}
+	return (state_names[state]);
+}
+
+int
+tb_state_parse(const char *name, int *statep)
+{
+	if (name == NULL || statep == NULL) {
+		return (TB_EINVAL);
+	}
+	for (int i = 0; i < NSTATES; i++) {
+		if (state_names[i] != NULL && strcmp(state_names[i], name) == 0) {
+			*statep = i;
+			return (TB_OK);
+		}
+	}
+	return (TB_EINVAL);
+}
+
+int
+tb_state_is_final(int state)
+{
+	return (state == TB_STATE_DONE || state == TB_STATE_DEAD ||
+	    state == TB_STATE_CANCELLED);
+}
+
+static const char *
+env_or(const char *name, const char *dflt)
+{
+	const char *v = getenv(name);
+
+	return ((v != NULL && v[0] != '\0') ? v : dflt);
+}
+
+const char *
+tb_default_url(void)
+{
+	return (env_or("TASKBROKER_URL", TB_DEFAULT_URL));
+}
+
+const char *
+tb_default_events_url(void)
+{
+	return (env_or("TASKBROKER_EVENTS_URL", TB_DEFAULT_EVENTS_URL));
+}
+
+int
+tbc_nng_err(int rv)
+{
+	switch (rv) {
+	case 0:
+		return (TB_OK);
+	case NNG_ETIMEDOUT:
+		return (TB_ETIMEDOUT);
+	case NNG_ECLOSED:
+		return (TB_ECLOSED);
+	case NNG_ENOMEM:
+		return (TB_ENOMEM);
+	case NNG_EINVAL:
+		return (TB_EINVAL);
+	case NNG_EPROTO:
+		return (TB_EPROTO);
+	case NNG_ECONNREFUSED:
+	case NNG_ECONNRESET:
+	case NNG_ECONNSHUT:
+	case NNG_ECONNABORTED:
+	case NNG_ENOENT:
+	case NNG_EADDRINVAL:
+	case NNG_EUNREACHABLE:
+	case NNG_EPEERAUTH:
+	case NNG_ECRYPTO:
+	case NNG_EPERM:
+		return (TB_EUNREACHABLE);
+	default:
+		return (TB_ESYSTEM);
+	}
+}
+
+int
+tbc_dial_err(int rv)
+{
+	switch (rv) {
+	case NNG_EINVAL:
+	case NNG_ENOTSUP:
+		return (TB_EINVAL);
+	default:
+		return (tbc_nng_err(rv));
+	}
+}
+
+bool
+tbc_url_ok(const char *url)
+{
+	const char *sep;
+
+	if (url == NULL || (sep = strstr(url, "://")) == NULL) {
+		return (false);
+	}
+	return (sep != url && sep[3] != '\0');
+}
+
+// ---- the client -----------------------------------------------------------
+
+int
+tb_client_open(tb_client **cp, const char *url)
+{
+	tb_client *c;
+
+	if (cp == NULL) {
+		return (TB_EINVAL);
+	}
+	if (url == NULL) {
+		url = tb_default_url();
+	}
+	if (!tbc_url_ok(url)) {
+		return (TB_EINVAL);
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		return (TB_ENOMEM);
+	}
+	if ((c->url = strdup(url)) == NULL) {
+		free(c);
+		return (TB_ENOMEM);
+	}
+	pthread_mutex_init(&c->mtx, NULL);
+	pthread_cond_init(&c->idle, NULL);
+	c->pid = getpid();
+	atomic_init(&c->timeout_ms, CLIENT_DEFAULT_TIMEOUT_MS);
+	atomic_init(&c->next_req_id, 1);
+	*cp = c;
+	return (TB_OK);
+}
+
+void
+tb_client_close(tb_client *c)
+{
+	bool was_open;
+
+	if (c == NULL) {
+		return;
+	}
+	if (getpid() != c->pid) {
+		// A forked child: the socket belongs to the parent and any nng
+		// call here would abort. Free our memory only.
+		free(c->url);
+		free(c);
+		return;
+	}
+	pthread_mutex_lock(&c->mtx);
+	c->closing = true;
+	was_open   = c->open;
+	c->open    = false;
+	pthread_mutex_unlock(&c->mtx);
+
+	// Closing the socket makes the aios of calls in flight end with
+	// NNG_ECLOSED; they then release the client.
+	if (was_open) {
+		nng_close(c->sock);
+	}
+
+	pthread_mutex_lock(&c->mtx);
+	while (c->busy > 0) {
+		pthread_cond_wait(&c->idle, &c->mtx);
+	}
+	pthread_mutex_unlock(&c->mtx);
+
+	pthread_cond_destroy(&c->idle);
+	pthread_mutex_destroy(&c->mtx);
+	free(c->url);
+	free(c);
+}
+
+int
+tb_client_set_timeout(tb_client *c, int ms)
+{
+	if (c == NULL || ms <= 0) {
+		return (TB_EINVAL);
+	}
+	atomic_store(&c->timeout_ms, ms);
+	return (TB_OK);
+}
+
+// client_dial_locked opens and dials the socket. Called with c->mtx held.
+static int
+client_dial_locked(tb_client *c)
+{
+	nng_socket s;
+	int        rv;
+
+	if ((rv = nng_req0_open(&s)) != 0) {
+		return (tbc_nng_err(rv));
+	}
+	// Option failures are not fatal for correctness, but they mean
+	// something is badly wrong with nng, so report them.
+	if ((rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ,
+	         CLIENT_RECVMAXSZ)) != 0 ||
+	    (rv = nng_socket_set_ms(
+	         s, NNG_OPT_RECONNMINT, CLIENT_RECONNMINT_MS)) != 0 ||
+	    (rv = nng_socket_set_ms(
+	         s, NNG_OPT_RECONNMAXT, CLIENT_RECONNMAXT_MS)) != 0 ||
+	    (rv = nng_socket_set_ms(
+	         s, NNG_OPT_REQ_RESENDTIME, CLIENT_RESENDTIME_MS)) != 0) {
+		nng_close(s);
+		return (tbc_nng_err(rv));
+	}
+	// Flags 0: dial synchronously, so that a missing broker is reported
+	// now instead of every request timing out.
+	if ((rv = nng_dial(s, c->url, NULL, 0)) != 0) {
+		nng_close(s);
+		return (tbc_dial_err(rv));
+	}
+	c->sock = s;
+	c->open = true;
+	return (TB_OK);
+}
+
+// client_acquire checks the process, opens the socket on first use and
+// marks the client busy. On success the caller must client_release(c).
+static int
+client_acquire(tb_client *c, nng_socket *sp)
+{
+	int rv = TB_OK;
+
+	if (c == NULL) {
+		return (TB_EINVAL);
+	}
+	if (getpid() != c->pid) {
+		return (TB_EFORK);
+	}
+	pthread_mutex_lock(&c->mtx);
+	if (c->closing) {
+		rv = TB_ECLOSED;
+	} else if (!c->open) {
+		rv = client_dial_locked(c);
+	}
+	if (rv == TB_OK) {
+		*sp = c->sock;
+		c->busy++;
+	}
+	pthread_mutex_unlock(&c->mtx);
+	return (rv);
+}
+
+static void
+client_release(tb_client *c)
+{
+	pthread_mutex_lock(&c->mtx);
+	if (--c->busy == 0 && c->closing) {
+		pthread_cond_broadcast(&c->idle);
+	}
+	pthread_mutex_unlock(&c->mtx);
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+static nng_duration
+clamp_ms(int64_t ms)
+{
+	if (ms < 1) {
+		return (1);
+	}
+	if (ms > INT32_MAX) {
+		return (INT32_MAX);
+	}
+	return ((nng_duration) ms);
+}
+
+static void
+call_fini(client_call *call)
+{
+	if (call->decoded) {
+		tbp_rep_fini(&call->rep);
+		call->decoded = false;
+	}
+	if (call->msg != NULL) {
+		nng_msg_free(call->msg);
+		call->msg = NULL;
+	}
+}
+
+// client_call_run sends the encoded request in b and waits up to timeout
+// milliseconds in all for the reply, which it decodes into call. Returns
+// TB_OK only if the broker answered with status ok; with a broker error,
+// call->rep still holds the decoded reply. call_fini(call) must be called
+// afterwards whatever the result.
+static int
+client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op,
+    uint64_t req_id, int64_t timeout, client_call *call)
+{
+	nng_socket sock;
+	nng_ctx    ctx;
+	nng_aio   *aio = NULL;
+	nng_msg   *msg = NULL;
+	bool       have_ctx = false;
+	int64_t    deadline;
+	int        rv;
+
+	memset(call, 0, sizeof(*call));
+	if ((rv = client_acquire(c, &sock)) != TB_OK) {
+		return (rv);
+	}
+	deadline = now_ms() + timeout;
+	if ((rv = nng_msg_alloc(&msg, 0)) != 0 ||
+	    (rv = nng_msg_append(msg, b->data, b->size)) != 0 ||
+	    (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
+		rv = tbc_nng_err(rv);
+		goto out;
+	}
+	if ((rv = nng_ctx_open(&ctx, sock)) != 0) {
+		rv = tbc_nng_err(rv);
+		goto out;
+	}
+	have_ctx = true;
+
+	// req0 completes the send once the request is handed to a pipe, so
+	// with no broker connected this is where the time goes.
+	nng_aio_set_timeout(aio, clamp_ms(timeout));
+	nng_aio_set_msg(aio, msg);
+	nng_ctx_send(ctx, aio);
+	nng_aio_wait(aio);
+	if ((rv = nng_aio_result(aio)) != 0) {
+		rv = tbc_nng_err(rv); // msg is still ours, freed below
+		goto out;
+	}
+	msg = NULL; // nng owns the request from here
+
+	nng_aio_set_timeout(aio, clamp_ms(deadline - now_ms()));
+	nng_ctx_recv(ctx, aio);
+	nng_aio_wait(aio);
+	if ((rv = nng_aio_result(aio)) != 0) {
+		rv = tbc_nng_err(rv);
+		goto out;
+	}
+	call->msg = nng_aio_get_msg(aio);
+
+	call->decoded = true;
+	if (tbp_rep_decode(&call->rep, nng_msg_body(call->msg),
+	        nng_msg_len(call->msg)) != TB_OK ||
+	    call->rep.req_id != req_id || call->rep.op != op) {
+		rv = TB_EPROTO;
+		goto out;
+	}
+	rv = call->rep.status;
+	if (rv < 0 || rv > TB_ESYSTEM) {
+		rv = TB_EPROTO; // a status this library does not know
+	}
+out:
+	if (aio != NULL) {
+		nng_aio_free(aio);
+	}
+	if (have_ctx) {
+		nng_ctx_close(ctx);
+	}
+	if (msg != NULL) {
+		nng_msg_free(msg);
+	}
+	client_release(c);
+	return (rv);
+}
+
+static uint64_t
+client_next_req_id(tb_client *c)
+{
+	return (atomic_fetch_add(&c->next_req_id, 1));
+}
+
+static int64_t
+client_timeout(tb_client *c)
+{
+	return (atomic_load(&c->timeout_ms));
+}
+
+// fill_random writes n random bytes: getrandom(2), else /dev/urandom.
+static int
+fill_random(uint8_t *p, size_t n)
+{
+	size_t  got = 0;
+	ssize_t k;
+	int     fd;
+
+	while (got < n) {
+		k = getrandom(p + got, n - got, 0);
+		if (k < 0 && errno == EINTR) {
+			continue;
+		}
+		if (k <= 0) {
+			break;
+		}
+		got += (size_t) k;
+	}
+	if (got == n) {
+		return (TB_OK);
+	}
+	if ((fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)) < 0) {
+		return (TB_ESYSTEM);
+	}
+	while (got < n) {
+		k = read(fd, p + got, n - got);
+		if (k < 0 && errno == EINTR) {
+			continue;
+		}
+		if (k <= 0) {
+			close(fd);
+			return (TB_ESYSTEM);
+		}
+		got += (size_t) k;
+	}
+	close(fd);
+	return (TB_OK);
+}
+
+// ---- tasks ----------------------------------------------------------------
+
+static int
+task_copy(tb_task **tp, const tbp_task_info *in)
+{
+	tb_task *t;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		return (TB_ENOMEM);
+	}
+	t->id           = in->id;
+	t->state        = (int) in->state;
+	t->attempts     = in->attempts;
+	t->max_attempts = in->max_attempts;
+	t->priority     = in->priority;
+	t->created_at   = in->created_at;
+	t->started_at   = in->started_at;
+	t->finished_at  = in->finished_at;
+	if ((t->queue = tbp_bytes_dup(in->queue)) == NULL ||
+	    (t->handler = tbp_bytes_dup(in->handler)) == NULL) {
+		goto fail;
+	}
+	if (in->error.n > 0 && (t->error = tbp_bytes_dup(in->error)) == NULL) {
+		goto fail;
+	}
+	if (in->result.n > 0) {
+		if ((t->result = malloc(in->result.n)) == NULL) {
+			goto fail;
+		}
+		memcpy(t->result, in->result.p, in->result.n);
+		t->result_len = in->result.n;
+	}
+	*tp = t;
+	return (TB_OK);
+fail:
+	tb_task_free(t);
+	return (TB_ENOMEM);
+}
+
+void
+tb_task_free(tb_task *t)
+{
+	if (t == NULL) {
+		return;
+	}
+	free(t->queue);
+	free(t->handler);
+	free(t->error);
+	free(t->result);
+	free(t);
+}
+
+void
+tb_task_list_free(tb_task **tasks, size_t n)
+{
+	if (tasks == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		tb_task_free(tasks[i]);
+	}
+	free(tasks);
+}
+
+tb_id
+tb_task_id(const tb_task *t)
+{
+	return (t->id);
+}
+
+int
+tb_task_state(const tb_task *t)
+{
+	return (t->state);
+}
+
+uint32_t
+tb_task_attempts(const tb_task *t)
+{
+	return (t->attempts);
+}
+
+uint32_t
+tb_task_max_attempts(const tb_task *t)
+{
+	return (t->max_attempts);
+}
+
+int32_t
+tb_task_priority(const tb_task *t)
+{
+	return (t->priority);
+}
+
+const char *
+tb_task_queue(const tb_task *t)
+{
+	return (t->queue);
+}
+
+const char *
+tb_task_handler(const tb_task *t)
+{
+	return (t->handler);
+}
+
+const void *
+tb_task_result(const tb_task *t, size_t *lenp)
+{
+	if (lenp != NULL) {
+		*lenp = t->result_len;
+	}
+	return (t->result);
+}
+
+const char *
+tb_task_error(const tb_task *t)
+{
+	return (t->error);
+}
+
+int64_t
+tb_task_created_at(const tb_task *t)
+{
+	return (t->created_at);
+}
+
+int64_t
+tb_task_started_at(const tb_task *t)
+{
+	return (t->started_at);
+}
+
+int64_t
+tb_task_finished_at(const tb_task *t)
+{
+	return (t->finished_at);
+}
+
+// ---- requests -------------------------------------------------------------
+
+int
+tb_submit(tb_client *c, const char *handler, const void *payload,
+    size_t payload_len, const tb_submit_opts *opts, tb_id *idp)
+{
+	tb_task_spec spec;
+
+	spec.handler     = handler;
+	spec.payload     = payload;
+	spec.payload_len = payload_len;
+	spec.opts        = opts;
+	return (tb_submit_batch(c, &spec, 1, idp));
+}
+
+int
+tb_submit_batch(
+    tb_client *c, const tb_task_spec *specs, size_t n, tb_id *ids)
+{
+	static const tb_submit_opts dflt = TB_SUBMIT_OPTS_INIT;
+	msgpack_sbuffer             b;
+	client_call                 call;
+	tbp_task_in                *in   = NULL;
+	uint8_t                    *sids = NULL;
+	uint64_t                    req_id;
+	int                         rv;
+
+	if (c == NULL || specs == NULL || n == 0 || n > TB_MAX_BATCH) {
+		return (TB_EINVAL);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const tb_task_spec *s = &specs[i];
+
+		if (s->handler == NULL || s->handler[0] == '\0' ||
+		    (s->payload == NULL && s->payload_len > 0)) {
+			return (TB_EINVAL);
+		}
+	}
+	msgpack_sbuffer_init(&b);
+	memset(&call, 0, sizeof(call));
+	if ((in = calloc(n, sizeof(*in))) == NULL ||
+	    (sids = malloc(n * TBP_SID_LEN)) == NULL) {
+		rv = TB_ENOMEM;
+		goto out;
+	}
+	// Each task gets its own submission id, so the broker can recognise a
+	// copy resent after a reconnect task by task.
+	if ((rv = fill_random(sids, n * TBP_SID_LEN)) != TB_OK) {
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const tb_task_spec   *s = &specs[i];
+		const tb_submit_opts *o = s->opts != NULL ? s->opts : &dflt;
+
+		in[i].sid.p        = sids + i * TBP_SID_LEN;
+		in[i].sid.n        = TBP_SID_LEN;
+		in[i].handler      = tbp_str(s->handler);
+		in[i].queue        = tbp_str(o->queue); // NULL: "default"
+		in[i].payload.p    = s->payload_len > 0 ? s->payload : NULL;
+		in[i].payload.n    = (uint32_t) s->payload_len;
+		in[i].priority     = o->priority;
+		in[i].max_attempts = o->max_attempts;
+		in[i].timeout_ms   = o->timeout_ms;
+		in[i].delay_ms     = o->delay_ms;
+		if (s->payload_len > UINT32_MAX) {
+			rv = TB_ETOOBIG;
+			goto out;
+		}
+	}
+	req_id = client_next_req_id(c);
+	if ((rv = tbp_enc_submit(&b, req_id, in, (uint32_t) n)) != TB_OK) {
+		goto out;
+	}
+	rv = client_call_run(
+	    c, &b, TBP_OP_SUBMIT, req_id, client_timeout(c), &call);
+	if (rv != TB_OK) {
+		goto out;
+	}
+	if (call.rep.nids != n || call.rep.ids == NULL) {
+		rv = TB_EPROTO;
+		goto out;
+	}
+	if (ids != NULL) {
+		for (size_t i = 0; i < n; i++) {
+			ids[i] = call.rep.ids[i];
+		}
+	}
+out:
+	call_fini(&call);
+	msgpack_sbuffer_destroy(&b);
+	free(sids);
+	free(in);
+	return (rv);
+}
+
+// task_request runs status, cancel or wait and copies the reply's task to
+// *tp (may be NULL). For wait, *timed_outp receives the reply's flag.
+static int
+task_request(tb_client *c, uint32_t op, tb_id id, int64_t wait_ms,
+    tb_task **tp, bool *timed_outp)
+{
+	msgpack_sbuffer b;
+	client_call     call;
+	uint64_t        req_id;
+	int64_t         timeout = client_timeout(c);
+	int             rv;
+
+	msgpack_sbuffer_init(&b);
+	memset(&call, 0, sizeof(call));
+	req_id = client_next_req_id(c);
+	if (op == TBP_OP_WAIT) {
+		rv = tbp_enc_wait(&b, req_id, id, wait_ms);
+		timeout += wait_ms;
+	} else {
+		rv = tbp_enc_req_id(&b, op, req_id, id);
+	}
+	if (rv != TB_OK) {
+		goto out;
+	}
+	if ((rv = client_call_run(c, &b, op, req_id, timeout, &call)) !=
+	    TB_OK) {
+		goto out;
+	}
+	if (!call.rep.have_task) {
+		rv = TB_EPROTO;
+		goto out;
+	}
+	if (timed_outp != NULL) {
+		*timed_outp = call.rep.timed_out;
+	}
+	if (tp != NULL) {
+		rv = task_copy(tp, &call.rep.task);
+	}
+out:
+	call_fini(&call);
+	msgpack_sbuffer_destroy(&b);
+	return (rv);
+}
+
+int
+tb_status(tb_client *c, tb_id id, tb_task **tp)
+{
+	if (c == NULL || tp == NULL) {
+		return (TB_EINVAL);
+	}
+	*tp = NULL;
+	return (task_request(c, TBP_OP_STATUS, id, 0, tp, NULL));
+}
+
+int
+tb_wait(tb_client *c, tb_id id, int timeout_ms, tb_task **tp)
+{
+	bool timed_out = false;
+	int  rv;
+
+	if (c == NULL || tp == NULL) {
+		return (TB_EINVAL);
+	}
+	*tp = NULL;
+	if (timeout_ms < 0) {
+		timeout_ms = CLIENT_WAIT_MAX_MS;
+	}
+	rv = task_request(c, TBP_OP_WAIT, id, timeout_ms, tp, &timed_out);
+	if (rv == TB_OK && timed_out) {
+		rv = TB_ETIMEDOUT; // *tp stays set: the caller frees it
+	}
+	return (rv);
+}
+
+int
+tb_cancel(tb_client *c, tb_id id, tb_task **tp)
+{
+	if (c == NULL) {
+		return (TB_EINVAL);
+	}
+	if (tp != NULL) {
+		*tp = NULL;
+	}
+	return (task_request(c, TBP_OP_CANCEL, id, 0, tp, NULL));
+}
+
+int
+tb_list(tb_client *c, const tb_list_opts *opts, tb_task ***tasksp,
+    size_t *np)
+{
+	static const tb_list_opts dflt = TB_LIST_OPTS_INIT;
+	msgpack_sbuffer           b;
+	client_call               call;
+	tb_task                 **tasks = NULL;
+	size_t                    n     = 0;
+	uint64_t                  req_id;
+	int                       rv;
+
+	if (c == NULL || tasksp == NULL || np == NULL) {
+		return (TB_EINVAL);
+	}
+	if (opts == NULL) {
+		opts = &dflt;
+	}
+	if (opts->limit > TBP_MAX_LIST || opts->state >= NSTATES) {
+		return (TB_EINVAL);
+	}
+	msgpack_sbuffer_init(&b);
+	memset(&call, 0, sizeof(call));
+	req_id = client_next_req_id(c);
+	if ((rv = tbp_enc_list(&b, req_id, opts->queue,
+	         opts->state < 0 ? -1 : opts->state, opts->limit,
+	         opts->after_id)) != TB_OK) {
+		goto out;
+	}
+	rv = client_call_run(
+	    c, &b, TBP_OP_LIST, req_id, client_timeout(c), &call);
+	if (rv != TB_OK) {
+		goto out;
+	}
+	if (call.rep.ntasks > 0 && call.rep.tasks == NULL) {
+		rv = TB_EPROTO;
+		goto out;
+	}
+	// One extra slot so that an empty listing is still a valid array.
+	if ((tasks = calloc((size_t) call.rep.ntasks + 1, sizeof(*tasks))) ==
+	    NULL) {
+		rv = TB_ENOMEM;
+		goto out;
+	}
+	for (n = 0; n < call.rep.ntasks; n++) {
+		if ((rv = task_copy(&tasks[n], &call.rep.tasks[n])) != TB_OK) {
+			goto out;
+		}
+	}
+	*tasksp = tasks;
+	*np     = n;
+	tasks   = NULL; // the caller owns the array from here
+out:
+	tb_task_list_free(tasks, n);
+	call_fini(&call);
+	msgpack_sbuffer_destroy(&b);
+	return (rv);
+}
+
+// empty_request runs ping, stats or shutdown; the caller reads call->rep
+// and must call_fini(call) whatever the result.
+static int
+empty_request(tb_client *c, uint32_t op, client_call *call)
+{
+	msgpack_sbuffer b;
+	uint64_t        req_id;
+	int             rv;
+
+	memset(call, 0, sizeof(*call));
+	if (c == NULL) {
+		return (TB_EINVAL);
+	}
+	msgpack_sbuffer_init(&b);
+	req_id = client_next_req_id(c);
+	if ((rv = tbp_enc_req_empty(&b, op, req_id)) == TB_OK) {
+		rv = client_call_run(
+		    c, &b, op, req_id, client_timeout(c), call);
+	}
+	msgpack_sbuffer_destroy(&b);
+	return (rv);
+}
+
+int
+tb_stats_get(tb_client *c, tb_stats *st)
+{
+	client_call call;
+	int         rv;
+
+	if (st == NULL) {
+		return (TB_EINVAL);
+	}
+	if ((rv = empty_request(c, TBP_OP_STATS, &call)) == TB_OK) {
+		const tbp_stats *s = &call.rep.stats;
+
+		memset(st, 0, sizeof(*st));
+		st->pending   = s->pending;
+		st->running   = s->running;
+		st->done      = s->done;
+		st->failed    = s->failed;
+		st->dead      = s->dead;
+		st->cancelled = s->cancelled;
+		st->submitted = s->submitted;
+		st->completed = s->completed;
+		st->uptime_ms = s->uptime_ms;
+		st->workers   = s->workers;
+		st->pid       = s->pid;
+	}
+	call_fini(&call);
+	return (rv);
+}
+
+int
+tb_ping(tb_client *c, char **versionp)
+{
+	client_call call;
+	int         rv;
+
+	if (versionp != NULL) {
+		*versionp = NULL;
+	}
+	if ((rv = empty_request(c, TBP_OP_PING, &call)) == TB_OK &&
+	    versionp != NULL) {
+		if ((*versionp = tbp_bytes_dup(call.rep.version_str)) == NULL) {
+			rv = TB_ENOMEM;
+		}
+	}
+	call_fini(&call);
+	return (rv);
+}
+
+int
+tb_shutdown(tb_client *c)
+{
+	client_call call;
+	int         rv;
+
+	rv = empty_request(c, TBP_OP_SHUTDOWN, &call);
+	call_fini(&call);
+	return (rv);
+}

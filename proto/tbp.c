@@ -1,1 +1,96 @@
-// tbp.c: placeholder
+// tbp.c: names of ops and error codes, and the helpers for tbp_bytes views.
+// The encoders live in tbp_encode.c, the checker and decoders in
+// tbp_decode.c.
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tbp.h"
+
+#define TBP_OP_NAME_(n, v, s) [v] = s,
+static const char *const tbp_op_names[TBP_OP_COUNT] = { TBP_OPS(
+    TBP_OP_NAME_) };
+#undef TBP_OP_NAME_
+
+const char *
+tbp_op_name(uint32_t op)
+{
+	if (op >= TBP_OP_COUNT || tbp_op_names[op] == NULL) {
+		return ("unknown");
+	}
+	return (tbp_op_names[op]);
+}
+
+// The error texts are looked up with a switch rather than an array indexed
+// by code, so that a gap or a negative code in TB_ERRORS can never read out
+// of bounds.
+const char *
+tbp_err_name(int code)
+{
+	switch (code) {
+#define TBP_ERR_NAME_(c, v, n, m) \
+	case v:                   \
+		return (n);
+		TB_ERRORS(TBP_ERR_NAME_)
+#undef TBP_ERR_NAME_
+	default:
+		return ("unknown");
+	}
+}
+
+const char *
+tbp_err_message(int code)
+{
+	switch (code) {
+#define TBP_ERR_MSG_(c, v, n, m) \
+	case v:                  \
+		return (m);
+		TB_ERRORS(TBP_ERR_MSG_)
+#undef TBP_ERR_MSG_
+	default:
+		return ("unknown error");
+	}
+}
+
+bool
+tbp_bytes_eq(tbp_bytes v, const char *s)
+{
+	size_t n;
+
+	n = (s == NULL) ? 0 : strlen(s);
+	if (n != v.n) {
+		return (false);
+	}
+	// n == 0 must not reach memcmp: an empty view may hold a NULL pointer.
+	return (n == 0 || memcmp(v.p, s, n) == 0);
+}
+
+char *
+tbp_bytes_dup(tbp_bytes v)
+{
+	char *s;
+
+	if ((s = malloc((size_t) v.n + 1)) == NULL) {
+		return (NULL);
+	}
+	if (v.n > 0) {
+		memcpy(s, v.p, v.n);
+	}
+	s[v.n] = '\0';
+	return (s);
+}
+
+tbp_bytes
+tbp_str(const char *s)
+{
+	tbp_bytes v;
+
+	if (s == NULL) {
+		v.p = NULL;
+		v.n = 0;
+		return (v);
+	}
+	v.p = (const uint8_t *) s;
+	v.n = (uint32_t) strlen(s);
+	return (v);
+}

@@ -284,6 +284,7 @@ tb_id       tb_event_task_id(const tb_event *e);
 int         tb_event_state(const tb_event *e);
 uint32_t    tb_event_attempt(const tb_event *e);
 uint64_t    tb_event_duration_us(const tb_event *e);
+int64_t     tb_event_time(const tb_event *e); // Unix µs of the change
 const char *tb_event_queue(const tb_event *e);
 const char *tb_event_handler(const tb_event *e);
 const void *tb_event_result(const tb_event *e, size_t *lenp);

@@ -1,0 +1,33 @@
+// events.h: the PUB socket that announces task state changes.
+//
+// Each message is the topic "tb.<event>.<queue>.<handler>", a NUL byte and
+// a msgpack map (see proto/tbp.h). PUB is best effort: a slow subscriber
+// loses messages rather than slowing the broker, and clients can always ask
+// for a task's state. Loop thread only.
+
+#ifndef EVENTS_H
+#define EVENTS_H
+
+#include <stdint.h>
+
+#include "task.h"
+
+typedef struct events events;
+
+// events_open listens on url. On success *ep owns the publisher. Returns
+// TB_OK, TB_EINVAL (bad url), TB_EBUSY (address in use) or TB_ESYSTEM.
+int events_open(events **ep, const char *url);
+
+// events_publish announces event ("start", "done", ...) for t, reporting
+// state and attempt as given (the task may have moved on since) and
+// duration_us, the attempt's running time (0 if none).
+void events_publish(events *ev, const char *event, const task *t,
+    uint32_t state, uint32_t attempt, uint64_t duration_us);
+
+// events_seq returns the sequence number of the last event published.
+uint64_t events_seq(events *ev);
+
+// events_close closes the socket. Accepts NULL.
+void events_close(events *ev);
+
+#endif // EVENTS_H

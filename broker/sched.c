@@ -1,1 +1,0 @@
-// sched.c: placeholder until the module lands.

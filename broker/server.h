@@ -1,0 +1,70 @@
+// server.h: the request socket.
+//
+// DESIGN. One nng REP socket with many contexts, each with its own aio and
+// one srv_req record. A context's life is a cycle: receive (nng thread:
+// decode the request, post the record to the inbox, wake the loop), handle
+// (loop thread: srv's handle callback; the reply may be sent at once or
+// much later, e.g. after a store commit or when a waited-for task ends),
+// send (srv_reply on the loop thread starts an async send), and on send
+// completion (nng thread) receive again. Decoding happens on the nng thread
+// because it needs no shared state; nothing else does. The server keeps
+// SRV_RECEIVERS contexts receiving: when the loop holds many requests (long
+// waits), it opens more, so held requests never starve new ones; surplus
+// contexts are closed when their send completes.
+//
+// Lock order: only srv.mtx (the inbox) exists.
+
+#ifndef SERVER_H
+#define SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+#include <nng/nng.h>
+#include <uv.h>
+
+#include <tbp.h>
+
+#define SRV_RECEIVERS 64        // contexts kept receiving
+#define SRV_MAX_CONTEXTS 65536  // hard cap on contexts (memory bound)
+
+typedef struct srv srv;
+
+typedef struct srv_req {
+	srv     *srv;
+	nng_ctx  ctx;
+	nng_aio *aio;
+	int      phase; // internal
+
+	tbp_req         req;       // the decoded request
+	int             decode_rv; // TB_OK or why decoding failed
+	size_t          raw_len;   // its size on the wire
+	msgpack_sbuffer out;       // the reply, filled by the loop
+
+	void *data; // the loop's
+
+	struct srv_req *next;               // inbox link
+	struct srv_req *all_prev, *all_next; // every record (loop thread)
+} srv_req;
+
+// srv_open listens on url and starts receiving. handle(req, arg) is called
+// on the loop thread for each request, including undecodable ones
+// (req->decode_rv != TB_OK); it must lead to exactly one srv_reply(req).
+// Returns TB_OK, TB_EINVAL, TB_EBUSY (address in use) or TB_ESYSTEM.
+int srv_open(srv **sp, uv_loop_t *loop, const char *url,
+    void (*handle)(srv_req *req, void *arg), void *arg);
+
+// srv_reply sends req->out as the reply. The loop must not touch req
+// afterwards. Loop thread.
+void srv_reply(srv_req *req);
+
+// srv_sending returns the number of replies still being sent.
+int srv_sending(srv *s);
+
+// srv_close stops the socket and frees every record, including requests
+// the loop still holds: the loop must forget them first. Loop thread; the
+// loop must run once more afterwards for libuv close callbacks.
+void srv_close(srv *s);
+
+#endif // SERVER_H

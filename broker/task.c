@@ -1,0 +1,151 @@
+// task.c: see task.h.
+
+#include "task.h"
+
+#include <stdlib.h>
+
+bool
+sched_before(int kind, const task *a, const task *b)
+{
+	if (kind == SCHED_DUE) {
+		if (a->run_at != b->run_at) {
+			return (a->run_at < b->run_at);
+		}
+		return (a->id < b->id);
+	}
+	if (a->priority != b->priority) {
+		return (a->priority > b->priority);
+	}
+	return (a->id < b->id);
+}
+
+void
+sched_heapq_init(sched_heapq *h, int kind)
+{
+	h->v    = NULL;
+	h->n    = 0;
+	h->cap  = 0;
+	h->kind = kind;
+}
+
+void
+sched_heapq_fini(sched_heapq *h)
+{
+	free(h->v);
+	h->v   = NULL;
+	h->n   = 0;
+	h->cap = 0;
+}
+
+static void
+sched_set(sched_heapq *h, size_t i, task *t)
+{
+	h->v[i]     = t;
+	t->heap_idx = i;
+}
+
+static void
+sched_up(sched_heapq *h, size_t i)
+{
+	task *t = h->v[i];
+
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (!sched_before(h->kind, t, h->v[p])) {
+			break;
+		}
+		sched_set(h, i, h->v[p]);
+		i = p;
+	}
+	sched_set(h, i, t);
+}
+
+static void
+sched_down(sched_heapq *h, size_t i)
+{
+	task *t = h->v[i];
+
+	for (;;) {
+		size_t l = 2 * i + 1;
+		size_t m;
+		if (l >= h->n) {
+			break;
+		}
+		m = l;
+		if (l + 1 < h->n && sched_before(h->kind, h->v[l + 1], h->v[l])) {
+			m = l + 1;
+		}
+		if (!sched_before(h->kind, h->v[m], t)) {
+			break;
+		}
+		sched_set(h, i, h->v[m]);
+		i = m;
+	}
+	sched_set(h, i, t);
+}
+
+int
+sched_push(sched_heapq *h, task *t)
+{
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 64;
+		task **v   = realloc(h->v, cap * sizeof(*v));
+		if (v == NULL) {
+			return (-1);
+		}
+		h->v   = v;
+		h->cap = cap;
+	}
+	t->heap = h->kind;
+	h->n++;
+	sched_set(h, h->n - 1, t);
+	sched_up(h, h->n - 1);
+	return (0);
+}
+
+task *
+sched_peek(const sched_heapq *h)
+{
+	return (h->n > 0 ? h->v[0] : NULL);
+}
+
+void
+sched_remove(sched_heapq *h, task *t)
+{
+	size_t i = t->heap_idx;
+
+	h->n--;
+	if (i != h->n) {
+		sched_set(h, i, h->v[h->n]);
+		// The moved entry may belong above or below its new place.
+		sched_up(h, i);
+		sched_down(h, h->v[i]->heap_idx);
+	}
+	t->heap     = SCHED_NONE;
+	t->heap_idx = 0;
+}
+
+task *
+sched_pop(sched_heapq *h)
+{
+	task *t = sched_peek(h);
+
+	if (t != NULL) {
+		sched_remove(h, t);
+	}
+	return (t);
+}
+
+int64_t
+sched_backoff_us(uint32_t attempts, int64_t base_us, int64_t cap_us, double r)
+{
+	int64_t d = base_us;
+
+	for (uint32_t i = 1; i < attempts && d < cap_us; i++) {
+		d *= 2;
+	}
+	if (d > cap_us) {
+		d = cap_us;
+	}
+	return (d / 2 + (int64_t) ((double) (d / 2) * r));
+}

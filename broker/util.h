@@ -1,0 +1,24 @@
+// util.h: small helpers shared by broker modules.
+
+#ifndef UTIL_H
+#define UTIL_H
+
+#include <stdint.h>
+
+// util_now_us returns the wall clock as Unix microseconds.
+int64_t util_now_us(void);
+
+// util_mono_us returns a monotonic clock in microseconds.
+int64_t util_mono_us(void);
+
+// util_nng_err converts an nng error to a tb_err code.
+int util_nng_err(int nng_rv);
+
+
+
+// util_state_name returns the static name of a tb_state.
+const char *util_state_name(int state);
+
+// util_state_final is true for done, dead and cancelled.
+int util_state_final(int state);
+#endif // UTIL_H

@@ -1,0 +1,1077 @@
+// tbp_decode.c: tbp_check and the request, reply and event decoders.
+//
+// DESIGN: a message is decoded in three steps. (1) tbp_check walks the raw
+// bytes without allocating and proves that they hold exactly one msgpack
+// object whose every length fits in the buffer, whose nesting is bounded,
+// and whose object count is bounded. (2) Only then are the bytes copied
+// into memory the message owns and unpacked by msgpack-c, whose unpacker
+// trusts length prefixes and would otherwise reserve whatever a hostile
+// header asks for. (3) The object tree is read into the C structs; every
+// string and byte field is a view into the copy.
+//
+// The copy is needed because msgpack-c's unpacked strings point into the
+// buffer they were unpacked from, and tbp.h promises that the caller's
+// buffer need not outlive the message. The copy is tied to the msgpack zone
+// with a finalizer, so msgpack_unpacked_destroy frees both, and so do the
+// arrays of tasks and ids, which are allocated in the same zone.
+//
+// Field readers report TB_EBADREQ (malformed) or TB_ETOOBIG (over a limit);
+// the reply and event decoders map those to their own codes at the end.
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tbp.h"
+
+// TBP_CHECK_STACK is the deepest nesting tbp_check can follow; a larger
+// max_depth acts as this one. It is far above TBP_MAX_DEPTH and msgpack-c's
+// own limit of 32, and keeps the walker's stack to 2 KiB.
+#define TBP_CHECK_STACK 256u
+
+// TBP_MAX_OBJECTS_ bounds the objects (keys and values) in one message.
+// msgpack-c spends 24 bytes per object, so without it an 8 MiB message of
+// one-byte objects in an ignored field would cost about 200 MiB to unpack.
+// A full list reply or submit has about 25,000 objects; this leaves room
+// for fields added later and caps the unpacked tree at about 6 MiB.
+#define TBP_MAX_OBJECTS_ (1u << 18)
+
+// TBP_MAX_TOPIC_ is the longest event topic: "tb." and three names with
+// their dots, plus slack for the event name.
+#define TBP_MAX_TOPIC_ (3u * TBP_MAX_NAME + 16u)
+
+static uint64_t
+load_be(const uint8_t *p, size_t k)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < k; i++) {
+		v = (v << 8) | p[i];
+	}
+	return (v);
+}
+
+// check_walk is tbp_check, also counting the objects it saw in *nobjp.
+// It keeps one counter per open container instead of recursing, so a deep
+// input cannot exhaust the C stack, and a running total of the objects
+// still owed: each needs at least one byte, so a header that promises more
+// than the remaining bytes can hold is rejected at once.
+static int
+check_walk(const uint8_t *p, size_t len, unsigned max_depth, size_t *usedp,
+    size_t *nobjp)
+{
+	uint64_t left[TBP_CHECK_STACK]; // children still owed, per container
+	unsigned depth   = 0;
+	size_t   pos     = 0;
+	uint64_t pending = 1; // objects still owed at every level
+	size_t   nobj    = 0;
+
+	if (max_depth > TBP_CHECK_STACK) {
+		max_depth = TBP_CHECK_STACK;
+	}
+	if (p == NULL) {
+		return (TB_EBADREQ);
+	}
+	for (;;) {
+		uint8_t  b;
+		uint64_t body  = 0; // bytes after the header and length field
+		uint64_t nelem = 0; // children of a container (2 per map pair)
+		uint64_t extra = 0; // the type byte of an ext
+		size_t   k     = 0; // size of the big-endian length field
+		bool     cont  = false;
+		bool     map   = false;
+
+		if (pos >= len) {
+			return (TB_EBADREQ);
+		}
+		b = p[pos++];
+		pending--;
+		nobj++;
+		if (b <= 0x7f || b >= 0xe0) {
+			// positive or negative fixint: the header is the value
+		} else if (b <= 0x8f) {
+			cont  = true;
+			nelem = 2u * (b & 0x0fu);
+		} else if (b <= 0x9f) {
+			cont  = true;
+			nelem = b & 0x0fu;
+		} else if (b <= 0xbf) {
+			body = b & 0x1fu;
+		} else {
+			switch (b) {
+			case 0xc0: // nil
+			case 0xc2: // false
+			case 0xc3: // true
+				break;
+			case 0xc4: // bin 8, 16, 32
+			case 0xd9: // str 8, 16, 32
+				k = 1;
+				break;
+			case 0xc5:
+			case 0xda:
+				k = 2;
+				break;
+			case 0xc6:
+			case 0xdb:
+				k = 4;
+				break;
+			case 0xc7: // ext 8, 16, 32: length, type, data
+				k     = 1;
+				extra = 1;
+				break;
+			case 0xc8:
+				k     = 2;
+				extra = 1;
+				break;
+			case 0xc9:
+				k     = 4;
+				extra = 1;
+				break;
+			case 0xcc: // uint 8
+			case 0xd0: // int 8
+				body = 1;
+				break;
+			case 0xcd:
+			case 0xd1:
+				body = 2;
+				break;
+			case 0xca: // float 32
+			case 0xce:
+			case 0xd2:
+				body = 4;
+				break;
+			case 0xcb: // float 64
+			case 0xcf:
+			case 0xd3:
+				body = 8;
+				break;
+			case 0xd4: // fixext 1, 2, 4, 8, 16: type, data
+				body = 2;
+				break;
+			case 0xd5:
+				body = 3;
+				break;
+			case 0xd6:
+				body = 5;
+				break;
+			case 0xd7:
+				body = 9;
+				break;
+			case 0xd8:
+				body = 17;
+				break;
+			case 0xdc: // array 16, 32
+				cont = true;
+				k    = 2;
+				break;
+			case 0xdd:
+				cont = true;
+				k    = 4;
+				break;
+			case 0xde: // map 16, 32
+				cont = true;
+				map  = true;
+				k    = 2;
+				break;
+			case 0xdf:
+				cont = true;
+				map  = true;
+				k    = 4;
+				break;
+			default: // 0xc1 is reserved and never valid
+				return (TB_EBADREQ);
+			}
+		}
+		if (k > 0) {
+			uint64_t v;
+
+			if (len - pos < k) {
+				return (TB_EBADREQ);
+			}
+			v = load_be(p + pos, k);
+			pos += k;
+			if (cont) {
+				nelem = map ? 2 * v : v;
+			} else {
+				body = v + extra;
+			}
+		}
+		if (body > len - pos) {
+			return (TB_EBADREQ);
+		}
+		pos += (size_t) body;
+		// Keeps pending <= len - pos true, which the subtraction below
+		// relies on.
+		if (pending > len - pos) {
+			return (TB_EBADREQ);
+		}
+		if (cont) {
+			// An empty container counts too, as it does in
+			// msgpack-c, so whatever passes here also unpacks.
+			if (depth >= max_depth) {
+				return (TB_ETOOBIG);
+			}
+			if (nelem > 0) {
+				if (nelem > (len - pos) - pending) {
+					return (TB_EBADREQ);
+				}
+				left[depth++] = nelem;
+				pending += nelem;
+				continue;
+			}
+		}
+		// An object is complete; it may complete its containers too.
+		while (depth > 0 && --left[depth - 1] == 0) {
+			depth--;
+		}
+		if (depth == 0) {
+			break;
+		}
+	}
+	if (usedp != NULL) {
+		*usedp = pos;
+	}
+	*nobjp = nobj;
+	return (TB_OK);
+}
+
+int
+tbp_check(const void *buf, size_t len, unsigned max_depth, size_t *usedp)
+{
+	size_t nobj;
+
+	return (check_walk(buf, len, max_depth, usedp, &nobj));
+}
+
+// unpack checks buf[off..len) as exactly one object and unpacks it from a
+// copy of buf[0..len) owned by u's zone. *copyp receives the copy.
+static int
+unpack(msgpack_unpacked *u, const void *buf, size_t len, size_t off,
+    const uint8_t **copyp)
+{
+	char  *copy;
+	size_t used;
+	size_t nobj;
+	int    rv;
+
+	if (len > TBP_MAX_MSG) {
+		return (TB_ETOOBIG);
+	}
+	if (buf == NULL || off >= len) {
+		return (TB_EBADREQ);
+	}
+	rv = check_walk(
+	    (const uint8_t *) buf + off, len - off, TBP_MAX_DEPTH, &used, &nobj);
+	if (rv != TB_OK) {
+		return (rv);
+	}
+	if (used != len - off) {
+		return (TB_EBADREQ); // trailing bytes
+	}
+	if (nobj > TBP_MAX_OBJECTS_) {
+		return (TB_ETOOBIG);
+	}
+	if ((copy = malloc(len)) == NULL) {
+		return (TB_ENOMEM);
+	}
+	memcpy(copy, buf, len);
+	used = off; // msgpack_unpack_next starts at *off
+	switch (msgpack_unpack_next(u, copy, len, &used)) {
+	case MSGPACK_UNPACK_SUCCESS:
+		break;
+	case MSGPACK_UNPACK_NOMEM_ERROR:
+		free(copy);
+		return (TB_ENOMEM);
+	default:
+		// Cannot happen after check_walk; refuse rather than guess.
+		free(copy);
+		return (TB_EBADREQ);
+	}
+	// A lone scalar needs no zone, but the copy needs an owner.
+	if (u->zone == NULL &&
+	    (u->zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE)) == NULL) {
+		free(copy);
+		return (TB_ENOMEM);
+	}
+	if (!msgpack_zone_push_finalizer(u->zone, free, copy)) {
+		free(copy);
+		return (TB_ENOMEM);
+	}
+	*copyp = (const uint8_t *) copy; // the zone owns the copy from here
+	return (TB_OK);
+}
+
+// zalloc returns n zeroed elements of size sz from u's zone, or NULL.
+static void *
+zalloc(msgpack_unpacked *u, size_t n, size_t sz)
+{
+	void *p;
+
+	if (n == 0) {
+		return (NULL);
+	}
+	if ((p = msgpack_zone_malloc(u->zone, n * sz)) != NULL) {
+		memset(p, 0, n * sz);
+	}
+	return (p);
+}
+
+// Field readers. Each takes a non-nil object: a nil value is treated as an
+// absent field by the callers, which is what most msgpack libraries send for
+// a null option.
+
+static bool
+key_is(const msgpack_object *k, const char *s)
+{
+	size_t n = strlen(s);
+
+	return (k->via.str.size == n && memcmp(k->via.str.ptr, s, n) == 0);
+}
+
+// map_check accepts a map whose keys are all strings.
+static int
+map_check(const msgpack_object *o)
+{
+	if (o->type != MSGPACK_OBJECT_MAP) {
+		return (TB_EBADREQ);
+	}
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		if (o->via.map.ptr[i].key.type != MSGPACK_OBJECT_STR) {
+			return (TB_EBADREQ);
+		}
+	}
+	return (TB_OK);
+}
+
+static int
+get_u64(const msgpack_object *o, uint64_t max, uint64_t *vp)
+{
+	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > max) {
+		return (TB_EBADREQ);
+	}
+	*vp = o->via.u64;
+	return (TB_OK);
+}
+
+static int
+get_u32(const msgpack_object *o, uint32_t *vp)
+{
+	uint64_t v;
+	int      rv;
+
+	if ((rv = get_u64(o, UINT32_MAX, &v)) == TB_OK) {
+		*vp = (uint32_t) v;
+	}
+	return (rv);
+}
+
+static int
+get_i64(const msgpack_object *o, int64_t min, int64_t max, int64_t *vp)
+{
+	int64_t v;
+
+	switch (o->type) {
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		if (o->via.u64 > (uint64_t) max) {
+			return (TB_EBADREQ);
+		}
+		v = (int64_t) o->via.u64;
+		break;
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		v = o->via.i64;
+		break;
+	default:
+		return (TB_EBADREQ);
+	}
+	if (v < min || v > max) {
+		return (TB_EBADREQ);
+	}
+	*vp = v;
+	return (TB_OK);
+}
+
+static int
+get_i32(const msgpack_object *o, int32_t *vp)
+{
+	int64_t v;
+	int     rv;
+
+	if ((rv = get_i64(o, INT32_MIN, INT32_MAX, &v)) == TB_OK) {
+		*vp = (int32_t) v;
+	}
+	return (rv);
+}
+
+static int
+get_bool(const msgpack_object *o, bool *vp)
+{
+	if (o->type != MSGPACK_OBJECT_BOOLEAN) {
+		return (TB_EBADREQ);
+	}
+	*vp = o->via.boolean;
+	return (TB_OK);
+}
+
+// get_bytes accepts str and bin alike: older msgpack libraries have only
+// the str ("raw") family.
+static int
+get_bytes(const msgpack_object *o, uint32_t max, tbp_bytes *vp)
+{
+	tbp_bytes v;
+
+	if (o->type == MSGPACK_OBJECT_STR) {
+		v.p = (const uint8_t *) o->via.str.ptr;
+		v.n = o->via.str.size;
+	} else if (o->type == MSGPACK_OBJECT_BIN) {
+		v.p = (const uint8_t *) o->via.bin.ptr;
+		v.n = o->via.bin.size;
+	} else {
+		return (TB_EBADREQ);
+	}
+	if (v.n > max) {
+		return (TB_ETOOBIG);
+	}
+	*vp = v;
+	return (TB_OK);
+}
+
+// get_name reads a queue, handler or event name. A NUL is refused because
+// names become C strings in the broker and the client, and end up in event
+// topics, where a NUL would end the topic early.
+static int
+get_name(const msgpack_object *o, uint32_t min, tbp_bytes *vp)
+{
+	tbp_bytes v;
+	int       rv;
+
+	if ((rv = get_bytes(o, TBP_MAX_NAME, &v)) != TB_OK) {
+		return (rv);
+	}
+	if (v.n < min || (v.n > 0 && memchr(v.p, 0, v.n) != NULL)) {
+		return (TB_EBADREQ);
+	}
+	*vp = v;
+	return (TB_OK);
+}
+
+// envelope reads [version, op, req_id, ...] and checks the version and op.
+// It sets the fields as soon as they are read, so the caller can mirror
+// req_id in an error reply even when the rest is bad.
+static int
+envelope(const msgpack_object *o, uint32_t *versionp, uint32_t *opp,
+    uint64_t *req_idp, bool *havep)
+{
+	const msgpack_object *a;
+
+	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 3) {
+		return (TB_EBADREQ);
+	}
+	a = o->via.array.ptr;
+	if (get_u32(&a[0], versionp) != TB_OK || get_u32(&a[1], opp) != TB_OK ||
+	    get_u64(&a[2], UINT64_MAX, req_idp) != TB_OK) {
+		return (TB_EBADREQ);
+	}
+	*havep = true;
+	if (*versionp == 0) {
+		return (TB_EBADREQ);
+	}
+	if (*versionp > TBP_VERSION) {
+		return (TB_EVERSION);
+	}
+	if (*opp >= TBP_OP_COUNT) {
+		return (TB_EUNKNOWNOP);
+	}
+	return (TB_OK);
+}
+
+// Requests.
+
+static int
+dec_task_in(tbp_task_in *t, const msgpack_object *o)
+{
+	bool have_sid     = false;
+	bool have_handler = false;
+	int  rv;
+
+	if ((rv = map_check(o)) != TB_OK) {
+		return (rv);
+	}
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (key_is(k, "sid")) {
+			rv = get_bytes(v, UINT32_MAX, &t->sid);
+			if (rv == TB_OK && t->sid.n != TBP_SID_LEN) {
+				rv = TB_EBADREQ;
+			}
+			have_sid = true;
+		} else if (key_is(k, "handler")) {
+			rv           = get_name(v, 1, &t->handler);
+			have_handler = true;
+		} else if (key_is(k, "queue")) {
+			rv = get_name(v, 0, &t->queue);
+		} else if (key_is(k, "payload")) {
+			rv = get_bytes(v, TBP_MAX_PAYLOAD, &t->payload);
+			if (rv == TB_OK && t->payload.n > 0) {
+				size_t used;
+
+				// The payload is opaque to the broker, but it
+				// must be one sane object for the handler.
+				rv = tbp_check(t->payload.p, t->payload.n,
+				    TBP_MAX_DEPTH, &used);
+				if (rv == TB_OK && used != t->payload.n) {
+					rv = TB_EBADREQ;
+				}
+			}
+		} else if (key_is(k, "priority")) {
+			rv = get_i32(v, &t->priority);
+		} else if (key_is(k, "max_attempts")) {
+			rv = get_u32(v, &t->max_attempts);
+		} else if (key_is(k, "timeout_ms")) {
+			rv = get_u32(v, &t->timeout_ms);
+		} else if (key_is(k, "delay_ms")) {
+			rv = get_u32(v, &t->delay_ms);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	if (!have_sid || !have_handler) {
+		return (TB_EBADREQ);
+	}
+	return (TB_OK);
+}
+
+static int
+dec_submit(tbp_req *r, const msgpack_object *body)
+{
+	const msgpack_object *tasks = NULL;
+	uint32_t              n;
+	int                   rv;
+
+	for (uint32_t i = 0; i < body->via.map.size; i++) {
+		if (key_is(&body->via.map.ptr[i].key, "tasks") &&
+		    body->via.map.ptr[i].val.type != MSGPACK_OBJECT_NIL) {
+			tasks = &body->via.map.ptr[i].val;
+		}
+	}
+	if (tasks == NULL || tasks->type != MSGPACK_OBJECT_ARRAY ||
+	    tasks->via.array.size == 0) {
+		return (TB_EBADREQ);
+	}
+	if ((n = tasks->via.array.size) > TBP_MAX_TASKS) {
+		return (TB_ETOOBIG);
+	}
+	if ((r->tasks = zalloc(&r->priv_, n, sizeof(*r->tasks))) == NULL) {
+		return (TB_ENOMEM);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if ((rv = dec_task_in(&r->tasks[i], &tasks->via.array.ptr[i])) !=
+		    TB_OK) {
+			return (rv);
+		}
+	}
+	r->ntasks = n;
+	return (TB_OK);
+}
+
+// dec_req_fields reads the bodies of status, cancel, wait and list; each
+// op looks only at its own keys.
+static int
+dec_req_fields(tbp_req *r, const msgpack_object *body)
+{
+	bool want_id = (r->op == TBP_OP_STATUS || r->op == TBP_OP_CANCEL ||
+	    r->op == TBP_OP_WAIT);
+	bool have_id = false;
+	int  rv      = TB_OK;
+
+	for (uint32_t i = 0; i < body->via.map.size; i++) {
+		const msgpack_object *k = &body->via.map.ptr[i].key;
+		const msgpack_object *v = &body->via.map.ptr[i].val;
+		uint64_t              u;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (want_id && key_is(k, "id")) {
+			rv      = get_u64(v, UINT64_MAX, &r->id);
+			have_id = true;
+		} else if (r->op == TBP_OP_WAIT && key_is(k, "timeout_ms")) {
+			rv = get_i64(v, INT64_MIN, INT64_MAX, &r->timeout_ms);
+		} else if (r->op == TBP_OP_LIST && key_is(k, "queue")) {
+			rv = get_name(v, 0, &r->queue);
+		} else if (r->op == TBP_OP_LIST && key_is(k, "state")) {
+			if ((rv = get_u64(v, INT32_MAX, &u)) == TB_OK) {
+				r->state = (int32_t) u;
+			}
+		} else if (r->op == TBP_OP_LIST && key_is(k, "limit")) {
+			rv = get_u32(v, &r->limit);
+		} else if (r->op == TBP_OP_LIST && key_is(k, "after_id")) {
+			rv = get_u64(v, UINT64_MAX, &r->after_id);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	if (want_id && !have_id) {
+		return (TB_EBADREQ);
+	}
+	return (TB_OK);
+}
+
+int
+tbp_req_decode(tbp_req *r, const void *buf, size_t len)
+{
+	const msgpack_object *body;
+	const uint8_t        *copy;
+	int                   rv;
+
+	memset(r, 0, sizeof(*r));
+	msgpack_unpacked_init(&r->priv_);
+	r->timeout_ms = -1;
+	r->state      = -1;
+
+	if ((rv = unpack(&r->priv_, buf, len, 0, &copy)) != TB_OK) {
+		return (rv);
+	}
+	rv = envelope(&r->priv_.data, &r->version, &r->op, &r->req_id,
+	    &r->have_envelope);
+	if (rv != TB_OK) {
+		return (rv);
+	}
+	if (r->priv_.data.via.array.size != 4) {
+		return (TB_EBADREQ);
+	}
+	body = &r->priv_.data.via.array.ptr[3];
+	if ((rv = map_check(body)) != TB_OK) {
+		return (rv);
+	}
+	switch (r->op) {
+	case TBP_OP_SUBMIT:
+		return (dec_submit(r, body));
+	case TBP_OP_STATUS:
+	case TBP_OP_CANCEL:
+	case TBP_OP_WAIT:
+	case TBP_OP_LIST:
+		return (dec_req_fields(r, body));
+	default: // ping, stats, shutdown: no fields
+		return (TB_OK);
+	}
+}
+
+void
+tbp_req_fini(tbp_req *r)
+{
+	msgpack_unpacked_destroy(&r->priv_); // frees the copy and the tasks
+	memset(r, 0, sizeof(*r));
+	msgpack_unpacked_init(&r->priv_);
+}
+
+// Replies.
+
+static int
+dec_task_info(tbp_task_info *t, const msgpack_object *o)
+{
+	bool have_id    = false;
+	bool have_state = false;
+	int  rv;
+
+	if ((rv = map_check(o)) != TB_OK) {
+		return (rv);
+	}
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (key_is(k, "id")) {
+			rv      = get_u64(v, UINT64_MAX, &t->id);
+			have_id = true;
+		} else if (key_is(k, "queue")) {
+			rv = get_name(v, 0, &t->queue);
+		} else if (key_is(k, "handler")) {
+			rv = get_name(v, 0, &t->handler);
+		} else if (key_is(k, "state")) {
+			rv         = get_u32(v, &t->state);
+			have_state = true;
+		} else if (key_is(k, "attempts")) {
+			rv = get_u32(v, &t->attempts);
+		} else if (key_is(k, "max_attempts")) {
+			rv = get_u32(v, &t->max_attempts);
+		} else if (key_is(k, "priority")) {
+			rv = get_i32(v, &t->priority);
+		} else if (key_is(k, "created_at")) {
+			rv = get_i64(v, INT64_MIN, INT64_MAX, &t->created_at);
+		} else if (key_is(k, "started_at")) {
+			rv = get_i64(v, INT64_MIN, INT64_MAX, &t->started_at);
+		} else if (key_is(k, "finished_at")) {
+			rv = get_i64(v, INT64_MIN, INT64_MAX, &t->finished_at);
+		} else if (key_is(k, "result")) {
+			rv = get_bytes(v, TBP_MAX_RESULT, &t->result);
+		} else if (key_is(k, "error")) {
+			rv = get_bytes(v, TBP_MAX_ERROR, &t->error);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	if (!have_id || !have_state) {
+		return (TB_EBADREQ);
+	}
+	return (TB_OK);
+}
+
+static int
+dec_rep_submit(tbp_rep *r, const msgpack_object *ids,
+    const msgpack_object *dup)
+{
+	uint32_t n;
+	int      rv;
+
+	if (ids == NULL || ids->type != MSGPACK_OBJECT_ARRAY) {
+		return (TB_EBADREQ);
+	}
+	if ((n = ids->via.array.size) > TBP_MAX_TASKS) {
+		return (TB_ETOOBIG);
+	}
+	if (dup != NULL && (dup->type != MSGPACK_OBJECT_ARRAY ||
+	                       dup->via.array.size != n)) {
+		return (TB_EBADREQ);
+	}
+	if (n == 0) {
+		return (TB_OK);
+	}
+	r->ids = zalloc(&r->priv_, n, sizeof(*r->ids));
+	r->dup = zalloc(&r->priv_, n, sizeof(*r->dup));
+	if (r->ids == NULL || r->dup == NULL) {
+		return (TB_ENOMEM);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		rv = get_u64(&ids->via.array.ptr[i], UINT64_MAX, &r->ids[i]);
+		if (rv == TB_OK && dup != NULL) {
+			rv = get_bool(&dup->via.array.ptr[i], &r->dup[i]);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	r->nids = n;
+	return (TB_OK);
+}
+
+static int
+dec_rep_list(tbp_rep *r, const msgpack_object *tasks)
+{
+	uint32_t n;
+	int      rv;
+
+	if (tasks == NULL || tasks->type != MSGPACK_OBJECT_ARRAY) {
+		return (TB_EBADREQ);
+	}
+	if ((n = tasks->via.array.size) > TBP_MAX_LIST) {
+		return (TB_ETOOBIG);
+	}
+	if (n == 0) {
+		return (TB_OK);
+	}
+	if ((r->tasks = zalloc(&r->priv_, n, sizeof(*r->tasks))) == NULL) {
+		return (TB_ENOMEM);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		rv = dec_task_info(&r->tasks[i], &tasks->via.array.ptr[i]);
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	r->ntasks = n;
+	return (TB_OK);
+}
+
+// dec_rep_body reads the body of an ok reply to r->op.
+static int
+dec_rep_body(tbp_rep *r, const msgpack_object *body)
+{
+	const msgpack_object *ids   = NULL;
+	const msgpack_object *dup   = NULL;
+	const msgpack_object *task  = NULL;
+	const msgpack_object *tasks = NULL;
+	tbp_stats            *st    = &r->stats;
+	int                   rv    = TB_OK;
+
+	for (uint32_t i = 0; i < body->via.map.size; i++) {
+		const msgpack_object *k = &body->via.map.ptr[i].key;
+		const msgpack_object *v = &body->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		switch (r->op) {
+		case TBP_OP_SUBMIT:
+			if (key_is(k, "ids")) {
+				ids = v;
+			} else if (key_is(k, "dup")) {
+				dup = v;
+			}
+			break;
+		case TBP_OP_STATUS:
+		case TBP_OP_CANCEL:
+		case TBP_OP_WAIT:
+			if (key_is(k, "task")) {
+				task = v;
+			} else if (r->op == TBP_OP_WAIT &&
+			    key_is(k, "timed_out")) {
+				rv = get_bool(v, &r->timed_out);
+			}
+			break;
+		case TBP_OP_LIST:
+			if (key_is(k, "tasks")) {
+				tasks = v;
+			}
+			break;
+		case TBP_OP_STATS:
+			// Missing counters read as 0, so a broker may drop
+			// one without breaking older clients.
+			if (key_is(k, "pending")) {
+				rv = get_u64(v, UINT64_MAX, &st->pending);
+			} else if (key_is(k, "running")) {
+				rv = get_u64(v, UINT64_MAX, &st->running);
+			} else if (key_is(k, "done")) {
+				rv = get_u64(v, UINT64_MAX, &st->done);
+			} else if (key_is(k, "failed")) {
+				rv = get_u64(v, UINT64_MAX, &st->failed);
+			} else if (key_is(k, "dead")) {
+				rv = get_u64(v, UINT64_MAX, &st->dead);
+			} else if (key_is(k, "cancelled")) {
+				rv = get_u64(v, UINT64_MAX, &st->cancelled);
+			} else if (key_is(k, "submitted")) {
+				rv = get_u64(v, UINT64_MAX, &st->submitted);
+			} else if (key_is(k, "completed")) {
+				rv = get_u64(v, UINT64_MAX, &st->completed);
+			} else if (key_is(k, "uptime_ms")) {
+				rv = get_u64(v, UINT64_MAX, &st->uptime_ms);
+			} else if (key_is(k, "workers")) {
+				rv = get_u32(v, &st->workers);
+			} else if (key_is(k, "pid")) {
+				rv = get_u32(v, &st->pid);
+			}
+			break;
+		case TBP_OP_PING:
+			if (key_is(k, "version")) {
+				rv = get_bytes(v, TBP_MAX_NAME, &r->version_str);
+			} else if (key_is(k, "pid")) {
+				rv = get_u64(v, UINT64_MAX, &r->pid);
+			}
+			break;
+		default: // shutdown: no fields
+			break;
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	switch (r->op) {
+	case TBP_OP_SUBMIT:
+		return (dec_rep_submit(r, ids, dup));
+	case TBP_OP_STATUS:
+	case TBP_OP_CANCEL:
+	case TBP_OP_WAIT:
+		if (task == NULL) {
+			return (TB_EBADREQ);
+		}
+		if ((rv = dec_task_info(&r->task, task)) == TB_OK) {
+			r->have_task = true;
+		}
+		return (rv);
+	case TBP_OP_LIST:
+		return (dec_rep_list(r, tasks));
+	default:
+		return (TB_OK);
+	}
+}
+
+// dec_rep_error reads {"error": name, "message": text}; both are optional
+// so that a terse error reply still carries its status.
+static int
+dec_rep_error(tbp_rep *r, const msgpack_object *body)
+{
+	int rv = TB_OK;
+
+	for (uint32_t i = 0; i < body->via.map.size; i++) {
+		const msgpack_object *k = &body->via.map.ptr[i].key;
+		const msgpack_object *v = &body->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (key_is(k, "error")) {
+			rv = get_bytes(v, TBP_MAX_NAME, &r->errname);
+		} else if (key_is(k, "message")) {
+			rv = get_bytes(v, TBP_MAX_ERROR, &r->message);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	return (TB_OK);
+}
+
+static int
+rep_decode(tbp_rep *r, const void *buf, size_t len)
+{
+	const msgpack_object *a;
+	const msgpack_object *body;
+	const uint8_t        *copy;
+	uint64_t              status;
+	int                   rv;
+
+	if ((rv = unpack(&r->priv_, buf, len, 0, &copy)) != TB_OK) {
+		return (rv);
+	}
+	if (r->priv_.data.type != MSGPACK_OBJECT_ARRAY ||
+	    r->priv_.data.via.array.size != 5) {
+		return (TB_EBADREQ);
+	}
+	a = r->priv_.data.via.array.ptr;
+	if (get_u32(&a[0], &r->version) != TB_OK ||
+	    get_u32(&a[1], &r->op) != TB_OK ||
+	    get_u64(&a[2], UINT64_MAX, &r->req_id) != TB_OK ||
+	    get_u64(&a[3], INT32_MAX, &status) != TB_OK) {
+		return (TB_EBADREQ);
+	}
+	r->status = (int) status;
+	if (r->version != TBP_VERSION) {
+		return (TB_EBADREQ);
+	}
+	body = &a[4];
+	if ((rv = map_check(body)) != TB_OK) {
+		return (rv);
+	}
+	if (r->status != TB_OK) {
+		// An error reply may answer an op this side does not know.
+		return (dec_rep_error(r, body));
+	}
+	if (r->op >= TBP_OP_COUNT) {
+		return (TB_EBADREQ);
+	}
+	return (dec_rep_body(r, body));
+}
+
+int
+tbp_rep_decode(tbp_rep *r, const void *buf, size_t len)
+{
+	int rv;
+
+	memset(r, 0, sizeof(*r));
+	msgpack_unpacked_init(&r->priv_);
+	rv = rep_decode(r, buf, len);
+	// A bad reply is the broker's fault, not the caller's request.
+	return (rv == TB_EBADREQ ? TB_EPROTO : rv);
+}
+
+void
+tbp_rep_fini(tbp_rep *r)
+{
+	msgpack_unpacked_destroy(&r->priv_);
+	free(r->priv_alloc_); // unused today: the arrays live in the zone
+	memset(r, 0, sizeof(*r));
+	msgpack_unpacked_init(&r->priv_);
+}
+
+// Events.
+
+static int
+event_decode(tbp_event *e, const void *buf, size_t len)
+{
+	const uint8_t        *nul;
+	const uint8_t        *copy;
+	const msgpack_object *o;
+	size_t                tlen;
+	bool                  have_event = false;
+	int                   rv         = TB_OK;
+
+	if (len > TBP_MAX_MSG) {
+		return (TB_ETOOBIG);
+	}
+	if (buf == NULL) {
+		return (TB_EBADREQ);
+	}
+	nul = memchr(buf, 0, len < TBP_MAX_TOPIC_ + 1 ? len : TBP_MAX_TOPIC_ + 1);
+	if (nul == NULL) {
+		return (TB_EBADREQ);
+	}
+	tlen = (size_t) (nul - (const uint8_t *) buf);
+	if ((rv = unpack(&e->priv_, buf, len, tlen + 1, &copy)) != TB_OK) {
+		return (rv);
+	}
+	e->topic.p = copy;
+	e->topic.n = (uint32_t) tlen;
+	o          = &e->priv_.data;
+	if ((rv = map_check(o)) != TB_OK) {
+		return (rv);
+	}
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (key_is(k, "seq")) {
+			rv = get_u64(v, UINT64_MAX, &e->seq);
+		} else if (key_is(k, "event")) {
+			rv         = get_name(v, 1, &e->event);
+			have_event = true;
+		} else if (key_is(k, "id")) {
+			rv = get_u64(v, UINT64_MAX, &e->id);
+		} else if (key_is(k, "queue")) {
+			rv = get_name(v, 0, &e->queue);
+		} else if (key_is(k, "handler")) {
+			rv = get_name(v, 0, &e->handler);
+		} else if (key_is(k, "state")) {
+			rv = get_u32(v, &e->state);
+		} else if (key_is(k, "attempt")) {
+			rv = get_u32(v, &e->attempt);
+		} else if (key_is(k, "duration_us")) {
+			rv = get_u64(v, UINT64_MAX, &e->duration_us);
+		} else if (key_is(k, "time")) {
+			rv = get_i64(v, INT64_MIN, INT64_MAX, &e->time);
+		} else if (key_is(k, "result")) {
+			rv = get_bytes(v, TBP_MAX_RESULT, &e->result);
+		} else if (key_is(k, "error")) {
+			rv = get_bytes(v, TBP_MAX_ERROR, &e->error);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	if (!have_event) {
+		return (TB_EBADREQ);
+	}
+	return (TB_OK);
+}
+
+int
+tbp_event_decode(tbp_event *e, const void *buf, size_t len)
+{
+	int rv;
+
+	memset(e, 0, sizeof(*e));
+	msgpack_unpacked_init(&e->priv_);
+	rv = event_decode(e, buf, len);
+	// An event has no one to answer, so every flaw is one protocol error;
+	// only a failed allocation is told apart.
+	return (rv == TB_OK || rv == TB_ENOMEM ? rv : TB_EPROTO);
+}
+
+void
+tbp_event_fini(tbp_event *e)
+{
+	msgpack_unpacked_destroy(&e->priv_);
+	memset(e, 0, sizeof(*e));
+	msgpack_unpacked_init(&e->priv_);
+}

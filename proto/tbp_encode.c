@@ -1,0 +1,494 @@
+// tbp_encode.c: the message encoders of tbp.h.
+//
+// Every encoder goes through a small tbp_enc: the packer writes into the
+// caller's sbuffer and the first failure is remembered, so the encoders
+// read as a plain list of fields. enc_end removes a half-written message
+// on failure, which keeps the promise that b only ever grows by whole
+// messages.
+
+#include <string.h>
+
+#include "tbp.h"
+
+typedef struct tbp_enc {
+	msgpack_packer   pk;
+	msgpack_sbuffer *b;
+	size_t           start; // b->size before this message
+	int              rv;    // first failure, or 0
+} tbp_enc;
+
+static void
+enc_begin(tbp_enc *e, msgpack_sbuffer *b)
+{
+	e->b     = b;
+	e->start = b->size;
+	e->rv    = 0;
+	msgpack_packer_init(&e->pk, b, msgpack_sbuffer_write);
+}
+
+static int
+enc_end(tbp_enc *e)
+{
+	if (e->rv != 0) {
+		e->b->size = e->start;
+		return (TB_ENOMEM);
+	}
+	return (TB_OK);
+}
+
+// The msgpack_pack_* calls fail only when the sbuffer cannot grow.
+static void
+enc_check(tbp_enc *e, int rv)
+{
+	if (rv != 0 && e->rv == 0) {
+		e->rv = rv;
+	}
+}
+
+static void
+enc_raw(tbp_enc *e, const void *p, size_t n)
+{
+	if (e->rv == 0 && n > 0) {
+		enc_check(e, msgpack_sbuffer_write(e->b, p, n));
+	}
+}
+
+static void
+enc_array(tbp_enc *e, uint32_t n)
+{
+	if (e->rv == 0) {
+		enc_check(e, msgpack_pack_array(&e->pk, n));
+	}
+}
+
+static void
+enc_map(tbp_enc *e, uint32_t n)
+{
+	if (e->rv == 0) {
+		enc_check(e, msgpack_pack_map(&e->pk, n));
+	}
+}
+
+static void
+enc_u64(tbp_enc *e, uint64_t v)
+{
+	if (e->rv == 0) {
+		enc_check(e, msgpack_pack_uint64(&e->pk, v));
+	}
+}
+
+// msgpack-c writes non-negative values in the unsigned forms, so a decoder
+// sees the same object whether the field is declared signed or not.
+static void
+enc_i64(tbp_enc *e, int64_t v)
+{
+	if (e->rv == 0) {
+		enc_check(e, msgpack_pack_int64(&e->pk, v));
+	}
+}
+
+static void
+enc_bool(tbp_enc *e, bool v)
+{
+	if (e->rv == 0) {
+		enc_check(e,
+		    v ? msgpack_pack_true(&e->pk) : msgpack_pack_false(&e->pk));
+	}
+}
+
+// An empty view may hold a NULL pointer, which must not reach memcpy.
+static void
+enc_str(tbp_enc *e, tbp_bytes v)
+{
+	if (e->rv == 0) {
+		enc_check(e, msgpack_pack_str(&e->pk, v.n));
+	}
+	if (e->rv == 0 && v.n > 0) {
+		enc_check(e, msgpack_pack_str_body(&e->pk, v.p, v.n));
+	}
+}
+
+static void
+enc_bin(tbp_enc *e, tbp_bytes v)
+{
+	if (e->rv == 0) {
+		enc_check(e, msgpack_pack_bin(&e->pk, v.n));
+	}
+	if (e->rv == 0 && v.n > 0) {
+		enc_check(e, msgpack_pack_bin_body(&e->pk, v.p, v.n));
+	}
+}
+
+static void
+enc_key(tbp_enc *e, const char *key)
+{
+	enc_str(e, tbp_str(key));
+}
+
+static void
+enc_req_head(tbp_enc *e, uint32_t op, uint64_t req_id)
+{
+	enc_array(e, 4);
+	enc_u64(e, TBP_VERSION);
+	enc_u64(e, op);
+	enc_u64(e, req_id);
+}
+
+// A status is never negative on the wire; enc_i64 still writes a negative
+// one faithfully so the decoder, not the encoder, rejects it.
+static void
+enc_rep_head(tbp_enc *e, uint32_t op, uint64_t req_id, int status)
+{
+	enc_array(e, 5);
+	enc_u64(e, TBP_VERSION);
+	enc_u64(e, op);
+	enc_u64(e, req_id);
+	enc_i64(e, status);
+}
+
+// Optional fields are left out at their zero value, which is also what the
+// decoder assumes when they are absent.
+static void
+enc_task_in(tbp_enc *e, const tbp_task_in *t)
+{
+	uint32_t n = 2;
+
+	n += (t->queue.n > 0) + (t->payload.n > 0) + (t->priority != 0) +
+	    (t->max_attempts != 0) + (t->timeout_ms != 0) + (t->delay_ms != 0);
+	enc_map(e, n);
+	enc_key(e, "sid");
+	enc_bin(e, t->sid);
+	enc_key(e, "handler");
+	enc_str(e, t->handler);
+	if (t->queue.n > 0) {
+		enc_key(e, "queue");
+		enc_str(e, t->queue);
+	}
+	if (t->payload.n > 0) {
+		enc_key(e, "payload");
+		enc_bin(e, t->payload);
+	}
+	if (t->priority != 0) {
+		enc_key(e, "priority");
+		enc_i64(e, t->priority);
+	}
+	if (t->max_attempts != 0) {
+		enc_key(e, "max_attempts");
+		enc_u64(e, t->max_attempts);
+	}
+	if (t->timeout_ms != 0) {
+		enc_key(e, "timeout_ms");
+		enc_u64(e, t->timeout_ms);
+	}
+	if (t->delay_ms != 0) {
+		enc_key(e, "delay_ms");
+		enc_u64(e, t->delay_ms);
+	}
+}
+
+static void
+enc_task_info(tbp_enc *e, const tbp_task_info *t)
+{
+	enc_map(e, 10 + (t->result.n > 0) + (t->error.n > 0));
+	enc_key(e, "id");
+	enc_u64(e, t->id);
+	enc_key(e, "queue");
+	enc_str(e, t->queue);
+	enc_key(e, "handler");
+	enc_str(e, t->handler);
+	enc_key(e, "state");
+	enc_u64(e, t->state);
+	enc_key(e, "attempts");
+	enc_u64(e, t->attempts);
+	enc_key(e, "max_attempts");
+	enc_u64(e, t->max_attempts);
+	enc_key(e, "priority");
+	enc_i64(e, t->priority);
+	enc_key(e, "created_at");
+	enc_i64(e, t->created_at);
+	enc_key(e, "started_at");
+	enc_i64(e, t->started_at);
+	enc_key(e, "finished_at");
+	enc_i64(e, t->finished_at);
+	if (t->result.n > 0) {
+		enc_key(e, "result");
+		enc_bin(e, t->result);
+	}
+	if (t->error.n > 0) {
+		enc_key(e, "error");
+		enc_str(e, t->error);
+	}
+}
+
+int
+tbp_enc_submit(msgpack_sbuffer *b, uint64_t req_id, const tbp_task_in *tasks,
+    uint32_t n)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_SUBMIT, req_id);
+	enc_map(&e, 1);
+	enc_key(&e, "tasks");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_task_in(&e, &tasks[i]);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_req_id(msgpack_sbuffer *b, uint32_t op, uint64_t req_id, uint64_t id)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_req_head(&e, op, req_id);
+	enc_map(&e, 1);
+	enc_key(&e, "id");
+	enc_u64(&e, id);
+	return (enc_end(&e));
+}
+
+// A negative timeout is left out: the decoder reads an absent one as -1,
+// "the broker's maximum", which is what every negative value means.
+int
+tbp_enc_wait(
+    msgpack_sbuffer *b, uint64_t req_id, uint64_t id, int64_t timeout_ms)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_WAIT, req_id);
+	enc_map(&e, timeout_ms >= 0 ? 2 : 1);
+	enc_key(&e, "id");
+	enc_u64(&e, id);
+	if (timeout_ms >= 0) {
+		enc_key(&e, "timeout_ms");
+		enc_i64(&e, timeout_ms);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_list(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
+    int32_t state, uint32_t limit, uint64_t after_id)
+{
+	tbp_enc   e;
+	tbp_bytes q = tbp_str(queue);
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_LIST, req_id);
+	enc_map(&e, (q.n > 0) + (state >= 0) + (limit > 0) + (after_id > 0));
+	if (q.n > 0) {
+		enc_key(&e, "queue");
+		enc_str(&e, q);
+	}
+	if (state >= 0) {
+		enc_key(&e, "state");
+		enc_u64(&e, (uint64_t) state);
+	}
+	if (limit > 0) {
+		enc_key(&e, "limit");
+		enc_u64(&e, limit);
+	}
+	if (after_id > 0) {
+		enc_key(&e, "after_id");
+		enc_u64(&e, after_id);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_req_empty(msgpack_sbuffer *b, uint32_t op, uint64_t req_id)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_req_head(&e, op, req_id);
+	enc_map(&e, 0);
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_error(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
+    int status, const char *message)
+{
+	tbp_enc e;
+
+	if (message == NULL) {
+		message = tbp_err_message(status);
+	}
+	enc_begin(&e, b);
+	enc_rep_head(&e, op, req_id, status);
+	enc_map(&e, 2);
+	enc_key(&e, "error");
+	enc_str(&e, tbp_str(tbp_err_name(status)));
+	enc_key(&e, "message");
+	enc_str(&e, tbp_str(message));
+	return (enc_end(&e));
+}
+
+// dup may be NULL: no task was a duplicate.
+int
+tbp_enc_rep_submit(msgpack_sbuffer *b, uint64_t req_id, const uint64_t *ids,
+    const bool *dup, uint32_t n)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_SUBMIT, req_id, TB_OK);
+	enc_map(&e, 2);
+	enc_key(&e, "ids");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_u64(&e, ids[i]);
+	}
+	enc_key(&e, "dup");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_bool(&e, dup != NULL && dup[i]);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_task(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
+    const tbp_task_info *t, bool timed_out)
+{
+	tbp_enc e;
+	bool    wait = (op == TBP_OP_WAIT);
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, op, req_id, TB_OK);
+	enc_map(&e, wait ? 2 : 1);
+	enc_key(&e, "task");
+	enc_task_info(&e, t);
+	if (wait) {
+		enc_key(&e, "timed_out");
+		enc_bool(&e, timed_out);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_tasks(msgpack_sbuffer *b, uint64_t req_id,
+    const tbp_task_info *tasks, uint32_t n)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_LIST, req_id, TB_OK);
+	enc_map(&e, 1);
+	enc_key(&e, "tasks");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_task_info(&e, &tasks[i]);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_stats(msgpack_sbuffer *b, uint64_t req_id, const tbp_stats *st)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_STATS, req_id, TB_OK);
+	enc_map(&e, 11);
+	enc_key(&e, "pending");
+	enc_u64(&e, st->pending);
+	enc_key(&e, "running");
+	enc_u64(&e, st->running);
+	enc_key(&e, "done");
+	enc_u64(&e, st->done);
+	enc_key(&e, "failed");
+	enc_u64(&e, st->failed);
+	enc_key(&e, "dead");
+	enc_u64(&e, st->dead);
+	enc_key(&e, "cancelled");
+	enc_u64(&e, st->cancelled);
+	enc_key(&e, "submitted");
+	enc_u64(&e, st->submitted);
+	enc_key(&e, "completed");
+	enc_u64(&e, st->completed);
+	enc_key(&e, "uptime_ms");
+	enc_u64(&e, st->uptime_ms);
+	enc_key(&e, "workers");
+	enc_u64(&e, st->workers);
+	enc_key(&e, "pid");
+	enc_u64(&e, st->pid);
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_ping(
+    msgpack_sbuffer *b, uint64_t req_id, const char *version, uint64_t pid)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_PING, req_id, TB_OK);
+	enc_map(&e, 2);
+	enc_key(&e, "version");
+	enc_str(&e, tbp_str(version));
+	enc_key(&e, "pid");
+	enc_u64(&e, pid);
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_empty(msgpack_sbuffer *b, uint32_t op, uint64_t req_id)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, op, req_id, TB_OK);
+	enc_map(&e, 0);
+	return (enc_end(&e));
+}
+
+// The topic goes out as raw bytes before the map because nng's SUB matches
+// subscriptions against the start of the message.
+int
+tbp_enc_event(msgpack_sbuffer *b, const tbp_event *ev)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_raw(&e, "tb.", 3);
+	enc_raw(&e, ev->event.p, ev->event.n);
+	enc_raw(&e, ".", 1);
+	enc_raw(&e, ev->queue.p, ev->queue.n);
+	enc_raw(&e, ".", 1);
+	enc_raw(&e, ev->handler.p, ev->handler.n);
+	enc_raw(&e, "", 1); // the NUL that ends the topic
+	enc_map(&e, 9 + (ev->result.n > 0) + (ev->error.n > 0));
+	enc_key(&e, "seq");
+	enc_u64(&e, ev->seq);
+	enc_key(&e, "event");
+	enc_str(&e, ev->event);
+	enc_key(&e, "id");
+	enc_u64(&e, ev->id);
+	enc_key(&e, "queue");
+	enc_str(&e, ev->queue);
+	enc_key(&e, "handler");
+	enc_str(&e, ev->handler);
+	enc_key(&e, "state");
+	enc_u64(&e, ev->state);
+	enc_key(&e, "attempt");
+	enc_u64(&e, ev->attempt);
+	enc_key(&e, "duration_us");
+	enc_u64(&e, ev->duration_us);
+	enc_key(&e, "time");
+	enc_i64(&e, ev->time);
+	if (ev->result.n > 0) {
+		enc_key(&e, "result");
+		enc_bin(&e, ev->result);
+	}
+	if (ev->error.n > 0) {
+		enc_key(&e, "error");
+		enc_str(&e, ev->error);
+	}
+	return (enc_end(&e));
+}

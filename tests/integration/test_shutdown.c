@@ -1,0 +1,271 @@
+// test_shutdown.c: graceful shutdown (SIGTERM, SIGINT, the shutdown op)
+// exits 0 within the shutdown timeout, refuses new submissions while it
+// drains, and returns interrupted tasks without spending an attempt; a
+// kill -9 instead spends the attempt of the task that was running.
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define WAIT_MS TBH_MS(15000)
+
+// submit_ms submits handler {"ms": ms} with max_attempts.
+static tb_id
+submit_ms(tbh_fix *f, const char *handler, uint64_t ms, uint32_t attempts)
+{
+	tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
+	size_t         len;
+	void          *p = tbh_pack_ms(ms, &len);
+	tb_id          id;
+
+	o.max_attempts = attempts;
+	id             = tbh_submit(f->c, handler, p, len, &o);
+	free(p);
+	return (id);
+}
+
+static void
+expect_running(tbh_fix *f, tb_id id)
+{
+	if (tbh_wait_state(f->c, id, TB_STATE_RUNNING, TBH_MS(5000)) != 0) {
+		print_error("task %llu never reached running\n",
+		    (unsigned long long) id);
+		fail();
+	}
+}
+
+// expect_exit waits for the broker to exit within ms and checks code 0.
+static void
+expect_exit_0(tbh_fix *f, int64_t t0, int ms, const char *what)
+{
+	int code;
+
+	if (tbh_wait_exit(&f->b, ms) != 0) {
+		print_error("%s: the broker did not exit within %d ms\n", what,
+		    ms);
+		fail();
+	}
+	code = tbh_exit_code(&f->b);
+	print_message("%s: exit %d after %lld ms\n", what, code,
+	    (long long) (tbh_now_ms() - t0));
+	if (code != 0) {
+		print_error("%s: the broker exited with %d, want 0\n", what,
+		    code);
+		fail();
+	}
+}
+
+static void
+restart(tbh_fix *f)
+{
+	tb_client_close(f->c);
+	f->c = NULL;
+	if (tbh_restart(&f->b) != 0) {
+		print_error("the broker did not restart on its data dir\n");
+		fail();
+	}
+	f->c = tbh_client(&f->b, 10000);
+	assert_non_null(f->c);
+}
+
+static void
+expect_final(tbh_fix *f, tb_id id, int state, uint32_t attempts)
+{
+	tb_task *t = tbh_wait_final(f->c, id, WAIT_MS);
+
+	if (tb_task_state(t) != state || tb_task_attempts(t) != attempts) {
+		print_error("task %llu (%s) ended %s with %u attempts, want %s "
+		            "with %u (error: %s)\n",
+		    (unsigned long long) id, tb_task_handler(t),
+		    tb_state_name(tb_task_state(t)), tb_task_attempts(t),
+		    tb_state_name(state), attempts,
+		    tb_task_error(t) ? tb_task_error(t) : "(none)");
+		tb_task_free(t);
+		fail();
+	}
+	tb_task_free(t);
+}
+
+// A sleep task outlives --shutdown-timeout 1: SIGTERM cancels it, the
+// broker exits 0 in about a second, and after a restart the task runs to
+// completion with its attempt not spent.
+static void
+test_sigterm_interrupts_sleep_returns_attempt_and_exits_0(void **state)
+{
+	const char *const args[] = { "--shutdown-timeout", "1", NULL };
+	tbh_fix          *f      = *state;
+	tb_id             id;
+	int64_t           t0;
+
+	tbh_fix_start(f, args);
+	id = submit_ms(f, "sleep", 5000, 0);
+	expect_running(f, id);
+	t0 = tbh_now_ms();
+	assert_int_equal(tbh_signal(&f->b, SIGTERM), 0);
+	expect_exit_0(f, t0, TBH_MS(3000), "SIGTERM, shutdown-timeout 1");
+
+	restart(f);
+	expect_final(f, id, TB_STATE_DONE, 1);
+	f->passed = true;
+}
+
+// The same with a blocking task on the pool. A pool thread cannot be
+// interrupted, so the broker may wait for it; either way it exits 0 and the
+// task ends done with one attempt.
+static void
+test_sigterm_with_block_on_pool_exits_0_and_task_ends_done(void **state)
+{
+	const char *const args[] = { "--shutdown-timeout", "1", NULL };
+	tbh_fix          *f      = *state;
+	tb_id             id;
+	int64_t           t0;
+
+	tbh_fix_start(f, args);
+	id = submit_ms(f, "block", 3000, 0);
+	expect_running(f, id);
+	t0 = tbh_now_ms();
+	assert_int_equal(tbh_signal(&f->b, SIGTERM), 0);
+	expect_exit_0(f, t0, TBH_MS(6000), "SIGTERM with a block task");
+
+	restart(f);
+	expect_final(f, id, TB_STATE_DONE, 1);
+	f->passed = true;
+}
+
+// SIGINT is a graceful shutdown too.
+static void
+test_sigint_exits_0(void **state)
+{
+	tbh_fix *f = *state;
+	int64_t  t0;
+
+	tbh_fix_start(f, NULL);
+	t0 = tbh_now_ms();
+	assert_int_equal(tbh_signal(&f->b, SIGINT), 0);
+	expect_exit_0(f, t0, TBH_MS(5000), "SIGINT, idle");
+	f->passed = true;
+}
+
+// The shutdown op: acknowledged, then the broker exits 0.
+static void
+test_shutdown_op_exits_0(void **state)
+{
+	tbh_fix *f = *state;
+	tb_id    id;
+	int64_t  t0;
+
+	tbh_fix_start(f, NULL);
+	id = tbh_submit(f->c, "noop", NULL, 0, NULL);
+	tb_task_free(tbh_wait_final(f->c, id, WAIT_MS));
+	t0 = tbh_now_ms();
+	TBH_OK(tb_shutdown(f->c));
+	expect_exit_0(f, t0, TBH_MS(5000), "shutdown op, idle");
+
+	// The finished task is still there after a restart.
+	restart(f);
+	expect_final(f, id, TB_STATE_DONE, 1);
+	f->passed = true;
+}
+
+// While the broker drains (a sleep task keeps it busy for up to 3 s), a
+// submit gets TB_ESHUTTINGDOWN, not a hang and not an acceptance.
+static void
+test_submit_during_drain_is_refused_with_shutting_down(void **state)
+{
+	const char *const args[] = { "--shutdown-timeout", "3", NULL };
+	tbh_fix          *f      = *state;
+	tb_client        *c2;
+	tb_id             id, id2 = 0;
+	int64_t           t0, deadline;
+	int               rv, accepted = 0;
+
+	tbh_fix_start(f, args);
+	id = submit_ms(f, "sleep", 10000, 0);
+	expect_running(f, id);
+	c2 = tbh_client(&f->b, 2000);
+	assert_non_null(c2);
+	TBH_OK(tb_ping(c2, NULL)); // connected before the signal
+
+	t0 = tbh_now_ms();
+	assert_int_equal(tbh_signal(&f->b, SIGTERM), 0);
+	// The signal is handled asynchronously: submits may still be
+	// accepted for a moment. The first refusal must be shutting_down.
+	deadline = t0 + TBH_MS(2000);
+	for (;;) {
+		rv = tb_submit(c2, "noop", NULL, 0, NULL, &id2);
+		if (rv != TB_OK) {
+			break;
+		}
+		accepted++;
+		if (tbh_now_ms() >= deadline) {
+			break;
+		}
+	}
+	print_message("submit during drain: %s after %lld ms (%d accepted "
+	              "before)\n",
+	    tb_errname(rv), (long long) (tbh_now_ms() - t0), accepted);
+	tb_client_close(c2);
+	TBH_RV(rv, TB_ESHUTTINGDOWN);
+
+	expect_exit_0(f, t0, TBH_MS(6000), "SIGTERM, shutdown-timeout 3");
+	restart(f);
+	expect_final(f, id, TB_STATE_DONE, 1);
+	f->passed = true;
+}
+
+// kill -9 while a sleep task runs: after a restart it runs again and the
+// interrupted attempt counts (at-least-once; DESIGN.md).
+static void
+test_kill9_during_sleep_runs_again_with_attempt_spent(void **state)
+{
+	tbh_fix *f = *state;
+	tb_id    id;
+
+	tbh_fix_start(f, NULL);
+	id = submit_ms(f, "sleep", 1500, 3);
+	expect_running(f, id);
+	assert_int_equal(tbh_kill9(&f->b), 0);
+	restart(f);
+	expect_final(f, id, TB_STATE_DONE, 2);
+	f->passed = true;
+}
+
+// kill -9 while a task with max_attempts 1 runs: its only attempt was
+// counted before it started, so after a restart it ends dead instead of
+// running again (DESIGN.md: "a task that crashes the broker every time
+// ends dead after max_attempts").
+static void
+test_kill9_during_last_attempt_ends_dead(void **state)
+{
+	tbh_fix *f = *state;
+	tb_id    id;
+
+	tbh_fix_start(f, NULL);
+	id = submit_ms(f, "sleep", 1500, 1);
+	expect_running(f, id);
+	assert_int_equal(tbh_kill9(&f->b), 0);
+	restart(f);
+	expect_final(f, id, TB_STATE_DEAD, 1);
+	f->passed = true;
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, tbh_setup, tbh_teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_sigterm_interrupts_sleep_returns_attempt_and_exits_0),
+		T(test_sigterm_with_block_on_pool_exits_0_and_task_ends_done),
+		T(test_sigint_exits_0),
+		T(test_shutdown_op_exits_0),
+		T(test_submit_during_drain_is_refused_with_shutting_down),
+		T(test_kill9_during_sleep_runs_again_with_attempt_spent),
+		T(test_kill9_during_last_attempt_ends_dead),
+	};
+
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}

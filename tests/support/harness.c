@@ -1,0 +1,1004 @@
+// harness.c: see harness.h. Every child process is started with
+// posix_spawn (nng is not fork-safe), remembered in a small registry, and
+// reaped by its pid; an atexit hook kills whatever a crashed test left.
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+
+#include "harness.h"
+
+#include <nng/protocol/reqrep0/req.h>
+
+extern char **environ;
+
+// The registry of children not yet reaped, so that exit kills them all.
+#define TBH_MAX_CHILDREN 64
+static pid_t tbh_children[TBH_MAX_CHILDREN];
+static bool  tbh_atexit_set;
+
+static void
+tbh_atexit_kill(void)
+{
+	for (int i = 0; i < TBH_MAX_CHILDREN; i++) {
+		if (tbh_children[i] > 0) {
+			kill(tbh_children[i], SIGKILL);
+			(void) waitpid(tbh_children[i], NULL, 0);
+			tbh_children[i] = 0;
+		}
+	}
+}
+
+static void
+tbh_child_add(pid_t pid)
+{
+	if (!tbh_atexit_set) {
+		atexit(tbh_atexit_kill);
+		tbh_atexit_set = true;
+	}
+	for (int i = 0; i < TBH_MAX_CHILDREN; i++) {
+		if (tbh_children[i] == 0) {
+			tbh_children[i] = pid;
+			return;
+		}
+	}
+}
+
+static void
+tbh_child_del(pid_t pid)
+{
+	for (int i = 0; i < TBH_MAX_CHILDREN; i++) {
+		if (tbh_children[i] == pid) {
+			tbh_children[i] = 0;
+		}
+	}
+}
+
+int
+tbh_scale(void)
+{
+	static int scale;
+	const char *s;
+
+	if (scale == 0) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+		scale = 3;
+#else
+		scale = 1;
+#endif
+		if ((s = getenv("TBH_TIME_SCALE")) != NULL && atoi(s) > 0) {
+			scale = atoi(s);
+		}
+	}
+	return (scale);
+}
+
+int64_t
+tbh_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+void
+tbh_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+	}
+}
+
+// Processes.
+
+static int
+tbh_exit_code_of(int wstatus)
+{
+	if (WIFEXITED(wstatus)) {
+		return (WEXITSTATUS(wstatus));
+	}
+	if (WIFSIGNALED(wstatus)) {
+		return (128 + WTERMSIG(wstatus));
+	}
+	return (255);
+}
+
+int
+tbh_spawn(pid_t *pidp, char *const argv[], const char *out_path,
+    const char *err_path)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t          at;
+	sigset_t                   none, dfl;
+	int                        rv;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (out_path != NULL) {
+		posix_spawn_file_actions_addopen(&fa, 1, out_path,
+		    O_WRONLY | O_CREAT | O_APPEND, 0644);
+	}
+	if (err_path != NULL) {
+		if (out_path != NULL && strcmp(out_path, err_path) == 0) {
+			posix_spawn_file_actions_adddup2(&fa, 1, 2);
+		} else {
+			posix_spawn_file_actions_addopen(&fa, 2, err_path,
+			    O_WRONLY | O_CREAT | O_APPEND, 0644);
+		}
+	}
+	// A child must not inherit our signal mask or ignored signals
+	// (cmocka and nng threads may change them).
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGTERM);
+	sigaddset(&dfl, SIGINT);
+	sigaddset(&dfl, SIGPIPE);
+	sigaddset(&dfl, SIGCHLD);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &dfl);
+	posix_spawnattr_setflags(
+	    &at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+	rv = posix_spawn(pidp, argv[0], &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (rv != 0) {
+		fprintf(stderr, "harness: posix_spawn %s: %s\n", argv[0],
+		    strerror(rv));
+		return (-1);
+	}
+	tbh_child_add(*pidp);
+	return (0);
+}
+
+int
+tbh_spawn_self(pid_t *pidp, const char *const *args, const char *out_path,
+    const char *err_path)
+{
+	static char self[TBH_PATH];
+	char       *argv[TBH_MAX_ARGS + 2];
+	int         n = 0;
+	ssize_t     len;
+
+	if ((len = readlink("/proc/self/exe", self, sizeof(self) - 1)) < 0) {
+		fprintf(stderr, "harness: readlink /proc/self/exe: %s\n",
+		    strerror(errno));
+		return (-1);
+	}
+	self[len] = '\0';
+	argv[n++] = self;
+	for (int i = 0; args != NULL && args[i] != NULL && i < TBH_MAX_ARGS;
+	     i++) {
+		argv[n++] = (char *) args[i];
+	}
+	argv[n] = NULL;
+	return (tbh_spawn(pidp, argv, out_path, err_path));
+}
+
+int
+tbh_waitpid(pid_t pid, int timeout_ms)
+{
+	int64_t deadline = tbh_now_ms() + timeout_ms;
+	int     st;
+	pid_t   r;
+
+	for (;;) {
+		r = waitpid(pid, &st, WNOHANG);
+		if (r == pid) {
+			tbh_child_del(pid);
+			return (tbh_exit_code_of(st));
+		}
+		if (r < 0 && errno != EINTR) {
+			tbh_child_del(pid);
+			return (255);
+		}
+		if (tbh_now_ms() >= deadline) {
+			return (-1);
+		}
+		tbh_sleep_ms(5);
+	}
+}
+
+void
+tbh_kill_reap(pid_t pid)
+{
+	if (pid <= 0) {
+		return;
+	}
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+	}
+	tbh_child_del(pid);
+}
+
+char *
+tbh_read_file(const char *path, size_t *lenp)
+{
+	FILE  *f;
+	char  *buf = NULL;
+	size_t n = 0, cap = 0, r;
+
+	if ((f = fopen(path, "rb")) == NULL) {
+		return (NULL);
+	}
+	for (;;) {
+		if (cap - n < 4096) {
+			char *nb;
+			cap = cap == 0 ? 8192 : cap * 2;
+			if ((nb = realloc(buf, cap + 1)) == NULL) {
+				free(buf);
+				fclose(f);
+				return (NULL);
+			}
+			buf = nb;
+		}
+		if ((r = fread(buf + n, 1, cap - n, f)) == 0) {
+			break;
+		}
+		n += r;
+	}
+	fclose(f);
+	if (buf == NULL && (buf = malloc(1)) == NULL) {
+		return (NULL);
+	}
+	buf[n] = '\0';
+	if (lenp != NULL) {
+		*lenp = n;
+	}
+	return (buf);
+}
+
+int
+tbh_read_ids(const char *path, tb_id **idsp, size_t *np)
+{
+	char  *buf, *p, *nl;
+	size_t len, n = 0, cap = 0;
+	tb_id *ids = NULL;
+
+	*idsp = NULL;
+	*np   = 0;
+	if ((buf = tbh_read_file(path, &len)) == NULL) {
+		return (-1);
+	}
+	for (p = buf; (nl = memchr(p, '\n', len - (size_t) (p - buf))) != NULL;
+	     p = nl + 1) {
+		if (nl == p) {
+			continue;
+		}
+		if (n == cap) {
+			tb_id *ni;
+			cap = cap == 0 ? 1024 : cap * 2;
+			if ((ni = realloc(ids, cap * sizeof(*ids))) == NULL) {
+				free(ids);
+				free(buf);
+				return (-1);
+			}
+			ids = ni;
+		}
+		ids[n++] = strtoull(p, NULL, 10);
+	}
+	free(buf);
+	*idsp = ids;
+	*np   = n;
+	return (0);
+}
+
+int
+tbh_run(char *const argv[], int timeout_ms, char **outp, char **errp,
+    const char *tmpdir)
+{
+	char  out[TBH_PATH], err[TBH_PATH];
+	pid_t pid;
+	int   fd, code;
+
+	snprintf(out, sizeof(out), "%s/run-out-XXXXXX",
+	    tmpdir != NULL ? tmpdir : "/tmp");
+	snprintf(err, sizeof(err), "%s/run-err-XXXXXX",
+	    tmpdir != NULL ? tmpdir : "/tmp");
+	if ((fd = mkstemp(out)) < 0) {
+		return (-1);
+	}
+	close(fd);
+	if ((fd = mkstemp(err)) < 0) {
+		unlink(out);
+		return (-1);
+	}
+	close(fd);
+	if (tbh_spawn(&pid, argv, out, err) != 0) {
+		unlink(out);
+		unlink(err);
+		return (-1);
+	}
+	if ((code = tbh_waitpid(pid, timeout_ms)) < 0) {
+		fprintf(stderr, "harness: %s did not exit within %d ms\n",
+		    argv[0], timeout_ms);
+		tbh_kill_reap(pid);
+	}
+	if (outp != NULL) {
+		*outp = tbh_read_file(out, NULL);
+	}
+	if (errp != NULL) {
+		*errp = tbh_read_file(err, NULL);
+	}
+	unlink(out);
+	unlink(err);
+	return (code);
+}
+
+// The broker.
+
+void
+tbh_log_note(const tbh_broker *b, const char *fmt, ...)
+{
+	FILE   *f;
+	va_list ap;
+
+	if (b->log_path[0] == '\0' || (f = fopen(b->log_path, "a")) == NULL) {
+		return;
+	}
+	fprintf(f, "=== harness: ");
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fprintf(f, "\n");
+	fclose(f);
+}
+
+void
+tbh_print_log(const tbh_broker *b, int max_lines)
+{
+	char  *buf, *p;
+	size_t len;
+	int    lines = 0;
+
+	if ((buf = tbh_read_file(b->log_path, &len)) == NULL) {
+		fprintf(stderr, "harness: no broker log at %s\n", b->log_path);
+		return;
+	}
+	p = buf + len;
+	while (p > buf) {
+		p--;
+		if (*p == '\n' && p != buf + len - 1 && ++lines >= max_lines) {
+			p++;
+			break;
+		}
+	}
+	fprintf(stderr,
+	    "----- tail of %s (broker pid %d, started %d times) -----\n%s"
+	    "----- end of broker log -----\n",
+	    b->log_path, (int) b->pid, b->starts, p);
+	free(buf);
+}
+
+bool
+tbh_running(tbh_broker *b)
+{
+	int   st;
+	pid_t r;
+
+	if (b->pid <= 0) {
+		return (false);
+	}
+	r = waitpid(b->pid, &st, WNOHANG);
+	if (r == 0) {
+		return (true);
+	}
+	if (r == b->pid) {
+		b->wstatus = st;
+		b->exited  = true;
+		tbh_log_note(b, "broker pid %d exited: code %d", (int) b->pid,
+		    tbh_exit_code_of(st));
+	}
+	tbh_child_del(b->pid);
+	b->pid = 0;
+	return (false);
+}
+
+int
+tbh_exit_code(const tbh_broker *b)
+{
+	return (b->exited ? tbh_exit_code_of(b->wstatus) : -1);
+}
+
+int
+tbh_signal(tbh_broker *b, int sig)
+{
+	if (!tbh_running(b)) {
+		return (-1);
+	}
+	return (kill(b->pid, sig) == 0 ? 0 : -1);
+}
+
+int
+tbh_wait_exit(tbh_broker *b, int timeout_ms)
+{
+	int64_t deadline = tbh_now_ms() + timeout_ms;
+
+	while (tbh_running(b)) {
+		if (tbh_now_ms() >= deadline) {
+			return (-1);
+		}
+		tbh_sleep_ms(5);
+	}
+	return (0);
+}
+
+int
+tbh_stop(tbh_broker *b, int timeout_ms)
+{
+	if (tbh_running(b)) {
+		tbh_log_note(b, "SIGTERM to pid %d", (int) b->pid);
+		kill(b->pid, SIGTERM);
+		if (tbh_wait_exit(b, timeout_ms) != 0) {
+			return (-1);
+		}
+	}
+	return (tbh_exit_code(b));
+}
+
+int
+tbh_kill9(tbh_broker *b)
+{
+	if (!tbh_running(b)) {
+		return (-1);
+	}
+	tbh_log_note(b, "SIGKILL to pid %d", (int) b->pid);
+	kill(b->pid, SIGKILL);
+	return (tbh_wait_exit(b, 10000));
+}
+
+tb_client *
+tbh_client(const tbh_broker *b, int timeout_ms)
+{
+	tb_client *c;
+	int        rv;
+
+	if ((rv = tb_client_open(&c, b->url)) != TB_OK) {
+		fprintf(stderr, "harness: tb_client_open %s: %s\n", b->url,
+		    tb_errname(rv));
+		return (NULL);
+	}
+	if (timeout_ms > 0 &&
+	    (rv = tb_client_set_timeout(c, timeout_ms)) != TB_OK) {
+		fprintf(stderr, "harness: tb_client_set_timeout: %s\n",
+		    tb_errname(rv));
+		tb_client_close(c);
+		return (NULL);
+	}
+	return (c);
+}
+
+int
+tbh_spawn_broker(tbh_broker *b)
+{
+	const char *bin = getenv("TB_BROKER_BIN");
+	char       *argv[TBH_MAX_ARGS + 10];
+	int         n = 0;
+
+	if (bin == NULL || bin[0] == '\0') {
+		fprintf(stderr, "harness: TB_BROKER_BIN is not set\n");
+		return (-1);
+	}
+	argv[n++] = (char *) bin;
+	argv[n++] = "--data-dir";
+	argv[n++] = b->data_dir;
+	argv[n++] = "--listen";
+	argv[n++] = b->url;
+	argv[n++] = "--events";
+	argv[n++] = b->events_url;
+	for (int i = 0; i < b->nextra; i++) {
+		argv[n++] = b->extra[i];
+	}
+	argv[n] = NULL;
+
+	b->exited = false;
+	b->starts++;
+	tbh_log_note(b, "start #%d", b->starts);
+	if (tbh_spawn(&b->pid, argv, b->log_path, b->log_path) != 0) {
+		b->pid = 0;
+		return (-1);
+	}
+	tbh_log_note(b, "pid %d", (int) b->pid);
+	return (0);
+}
+
+int
+tbh_wait_ready(tbh_broker *b, int timeout_ms)
+{
+	int64_t deadline = tbh_now_ms() + timeout_ms;
+	int     rv       = TB_EUNREACHABLE;
+
+	for (;;) {
+		tb_client *c;
+
+		if (!tbh_running(b)) {
+			fprintf(stderr,
+			    "harness: broker exited (code %d) before it "
+			    "answered a ping\n",
+			    tbh_exit_code(b));
+			return (-1);
+		}
+		if ((c = tbh_client(b, 300)) != NULL) {
+			rv = tb_ping(c, NULL);
+			tb_client_close(c);
+			if (rv == TB_OK) {
+				return (0);
+			}
+		}
+		if (tbh_now_ms() >= deadline) {
+			fprintf(stderr,
+			    "harness: broker did not answer a ping on %s "
+			    "within %d ms (last: %s)\n",
+			    b->url, timeout_ms, tb_errname(rv));
+			return (-1);
+		}
+		tbh_sleep_ms(20);
+	}
+}
+
+int
+tbh_restart(tbh_broker *b)
+{
+	if (tbh_running(b)) {
+		fprintf(stderr, "harness: restart while running\n");
+		return (-1);
+	}
+	if (tbh_spawn_broker(b) != 0) {
+		return (-1);
+	}
+	if (tbh_wait_ready(b, TBH_MS(10000)) != 0) {
+		tbh_print_log(b, 40);
+		if (tbh_running(b)) {
+			tbh_kill9(b);
+		}
+		return (-1);
+	}
+	return (0);
+}
+
+int
+tbh_start(tbh_broker *b, const char *const *args)
+{
+	if (b->dir[0] == '\0') {
+		snprintf(b->dir, sizeof(b->dir), "/tmp/tbh-XXXXXX");
+		if (mkdtemp(b->dir) == NULL) {
+			fprintf(stderr, "harness: mkdtemp: %s\n",
+			    strerror(errno));
+			b->dir[0] = '\0';
+			return (-1);
+		}
+		snprintf(b->data_dir, sizeof(b->data_dir), "%s/data", b->dir);
+		snprintf(b->url, sizeof(b->url), "ipc://%s/tb.sock", b->dir);
+		snprintf(b->events_url, sizeof(b->events_url),
+		    "ipc://%s/ev.sock", b->dir);
+		snprintf(b->log_path, sizeof(b->log_path), "%s/broker.log",
+		    b->dir);
+		// The broker should create its data dir itself; the harness
+		// makes it so that every test does not depend on that.
+		(void) mkdir(b->data_dir, 0755);
+	}
+	for (int i = 0; i < b->nextra; i++) {
+		free(b->extra[i]);
+	}
+	b->nextra = 0;
+	for (; args != NULL && args[b->nextra] != NULL &&
+	     b->nextra < TBH_MAX_ARGS;) {
+		b->extra[b->nextra] = strdup(args[b->nextra]);
+		b->nextra++;
+	}
+	return (tbh_restart(b));
+}
+
+static int
+tbh_rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void) st;
+	(void) flag;
+	(void) f;
+	(void) remove(path);
+	return (0);
+}
+
+void
+tbh_cleanup(tbh_broker *b, bool failed)
+{
+	if (tbh_running(b)) {
+		if (!failed) {
+			fprintf(stderr,
+			    "harness: broker pid %d still running at "
+			    "cleanup; killing it\n",
+			    (int) b->pid);
+		}
+		tbh_kill9(b);
+	}
+	if (failed && b->dir[0] != '\0') {
+		tbh_print_log(b, 60);
+	}
+	for (int i = 0; i < b->nextra; i++) {
+		free(b->extra[i]);
+		b->extra[i] = NULL;
+	}
+	b->nextra = 0;
+	if (b->dir[0] != '\0') {
+		if (failed || getenv("TBH_KEEP") != NULL) {
+			fprintf(stderr, "harness: kept %s\n", b->dir);
+		} else {
+			nftw(b->dir, tbh_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		}
+		b->dir[0] = '\0';
+	}
+}
+
+// Payloads.
+
+static void *
+tbh_sbuf_take(msgpack_sbuffer *sb, size_t *lenp)
+{
+	*lenp = sb->size;
+	return (sb->data); // the caller owns the buffer from here
+}
+
+void *
+tbh_pack_empty(size_t *lenp)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer  pk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 0);
+	return (tbh_sbuf_take(&sb, lenp));
+}
+
+static void
+tbh_pack_cstr(msgpack_packer *pk, const char *s)
+{
+	size_t n = strlen(s);
+
+	msgpack_pack_str(pk, n);
+	msgpack_pack_str_body(pk, s, n);
+}
+
+void *
+tbh_pack_ms(uint64_t ms, size_t *lenp)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer  pk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	tbh_pack_cstr(&pk, "ms");
+	msgpack_pack_uint64(&pk, ms);
+	return (tbh_sbuf_take(&sb, lenp));
+}
+
+void *
+tbh_pack_message(const char *msg, size_t *lenp)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer  pk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	tbh_pack_cstr(&pk, "message");
+	tbh_pack_cstr(&pk, msg);
+	return (tbh_sbuf_take(&sb, lenp));
+}
+
+void *
+tbh_pack_argv(const char *const *argv, size_t *lenp)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer  pk;
+	size_t          n = 0;
+
+	while (argv[n] != NULL) {
+		n++;
+	}
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	tbh_pack_cstr(&pk, "argv");
+	msgpack_pack_array(&pk, n);
+	for (size_t i = 0; i < n; i++) {
+		tbh_pack_cstr(&pk, argv[i]);
+	}
+	return (tbh_sbuf_take(&sb, lenp));
+}
+
+// Client conveniences.
+
+tb_id
+tbh_submit(tb_client *c, const char *handler, const void *payload,
+    size_t len, const tb_submit_opts *opts)
+{
+	tb_id id = 0;
+
+	TBH_OK(tb_submit(c, handler, payload, len, opts, &id));
+	assert_true(id != 0);
+	return (id);
+}
+
+tb_task *
+tbh_wait_final(tb_client *c, tb_id id, int timeout_ms)
+{
+	tb_task *t  = NULL;
+	int      rv = tb_wait(c, id, timeout_ms, &t);
+
+	if (rv != TB_OK) {
+		print_error("tb_wait(%llu, %d ms) returned %s; task state %s, "
+		            "attempts %u\n",
+		    (unsigned long long) id, timeout_ms, tb_errname(rv),
+		    t != NULL ? tb_state_name(tb_task_state(t)) : "?",
+		    t != NULL ? tb_task_attempts(t) : 0);
+		tb_task_free(t);
+		fail();
+	}
+	assert_non_null(t);
+	if (!tb_state_is_final(tb_task_state(t))) {
+		print_error("tb_wait(%llu) returned OK in state %s\n",
+		    (unsigned long long) id, tb_state_name(tb_task_state(t)));
+		tb_task_free(t);
+		fail();
+	}
+	return (t);
+}
+
+int
+tbh_wait_state(tb_client *c, tb_id id, int state, int timeout_ms)
+{
+	int64_t deadline = tbh_now_ms() + timeout_ms;
+
+	for (;;) {
+		tb_task *t = NULL;
+		int      st = -1;
+
+		if (tb_status(c, id, &t) == TB_OK) {
+			st = tb_task_state(t);
+			tb_task_free(t);
+			if (st == state) {
+				return (0);
+			}
+		}
+		if (tbh_now_ms() >= deadline) {
+			fprintf(stderr,
+			    "harness: task %llu not %s within %d ms (is %s)\n",
+			    (unsigned long long) id, tb_state_name(state),
+			    timeout_ms, tb_state_name(st));
+			return (-1);
+		}
+		tbh_sleep_ms(10);
+	}
+}
+
+int
+tbh_list_all(tb_client *c, tbh_row **rowsp, size_t *np)
+{
+	tb_list_opts o    = TB_LIST_OPTS_INIT;
+	tbh_row     *rows = NULL;
+	size_t       n = 0, cap = 0;
+	int          rv;
+
+	*rowsp  = NULL;
+	*np     = 0;
+	o.limit = 1000;
+	for (;;) {
+		tb_task **ts = NULL;
+		size_t    k  = 0;
+
+		if ((rv = tb_list(c, &o, &ts, &k)) != TB_OK) {
+			free(rows);
+			return (rv);
+		}
+		if (k == 0) {
+			tb_task_list_free(ts, k);
+			break;
+		}
+		if (n + k > cap) {
+			tbh_row *nr;
+			cap = (n + k) * 2;
+			if ((nr = realloc(rows, cap * sizeof(*rows))) == NULL) {
+				tb_task_list_free(ts, k);
+				free(rows);
+				return (TB_ENOMEM);
+			}
+			rows = nr;
+		}
+		for (size_t i = 0; i < k; i++) {
+			rows[n].id       = tb_task_id(ts[i]);
+			rows[n].state    = tb_task_state(ts[i]);
+			rows[n].attempts = tb_task_attempts(ts[i]);
+			if (n > 0 && rows[n].id <= rows[n - 1].id) {
+				fprintf(stderr,
+				    "harness: tb_list not in id order: %llu "
+				    "after %llu\n",
+				    (unsigned long long) rows[n].id,
+				    (unsigned long long) rows[n - 1].id);
+			}
+			n++;
+		}
+		o.after_id = tb_task_id(ts[k - 1]);
+		tb_task_list_free(ts, k);
+	}
+	*rowsp = rows;
+	*np    = n;
+	return (TB_OK);
+}
+
+const tbh_row *
+tbh_find_row(const tbh_row *rows, size_t n, tb_id id)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (rows[mid].id == id) {
+			return (&rows[mid]);
+		}
+		if (rows[mid].id < id) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return (NULL);
+}
+
+tb_event *
+tbh_sub_expect(tb_sub *s, tb_id id, const char *name, int timeout_ms)
+{
+	int64_t deadline = tbh_now_ms() + timeout_ms;
+
+	for (;;) {
+		tb_event *e    = NULL;
+		int64_t   left = deadline - tbh_now_ms();
+		int       rv;
+
+		if (left <= 0) {
+			return (NULL);
+		}
+		if ((rv = tb_sub_recv(s, (int) left, &e)) != TB_OK) {
+			if (rv != TB_ETIMEDOUT) {
+				fprintf(stderr, "harness: tb_sub_recv: %s\n",
+				    tb_errname(rv));
+			}
+			return (NULL);
+		}
+		if (tb_event_task_id(e) == id &&
+		    (name == NULL || strcmp(tb_event_name(e), name) == 0)) {
+			return (e);
+		}
+		tb_event_free(e);
+	}
+}
+
+tb_sub *
+tbh_sub_open(const tbh_broker *b, tb_client *c, const char *prefix)
+{
+	tb_sub *s = NULL;
+	int64_t deadline;
+
+	TBH_OK(tb_sub_open(&s, b->events_url, prefix));
+	assert_non_null(s);
+	// Until the SUB pipe is attached, PUB drops what it sends; submit
+	// noops until one of their events gets through.
+	deadline = tbh_now_ms() + TBH_MS(10000);
+	while (tbh_now_ms() < deadline) {
+		tb_id     id = tbh_submit(c, "noop", NULL, 0, NULL);
+		tb_event *e  = tbh_sub_expect(s, id, NULL, 300);
+
+		if (e != NULL) {
+			tb_event_free(e);
+			return (s);
+		}
+	}
+	tb_sub_close(s);
+	print_error("no event arrived on %s (prefix %s) within 10 s of "
+	            "submitting noop tasks\n",
+	    b->events_url, prefix != NULL ? prefix : "(all)");
+	fail();
+	return (NULL);
+}
+
+// Raw requests.
+
+int
+tbh_raw_open(nng_socket *sp, const char *url, int timeout_ms)
+{
+	int rv;
+
+	if ((rv = nng_req0_open(sp)) != 0) {
+		return (rv);
+	}
+	nng_socket_set_ms(*sp, NNG_OPT_RECVTIMEO, timeout_ms);
+	nng_socket_set_ms(*sp, NNG_OPT_SENDTIMEO, timeout_ms);
+	nng_socket_set_size(*sp, NNG_OPT_RECVMAXSZ, 16u << 20);
+	if ((rv = nng_dial(*sp, url, NULL, 0)) != 0) {
+		nng_close(*sp);
+		return (rv);
+	}
+	return (0);
+}
+
+int
+tbh_raw_call(nng_socket s, const void *buf, size_t len, void **repp,
+    size_t *replenp)
+{
+	void  *p = NULL;
+	size_t n = 0;
+	int    rv;
+
+	*repp    = NULL;
+	*replenp = 0;
+	if ((rv = nng_send(s, (void *) buf, len, 0)) != 0) {
+		return (rv);
+	}
+	if ((rv = nng_recv(s, &p, &n, NNG_FLAG_ALLOC)) != 0) {
+		return (rv);
+	}
+	if ((*repp = malloc(n > 0 ? n : 1)) == NULL) {
+		nng_free(p, n);
+		return (NNG_ENOMEM);
+	}
+	memcpy(*repp, p, n);
+	*replenp = n;
+	nng_free(p, n);
+	return (0);
+}
+
+// The fixture.
+
+int
+tbh_setup(void **state)
+{
+	tbh_fix *f;
+
+	if ((f = calloc(1, sizeof(*f))) == NULL) {
+		return (-1);
+	}
+	*state = f;
+	return (0);
+}
+
+int
+tbh_teardown(void **state)
+{
+	tbh_fix *f = *state;
+
+	if (f == NULL) {
+		return (0);
+	}
+	tb_sub_close(f->sub);
+	tb_client_close(f->c);
+	tbh_cleanup(&f->b, !f->passed);
+	free(f);
+	*state = NULL;
+	return (0);
+}
+
+void
+tbh_fix_start(tbh_fix *f, const char *const *args)
+{
+	if (tbh_start(&f->b, args) != 0) {
+		print_error("could not start the broker\n");
+		fail();
+	}
+	f->c = tbh_client(&f->b, 10000);
+	assert_non_null(f->c);
+}

@@ -1,0 +1,1858 @@
+// test_tbp.c: unit tests of the wire protocol library (proto/).
+//
+// Every test gets a fixture with one sbuffer and one of each decoded
+// message; teardown finishes them all, so a failing assertion (cmocka
+// longjmps out of the test) still leaves nothing allocated.
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tbp.h"
+
+typedef struct fx {
+	msgpack_sbuffer sb;
+	msgpack_packer  pk; // writes into sb, for hand-made messages
+	tbp_req         req;
+	tbp_rep         rep;
+	tbp_event       ev;
+} fx;
+
+static int
+setup(void **state)
+{
+	fx *f;
+
+	if ((f = calloc(1, sizeof(*f))) == NULL) {
+		return (-1);
+	}
+	msgpack_sbuffer_init(&f->sb);
+	msgpack_packer_init(&f->pk, &f->sb, msgpack_sbuffer_write);
+	msgpack_unpacked_init(&f->req.priv_);
+	msgpack_unpacked_init(&f->rep.priv_);
+	msgpack_unpacked_init(&f->ev.priv_);
+	*state = f;
+	return (0);
+}
+
+static int
+teardown(void **state)
+{
+	fx *f = *state;
+
+	tbp_req_fini(&f->req);
+	tbp_rep_fini(&f->rep);
+	tbp_event_fini(&f->ev);
+	msgpack_sbuffer_destroy(&f->sb);
+	free(f);
+	return (0);
+}
+
+// Decoding helpers: each finishes the previous message first, so a test
+// may decode many times into the same fixture.
+
+static int
+dec_req(fx *f)
+{
+	tbp_req_fini(&f->req);
+	return (tbp_req_decode(&f->req, f->sb.data, f->sb.size));
+}
+
+static int
+dec_rep(fx *f)
+{
+	tbp_rep_fini(&f->rep);
+	return (tbp_rep_decode(&f->rep, f->sb.data, f->sb.size));
+}
+
+static int
+dec_ev(fx *f)
+{
+	tbp_event_fini(&f->ev);
+	return (tbp_event_decode(&f->ev, f->sb.data, f->sb.size));
+}
+
+static int
+dec_req_raw(fx *f, const void *buf, size_t len)
+{
+	tbp_req_fini(&f->req);
+	return (tbp_req_decode(&f->req, buf, len));
+}
+
+static void
+reset(fx *f)
+{
+	msgpack_sbuffer_clear(&f->sb);
+}
+
+// Hand-made messages.
+
+static void
+pk_key(fx *f, const char *s)
+{
+	msgpack_pack_str(&f->pk, strlen(s));
+	msgpack_pack_str_body(&f->pk, s, strlen(s));
+}
+
+static void
+pk_str(fx *f, const char *s)
+{
+	pk_key(f, s);
+}
+
+static void
+pk_bin(fx *f, const void *p, size_t n)
+{
+	msgpack_pack_bin(&f->pk, n);
+	if (n > 0) {
+		msgpack_pack_bin_body(&f->pk, p, n);
+	}
+}
+
+static void
+pk_raw(fx *f, const void *p, size_t n)
+{
+	msgpack_sbuffer_write(&f->sb, p, n);
+}
+
+// pk_req_head packs [version, op, 7, map(nbody)]: the body's pairs follow.
+static void
+pk_req_head(fx *f, uint64_t version, uint64_t op, uint32_t nbody)
+{
+	msgpack_pack_array(&f->pk, 4);
+	msgpack_pack_uint64(&f->pk, version);
+	msgpack_pack_uint64(&f->pk, op);
+	msgpack_pack_uint64(&f->pk, 7);
+	msgpack_pack_map(&f->pk, nbody);
+}
+
+static const uint8_t SID[TBP_SID_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+	12, 13, 14, 15, 16 };
+
+// pk_submit_head packs a submit of one task whose map has ntask pairs and
+// starts with a valid sid; the caller packs the other ntask - 1 pairs.
+static void
+pk_submit_head(fx *f, uint32_t ntask)
+{
+	pk_req_head(f, TBP_VERSION, TBP_OP_SUBMIT, 1);
+	pk_key(f, "tasks");
+	msgpack_pack_array(&f->pk, 1);
+	msgpack_pack_map(&f->pk, ntask);
+	pk_key(f, "sid");
+	pk_bin(f, SID, sizeof(SID));
+}
+
+static tbp_task_in
+task_in(const char *handler)
+{
+	tbp_task_in t;
+
+	memset(&t, 0, sizeof(t));
+	t.sid.p     = SID;
+	t.sid.n     = sizeof(SID);
+	t.handler   = tbp_str(handler);
+	return (t);
+}
+
+static tbp_task_info
+task_info(void)
+{
+	tbp_task_info t;
+
+	memset(&t, 0, sizeof(t));
+	t.id           = 42;
+	t.queue        = tbp_str("mail");
+	t.handler      = tbp_str("exec");
+	t.state        = TB_STATE_DONE;
+	t.attempts     = 2;
+	t.max_attempts = 5;
+	t.priority     = -3;
+	t.created_at   = 1700000000000000;
+	t.started_at   = 1700000000100000;
+	t.finished_at  = 1700000000200000;
+	return (t);
+}
+
+// enc_valid_submit encodes a submit of one full and one minimal task.
+static void
+enc_valid_submit(fx *f)
+{
+	static const uint8_t payload[] = { 0x81, 0xa1, 'n', 0x2a }; // {"n":42}
+	tbp_task_in          t[2];
+
+	t[0]              = task_in("exec");
+	t[0].queue        = tbp_str("mail");
+	t[0].payload.p    = payload;
+	t[0].payload.n    = sizeof(payload);
+	t[0].priority     = -5;
+	t[0].max_attempts = 3;
+	t[0].timeout_ms   = 1000;
+	t[0].delay_ms     = 250;
+	t[1]              = task_in("noop");
+	assert_int_equal(tbp_enc_submit(&f->sb, 99, t, 2), TB_OK);
+}
+
+// Round trips.
+
+static void
+test_submit_round_trips(void **state)
+{
+	fx          *f = *state;
+	tbp_task_in *t;
+
+	enc_valid_submit(f);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_true(f->req.have_envelope);
+	assert_int_equal(f->req.version, TBP_VERSION);
+	assert_int_equal(f->req.op, TBP_OP_SUBMIT);
+	assert_int_equal(f->req.req_id, 99);
+	assert_int_equal(f->req.ntasks, 2);
+	t = &f->req.tasks[0];
+	assert_int_equal(t->sid.n, TBP_SID_LEN);
+	assert_memory_equal(t->sid.p, SID, TBP_SID_LEN);
+	assert_true(tbp_bytes_eq(t->handler, "exec"));
+	assert_true(tbp_bytes_eq(t->queue, "mail"));
+	assert_int_equal(t->payload.n, 4);
+	assert_int_equal(t->payload.p[3], 0x2a);
+	assert_int_equal(t->priority, -5);
+	assert_int_equal(t->max_attempts, 3);
+	assert_int_equal(t->timeout_ms, 1000);
+	assert_int_equal(t->delay_ms, 250);
+	t = &f->req.tasks[1];
+	assert_true(tbp_bytes_eq(t->handler, "noop"));
+	assert_int_equal(t->queue.n, 0);
+	assert_int_equal(t->payload.n, 0);
+	assert_int_equal(t->priority, 0);
+	assert_int_equal(t->max_attempts, 0);
+}
+
+static void
+test_submit_omits_zero_fields(void **state)
+{
+	fx         *f = *state;
+	tbp_task_in t = task_in("noop");
+	size_t      n;
+
+	assert_int_equal(tbp_enc_submit(&f->sb, 1, &t, 1), TB_OK);
+	n = f->sb.size;
+	// [1,1,1,{"tasks":[{"sid":bin16,"handler":"noop"}]}]
+	assert_int_equal(n, 4 + 1 + 6 + 1 + 1 + 4 + 18 + 8 + 5);
+}
+
+static void
+test_status_and_cancel_round_trip(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(
+	    tbp_enc_req_id(&f->sb, TBP_OP_STATUS, 5, UINT64_MAX), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_STATUS);
+	assert_true(f->req.id == UINT64_MAX);
+	reset(f);
+	assert_int_equal(tbp_enc_req_id(&f->sb, TBP_OP_CANCEL, 6, 12), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_CANCEL);
+	assert_int_equal(f->req.req_id, 6);
+	assert_int_equal(f->req.id, 12);
+}
+
+static void
+test_wait_round_trips(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(tbp_enc_wait(&f->sb, 8, 12, 5000), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_WAIT);
+	assert_int_equal(f->req.id, 12);
+	assert_int_equal(f->req.timeout_ms, 5000);
+}
+
+static void
+test_wait_without_timeout_decodes_minus_one(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(tbp_enc_wait(&f->sb, 8, 12, -1), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.timeout_ms, -1);
+}
+
+static void
+test_list_round_trips(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(
+	    tbp_enc_list(&f->sb, 9, "mail", TB_STATE_DEAD, 50, 1000), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_LIST);
+	assert_true(tbp_bytes_eq(f->req.queue, "mail"));
+	assert_int_equal(f->req.state, TB_STATE_DEAD);
+	assert_int_equal(f->req.limit, 50);
+	assert_int_equal(f->req.after_id, 1000);
+}
+
+static void
+test_list_defaults_when_fields_absent(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(tbp_enc_list(&f->sb, 9, NULL, -1, 0, 0), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.queue.n, 0);
+	assert_int_equal(f->req.state, -1);
+	assert_int_equal(f->req.limit, 0);
+	assert_int_equal(f->req.after_id, 0);
+	assert_int_equal(f->req.timeout_ms, -1);
+}
+
+static void
+test_empty_requests_round_trip(void **state)
+{
+	fx             *f     = *state;
+	const uint32_t ops[] = { TBP_OP_PING, TBP_OP_STATS, TBP_OP_SHUTDOWN };
+
+	for (size_t i = 0; i < 3; i++) {
+		reset(f);
+		assert_int_equal(
+		    tbp_enc_req_empty(&f->sb, ops[i], 100 + i), TB_OK);
+		assert_int_equal(dec_req(f), TB_OK);
+		assert_int_equal(f->req.op, ops[i]);
+		assert_int_equal(f->req.req_id, 100 + i);
+	}
+}
+
+static void
+test_rep_error_round_trips(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(tbp_enc_rep_error(&f->sb, TBP_OP_STATUS, 3,
+	                     TB_ENOTFOUND, "no task 12"),
+	    TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.status, TB_ENOTFOUND);
+	assert_int_equal(f->rep.op, TBP_OP_STATUS);
+	assert_int_equal(f->rep.req_id, 3);
+	assert_true(tbp_bytes_eq(f->rep.errname, "not_found"));
+	assert_true(tbp_bytes_eq(f->rep.message, "no task 12"));
+	assert_false(f->rep.have_task);
+}
+
+static void
+test_rep_error_defaults_message(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(tbp_enc_rep_error(&f->sb, TBP_OP_SUBMIT, 3,
+	                     TB_ESHUTTINGDOWN, NULL),
+	    TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_true(tbp_bytes_eq(f->rep.errname, "shutting_down"));
+	assert_true(
+	    tbp_bytes_eq(f->rep.message, tbp_err_message(TB_ESHUTTINGDOWN)));
+}
+
+static void
+test_rep_error_may_answer_unknown_op(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(
+	    tbp_enc_rep_error(&f->sb, 77, 3, TB_EUNKNOWNOP, NULL), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.op, 77);
+	assert_int_equal(f->rep.status, TB_EUNKNOWNOP);
+}
+
+static void
+test_rep_submit_round_trips(void **state)
+{
+	fx            *f     = *state;
+	const uint64_t ids[] = { 10, 11, UINT64_MAX };
+	const bool     dup[] = { false, true, false };
+
+	assert_int_equal(tbp_enc_rep_submit(&f->sb, 4, ids, dup, 3), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.status, TB_OK);
+	assert_int_equal(f->rep.nids, 3);
+	assert_int_equal(f->rep.ids[0], 10);
+	assert_true(f->rep.ids[2] == UINT64_MAX);
+	assert_false(f->rep.dup[0]);
+	assert_true(f->rep.dup[1]);
+}
+
+static void
+test_rep_submit_without_dup_reads_false(void **state)
+{
+	fx            *f     = *state;
+	const uint64_t ids[] = { 10, 11 };
+
+	assert_int_equal(tbp_enc_rep_submit(&f->sb, 4, ids, NULL, 2), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.nids, 2);
+	assert_false(f->rep.dup[0]);
+	assert_false(f->rep.dup[1]);
+}
+
+static void
+assert_task_info_equal(const tbp_task_info *a, const tbp_task_info *b)
+{
+	assert_true(a->id == b->id);
+	assert_int_equal(a->queue.n, b->queue.n);
+	assert_memory_equal(a->queue.p, b->queue.p, a->queue.n);
+	assert_int_equal(a->handler.n, b->handler.n);
+	assert_memory_equal(a->handler.p, b->handler.p, a->handler.n);
+	assert_int_equal(a->state, b->state);
+	assert_int_equal(a->attempts, b->attempts);
+	assert_int_equal(a->max_attempts, b->max_attempts);
+	assert_int_equal(a->priority, b->priority);
+	assert_true(a->created_at == b->created_at);
+	assert_true(a->started_at == b->started_at);
+	assert_true(a->finished_at == b->finished_at);
+	assert_int_equal(a->result.n, b->result.n);
+	if (a->result.n > 0) {
+		assert_memory_equal(a->result.p, b->result.p, a->result.n);
+	}
+	assert_int_equal(a->error.n, b->error.n);
+	if (a->error.n > 0) {
+		assert_memory_equal(a->error.p, b->error.p, a->error.n);
+	}
+}
+
+static void
+test_rep_task_round_trips(void **state)
+{
+	fx           *f = *state;
+	tbp_task_info t = task_info();
+
+	assert_int_equal(
+	    tbp_enc_rep_task(&f->sb, TBP_OP_STATUS, 5, &t, false), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_true(f->rep.have_task);
+	assert_false(f->rep.timed_out);
+	assert_task_info_equal(&f->rep.task, &t);
+}
+
+static void
+test_rep_task_carries_result_and_error(void **state)
+{
+	fx                  *f        = *state;
+	static const uint8_t result[] = { 0x92, 0x01, 0xc3 }; // [1, true]
+	tbp_task_info        t        = task_info();
+
+	t.result.p = result;
+	t.result.n = sizeof(result);
+	t.error    = tbp_str("exit status 3");
+	assert_int_equal(
+	    tbp_enc_rep_task(&f->sb, TBP_OP_CANCEL, 5, &t, false), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_task_info_equal(&f->rep.task, &t);
+}
+
+static void
+test_rep_wait_round_trips_timed_out(void **state)
+{
+	fx           *f = *state;
+	tbp_task_info t = task_info();
+
+	t.state = TB_STATE_RUNNING;
+	assert_int_equal(
+	    tbp_enc_rep_task(&f->sb, TBP_OP_WAIT, 5, &t, true), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.op, TBP_OP_WAIT);
+	assert_true(f->rep.timed_out);
+	assert_task_info_equal(&f->rep.task, &t);
+}
+
+static void
+test_rep_tasks_round_trips(void **state)
+{
+	fx           *f = *state;
+	tbp_task_info t[3];
+
+	for (int i = 0; i < 3; i++) {
+		t[i]    = task_info();
+		t[i].id = 100 + i;
+	}
+	t[1].error = tbp_str("boom");
+	assert_int_equal(tbp_enc_rep_tasks(&f->sb, 6, t, 3), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.ntasks, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_task_info_equal(&f->rep.tasks[i], &t[i]);
+	}
+}
+
+static void
+test_rep_tasks_empty_list(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(tbp_enc_rep_tasks(&f->sb, 6, NULL, 0), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.ntasks, 0);
+	assert_null(f->rep.tasks);
+}
+
+static void
+test_rep_stats_round_trips(void **state)
+{
+	fx       *f  = *state;
+	tbp_stats st = { 1, 2, 3, 4, 5, 6, 7, 8, UINT64_MAX, 16, 4321 };
+
+	assert_int_equal(tbp_enc_rep_stats(&f->sb, 7, &st), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_memory_equal(&f->rep.stats, &st, sizeof(st));
+}
+
+static void
+test_rep_ping_round_trips(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(
+	    tbp_enc_rep_ping(&f->sb, 8, TB_VERSION_STRING, 1234), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.op, TBP_OP_PING);
+	assert_true(tbp_bytes_eq(f->rep.version_str, TB_VERSION_STRING));
+	assert_int_equal(f->rep.pid, 1234);
+}
+
+static void
+test_rep_empty_round_trips(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(
+	    tbp_enc_rep_empty(&f->sb, TBP_OP_SHUTDOWN, 9), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.op, TBP_OP_SHUTDOWN);
+	assert_int_equal(f->rep.status, TB_OK);
+	assert_int_equal(f->rep.req_id, 9);
+}
+
+static tbp_event
+event(void)
+{
+	tbp_event e;
+
+	memset(&e, 0, sizeof(e));
+	e.seq         = 17;
+	e.event       = tbp_str("done");
+	e.id          = 42;
+	e.queue       = tbp_str("default");
+	e.handler     = tbp_str("noop");
+	e.state       = TB_STATE_DONE;
+	e.attempt     = 1;
+	e.duration_us = 1500;
+	e.time        = 1700000000000000;
+	return (e);
+}
+
+static void
+test_event_round_trips(void **state)
+{
+	fx                  *f        = *state;
+	static const uint8_t result[] = { 0xc0 };
+	tbp_event            e        = event();
+
+	e.result.p = result;
+	e.result.n = 1;
+	e.error    = tbp_str("late");
+	assert_int_equal(tbp_enc_event(&f->sb, &e), TB_OK);
+	assert_memory_equal(f->sb.data, "tb.done.default.noop\0", 21);
+	assert_int_equal(dec_ev(f), TB_OK);
+	assert_true(tbp_bytes_eq(f->ev.topic, "tb.done.default.noop"));
+	assert_int_equal(f->ev.seq, 17);
+	assert_true(tbp_bytes_eq(f->ev.event, "done"));
+	assert_int_equal(f->ev.id, 42);
+	assert_true(tbp_bytes_eq(f->ev.queue, "default"));
+	assert_true(tbp_bytes_eq(f->ev.handler, "noop"));
+	assert_int_equal(f->ev.state, TB_STATE_DONE);
+	assert_int_equal(f->ev.attempt, 1);
+	assert_int_equal(f->ev.duration_us, 1500);
+	assert_true(f->ev.time == 1700000000000000);
+	assert_int_equal(f->ev.result.n, 1);
+	assert_true(tbp_bytes_eq(f->ev.error, "late"));
+}
+
+static void
+test_views_outlive_the_input_buffer(void **state)
+{
+	fx   *f = *state;
+	char *copy;
+
+	enc_valid_submit(f);
+	assert_non_null(copy = malloc(f->sb.size));
+	memcpy(copy, f->sb.data, f->sb.size);
+	assert_int_equal(dec_req_raw(f, copy, f->sb.size), TB_OK);
+	memset(copy, 0xff, f->sb.size);
+	free(copy); // ASan would flag a view into it
+	assert_true(tbp_bytes_eq(f->req.tasks[0].handler, "exec"));
+	assert_true(tbp_bytes_eq(f->req.tasks[1].handler, "noop"));
+}
+
+static void
+test_fini_twice_is_safe(void **state)
+{
+	fx *f = *state;
+
+	enc_valid_submit(f);
+	assert_int_equal(dec_req(f), TB_OK);
+	tbp_req_fini(&f->req);
+	tbp_req_fini(&f->req);
+	assert_null(f->req.tasks);
+	assert_int_equal(f->req.ntasks, 0);
+}
+
+static void
+test_encoders_append_whole_messages(void **state)
+{
+	fx    *f = *state;
+	size_t used;
+
+	assert_int_equal(tbp_enc_req_empty(&f->sb, TBP_OP_PING, 1), TB_OK);
+	assert_int_equal(tbp_enc_wait(&f->sb, 2, 3, 4), TB_OK);
+	assert_int_equal(
+	    tbp_check(f->sb.data, f->sb.size, TBP_MAX_DEPTH, &used), TB_OK);
+	assert_true(used < f->sb.size);
+	assert_int_equal(tbp_req_decode(&f->req, f->sb.data + used,
+	                     f->sb.size - used),
+	    TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_WAIT);
+}
+
+static void
+test_names_come_from_the_lists(void **state)
+{
+	(void) state;
+	assert_string_equal(tbp_op_name(TBP_OP_PING), "ping");
+	assert_string_equal(tbp_op_name(TBP_OP_SHUTDOWN), "shutdown");
+	assert_string_equal(tbp_op_name(TBP_OP_COUNT), "unknown");
+	assert_string_equal(tbp_op_name(UINT32_MAX), "unknown");
+	assert_string_equal(tbp_err_name(TB_OK), "ok");
+	assert_string_equal(tbp_err_name(TB_ENOTFOUND), "not_found");
+	assert_string_equal(tbp_err_name(-1), "unknown");
+	assert_string_equal(tbp_err_name(1000), "unknown");
+	assert_string_equal(tbp_err_message(TB_EBADREQ), "malformed request");
+	assert_string_equal(tbp_err_message(-1), "unknown error");
+}
+
+static void
+test_bytes_helpers(void **state)
+{
+	tbp_bytes v = tbp_str("abc");
+	tbp_bytes e = tbp_str(NULL);
+	char     *s;
+
+	(void) state;
+	assert_int_equal(v.n, 3);
+	assert_true(tbp_bytes_eq(v, "abc"));
+	assert_false(tbp_bytes_eq(v, "ab"));
+	assert_false(tbp_bytes_eq(v, "abcd"));
+	assert_int_equal(e.n, 0);
+	assert_true(tbp_bytes_eq(e, ""));
+	assert_true(tbp_bytes_eq(e, NULL));
+	v.n = 2;
+	assert_non_null(s = tbp_bytes_dup(v));
+	assert_string_equal(s, "ab");
+	free(s);
+	assert_non_null(s = tbp_bytes_dup(e));
+	assert_string_equal(s, "");
+	free(s);
+}
+
+// Malformed input.
+
+static void
+test_req_rejects_every_truncation(void **state)
+{
+	fx *f = *state;
+
+	enc_valid_submit(f);
+	for (size_t n = 0; n < f->sb.size; n++) {
+		assert_int_equal(dec_req_raw(f, f->sb.data, n), TB_EBADREQ);
+		assert_false(f->req.have_envelope);
+		assert_int_not_equal(
+		    tbp_check(f->sb.data, n, TBP_MAX_DEPTH, NULL), TB_OK);
+	}
+}
+
+static void
+test_rep_rejects_every_truncation(void **state)
+{
+	fx           *f = *state;
+	tbp_task_info t[2];
+
+	t[0]       = task_info();
+	t[1]       = task_info();
+	t[1].error = tbp_str("boom");
+	assert_int_equal(tbp_enc_rep_tasks(&f->sb, 6, t, 2), TB_OK);
+	for (size_t n = 0; n < f->sb.size; n++) {
+		tbp_rep_fini(&f->rep);
+		assert_int_equal(
+		    tbp_rep_decode(&f->rep, f->sb.data, n), TB_EPROTO);
+	}
+}
+
+static void
+test_event_rejects_every_truncation(void **state)
+{
+	fx       *f = *state;
+	tbp_event e = event();
+
+	assert_int_equal(tbp_enc_event(&f->sb, &e), TB_OK);
+	for (size_t n = 0; n < f->sb.size; n++) {
+		tbp_event_fini(&f->ev);
+		assert_int_equal(
+		    tbp_event_decode(&f->ev, f->sb.data, n), TB_EPROTO);
+	}
+}
+
+static void
+test_req_rejects_trailing_bytes(void **state)
+{
+	fx *f = *state;
+
+	enc_valid_submit(f);
+	pk_raw(f, "\x00", 1);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	assert_false(f->req.have_envelope);
+}
+
+static void
+test_rep_rejects_trailing_bytes(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(tbp_enc_rep_empty(&f->sb, TBP_OP_SHUTDOWN, 1), TB_OK);
+	pk_raw(f, "\xc0", 1);
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+}
+
+static void
+test_event_rejects_trailing_bytes(void **state)
+{
+	fx       *f = *state;
+	tbp_event e = event();
+
+	assert_int_equal(tbp_enc_event(&f->sb, &e), TB_OK);
+	pk_raw(f, "\x01", 1);
+	assert_int_equal(dec_ev(f), TB_EPROTO);
+}
+
+static void
+test_req_rejects_non_array(void **state)
+{
+	fx *f = *state;
+
+	msgpack_pack_map(&f->pk, 0);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	msgpack_pack_uint64(&f->pk, 1);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	assert_false(f->req.have_envelope);
+}
+
+static void
+test_req_rejects_short_envelope(void **state)
+{
+	fx *f = *state;
+
+	msgpack_pack_array(&f->pk, 3);
+	msgpack_pack_uint64(&f->pk, TBP_VERSION);
+	msgpack_pack_uint64(&f->pk, TBP_OP_PING);
+	msgpack_pack_uint64(&f->pk, 5);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	// The first three fields were there, so an error reply is possible.
+	assert_true(f->req.have_envelope);
+	assert_int_equal(f->req.req_id, 5);
+	reset(f);
+	msgpack_pack_array(&f->pk, 2);
+	msgpack_pack_uint64(&f->pk, TBP_VERSION);
+	msgpack_pack_uint64(&f->pk, TBP_OP_PING);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	assert_false(f->req.have_envelope);
+}
+
+static void
+test_req_rejects_long_envelope(void **state)
+{
+	fx *f = *state;
+
+	msgpack_pack_array(&f->pk, 5);
+	msgpack_pack_uint64(&f->pk, TBP_VERSION);
+	msgpack_pack_uint64(&f->pk, TBP_OP_PING);
+	msgpack_pack_uint64(&f->pk, 5);
+	msgpack_pack_map(&f->pk, 0);
+	msgpack_pack_nil(&f->pk);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	assert_true(f->req.have_envelope);
+}
+
+static void
+test_req_rejects_wrong_envelope_types(void **state)
+{
+	fx *f = *state;
+
+	msgpack_pack_array(&f->pk, 4);
+	msgpack_pack_uint64(&f->pk, TBP_VERSION);
+	pk_str(f, "ping");
+	msgpack_pack_uint64(&f->pk, 5);
+	msgpack_pack_map(&f->pk, 0);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	assert_false(f->req.have_envelope);
+	reset(f);
+	msgpack_pack_array(&f->pk, 4);
+	msgpack_pack_uint64(&f->pk, TBP_VERSION);
+	msgpack_pack_uint64(&f->pk, TBP_OP_PING);
+	msgpack_pack_int64(&f->pk, -5);
+	msgpack_pack_map(&f->pk, 0);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	assert_false(f->req.have_envelope);
+}
+
+static void
+test_req_rejects_newer_version(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION + 1, TBP_OP_SUBMIT, 1);
+	pk_key(f, "something_new");
+	msgpack_pack_true(&f->pk);
+	assert_int_equal(dec_req(f), TB_EVERSION);
+	assert_true(f->req.have_envelope);
+	assert_int_equal(f->req.version, TBP_VERSION + 1);
+	assert_int_equal(f->req.op, TBP_OP_SUBMIT);
+	assert_int_equal(f->req.req_id, 7);
+}
+
+static void
+test_req_rejects_newer_version_of_any_shape(void **state)
+{
+	fx *f = *state;
+
+	// A later version may change what follows req_id.
+	msgpack_pack_array(&f->pk, 3);
+	msgpack_pack_uint64(&f->pk, TBP_VERSION + 1);
+	msgpack_pack_uint64(&f->pk, 200);
+	msgpack_pack_uint64(&f->pk, 8);
+	assert_int_equal(dec_req(f), TB_EVERSION);
+	assert_int_equal(f->req.req_id, 8);
+}
+
+static void
+test_req_rejects_version_zero(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, 0, TBP_OP_PING, 0);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	assert_true(f->req.have_envelope);
+	assert_int_equal(f->req.req_id, 7);
+}
+
+static void
+test_req_rejects_unknown_op(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_COUNT, 0);
+	assert_int_equal(dec_req(f), TB_EUNKNOWNOP);
+	assert_true(f->req.have_envelope);
+	assert_int_equal(f->req.op, TBP_OP_COUNT);
+	assert_int_equal(f->req.req_id, 7);
+}
+
+static void
+test_req_rejects_body_not_map(void **state)
+{
+	fx *f = *state;
+
+	msgpack_pack_array(&f->pk, 4);
+	msgpack_pack_uint64(&f->pk, TBP_VERSION);
+	msgpack_pack_uint64(&f->pk, TBP_OP_PING);
+	msgpack_pack_uint64(&f->pk, 5);
+	msgpack_pack_array(&f->pk, 0);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	assert_true(f->req.have_envelope);
+}
+
+static void
+test_req_rejects_non_string_key(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_STATUS, 2);
+	pk_key(f, "id");
+	msgpack_pack_uint64(&f->pk, 1);
+	msgpack_pack_uint64(&f->pk, 1);
+	msgpack_pack_uint64(&f->pk, 1);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+// Hostile length prefixes: each header claims far more than the buffer
+// holds. The test passes only if nothing big is reserved, which ASan's
+// allocation limit and the CI's memory limit would notice.
+static void
+test_check_rejects_hostile_lengths(void **state)
+{
+	static const uint8_t hostile[][6] = {
+		{ 0xdd, 0xff, 0xff, 0xff, 0xff, 0x00 }, // array32
+		{ 0xdf, 0xff, 0xff, 0xff, 0xff, 0x00 }, // map32
+		{ 0xdb, 0xff, 0xff, 0xff, 0xff, 0x00 }, // str32
+		{ 0xc6, 0xff, 0xff, 0xff, 0xff, 0x00 }, // bin32
+		{ 0xc9, 0xff, 0xff, 0xff, 0xff, 0x00 }, // ext32
+		{ 0xdc, 0xff, 0xff, 0x00, 0x00, 0x00 }, // array16
+	};
+	fx *f = *state;
+
+	for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+		assert_int_equal(tbp_check(hostile[i], 6, TBP_MAX_DEPTH, NULL),
+		    TB_EBADREQ);
+		assert_int_equal(dec_req_raw(f, hostile[i], 6), TB_EBADREQ);
+	}
+}
+
+static void
+test_req_rejects_hostile_lengths_inside(void **state)
+{
+	fx *f = *state;
+
+	// A well-formed start, then an array32 claiming 4G elements.
+	pk_req_head(f, TBP_VERSION, TBP_OP_SUBMIT, 1);
+	pk_key(f, "tasks");
+	pk_raw(f, "\xdd\xff\xff\xff\xff\x80\x80\x80", 8);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	pk_submit_head(f, 2);
+	pk_key(f, "handler");
+	pk_raw(f, "\xdb\xff\xff\xff\xff" "exec", 9); // str32 of 4 GB
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	pk_submit_head(f, 3);
+	pk_key(f, "handler");
+	pk_str(f, "exec");
+	pk_key(f, "payload");
+	pk_raw(f, "\xc6\xff\xff\xff\xff\x80", 6); // bin32 of 4 GB
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_check_counts_map_pairs_against_bytes(void **state)
+{
+	// map16 of 2 pairs needs 4 objects; 3 bytes cannot hold them.
+	static const uint8_t m[] = { 0xde, 0x00, 0x02, 0x01, 0x02, 0x03 };
+
+	(void) state;
+	assert_int_equal(tbp_check(m, sizeof(m), 8, NULL), TB_EBADREQ);
+}
+
+static void
+test_check_accepts_every_type(void **state)
+{
+	// nil, false, true, ints of each width, floats, str8, bin8, ext8,
+	// fixext1, negative fixint, int8, empty str, in one array16.
+	static const uint8_t m[] = { 0xdc, 0x00, 0x10, 0xc0, 0xc2, 0xc3, 0xcc, 0x01, 0xcd,
+		0x00, 0x01, 0xce, 0, 0, 0, 1, 0xd3, 0, 0, 0, 0, 0, 0, 0, 1, 0xca,
+		0, 0, 0, 0, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0, 0xd9, 1, 'x', 0xc4, 1, 7,
+		0xc7, 1, 5, 9, 0xd4, 5, 9, 0xff, 0xd0, 0x80, 0xa0 };
+	size_t used = 0;
+
+	(void) state;
+	assert_int_equal(tbp_check(m, sizeof(m), 1, &used), TB_OK);
+	assert_int_equal(used, sizeof(m));
+}
+
+static void
+test_check_reports_first_object_length(void **state)
+{
+	static const uint8_t m[] = { 0x91, 0x01, 0x02, 0x03 };
+	size_t               used;
+
+	(void) state;
+	assert_int_equal(tbp_check(m, sizeof(m), 4, &used), TB_OK);
+	assert_int_equal(used, 2);
+}
+
+static void
+test_check_rejects_reserved_byte(void **state)
+{
+	static const uint8_t m[] = { 0x92, 0x01, 0xc1 };
+
+	(void) state;
+	assert_int_equal(tbp_check(m, sizeof(m), 4, NULL), TB_EBADREQ);
+	assert_int_equal(tbp_check(m + 2, 1, 4, NULL), TB_EBADREQ);
+}
+
+static void
+test_req_rejects_reserved_byte(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_STATUS, 2);
+	pk_key(f, "id");
+	msgpack_pack_uint64(&f->pk, 1);
+	pk_key(f, "x");
+	pk_raw(f, "\xc1", 1);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+pk_nested(fx *f, unsigned depth)
+{
+	for (unsigned i = 0; i < depth; i++) {
+		msgpack_pack_array(&f->pk, 1);
+	}
+	msgpack_pack_nil(&f->pk);
+}
+
+static void
+test_check_limits_depth(void **state)
+{
+	fx *f = *state;
+
+	pk_nested(f, TBP_MAX_DEPTH);
+	assert_int_equal(
+	    tbp_check(f->sb.data, f->sb.size, TBP_MAX_DEPTH, NULL), TB_OK);
+	reset(f);
+	pk_nested(f, TBP_MAX_DEPTH + 1);
+	assert_int_equal(tbp_check(f->sb.data, f->sb.size, TBP_MAX_DEPTH, NULL),
+	    TB_ETOOBIG);
+	// Empty containers count too, as they do for msgpack-c.
+	assert_int_equal(tbp_check("\x90", 1, 0, NULL), TB_ETOOBIG);
+	assert_int_equal(tbp_check("\x90", 1, 1, NULL), TB_OK);
+	assert_int_equal(tbp_check("\x05", 1, 0, NULL), TB_OK);
+}
+
+static void
+test_check_survives_very_deep_input(void **state)
+{
+	fx *f = *state;
+
+	// Far deeper than the walker's own stack, with a huge max_depth.
+	pk_nested(f, 100000);
+	assert_int_equal(
+	    tbp_check(f->sb.data, f->sb.size, UINT32_MAX, NULL), TB_ETOOBIG);
+}
+
+static void
+test_req_rejects_deep_envelope(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_PING, 1);
+	pk_key(f, "extra");
+	pk_nested(f, TBP_MAX_DEPTH); // 2 levels already open
+	assert_int_equal(dec_req(f), TB_ETOOBIG);
+	assert_false(f->req.have_envelope);
+}
+
+static void
+test_req_accepts_deepest_allowed_envelope(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_PING, 1);
+	pk_key(f, "extra");
+	pk_nested(f, TBP_MAX_DEPTH - 2);
+	assert_int_equal(dec_req(f), TB_OK);
+}
+
+static void
+pk_task_with_payload(fx *f, const void *p, size_t n)
+{
+	pk_submit_head(f, 3);
+	pk_key(f, "handler");
+	pk_str(f, "exec");
+	pk_key(f, "payload");
+	pk_bin(f, p, n);
+}
+
+static void
+test_req_rejects_deep_payload(void **state)
+{
+	fx             *f = *state;
+	msgpack_sbuffer p;
+	msgpack_packer  pk;
+
+	msgpack_sbuffer_init(&p);
+	msgpack_packer_init(&pk, &p, msgpack_sbuffer_write);
+	for (unsigned i = 0; i < TBP_MAX_DEPTH + 1; i++) {
+		msgpack_pack_map(&pk, 1);
+		msgpack_pack_str(&pk, 1);
+		msgpack_pack_str_body(&pk, "k", 1);
+	}
+	msgpack_pack_nil(&pk);
+	pk_task_with_payload(f, p.data, p.size);
+	msgpack_sbuffer_destroy(&p);
+	assert_int_equal(dec_req(f), TB_ETOOBIG);
+	assert_true(f->req.have_envelope);
+}
+
+static void
+test_req_rejects_payload_not_one_object(void **state)
+{
+	fx *f = *state;
+
+	pk_task_with_payload(f, "\x01\x02", 2); // two objects
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	pk_task_with_payload(f, "\x92\x01", 2); // truncated
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	pk_task_with_payload(f, "\xc1", 1); // reserved
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	pk_task_with_payload(f, "\x92\x01\x02", 3); // exactly one: fine
+	assert_int_equal(dec_req(f), TB_OK);
+}
+
+static void
+test_req_rejects_payload_over_limit(void **state)
+{
+	fx      *f = *state;
+	uint8_t *p;
+
+	// One bin8-wrapped string object of exactly TBP_MAX_PAYLOAD + 1.
+	assert_non_null(p = calloc(1, TBP_MAX_PAYLOAD + 1));
+	p[0] = 0xc6;
+	p[1] = (uint8_t) ((TBP_MAX_PAYLOAD - 4) >> 24);
+	p[2] = (uint8_t) ((TBP_MAX_PAYLOAD - 4) >> 16);
+	p[3] = (uint8_t) ((TBP_MAX_PAYLOAD - 4) >> 8);
+	p[4] = (uint8_t) (TBP_MAX_PAYLOAD - 4);
+	pk_task_with_payload(f, p, TBP_MAX_PAYLOAD + 1);
+	assert_int_equal(dec_req(f), TB_ETOOBIG);
+	reset(f);
+	// One byte less is exactly the limit and one valid object.
+	p[4] = (uint8_t) (TBP_MAX_PAYLOAD - 5);
+	pk_task_with_payload(f, p, TBP_MAX_PAYLOAD);
+	assert_int_equal(dec_req(f), TB_OK);
+	free(p);
+}
+
+static void
+test_req_rejects_long_names(void **state)
+{
+	fx  *f = *state;
+	char name[TBP_MAX_NAME + 2];
+
+	memset(name, 'h', sizeof(name));
+	name[TBP_MAX_NAME + 1] = '\0';
+	pk_submit_head(f, 2);
+	pk_key(f, "handler");
+	pk_str(f, name);
+	assert_int_equal(dec_req(f), TB_ETOOBIG);
+	reset(f);
+	pk_submit_head(f, 3);
+	pk_key(f, "handler");
+	pk_str(f, "exec");
+	pk_key(f, "queue");
+	pk_str(f, name);
+	assert_int_equal(dec_req(f), TB_ETOOBIG);
+	reset(f);
+	name[TBP_MAX_NAME] = '\0'; // exactly the limit
+	pk_submit_head(f, 3);
+	pk_key(f, "handler");
+	pk_str(f, name);
+	pk_key(f, "queue");
+	pk_str(f, name);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.tasks[0].queue.n, TBP_MAX_NAME);
+}
+
+static void
+test_req_rejects_empty_handler(void **state)
+{
+	fx *f = *state;
+
+	pk_submit_head(f, 2);
+	pk_key(f, "handler");
+	pk_str(f, "");
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_req_rejects_nul_in_names(void **state)
+{
+	fx *f = *state;
+
+	pk_submit_head(f, 2);
+	pk_key(f, "handler");
+	msgpack_pack_str(&f->pk, 3);
+	msgpack_pack_str_body(&f->pk, "a\0b", 3);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+pk_tasks(fx *f, uint32_t n)
+{
+	pk_req_head(f, TBP_VERSION, TBP_OP_SUBMIT, 1);
+	pk_key(f, "tasks");
+	msgpack_pack_array(&f->pk, n);
+	for (uint32_t i = 0; i < n; i++) {
+		msgpack_pack_map(&f->pk, 2);
+		pk_key(f, "sid");
+		pk_bin(f, SID, sizeof(SID));
+		pk_key(f, "handler");
+		pk_str(f, "noop");
+	}
+}
+
+static void
+test_req_accepts_max_tasks(void **state)
+{
+	fx *f = *state;
+
+	pk_tasks(f, TBP_MAX_TASKS);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.ntasks, TBP_MAX_TASKS);
+}
+
+static void
+test_req_rejects_too_many_tasks(void **state)
+{
+	fx *f = *state;
+
+	pk_tasks(f, TBP_MAX_TASKS + 1);
+	assert_int_equal(dec_req(f), TB_ETOOBIG);
+	assert_true(f->req.have_envelope);
+}
+
+static void
+test_req_rejects_zero_tasks(void **state)
+{
+	fx *f = *state;
+
+	pk_tasks(f, 0);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_req_rejects_wrong_sid_length(void **state)
+{
+	fx *f = *state;
+
+	for (size_t n = 0; n <= TBP_SID_LEN + 1; n++) {
+		if (n == TBP_SID_LEN) {
+			continue;
+		}
+		reset(f);
+		pk_req_head(f, TBP_VERSION, TBP_OP_SUBMIT, 1);
+		pk_key(f, "tasks");
+		msgpack_pack_array(&f->pk, 1);
+		msgpack_pack_map(&f->pk, 2);
+		pk_key(f, "sid");
+		pk_bin(f, "0123456789abcdefg", n);
+		pk_key(f, "handler");
+		pk_str(f, "noop");
+		assert_int_equal(dec_req(f), TB_EBADREQ);
+	}
+}
+
+static void
+test_req_accepts_sid_as_str(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_SUBMIT, 1);
+	pk_key(f, "tasks");
+	msgpack_pack_array(&f->pk, 1);
+	msgpack_pack_map(&f->pk, 2);
+	pk_key(f, "sid");
+	pk_str(f, "0123456789abcdef");
+	pk_key(f, "handler");
+	pk_str(f, "noop");
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_memory_equal(f->req.tasks[0].sid.p, "0123456789abcdef", 16);
+}
+
+// One task field of a wrong type or out of range, after a valid handler.
+static void
+test_req_rejects_wrong_task_field_types(void **state)
+{
+	fx *f = *state;
+	struct {
+		const char *key;
+		int         kind; // what to pack
+	} cases[] = {
+		{ "priority", 0 },     // "x"
+		{ "priority", 1 },     // INT32_MAX + 1
+		{ "priority", 2 },     // INT32_MIN - 1
+		{ "max_attempts", 3 }, // -1
+		{ "max_attempts", 4 }, // UINT32_MAX + 1
+		{ "timeout_ms", 5 },   // 1.5
+		{ "delay_ms", 6 },     // true
+		{ "queue", 7 },        // 5
+		{ "payload", 7 },      // 5
+		{ "sid", 8 },          // [ ]
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		reset(f);
+		pk_submit_head(f, 3);
+		pk_key(f, "handler");
+		pk_str(f, "exec");
+		pk_key(f, cases[i].key);
+		switch (cases[i].kind) {
+		case 0:
+			pk_str(f, "x");
+			break;
+		case 1:
+			msgpack_pack_int64(&f->pk, (int64_t) INT32_MAX + 1);
+			break;
+		case 2:
+			msgpack_pack_int64(&f->pk, (int64_t) INT32_MIN - 1);
+			break;
+		case 3:
+			msgpack_pack_int64(&f->pk, -1);
+			break;
+		case 4:
+			msgpack_pack_uint64(&f->pk, (uint64_t) UINT32_MAX + 1);
+			break;
+		case 5:
+			msgpack_pack_double(&f->pk, 1.5);
+			break;
+		case 6:
+			msgpack_pack_true(&f->pk);
+			break;
+		case 7:
+			msgpack_pack_uint64(&f->pk, 5);
+			break;
+		default:
+			msgpack_pack_array(&f->pk, 0);
+			break;
+		}
+		assert_int_equal(dec_req(f), TB_EBADREQ);
+	}
+}
+
+static void
+test_req_accepts_field_extremes(void **state)
+{
+	fx *f = *state;
+
+	pk_submit_head(f, 5);
+	pk_key(f, "handler");
+	pk_str(f, "exec");
+	pk_key(f, "priority");
+	msgpack_pack_int64(&f->pk, INT32_MIN);
+	pk_key(f, "max_attempts");
+	msgpack_pack_uint64(&f->pk, UINT32_MAX);
+	pk_key(f, "delay_ms");
+	msgpack_pack_int8(&f->pk, 3); // a signed form of a positive value
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.tasks[0].priority, INT32_MIN);
+	assert_true(f->req.tasks[0].max_attempts == UINT32_MAX);
+	assert_int_equal(f->req.tasks[0].delay_ms, 3);
+}
+
+static void
+test_req_rejects_wrong_body_types(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_STATUS, 1);
+	pk_key(f, "id");
+	pk_str(f, "12");
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	pk_req_head(f, TBP_VERSION, TBP_OP_WAIT, 2);
+	pk_key(f, "id");
+	msgpack_pack_uint64(&f->pk, 1);
+	pk_key(f, "timeout_ms");
+	msgpack_pack_uint64(&f->pk, UINT64_MAX);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	pk_req_head(f, TBP_VERSION, TBP_OP_LIST, 1);
+	pk_key(f, "state");
+	msgpack_pack_int64(&f->pk, -1);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	pk_req_head(f, TBP_VERSION, TBP_OP_SUBMIT, 1);
+	pk_key(f, "tasks");
+	msgpack_pack_map(&f->pk, 0);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	pk_req_head(f, TBP_VERSION, TBP_OP_SUBMIT, 1);
+	pk_key(f, "tasks");
+	msgpack_pack_array(&f->pk, 1);
+	pk_str(f, "task");
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_req_accepts_negative_wait_timeout(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_WAIT, 2);
+	pk_key(f, "id");
+	msgpack_pack_uint64(&f->pk, 1);
+	pk_key(f, "timeout_ms");
+	msgpack_pack_int64(&f->pk, -30);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.timeout_ms, -30);
+}
+
+static void
+test_req_rejects_missing_fields(void **state)
+{
+	fx            *f     = *state;
+	const uint32_t ops[] = { TBP_OP_STATUS, TBP_OP_WAIT, TBP_OP_CANCEL,
+		TBP_OP_SUBMIT };
+
+	for (size_t i = 0; i < 4; i++) {
+		reset(f);
+		pk_req_head(f, TBP_VERSION, ops[i], 0);
+		assert_int_equal(dec_req(f), TB_EBADREQ);
+		assert_true(f->req.have_envelope);
+	}
+	reset(f);
+	pk_req_head(f, TBP_VERSION, TBP_OP_SUBMIT, 1);
+	pk_key(f, "tasks");
+	msgpack_pack_array(&f->pk, 1);
+	msgpack_pack_map(&f->pk, 1);
+	pk_key(f, "handler"); // no sid
+	pk_str(f, "noop");
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	pk_submit_head(f, 1); // no handler
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_req_treats_nil_as_absent(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_LIST, 2);
+	pk_key(f, "queue");
+	msgpack_pack_nil(&f->pk);
+	pk_key(f, "state");
+	msgpack_pack_nil(&f->pk);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.state, -1);
+	reset(f);
+	pk_req_head(f, TBP_VERSION, TBP_OP_STATUS, 1);
+	pk_key(f, "id");
+	msgpack_pack_nil(&f->pk); // a required field may not be nil
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_req_ignores_unknown_keys(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_STATUS, 3);
+	pk_key(f, "future");
+	msgpack_pack_map(&f->pk, 1);
+	pk_key(f, "a");
+	msgpack_pack_array(&f->pk, 2);
+	msgpack_pack_double(&f->pk, 2.5);
+	pk_bin(f, "xy", 2);
+	pk_key(f, "id");
+	msgpack_pack_uint64(&f->pk, 33);
+	pk_key(f, "queue"); // not a status field: ignored
+	msgpack_pack_uint64(&f->pk, 5);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.id, 33);
+	reset(f);
+	pk_submit_head(f, 3);
+	pk_key(f, "handler");
+	pk_str(f, "noop");
+	pk_key(f, "colour");
+	pk_str(f, "blue");
+	assert_int_equal(dec_req(f), TB_OK);
+}
+
+static void
+test_req_rejects_message_over_limit(void **state)
+{
+	fx      *f = *state;
+	uint8_t *big;
+
+	// Valid msgpack of TBP_MAX_MSG + 1 bytes: the size alone refuses it.
+	assert_non_null(big = calloc(1, TBP_MAX_MSG + 1));
+	big[0] = 0xc6;
+	big[1] = (uint8_t) ((TBP_MAX_MSG - 4) >> 24);
+	big[2] = (uint8_t) ((TBP_MAX_MSG - 4) >> 16);
+	big[3] = (uint8_t) ((TBP_MAX_MSG - 4) >> 8);
+	big[4] = (uint8_t) (TBP_MAX_MSG - 4);
+	assert_int_equal(dec_req_raw(f, big, TBP_MAX_MSG + 1), TB_ETOOBIG);
+	tbp_rep_fini(&f->rep);
+	assert_int_equal(
+	    tbp_rep_decode(&f->rep, big, TBP_MAX_MSG + 1), TB_ETOOBIG);
+	tbp_event_fini(&f->ev);
+	assert_int_equal(
+	    tbp_event_decode(&f->ev, big, TBP_MAX_MSG + 1), TB_EPROTO);
+	free(big);
+}
+
+static void
+test_req_rejects_too_many_objects(void **state)
+{
+	fx *f = *state;
+
+	// 300,000 nils in an ignored field: small on the wire (about
+	// 300 KB) but about 7 MB once unpacked.
+	pk_req_head(f, TBP_VERSION, TBP_OP_PING, 1);
+	pk_key(f, "junk");
+	msgpack_pack_array(&f->pk, 300000);
+	for (int i = 0; i < 300000; i++) {
+		msgpack_pack_nil(&f->pk);
+	}
+	assert_int_equal(dec_req(f), TB_ETOOBIG);
+}
+
+static void
+test_req_rejects_null_and_empty_buffers(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(dec_req_raw(f, NULL, 0), TB_EBADREQ);
+	assert_int_equal(dec_req_raw(f, "", 0), TB_EBADREQ);
+	assert_int_equal(tbp_check(NULL, 0, 4, NULL), TB_EBADREQ);
+}
+
+// Replies.
+
+static void
+pk_rep_head(fx *f, uint64_t version, uint64_t op, int64_t status,
+    uint32_t nbody)
+{
+	msgpack_pack_array(&f->pk, 5);
+	msgpack_pack_uint64(&f->pk, version);
+	msgpack_pack_uint64(&f->pk, op);
+	msgpack_pack_uint64(&f->pk, 7);
+	msgpack_pack_int64(&f->pk, status);
+	msgpack_pack_map(&f->pk, nbody);
+}
+
+static void
+test_rep_rejects_bad_envelopes(void **state)
+{
+	fx *f = *state;
+
+	pk_rep_head(f, TBP_VERSION + 1, TBP_OP_PING, 0, 0);
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+	reset(f);
+	pk_rep_head(f, 0, TBP_OP_PING, 0, 0);
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+	reset(f);
+	pk_rep_head(f, TBP_VERSION, TBP_OP_PING, -1, 0);
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+	reset(f);
+	pk_rep_head(f, TBP_VERSION, TBP_OP_COUNT, 0, 0);
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+	reset(f);
+	pk_req_head(f, TBP_VERSION, TBP_OP_PING, 0); // a request
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+}
+
+static void
+test_rep_rejects_missing_task(void **state)
+{
+	fx *f = *state;
+
+	pk_rep_head(f, TBP_VERSION, TBP_OP_STATUS, 0, 0);
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+	reset(f);
+	pk_rep_head(f, TBP_VERSION, TBP_OP_STATUS, 0, 1);
+	pk_key(f, "task");
+	msgpack_pack_map(&f->pk, 1);
+	pk_key(f, "state"); // no id
+	msgpack_pack_uint64(&f->pk, 1);
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+}
+
+static void
+test_rep_rejects_result_over_limit(void **state)
+{
+	fx           *f = *state;
+	tbp_task_info t = task_info();
+	uint8_t      *big;
+
+	assert_non_null(big = calloc(1, TBP_MAX_RESULT + 1));
+	t.result.p = big;
+	t.result.n = TBP_MAX_RESULT + 1;
+	assert_int_equal(
+	    tbp_enc_rep_task(&f->sb, TBP_OP_STATUS, 5, &t, false), TB_OK);
+	free(big);
+	assert_int_equal(dec_rep(f), TB_ETOOBIG);
+}
+
+static void
+test_rep_rejects_list_over_limit(void **state)
+{
+	fx            *f = *state;
+	tbp_task_info *t;
+
+	assert_non_null(t = calloc(TBP_MAX_LIST + 1, sizeof(*t)));
+	assert_int_equal(tbp_enc_rep_tasks(&f->sb, 6, t, TBP_MAX_LIST), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	reset(f);
+	assert_int_equal(
+	    tbp_enc_rep_tasks(&f->sb, 6, t, TBP_MAX_LIST + 1), TB_OK);
+	free(t);
+	assert_int_equal(dec_rep(f), TB_ETOOBIG);
+}
+
+static void
+test_rep_rejects_submit_mismatch(void **state)
+{
+	fx *f = *state;
+
+	pk_rep_head(f, TBP_VERSION, TBP_OP_SUBMIT, 0, 2);
+	pk_key(f, "ids");
+	msgpack_pack_array(&f->pk, 2);
+	msgpack_pack_uint64(&f->pk, 1);
+	msgpack_pack_uint64(&f->pk, 2);
+	pk_key(f, "dup");
+	msgpack_pack_array(&f->pk, 1);
+	msgpack_pack_false(&f->pk);
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+	reset(f);
+	pk_rep_head(f, TBP_VERSION, TBP_OP_SUBMIT, 0, 0); // no ids
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+}
+
+static void
+test_rep_rejects_too_many_ids(void **state)
+{
+	fx       *f = *state;
+	uint64_t *ids;
+
+	assert_non_null(ids = calloc(TBP_MAX_TASKS + 1, sizeof(*ids)));
+	assert_int_equal(
+	    tbp_enc_rep_submit(&f->sb, 4, ids, NULL, TBP_MAX_TASKS + 1), TB_OK);
+	free(ids);
+	assert_int_equal(dec_rep(f), TB_ETOOBIG);
+}
+
+// Events.
+
+static void
+test_event_rejects_missing_nul(void **state)
+{
+	fx *f = *state;
+
+	pk_raw(f, "tb.done.default.noop", 20);
+	assert_int_equal(dec_ev(f), TB_EPROTO);
+}
+
+static void
+test_event_rejects_long_topic(void **state)
+{
+	fx  *f = *state;
+	char topic[3 * TBP_MAX_NAME + 18];
+
+	memset(topic, 't', sizeof(topic));
+	pk_raw(f, topic, sizeof(topic));
+	pk_raw(f, "", 1);
+	msgpack_pack_map(&f->pk, 1);
+	pk_key(f, "event");
+	pk_str(f, "done");
+	assert_int_equal(dec_ev(f), TB_EPROTO);
+}
+
+static void
+test_event_accepts_minimal_map(void **state)
+{
+	fx *f = *state;
+
+	pk_raw(f, "tb.shutdown..", 14);
+	msgpack_pack_map(&f->pk, 1);
+	pk_key(f, "event");
+	pk_str(f, "shutdown");
+	assert_int_equal(dec_ev(f), TB_OK);
+	assert_true(tbp_bytes_eq(f->ev.topic, "tb.shutdown.."));
+	assert_true(tbp_bytes_eq(f->ev.event, "shutdown"));
+}
+
+static void
+test_event_rejects_body_not_map(void **state)
+{
+	fx *f = *state;
+
+	pk_raw(f, "tb.done.a.b", 12);
+	msgpack_pack_array(&f->pk, 0);
+	assert_int_equal(dec_ev(f), TB_EPROTO);
+	reset(f);
+	pk_raw(f, "tb.done.a.b", 12); // nothing after the NUL
+	assert_int_equal(dec_ev(f), TB_EPROTO);
+}
+
+static void
+test_event_rejects_wrong_field_types(void **state)
+{
+	fx *f = *state;
+
+	pk_raw(f, "tb.done.a.b", 12);
+	msgpack_pack_map(&f->pk, 2);
+	pk_key(f, "event");
+	pk_str(f, "done");
+	pk_key(f, "id");
+	pk_str(f, "42");
+	assert_int_equal(dec_ev(f), TB_EPROTO);
+}
+
+// Golden bad inputs: every tests/data/proto_*.bin must be refused by each
+// decoder without a crash (the ASan build checks for leaks and overreads).
+static void
+test_golden_bad_inputs_are_refused(void **state)
+{
+	fx            *f = *state;
+	const char    *dir;
+	DIR           *d;
+	struct dirent *de;
+	int            nfiles = 0;
+
+	assert_non_null(dir = getenv("TB_TEST_DATA"));
+	assert_non_null(d = opendir(dir));
+	while ((de = readdir(d)) != NULL) {
+		char    path[4096];
+		FILE   *fp;
+		uint8_t buf[65536];
+		size_t  n;
+		size_t  len = strlen(de->d_name);
+
+		if (strncmp(de->d_name, "proto_", 6) != 0 || len < 4 ||
+		    strcmp(de->d_name + len - 4, ".bin") != 0) {
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if ((fp = fopen(path, "rb")) == NULL) {
+			closedir(d);
+			fail_msg("cannot open %s", path);
+		}
+		n = fread(buf, 1, sizeof(buf), fp);
+		fclose(fp);
+		if (dec_req_raw(f, buf, n) == TB_OK) {
+			closedir(d);
+			fail_msg("%s decoded as a request", de->d_name);
+		}
+		tbp_rep_fini(&f->rep);
+		if (tbp_rep_decode(&f->rep, buf, n) == TB_OK) {
+			closedir(d);
+			fail_msg("%s decoded as a reply", de->d_name);
+		}
+		tbp_event_fini(&f->ev);
+		if (tbp_event_decode(&f->ev, buf, n) == TB_OK) {
+			closedir(d);
+			fail_msg("%s decoded as an event", de->d_name);
+		}
+		nfiles++;
+	}
+	closedir(d);
+	assert_true(nfiles >= 5);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_submit_round_trips),
+		T(test_submit_omits_zero_fields),
+		T(test_status_and_cancel_round_trip),
+		T(test_wait_round_trips),
+		T(test_wait_without_timeout_decodes_minus_one),
+		T(test_list_round_trips),
+		T(test_list_defaults_when_fields_absent),
+		T(test_empty_requests_round_trip),
+		T(test_rep_error_round_trips),
+		T(test_rep_error_defaults_message),
+		T(test_rep_error_may_answer_unknown_op),
+		T(test_rep_submit_round_trips),
+		T(test_rep_submit_without_dup_reads_false),
+		T(test_rep_task_round_trips),
+		T(test_rep_task_carries_result_and_error),
+		T(test_rep_wait_round_trips_timed_out),
+		T(test_rep_tasks_round_trips),
+		T(test_rep_tasks_empty_list),
+		T(test_rep_stats_round_trips),
+		T(test_rep_ping_round_trips),
+		T(test_rep_empty_round_trips),
+		T(test_event_round_trips),
+		T(test_views_outlive_the_input_buffer),
+		T(test_fini_twice_is_safe),
+		T(test_encoders_append_whole_messages),
+		T(test_names_come_from_the_lists),
+		T(test_bytes_helpers),
+		T(test_req_rejects_every_truncation),
+		T(test_rep_rejects_every_truncation),
+		T(test_event_rejects_every_truncation),
+		T(test_req_rejects_trailing_bytes),
+		T(test_rep_rejects_trailing_bytes),
+		T(test_event_rejects_trailing_bytes),
+		T(test_req_rejects_non_array),
+		T(test_req_rejects_short_envelope),
+		T(test_req_rejects_long_envelope),
+		T(test_req_rejects_wrong_envelope_types),
+		T(test_req_rejects_newer_version),
+		T(test_req_rejects_newer_version_of_any_shape),
+		T(test_req_rejects_version_zero),
+		T(test_req_rejects_unknown_op),
+		T(test_req_rejects_body_not_map),
+		T(test_req_rejects_non_string_key),
+		T(test_check_rejects_hostile_lengths),
+		T(test_req_rejects_hostile_lengths_inside),
+		T(test_check_counts_map_pairs_against_bytes),
+		T(test_check_accepts_every_type),
+		T(test_check_reports_first_object_length),
+		T(test_check_rejects_reserved_byte),
+		T(test_req_rejects_reserved_byte),
+		T(test_check_limits_depth),
+		T(test_check_survives_very_deep_input),
+		T(test_req_rejects_deep_envelope),
+		T(test_req_accepts_deepest_allowed_envelope),
+		T(test_req_rejects_deep_payload),
+		T(test_req_rejects_payload_not_one_object),
+		T(test_req_rejects_payload_over_limit),
+		T(test_req_rejects_long_names),
+		T(test_req_rejects_empty_handler),
+		T(test_req_rejects_nul_in_names),
+		T(test_req_accepts_max_tasks),
+		T(test_req_rejects_too_many_tasks),
+		T(test_req_rejects_zero_tasks),
+		T(test_req_rejects_wrong_sid_length),
+		T(test_req_accepts_sid_as_str),
+		T(test_req_rejects_wrong_task_field_types),
+		T(test_req_accepts_field_extremes),
+		T(test_req_rejects_wrong_body_types),
+		T(test_req_accepts_negative_wait_timeout),
+		T(test_req_rejects_missing_fields),
+		T(test_req_treats_nil_as_absent),
+		T(test_req_ignores_unknown_keys),
+		T(test_req_rejects_message_over_limit),
+		T(test_req_rejects_too_many_objects),
+		T(test_req_rejects_null_and_empty_buffers),
+		T(test_rep_rejects_bad_envelopes),
+		T(test_rep_rejects_missing_task),
+		T(test_rep_rejects_result_over_limit),
+		T(test_rep_rejects_list_over_limit),
+		T(test_rep_rejects_submit_mismatch),
+		T(test_rep_rejects_too_many_ids),
+		T(test_event_rejects_missing_nul),
+		T(test_event_rejects_long_topic),
+		T(test_event_accepts_minimal_map),
+		T(test_event_rejects_body_not_map),
+		T(test_event_rejects_wrong_field_types),
+		T(test_golden_bad_inputs_are_refused),
+	};
+
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
