@@ -87,6 +87,11 @@ extern char **environ;
 // and unwinds through its cleanup.
 static volatile sig_atomic_t g_stop;
 
+// The measurements of a run, in order; --only picks some.
+enum { S_SINGLE, S_BATCH, S_PACED, S_NNG, S_SQLITE, S_COUNT };
+static const char *scen_names[] = { "single", "batch", "paced", "nng",
+	"sqlite" };
+
 // bench_cfg: the command line.
 typedef struct bench_cfg {
 	const char *broker_bin;
@@ -103,6 +108,7 @@ typedef struct bench_cfg {
 	int         paced_secs;
 	int         sqlite_ms; // per SQLite mode
 	int         runs;
+	unsigned    only; // bit (1 << S_*) per measurement to run
 	bool        json;
 	bool        keep;
 	char        self[PATH_MAX];
@@ -139,6 +145,7 @@ enum {
 	F_NNG_P50,
 	F_NNG_P99,
 	F_SQL1_ROWS,
+	F_SQLPC_ROWS,
 	F_SQLB_ROWS,
 	F_SQLB_COMMITS,
 	F_SINGLE_SUBMIT,
@@ -174,6 +181,8 @@ static const struct fig_info {
             false },
 	[F_SQL1_ROWS]     = { "sqlite_rows_txn1",
             "SQLite insert+commit, 1 row/txn", "rows/s", false, false },
+	[F_SQLPC_ROWS]    = { "sqlite_rows_txnPC",
+            "SQLite insert+commit, P*C rows/txn", "rows/s", false, false },
 	[F_SQLB_ROWS]     = { "sqlite_rows_txnB",
             "SQLite insert+commit, B rows/txn", "rows/s", false, false },
 	[F_SQLB_COMMITS]  = { "sqlite_commits_txnB",
@@ -1531,9 +1540,6 @@ out:
 // ---------------------------------------------------------------------------
 // Our scenarios
 
-enum { S_SINGLE, S_BATCH, S_PACED };
-static const char *scen_names[] = { "single", "batch", "paced" };
-
 // bench_broker runs one scenario against a fresh broker.
 static int
 bench_broker(const bench_cfg *cfg, int which, scen_result *r)
@@ -1585,6 +1591,20 @@ bench_broker(const bench_cfg *cfg, int which, scen_result *r)
 	return (rv);
 }
 
+// quiesce flushes the temporary filesystem, so dirty pages left by one
+// measurement are not written back during the next one's fsyncs (ext4
+// data=ordered flushes them on any journal commit).
+static void
+quiesce(const bench_cfg *cfg)
+{
+	int fd;
+
+	if ((fd = open(cfg->tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		syncfs(fd);
+		close(fd);
+	}
+}
+
 static void
 progress_rate(const char *what, double rate, double p50, double p99)
 {
@@ -1604,7 +1624,10 @@ run_once(const bench_cfg *cfg, int run)
 	}
 	fprintf(stderr, "run %d/%d\n", run + 1, cfg->runs);
 
-	if (!g_stop && bench_nng(cfg, &r) == 0) {
+	quiesce(cfg);
+	if (!(cfg->only & (1u << S_NNG))) {
+		// skipped
+	} else if (!g_stop && bench_nng(cfg, &r) == 0) {
 		vals[F_NNG_RATE][run] = r.submit_rate;
 		vals[F_NNG_P50][run]  = r.p50;
 		vals[F_NNG_P99][run]  = r.p99;
@@ -1612,13 +1635,33 @@ run_once(const bench_cfg *cfg, int run)
 	} else {
 		probs.failed_scenarios++;
 	}
-	if (!g_stop && bench_sqlite(cfg, 1, &rows, &commits) == 0) {
+	quiesce(cfg);
+	if (!(cfg->only & (1u << S_SQLITE))) {
+		// skipped
+	} else if (!g_stop && bench_sqlite(cfg, 1, &rows, &commits) == 0) {
 		vals[F_SQL1_ROWS][run] = rows;
 		fprintf(stderr, "  sqlite/1 %10.0f rows/s\n", rows);
 	} else {
 		probs.failed_scenarios++;
 	}
-	if (!g_stop && bench_sqlite(cfg, cfg->batch, &rows, &commits) == 0) {
+	// P x C rows per commit is the most a group commit can gather in
+	// the single scenario: the ceiling of its rate on this disk.
+	quiesce(cfg);
+	if (!(cfg->only & (1u << S_SQLITE))) {
+		// skipped
+	} else if (!g_stop && bench_sqlite(cfg, cfg->producers * cfg->inflight,
+	                          &rows, &commits) == 0) {
+		vals[F_SQLPC_ROWS][run] = rows;
+		fprintf(stderr, "  sqlite/%d %8.0f rows/s\n",
+		    cfg->producers * cfg->inflight, rows);
+	} else {
+		probs.failed_scenarios++;
+	}
+	quiesce(cfg);
+	if (!(cfg->only & (1u << S_SQLITE))) {
+		// skipped
+	} else if (!g_stop && bench_sqlite(cfg, cfg->batch, &rows, &commits) ==
+	    0) {
 		vals[F_SQLB_ROWS][run]    = rows;
 		vals[F_SQLB_COMMITS][run] = commits;
 		fprintf(stderr, "  sqlite/%d %8.0f rows/s %8.0f commits/s\n",
@@ -1626,7 +1669,10 @@ run_once(const bench_cfg *cfg, int run)
 	} else {
 		probs.failed_scenarios++;
 	}
-	if (!g_stop && bench_broker(cfg, S_SINGLE, &r) == 0) {
+	quiesce(cfg);
+	if (!(cfg->only & (1u << S_SINGLE))) {
+		// skipped
+	} else if (!g_stop && bench_broker(cfg, S_SINGLE, &r) == 0) {
 		vals[F_SINGLE_SUBMIT][run] = r.submit_rate;
 		vals[F_SINGLE_P50][run]    = r.p50;
 		vals[F_SINGLE_P99][run]    = r.p99;
@@ -1636,7 +1682,10 @@ run_once(const bench_cfg *cfg, int run)
 	} else {
 		probs.failed_scenarios++;
 	}
-	if (!g_stop && bench_broker(cfg, S_BATCH, &r) == 0) {
+	quiesce(cfg);
+	if (!(cfg->only & (1u << S_BATCH))) {
+		// skipped
+	} else if (!g_stop && bench_broker(cfg, S_BATCH, &r) == 0) {
 		vals[F_BATCH_SUBMIT][run] = r.submit_rate;
 		vals[F_BATCH_P50][run]    = r.p50;
 		vals[F_BATCH_P99][run]    = r.p99;
@@ -1646,7 +1695,10 @@ run_once(const bench_cfg *cfg, int run)
 	} else {
 		probs.failed_scenarios++;
 	}
-	if (!g_stop && bench_broker(cfg, S_PACED, &r) == 0) {
+	quiesce(cfg);
+	if (!(cfg->only & (1u << S_PACED))) {
+		// skipped
+	} else if (!g_stop && bench_broker(cfg, S_PACED, &r) == 0) {
 		vals[F_PACED_RATE][run] = r.submit_rate;
 		vals[F_PACED_P50][run]  = r.p50;
 		vals[F_PACED_P99][run]  = r.p99;
@@ -1781,7 +1833,7 @@ static void
 print_human(const bench_cfg *cfg, const machine *m)
 {
 	double med[F_COUNT], mn[F_COUNT], mx[F_COUNT];
-	char   a[48], b[48], c[48], d[48], e[48];
+	char   a[48], b[48], c[48], d[48], e[48], g[48];
 	char   label[96];
 
 	for (int f = 0; f < F_COUNT; f++) {
@@ -1817,6 +1869,11 @@ print_human(const bench_cfg *cfg, const machine *m)
 			snprintf(label, sizeof(label), "%.*s%d rows/txn",
 			    (int) (strlen(figs[f].label) - strlen("B rows/txn")),
 			    figs[f].label, cfg->batch);
+		} else if (f == F_SQLPC_ROWS) {
+			snprintf(label, sizeof(label), "%.*s%d (P*C) rows/txn",
+			    (int) (strlen(figs[f].label) -
+			        strlen("P*C rows/txn")),
+			    figs[f].label, cfg->producers * cfg->inflight);
 		}
 		fmt_val(a, sizeof(a), med[f], figs[f].unit);
 		fmt_val(b, sizeof(b), mn[f], figs[f].unit);
@@ -1827,14 +1884,17 @@ print_human(const bench_cfg *cfg, const machine *m)
 	printf("\nnng: 100-byte REQ/REP round trips over ipc to an echo "
 	       "process, same P x C pattern. SQLite: WAL, synchronous=%s, "
 	       "task-shaped rows with a unique submission-id index, one "
-	       "connection.\n\n",
+	       "connection; P*C rows per commit is the most one group commit "
+	       "can gather in the single scenario, so it bounds that "
+	       "scenario's rate.\n\n",
 	    strcmp(cfg->durability, "full") == 0 ? "FULL" : "NORMAL");
 
 	printf("### taskbroker\n\n");
 	printf("| figure | median | min | max | unit | / nng RTT rate | "
-	       "/ SQLite rows/s (%d per txn) |\n",
-	    cfg->batch);
-	printf("|---|---:|---:|---:|---|---:|---:|\n");
+	       "/ SQLite rows/s (%d per txn) | / SQLite rows/s (%d per txn) "
+	       "|\n",
+	    cfg->batch, cfg->producers * cfg->inflight);
+	printf("|---|---:|---:|---:|---|---:|---:|---:|\n");
 	for (int f = 0; f < F_COUNT; f++) {
 		if (!figs[f].ours) {
 			continue;
@@ -1845,12 +1905,14 @@ print_human(const bench_cfg *cfg, const machine *m)
 		if (figs[f].is_rate || f == F_PACED_RATE) {
 			fmt_ratio(d, sizeof(d), med[f], med[F_NNG_RATE]);
 			fmt_ratio(e, sizeof(e), med[f], med[F_SQLB_ROWS]);
+			fmt_ratio(g, sizeof(g), med[f], med[F_SQLPC_ROWS]);
 		} else {
 			snprintf(d, sizeof(d), " ");
 			snprintf(e, sizeof(e), " ");
+			snprintf(g, sizeof(g), " ");
 		}
-		printf("| %s | %s | %s | %s | %s | %s | %s |\n", figs[f].label,
-		    a, b, c, figs[f].unit, d, e);
+		printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		    figs[f].label, a, b, c, figs[f].unit, d, e, g);
 	}
 	printf("\nSubmit throughput = accepted tasks / (last ack - first "
 	       "submit). End-to-end = accepted tasks / (first submit -> "
@@ -1984,6 +2046,8 @@ print_json(const bench_cfg *cfg, const machine *m)
 			json_num(med[f] / med[F_NNG_RATE]);
 			printf(", \"ratio_sqlite_batch_rows\": ");
 			json_num(med[f] / med[F_SQLB_ROWS]);
+			printf(", \"ratio_sqlite_pc_rows\": ");
+			json_num(med[f] / med[F_SQLPC_ROWS]);
 		}
 		printf("}%s\n", f + 1 < F_COUNT ? "," : "");
 	}
@@ -2042,6 +2106,8 @@ usage(FILE *f)
 	    "(default\n"
 	    "                         $TMPDIR or /tmp); its filesystem "
 	    "decides fsync cost\n"
+	    "  --only LIST            run only some of single,batch,paced,"
+	    "nng,sqlite\n"
 	    "  --keep                 keep the temporary directories (broker "
 	    "logs)\n"
 	    "  --json                 print JSON instead of Markdown\n"
@@ -2066,6 +2132,37 @@ parse_int(const char *name, const char *s, long min, long max, long *vp)
 	return (0);
 }
 
+// parse_only turns "single,nng" into measurement bits.
+static int
+parse_only(const char *list, unsigned *onlyp)
+{
+	char     buf[256], *tok, *save;
+	unsigned only = 0;
+	int      s;
+
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (tok = strtok_r(buf, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
+		for (s = 0; s < S_COUNT; s++) {
+			if (strcmp(tok, scen_names[s]) == 0) {
+				break;
+			}
+		}
+		if (s == S_COUNT) {
+			fprintf(stderr, "taskbroker-bench: --only takes "
+			    "single,batch,paced,nng,sqlite\n");
+			return (-1);
+		}
+		only |= 1u << s;
+	}
+	if (only == 0) {
+		fprintf(stderr, "taskbroker-bench: --only is empty\n");
+		return (-1);
+	}
+	*onlyp = only;
+	return (0);
+}
+
 static int
 parse_args(bench_cfg *cfg, int argc, char **argv)
 {
@@ -2084,6 +2181,7 @@ parse_args(bench_cfg *cfg, int argc, char **argv)
 		{ "workers", required_argument, NULL, 'W' },
 		{ "broker-log-level", required_argument, NULL, 'L' },
 		{ "tmpdir", required_argument, NULL, 'T' },
+		{ "only", required_argument, NULL, 'O' },
 		{ "keep", no_argument, NULL, 'k' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -2104,6 +2202,7 @@ parse_args(bench_cfg *cfg, int argc, char **argv)
 	cfg->paced_secs  = 3;
 	cfg->sqlite_ms   = 1500;
 	cfg->runs        = 3;
+	cfg->only        = (1u << S_COUNT) - 1;
 	tmp              = getenv("TMPDIR");
 	cfg->tmpdir      = (tmp != NULL && tmp[0] != '\0') ? tmp : "/tmp";
 
@@ -2193,6 +2292,11 @@ parse_args(bench_cfg *cfg, int argc, char **argv)
 			break;
 		case 'T':
 			cfg->tmpdir = optarg;
+			break;
+		case 'O':
+			if (parse_only(optarg, &cfg->only) != 0) {
+				return (-1);
+			}
 			break;
 		case 'k':
 			cfg->keep = true;

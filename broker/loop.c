@@ -3,6 +3,7 @@
 #include "loop.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -108,16 +109,20 @@ struct broker {
 	uv_timer_t    linger_timer;
 	uv_prepare_t  prepare;
 	bool          handles_up;
+	bool          st_stopped;
+	atomic_bool   pool_gone; // the pool no longer wakes the loop
 
 	task       *by_id;  // uthash, hh
 	task       *by_sid; // uthash, hh_sid
-	sched_heapq ready;
+	sched_heapq ready;      // ready loop-handler tasks
+	sched_heapq ready_pool; // ready pool-handler tasks
 	sched_heapq due;
 	uint64_t    next_id;
 	uint64_t    counts[TB_STATE_CANCELLED + 1];
 	uint64_t    submitted;
 	uint64_t    completed;
 	uint32_t    running; // tasks in state running
+	uint32_t    running_pool; // of those, on pool handlers
 	int64_t     start_mono;
 	int         phase;
 	bool        need_dispatch;
@@ -176,6 +181,40 @@ task_set_state(broker *b, task *t, uint32_t state)
 	b->counts[state]++;
 }
 
+// heap_of returns the heap a waiting task belongs in: the due heap until
+// its run_at, then the ready heap of its handler's kind. Pool tasks wait in
+// their own heap so that they start only when a worker is free (and so are
+// reported running only while one runs them), without holding up loop
+// tasks behind them.
+static sched_heapq *
+heap_of(broker *b, const task *t, int64_t now)
+{
+	if (t->run_at > now) {
+		return (&b->due);
+	}
+	return (t->pool ? &b->ready_pool : &b->ready);
+}
+
+// slot_free gives back the running slot of a task whose attempt ended or
+// never started.
+static void
+slot_free(broker *b, const task *t)
+{
+	b->running--;
+	if (t->pool) {
+		b->running_pool--;
+	}
+	b->need_dispatch = true;
+}
+
+static void
+task_set_handler_mode(task *t)
+{
+	const handler *h = handlers_find(t->handler, strlen(t->handler));
+
+	t->pool = h != NULL && h->mode == HANDLER_POOL;
+}
+
 static void
 task_info(const task *t, tbp_task_info *ti)
 {
@@ -220,7 +259,7 @@ schedule(broker *b, task *t)
 {
 	int64_t now = util_now_us();
 
-	if (sched_push(t->run_at > now ? &b->due : &b->ready, t) != 0) {
+	if (sched_push(heap_of(b, t, now), t) != 0) {
 		// Out of memory for the heap: the task stays in the store and
 		// runs after a restart; say so rather than lose it silently.
 		log_err("task %" PRIu64 ": no memory to schedule it; it will "
@@ -345,8 +384,7 @@ end_attempt(broker *b, task *t, run *r)
 	uint64_t dur = (uint64_t) (util_mono_us() - r->t_start);
 
 	t->run = NULL;
-	b->running--;
-	b->need_dispatch = true;
+	slot_free(b, t);
 
 	if (t->requeue) {
 		// Shutdown interrupted it: back to pending, attempt refunded.
@@ -436,7 +474,7 @@ launch(broker *b, task *t)
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		// Handled as an interrupted attempt: back to pending, refunded.
 		log_err("task %" PRIu64 ": no memory to start it", t->id);
-		b->running--;
+		slot_free(b, t);
 		t->attempts--;
 		task_set_state(b, t, TB_STATE_PENDING);
 		write_task(b, t, W_REQUEUE, NULL, 0, NULL);
@@ -497,6 +535,9 @@ start_attempt(broker *b, task *t)
 	t->started_at = util_now_us();
 	t->starting   = true;
 	b->running++;
+	if (t->pool) {
+		b->running_pool++;
+	}
 	write_task(b, t, W_START, NULL, 0, NULL);
 }
 
@@ -508,6 +549,11 @@ dispatch(broker *b)
 	b->need_dispatch = false;
 	if (b->phase != PHASE_RUNNING) {
 		return;
+	}
+	while (b->running < (uint32_t) b->cfg->max_running &&
+	    b->running_pool < (uint32_t) b->cfg->workers &&
+	    (t = sched_pop(&b->ready_pool)) != NULL) {
+		start_attempt(b, t);
 	}
 	while (b->running < (uint32_t) b->cfg->max_running &&
 	    (t = sched_pop(&b->ready)) != NULL) {
@@ -524,7 +570,7 @@ due_fired(uv_timer_t *timer)
 
 	while ((t = sched_peek(&b->due)) != NULL && t->run_at <= now) {
 		sched_remove(&b->due, t);
-		if (sched_push(&b->ready, t) != 0) {
+		if (sched_push(heap_of(b, t, now), t) != 0) {
 			log_err("task %" PRIu64 ": no memory to schedule it",
 			    t->id);
 		}
@@ -705,6 +751,7 @@ task_from_in(broker *b, const tbp_task_in *in, int64_t now)
 	t->timeout_ms   = in->timeout_ms;
 	t->created_at   = now;
 	t->run_at       = now + (int64_t) in->delay_ms * 1000;
+	task_set_handler_mode(t);
 	return (t);
 }
 
@@ -947,7 +994,10 @@ handle_cancel(broker *b, srv_req *req)
 	if (t->state == TB_STATE_RUNNING || t->heap == SCHED_NONE) {
 		return (TB_ESTATE);
 	}
-	sched_remove(t->heap == SCHED_READY ? &b->ready : &b->due, t);
+	sched_remove(t->heap == SCHED_DUE ? &b->due
+	    : t->pool                     ? &b->ready_pool
+	                                  : &b->ready,
+	    t);
 	task_set_state(b, t, TB_STATE_CANCELLED);
 	t->finished_at = util_now_us();
 	free(t->error);
@@ -1122,7 +1172,7 @@ op_committed(broker *b, wop *w)
 		if (b->phase != PHASE_RUNNING) {
 			// Shutdown began before the handler could start: the
 			// attempt never ran, so it is refunded.
-			b->running--;
+			slot_free(b, t);
 			t->attempts--;
 			task_set_state(b, t, TB_STATE_PENDING);
 			write_task(b, t, W_REQUEUE, NULL, 0, NULL);
@@ -1186,6 +1236,18 @@ wake_store(void *arg)
 	uv_async_send(arg);
 }
 
+// wake_pool is the pool's notify. A worker abandoned at shutdown may finish
+// after the loop has closed its async; it must not touch it then.
+static void
+wake_pool(void *arg)
+{
+	broker *b = arg;
+
+	if (!atomic_load(&b->pool_gone)) {
+		uv_async_send(&b->pool_async);
+	}
+}
+
 // ---- shutdown ------------------------------------------------------------
 
 static void
@@ -1193,6 +1255,35 @@ close_handle(uv_handle_t *h)
 {
 	if (h->loop != NULL && !uv_is_closing(h)) {
 		uv_close(h, NULL);
+	}
+}
+
+// stop_threads stops the pool and the store writer (committing whatever is
+// still queued). Idempotent.
+static void
+stop_threads(broker *b)
+{
+	pool_job *unrun = NULL;
+
+	if (b->pl != NULL) {
+		if (pool_stop(b->pl, 1000, &unrun) == 0) {
+			pool_close(b->pl);
+		} else {
+			// A blocking handler ignored its cancel flag; its thread
+			// ends with the process.
+			log_warn("pool: a worker is still busy; leaving it");
+		}
+		b->pl = NULL;
+		atomic_store(&b->pool_gone, true);
+	}
+	for (pool_job *j = unrun; j != NULL;) {
+		pool_job *next = j->next;
+		run_free((run *) j); // abandoned runs the pool never started
+		j = next;
+	}
+	if (b->st != NULL && !b->st_stopped) {
+		store_stop(b->st);
+		b->st_stopped = true;
 	}
 }
 
@@ -1216,6 +1307,8 @@ linger_tick(uv_timer_t *timer)
 	b->sv = NULL;
 	events_close(b->ev);
 	b->ev = NULL;
+	// Stop the threads that post to the asyncs before closing those.
+	stop_threads(b);
 	close_handle((uv_handle_t *) &b->sigterm);
 	close_handle((uv_handle_t *) &b->sigint);
 	close_handle((uv_handle_t *) &b->due_timer);
@@ -1391,8 +1484,8 @@ recover_cb(void *arg, store_rec *r)
 	t->durable      = true;
 	free(r);
 	task_index(b, t);
-	if (sched_push(t->run_at > util_now_us() ? &b->due : &b->ready, t) !=
-	    0) {
+	task_set_handler_mode(t);
+	if (sched_push(heap_of(b, t, util_now_us()), t) != 0) {
 		return (TB_ENOMEM);
 	}
 	return (TB_OK);
@@ -1410,6 +1503,7 @@ broker_open(broker **bp, const config *cfg)
 	}
 	b->cfg = cfg;
 	sched_heapq_init(&b->ready, SCHED_READY);
+	sched_heapq_init(&b->ready_pool, SCHED_READY);
 	sched_heapq_init(&b->due, SCHED_DUE);
 	b->start_mono = util_mono_us();
 	if ((rv = uv_loop_init(&b->loop)) != 0) {
@@ -1454,8 +1548,7 @@ broker_open(broker **bp, const config *cfg)
 	if ((rv = store_start(b->st, wake_store, &b->store_async)) != TB_OK) {
 		goto fail;
 	}
-	if ((rv = pool_open(&b->pl, cfg->workers, wake_store,
-	         &b->pool_async)) != TB_OK) {
+	if ((rv = pool_open(&b->pl, cfg->workers, wake_pool, b)) != TB_OK) {
 		goto fail;
 	}
 	if ((rv = events_open(&b->ev, cfg->events)) != TB_OK) {
@@ -1491,9 +1584,8 @@ broker_run(broker *b)
 void
 broker_close(broker *b)
 {
-	task     *t;
-	task     *tmp;
-	pool_job *unrun = NULL;
+	task *t;
+	task *tmp;
 
 	if (b == NULL) {
 		return;
@@ -1505,12 +1597,7 @@ broker_close(broker *b)
 	}
 	events_close(b->ev);
 	b->ev = NULL;
-	if (b->pl != NULL && pool_stop(b->pl, 1000, &unrun) == 0) {
-		pool_close(b->pl);
-	}
-	if (b->st != NULL) {
-		store_stop(b->st);
-	}
+	stop_threads(b);
 	if (b->handles_up) {
 		uv_walk(&b->loop, close_walk, NULL);
 		uv_run(&b->loop, UV_RUN_DEFAULT);
@@ -1545,6 +1632,7 @@ broker_close(broker *b)
 	}
 	HASH_CLEAR(hh_sid, b->by_sid);
 	sched_heapq_fini(&b->ready);
+	sched_heapq_fini(&b->ready_pool);
 	sched_heapq_fini(&b->due);
 	free(b);
 }

@@ -60,6 +60,7 @@ typedef struct task {
 	bool            durable;   // its insert has committed
 	bool            starting;  // start write in flight, handler not yet run
 	bool            requeue;   // shutdown interrupted it: give it back
+	bool            pool;      // its handler runs on the worker pool
 	uint32_t        writes;    // store ops in flight that name this task
 	struct run     *run;       // the attempt in progress, if any
 	struct waiter  *waiters;   // wait requests for its end

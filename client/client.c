@@ -48,12 +48,15 @@
 #include "client_impl.h"
 #include "tbp.h"
 
+// A reply carries up to TBP_MAX_LIST tasks. Reconnect fast so that a
+// restarted broker is found at once, and leave resending to nng's
+// resend-on-reconnect rather than to a timer.
 #define CLIENT_DEFAULT_TIMEOUT_MS 10000
-#define CLIENT_RECVMAXSZ (64u << 20) // up to TBP_MAX_LIST tasks per reply
-#define CLIENT_RECONNMINT_MS 50      // a restarted broker is found fast
-#define CLIENT_RECONNMAXT_MS 1000
-#define CLIENT_RESENDTIME_MS 60000 // rely on resend-on-reconnect instead
-#define CLIENT_WAIT_MAX_MS 3600000 // tb_wait with a negative timeout
+#define CLIENT_RECVMAXSZ          (64u << 20)
+#define CLIENT_RECONNMINT_MS      50
+#define CLIENT_RECONNMAXT_MS      1000
+#define CLIENT_RESENDTIME_MS      60000
+#define CLIENT_WAIT_MAX_MS        3600000 // tb_wait with timeout < 0
 
 struct tb_client {
 	pid_t pid; // the process that opened the client; never changes
@@ -66,7 +69,7 @@ struct tb_client {
 	bool            closing; // tb_client_close has started
 	unsigned        busy;    // calls currently using sock
 
-	atomic_int         timeout_ms;
+	atomic_int           timeout_ms;
 	atomic_uint_fast64_t next_req_id;
 };
 
@@ -129,7 +132,8 @@ tb_state_parse(const char *name, int *statep)
 		return (TB_EINVAL);
 	}
 	for (int i = 0; i < NSTATES; i++) {
-		if (state_names[i] != NULL && strcmp(state_names[i], name) == 0) {
+		if (state_names[i] != NULL &&
+		    strcmp(state_names[i], name) == 0) {
 			*statep = i;
 			return (TB_OK);
 		}
@@ -312,8 +316,8 @@ client_dial_locked(tb_client *c)
 	}
 	// Option failures are not fatal for correctness, but they mean
 	// something is badly wrong with nng, so report them.
-	if ((rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ,
-	         CLIENT_RECVMAXSZ)) != 0 ||
+	if ((rv = nng_socket_set_size(
+	         s, NNG_OPT_RECVMAXSZ, CLIENT_RECVMAXSZ)) != 0 ||
 	    (rv = nng_socket_set_ms(
 	         s, NNG_OPT_RECONNMINT, CLIENT_RECONNMINT_MS)) != 0 ||
 	    (rv = nng_socket_set_ms(
@@ -411,13 +415,13 @@ call_fini(client_call *call)
 // call->rep still holds the decoded reply. call_fini(call) must be called
 // afterwards whatever the result.
 static int
-client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op,
-    uint64_t req_id, int64_t timeout, client_call *call)
+client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
+    int64_t timeout, client_call *call)
 {
 	nng_socket sock;
 	nng_ctx    ctx;
-	nng_aio   *aio = NULL;
-	nng_msg   *msg = NULL;
+	nng_aio   *aio      = NULL;
+	nng_msg   *msg      = NULL;
 	bool       have_ctx = false;
 	int64_t    deadline;
 	int        rv;
@@ -691,8 +695,7 @@ tb_submit(tb_client *c, const char *handler, const void *payload,
 }
 
 int
-tb_submit_batch(
-    tb_client *c, const tb_task_spec *specs, size_t n, tb_id *ids)
+tb_submit_batch(tb_client *c, const tb_task_spec *specs, size_t n, tb_id *ids)
 {
 	static const tb_submit_opts dflt = TB_SUBMIT_OPTS_INIT;
 	msgpack_sbuffer             b;
@@ -857,8 +860,7 @@ tb_cancel(tb_client *c, tb_id id, tb_task **tp)
 }
 
 int
-tb_list(tb_client *c, const tb_list_opts *opts, tb_task ***tasksp,
-    size_t *np)
+tb_list(tb_client *c, const tb_list_opts *opts, tb_task ***tasksp, size_t *np)
 {
 	static const tb_list_opts dflt = TB_LIST_OPTS_INIT;
 	msgpack_sbuffer           b;
@@ -978,7 +980,8 @@ tb_ping(tb_client *c, char **versionp)
 	}
 	if ((rv = empty_request(c, TBP_OP_PING, &call)) == TB_OK &&
 	    versionp != NULL) {
-		if ((*versionp = tbp_bytes_dup(call.rep.version_str)) == NULL) {
+		if ((*versionp = tbp_bytes_dup(call.rep.version_str)) ==
+		    NULL) {
 			rv = TB_ENOMEM;
 		}
 	}

@@ -20,7 +20,7 @@
 #include "client_impl.h"
 #include "tbp.h"
 
-#define SUB_RECVMAXSZ (1u << 20) // an event carries at most one result
+#define SUB_RECVMAXSZ     (1u << 20) // an event carries at most one result
 #define SUB_RECONNMINT_MS 50
 #define SUB_RECONNMAXT_MS 1000
 
@@ -34,7 +34,7 @@ struct tb_event {
 	char    *event;
 	char    *queue;
 	char    *handler;
-	char    *error; // NULL: none
+	char    *error;  // NULL: none
 	uint8_t *result; // NULL: none
 	size_t   result_len;
 	uint64_t seq;

@@ -297,6 +297,9 @@ unpack(msgpack_unpacked *u, const void *buf, size_t len, size_t off,
 		return (TB_ENOMEM);
 	}
 	*copyp = (const uint8_t *) copy; // the zone owns the copy from here
+	if (used != len) {
+		return (TB_EBADREQ); // as above: check_walk rules this out
+	}
 	return (TB_OK);
 }
 

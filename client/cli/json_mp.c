@@ -118,8 +118,8 @@ jmp_parse(msgpack_sbuffer *b, const char *text, char *err, size_t errlen)
 	    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
 	if (j == NULL) {
 		if (err != NULL && errlen > 0) {
-			snprintf(err, errlen, "line %d, column %d: %s", je.line,
-			    je.column, je.text);
+			snprintf(err, errlen, "line %d, column %d: %s",
+			    je.line, je.column, je.text);
 		}
 		return (JMP_EJSON);
 	}
@@ -205,7 +205,8 @@ key_text(const msgpack_object *k, unsigned depth, size_t *lenp, int *rvp)
 		snprintf(buf, sizeof(buf), "null");
 		break;
 	case MSGPACK_OBJECT_BOOLEAN:
-		snprintf(buf, sizeof(buf), "%s", k->via.boolean ? "true" : "false");
+		snprintf(
+		    buf, sizeof(buf), "%s", k->via.boolean ? "true" : "false");
 		break;
 	case MSGPACK_OBJECT_POSITIVE_INTEGER:
 		snprintf(buf, sizeof(buf), "%" PRIu64, k->via.u64);
@@ -218,8 +219,9 @@ key_text(const msgpack_object *k, unsigned depth, size_t *lenp, int *rvp)
 		snprintf(buf, sizeof(buf), "%.17g", k->via.f64);
 		break;
 	default:
-		// bin, ext, array, map: the JSON text of the converted key (for
-		// bin and ext that is a string; use it without the quotes).
+		// bin, ext, array, map: the JSON text of the converted key
+		// (for bin and ext that is a string; use it without the
+		// quotes).
 		if ((*rvp = jmp_object_to_json(&j, k, depth)) != JMP_OK) {
 			return (NULL);
 		}
@@ -229,7 +231,7 @@ key_text(const msgpack_object *k, unsigned depth, size_t *lenp, int *rvp)
 				memcpy(s, json_string_value(j), *lenp + 1);
 			}
 		} else {
-			s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+			s     = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
 			*lenp = s != NULL ? strlen(s) : 0;
 		}
 		json_decref(j);
@@ -268,14 +270,14 @@ map_to_json(json_t **jp, const msgpack_object_map *m, unsigned depth)
 		if (k->type == MSGPACK_OBJECT_STR) {
 			// Invalid UTF-8 is refused here; fall back to the
 			// stringified (base64) form below.
-			set = json_object_setn_new(
-			    obj, k->via.str.ptr, k->via.str.size, json_incref(v));
+			set = json_object_setn_new(obj, k->via.str.ptr,
+			    k->via.str.size, json_incref(v));
 			if (set == 0) {
 				json_decref(v); // obj holds its own reference
 				continue;
 			}
-			// The failed set dropped only the extra reference; v is
-			// still ours.
+			// The failed set dropped only the extra reference; v
+			// is still ours.
 		}
 		if ((ks = key_text(k, depth + 1, &klen, &rv)) == NULL) {
 			json_decref(v);
@@ -375,7 +377,7 @@ jmp_object_to_json(json_t **jp, const msgpack_object *o, unsigned depth)
 int
 jmp_to_json(json_t **jp, const void *buf, size_t len)
 {
-	msgpack_unpacked     u;
+	msgpack_unpacked      u;
 	msgpack_unpack_return ur;
 	size_t                used = 0, off = 0;
 	int                   rv;

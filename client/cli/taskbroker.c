@@ -85,8 +85,7 @@ static const char usage_text[] =
 
 // ---- messages -------------------------------------------------------------
 
-static void
-errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void
 errorf(const char *fmt, ...)
@@ -101,8 +100,7 @@ errorf(const char *fmt, ...)
 }
 
 // usage_error prints a usage error for cmd (NULL: global) and returns 2.
-static int
-usage_error(const char *cmd, const char *fmt, ...)
+static int usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static int
@@ -139,8 +137,7 @@ exit_for(int rv)
 
 // fail reports a failed library call as "taskbroker: WHAT: message" and
 // returns the exit status for it.
-static int
-fail(const cli *c, int rv, const char *fmt, ...)
+static int fail(const cli *c, int rv, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int
@@ -313,7 +310,8 @@ task_json(const tb_task *t)
 	json_object_set_new(
 	    o, "max_attempts", json_integer(tb_task_max_attempts(t)));
 	json_object_set_new(o, "queue", json_str_or_null(tb_task_queue(t)));
-	json_object_set_new(o, "handler", json_str_or_null(tb_task_handler(t)));
+	json_object_set_new(
+	    o, "handler", json_str_or_null(tb_task_handler(t)));
 	json_object_set_new(o, "priority", json_integer(tb_task_priority(t)));
 	json_object_set_new(o, "created_at", json_time(tb_task_created_at(t)));
 	json_object_set_new(o, "started_at", json_time(tb_task_started_at(t)));
@@ -469,7 +467,8 @@ report_end(cli *c, tb_id id, int rv, const tb_task *t, bool print_res)
 			errorf("task %" PRIu64 " %s: %s", id,
 			    tb_state_name(state), tb_task_error(t));
 		} else {
-			errorf("task %" PRIu64 " %s", id, tb_state_name(state));
+			errorf(
+			    "task %" PRIu64 " %s", id, tb_state_name(state));
 		}
 		return (EXIT_FAIL);
 	}
@@ -527,8 +526,8 @@ build_payload(const char *pjson, int nargs, char **args, msgpack_sbuffer *b,
 		    &je);
 		if (j == NULL) {
 			return (usage_error("submit",
-			    "bad --payload-json: line %d, column %d: %s", je.line,
-			    je.column, je.text));
+			    "bad --payload-json: line %d, column %d: %s",
+			    je.line, je.column, je.text));
 		}
 	}
 	if (nargs > 0) {
@@ -591,8 +590,8 @@ cmd_submit(cli *c, int argc, char **argv)
 	const char     *pjson   = NULL;
 	bool            wait    = false;
 	int64_t         wait_ms = -1, v;
-	int             nopt    = argc, nargs = 0, ch, rv;
-	char          **args    = NULL;
+	int             nopt = argc, nargs = 0, ch, rv;
+	char          **args = NULL;
 	msgpack_sbuffer b;
 	bool            empty;
 	tb_client      *tc;
@@ -611,8 +610,8 @@ cmd_submit(cli *c, int argc, char **argv)
 	}
 	optind = 0;
 	opterr = 0;
-	while ((ch = getopt_long(nopt, argv, ":q:p:m:t:d:P:wW:jh", longopts,
-	            NULL)) != -1) {
+	while ((ch = getopt_long(
+	            nopt, argv, ":q:p:m:t:d:P:wW:jh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'q':
 			o.queue = optarg;
@@ -699,7 +698,8 @@ cmd_submit(cli *c, int argc, char **argv)
 	}
 	if (!wait) {
 		if (c->json) {
-			rv = print_json(json_pack("{s:I}", "id", (json_int_t) id));
+			rv = print_json(
+			    json_pack("{s:I}", "id", (json_int_t) id));
 		} else {
 			printf("%" PRIu64 "\n", id);
 			rv = EXIT_OK;
@@ -833,7 +833,7 @@ cmd_wait(cli *c, int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	int64_t    timeout = -1, deadline = 0, left;
-	json_t    *arr     = NULL;
+	json_t    *arr = NULL;
 	tb_client *tc;
 	int        ch, rv, worst = EXIT_OK, first;
 
@@ -986,7 +986,8 @@ cmd_ls(cli *c, int argc, char **argv)
 		case 'a':
 			if (!parse_id(optarg, &o.after_id)) {
 				return (usage_error("ls",
-				    "bad --after '%s': not a task id", optarg));
+				    "bad --after '%s': not a task id",
+				    optarg));
 			}
 			break;
 		case 'j':
@@ -1000,8 +1001,8 @@ cmd_ls(cli *c, int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		return (usage_error("ls", "unexpected argument '%s'",
-		    argv[optind]));
+		return (usage_error(
+		    "ls", "unexpected argument '%s'", argv[optind]));
 	}
 	if ((rv = cli_client(c, &tc)) != EXIT_OK) {
 		return (rv);
@@ -1025,7 +1026,7 @@ cmd_ls(cli *c, int argc, char **argv)
 			const tb_task *t = tasks[i];
 			int            k;
 
-			k   = snprintf(b, sizeof(b), "%" PRIu64, tb_task_id(t));
+			k = snprintf(b, sizeof(b), "%" PRIu64, tb_task_id(t));
 			wid = k > wid ? k : wid;
 			k   = (int) strlen(tb_state_name(tb_task_state(t)));
 			wst = k > wst ? k : wst;
@@ -1046,8 +1047,8 @@ cmd_ls(cli *c, int argc, char **argv)
 
 			snprintf(att, sizeof(att), "%" PRIu32 "/%" PRIu32,
 			    tb_task_attempts(t), tb_task_max_attempts(t));
-			printf("%-*" PRIu64 "  %-*s  %-*s  %-*s  %-*s  %s\n", wid,
-			    tb_task_id(t), wst,
+			printf("%-*" PRIu64 "  %-*s  %-*s  %-*s  %-*s  %s\n",
+			    wid, tb_task_id(t), wst,
 			    tb_state_name(tb_task_state(t)), wq,
 			    tb_task_queue(t), wh, tb_task_handler(t), wa, att,
 			    fmt_time(tb_task_created_at(t), when, sizeof(when),
@@ -1093,11 +1094,12 @@ cmd_stats(cli *c, int argc, char **argv)
 		    "pending", (json_int_t) st.pending, "running",
 		    (json_int_t) st.running, "done", (json_int_t) st.done,
 		    "failed", (json_int_t) st.failed, "dead",
-		    (json_int_t) st.dead, "cancelled", (json_int_t) st.cancelled,
-		    "submitted", (json_int_t) st.submitted, "completed",
+		    (json_int_t) st.dead, "cancelled",
+		    (json_int_t) st.cancelled, "submitted",
+		    (json_int_t) st.submitted, "completed",
 		    (json_int_t) st.completed, "uptime_ms",
-		    (json_int_t) st.uptime_ms, "workers", (json_int_t) st.workers,
-		    "pid", (json_int_t) st.pid)));
+		    (json_int_t) st.uptime_ms, "workers",
+		    (json_int_t) st.workers, "pid", (json_int_t) st.pid)));
 	}
 	printf("pending    %" PRIu64 "\n", st.pending);
 	printf("running    %" PRIu64 "\n", st.running);
@@ -1153,7 +1155,8 @@ print_event(cli *c, const tb_event *e)
 	if ((o = json_object()) != NULL) {
 		json_object_set_new(
 		    o, "seq", json_integer((json_int_t) tb_event_seq(e)));
-		json_object_set_new(o, "event", json_str_or_null(tb_event_name(e)));
+		json_object_set_new(
+		    o, "event", json_str_or_null(tb_event_name(e)));
 		json_object_set_new(
 		    o, "topic", json_str_or_null(tb_event_topic(e)));
 		json_object_set_new(
@@ -1162,8 +1165,8 @@ print_event(cli *c, const tb_event *e)
 		    o, "queue", json_str_or_null(tb_event_queue(e)));
 		json_object_set_new(
 		    o, "handler", json_str_or_null(tb_event_handler(e)));
-		json_object_set_new(o, "state",
-		    json_string(tb_state_name(tb_event_state(e))));
+		json_object_set_new(
+		    o, "state", json_string(tb_state_name(tb_event_state(e))));
 		json_object_set_new(
 		    o, "attempt", json_integer(tb_event_attempt(e)));
 		json_object_set_new(o, "duration_us",
@@ -1295,7 +1298,8 @@ cmd_cancel(cli *c, int argc, char **argv)
 	if (c->json) {
 		rv = print_json(task_json(t));
 	} else {
-		printf("%" PRIu64 " %s\n", id, tb_state_name(tb_task_state(t)));
+		printf(
+		    "%" PRIu64 " %s\n", id, tb_state_name(tb_task_state(t)));
 	}
 	tb_task_free(t);
 	return (rv);
@@ -1349,7 +1353,8 @@ cmd_shutdown(cli *c, int argc, char **argv)
 	tb_client *tc;
 	int        rv;
 
-	if ((rv = simple_opts(c, "shutdown", shutdown_help, argc, argv)) >= 0) {
+	if ((rv = simple_opts(c, "shutdown", shutdown_help, argc, argv)) >=
+	    0) {
 		return (rv);
 	}
 	if (optind < argc) {
@@ -1381,16 +1386,14 @@ static const command commands[] = {
     {"wait", cmd_wait, "wait [--timeout MS] ID...", "wait for tasks to end",
         wait_help},
     {"ls", cmd_ls, "ls [OPTIONS]", "list tasks", ls_help},
-    {"cancel", cmd_cancel, "cancel ID", "cancel a pending task",
-        cancel_help},
+    {"cancel", cmd_cancel, "cancel ID", "cancel a pending task", cancel_help},
     {"stats", cmd_stats, "stats", "show the broker's figures", stats_help},
     {"watch", cmd_watch, "watch [OPTIONS]", "print events as they come",
         watch_help},
     {"ping", cmd_ping, "ping", "show the broker's version", ping_help},
     {"shutdown", cmd_shutdown, "shutdown", "ask the broker to shut down",
         shutdown_help},
-    {"help", cmd_help, "help [COMMAND]", "show help",
-        help_help},
+    {"help", cmd_help, "help [COMMAND]", "show help", help_help},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -1497,7 +1500,8 @@ main(int argc, char **argv)
 		return (usage_error(NULL, "missing COMMAND"));
 	}
 	if ((cmd = find_command(argv[optind])) == NULL) {
-		return (usage_error(NULL, "unknown command '%s'", argv[optind]));
+		return (
+		    usage_error(NULL, "unknown command '%s'", argv[optind]));
 	}
 	rv = cmd->run(&c, argc - optind, argv + optind);
 	tb_client_close(c.client);

@@ -519,5 +519,6 @@ main(void)
 		T(test_same_sid_after_restart_returns_the_same_task),
 	};
 
+	tbh_filter_from_env();
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -245,5 +245,6 @@ main(int argc, char **argv)
 		    test_kill9_under_flood_loses_no_acknowledged_task_normal,
 		    tbh_setup, tbh_teardown),
 	};
+	tbh_filter_from_env();
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

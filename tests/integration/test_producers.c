@@ -248,5 +248,6 @@ main(int argc, char **argv)
 		    test_four_producers_all_tasks_acknowledged_once_and_done,
 		    tbh_setup, tbh_teardown),
 	};
+	tbh_filter_from_env();
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

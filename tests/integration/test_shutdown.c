@@ -267,5 +267,6 @@ main(void)
 		T(test_kill9_during_last_attempt_ends_dead),
 	};
 
+	tbh_filter_from_env();
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -617,13 +617,22 @@ void
 tbh_cleanup(tbh_broker *b, bool failed)
 {
 	if (tbh_running(b)) {
-		if (!failed) {
+		int code;
+
+		// Stop it the way an operator would; kill it only if that
+		// does not work in time (a failed test may have left it busy).
+		if ((code = tbh_stop(b, TBH_MS(5000))) < 0) {
 			fprintf(stderr,
-			    "harness: broker pid %d still running at "
-			    "cleanup; killing it\n",
+			    "harness: broker pid %d did not exit within 5 s "
+			    "of SIGTERM at cleanup; killing it\n",
 			    (int) b->pid);
+			tbh_kill9(b);
+		} else if (code != 0) {
+			fprintf(stderr,
+			    "harness: broker exited with %d after SIGTERM "
+			    "at cleanup\n",
+			    code);
 		}
-		tbh_kill9(b);
 	}
 	if (failed && b->dir[0] != '\0') {
 		tbh_print_log(b, 60);
@@ -963,6 +972,16 @@ tbh_raw_call(nng_socket s, const void *buf, size_t len, void **repp,
 }
 
 // The fixture.
+
+void
+tbh_filter_from_env(void)
+{
+	const char *s = getenv("TBH_FILTER");
+
+	if (s != NULL && s[0] != '\0') {
+		cmocka_set_test_filter(s);
+	}
+}
 
 int
 tbh_setup(void **state)

@@ -222,6 +222,10 @@ int tbh_raw_open(nng_socket *sp, const char *url, int timeout_ms);
 int tbh_raw_call(nng_socket s, const void *buf, size_t len, void **repp,
     size_t *replenp);
 
+// tbh_filter_from_env runs only the tests matching $TBH_FILTER (a cmocka
+// pattern with * and ?), if set. Call before cmocka_run_group_tests.
+void tbh_filter_from_env(void);
+
 // The standard fixture: one broker, one client, one subscription; a test
 // sets passed = true as its last statement so teardown knows whether to
 // print the broker log.

@@ -184,6 +184,26 @@ test_non_string_keys_are_stringified(void **state)
 }
 
 static void
+test_duplicate_msgpack_keys_later_wins(void **state)
+{
+	msgpack_sbuffer b;
+	msgpack_packer  pk;
+
+	(void) state;
+	msgpack_sbuffer_init(&b);
+	msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 3);
+	msgpack_pack_str_with_body(&pk, "a", 1);
+	msgpack_pack_int64(&pk, 1);
+	msgpack_pack_int64(&pk, 7); // stringifies to "7"
+	msgpack_pack_int64(&pk, 2);
+	msgpack_pack_str_with_body(&pk, "a", 1);
+	msgpack_pack_int64(&pk, 3);
+	assert_json_text(to_json(&b), "{\"a\":3,\"7\":2}");
+	msgpack_sbuffer_destroy(&b);
+}
+
+static void
 test_big_uint_becomes_real(void **state)
 {
 	msgpack_sbuffer b;
@@ -311,10 +331,10 @@ test_duplicate_json_keys_are_rejected(void **state)
 static void
 test_truncated_msgpack_is_rejected(void **state)
 {
-	static const uint8_t str[]   = {0xa5, 'a', 'b'}; // str of 5, 2 given
-	static const uint8_t arr[]   = {0x92, 0x01};     // array of 2, 1 given
-	static const uint8_t u32[]   = {0xce, 0x00, 0x01};
-	json_t              *j       = NULL;
+	static const uint8_t str[] = {0xa5, 'a', 'b'}; // str of 5, 2 given
+	static const uint8_t arr[] = {0x92, 0x01};     // array of 2, 1 given
+	static const uint8_t u32[] = {0xce, 0x00, 0x01};
+	json_t              *j     = NULL;
 
 	(void) state;
 	assert_int_equal(jmp_to_json(&j, str, sizeof(str)), JMP_EMSGPACK);
@@ -398,6 +418,7 @@ main(void)
 	    cmocka_unit_test(test_str_not_utf8_becomes_base64),
 	    cmocka_unit_test(test_ext_becomes_base64),
 	    cmocka_unit_test(test_non_string_keys_are_stringified),
+	    cmocka_unit_test(test_duplicate_msgpack_keys_later_wins),
 	    cmocka_unit_test(test_big_uint_becomes_real),
 	    cmocka_unit_test(test_nan_becomes_null),
 	    cmocka_unit_test(test_json_depth_at_limit_is_accepted),
