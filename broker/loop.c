@@ -1617,6 +1617,8 @@ broker_close(broker *b)
 	}
 	store_close(b->st);
 	(void) uv_loop_close(&b->loop);
+	// The sid index first: clearing it reads its head task.
+	HASH_CLEAR(hh_sid, b->by_sid);
 	HASH_ITER(hh, b->by_id, t, tmp)
 	{
 		ackwait *a;
@@ -1630,7 +1632,6 @@ broker_close(broker *b)
 		HASH_DELETE(hh, b->by_id, t);
 		task_free(t);
 	}
-	HASH_CLEAR(hh_sid, b->by_sid);
 	sched_heapq_fini(&b->ready);
 	sched_heapq_fini(&b->ready_pool);
 	sched_heapq_fini(&b->due);
