@@ -1,0 +1,187 @@
+// test_task.c: the scheduler's ordering (priority, FIFO, due time) and the
+// retry backoff, in broker/task.c. Pure data structures: no clock, no loop.
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "task.h"
+
+#define N 200
+
+static task tasks[N];
+
+static void
+reset(void)
+{
+	memset(tasks, 0, sizeof(tasks));
+	for (int i = 0; i < N; i++) {
+		tasks[i].id = (uint64_t) i + 1;
+	}
+}
+
+static void
+test_ready_pops_higher_priority_first(void **state)
+{
+	sched_heapq h;
+
+	(void) state;
+	reset();
+	sched_heapq_init(&h, SCHED_READY);
+	tasks[0].priority = 0;
+	tasks[1].priority = 5;
+	tasks[2].priority = -3;
+	tasks[3].priority = 9;
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(sched_push(&h, &tasks[i]), 0);
+	}
+	assert_ptr_equal(sched_pop(&h), &tasks[3]);
+	assert_ptr_equal(sched_pop(&h), &tasks[1]);
+	assert_ptr_equal(sched_pop(&h), &tasks[0]);
+	assert_ptr_equal(sched_pop(&h), &tasks[2]);
+	assert_null(sched_pop(&h));
+	sched_heapq_fini(&h);
+}
+
+static void
+test_ready_is_fifo_among_equal_priorities(void **state)
+{
+	sched_heapq h;
+
+	(void) state;
+	reset();
+	sched_heapq_init(&h, SCHED_READY);
+	// Pushed in a scrambled order; ids say the submission order.
+	for (int i = 0; i < N; i++) {
+		int j = (i * 73) % N; // 73 is coprime with 200: a permutation
+		tasks[j].priority = 1;
+		assert_int_equal(sched_push(&h, &tasks[j]), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		task *t = sched_pop(&h);
+		assert_non_null(t);
+		assert_int_equal(t->id, (uint64_t) i + 1);
+		assert_int_equal(t->heap, SCHED_NONE);
+	}
+	sched_heapq_fini(&h);
+}
+
+static void
+test_due_pops_earliest_run_at_first_then_lower_id(void **state)
+{
+	sched_heapq h;
+
+	(void) state;
+	reset();
+	sched_heapq_init(&h, SCHED_DUE);
+	tasks[0].run_at = 300;
+	tasks[1].run_at = 100;
+	tasks[2].run_at = 200;
+	tasks[3].run_at = 100;
+	tasks[3].priority = 50; // priority does not order the due heap
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(sched_push(&h, &tasks[i]), 0);
+	}
+	assert_ptr_equal(sched_peek(&h), &tasks[1]);
+	assert_ptr_equal(sched_pop(&h), &tasks[1]);
+	assert_ptr_equal(sched_pop(&h), &tasks[3]);
+	assert_ptr_equal(sched_pop(&h), &tasks[2]);
+	assert_ptr_equal(sched_pop(&h), &tasks[0]);
+	sched_heapq_fini(&h);
+}
+
+static void
+test_remove_from_the_middle_keeps_order(void **state)
+{
+	sched_heapq h;
+	uint64_t    last_run_at = 0;
+	int         popped      = 0;
+
+	(void) state;
+	reset();
+	sched_heapq_init(&h, SCHED_DUE);
+	for (int i = 0; i < N; i++) {
+		tasks[i].run_at = (int64_t) ((i * 37) % N) * 10;
+		assert_int_equal(sched_push(&h, &tasks[i]), 0);
+	}
+	// Remove every third task, wherever it sits in the heap.
+	for (int i = 0; i < N; i += 3) {
+		assert_int_equal(tasks[i].heap, SCHED_DUE);
+		sched_remove(&h, &tasks[i]);
+		assert_int_equal(tasks[i].heap, SCHED_NONE);
+	}
+	for (task *t; (t = sched_pop(&h)) != NULL; popped++) {
+		assert_true((uint64_t) t->run_at >= last_run_at);
+		assert_true((t->id - 1) % 3 != 0);
+		last_run_at = (uint64_t) t->run_at;
+	}
+	assert_int_equal(popped, N - (N + 2) / 3);
+	sched_heapq_fini(&h);
+}
+
+static void
+test_heap_index_tracks_position(void **state)
+{
+	sched_heapq h;
+
+	(void) state;
+	reset();
+	sched_heapq_init(&h, SCHED_READY);
+	for (int i = 0; i < 50; i++) {
+		tasks[i].priority = i % 7;
+		assert_int_equal(sched_push(&h, &tasks[i]), 0);
+	}
+	for (size_t i = 0; i < h.n; i++) {
+		assert_int_equal(h.v[i]->heap_idx, i);
+	}
+	sched_heapq_fini(&h);
+}
+
+static void
+test_backoff_doubles_and_is_capped(void **state)
+{
+	(void) state;
+	// r = 0: the fixed half only.
+	assert_int_equal(sched_backoff_us(1, 100000, 60000000, 0.0), 50000);
+	assert_int_equal(sched_backoff_us(2, 100000, 60000000, 0.0), 100000);
+	assert_int_equal(sched_backoff_us(3, 100000, 60000000, 0.0), 200000);
+	// Far past the cap it stays at the cap.
+	assert_int_equal(sched_backoff_us(40, 100000, 60000000, 0.0), 30000000);
+	assert_int_equal(
+	    sched_backoff_us(1000000, 100000, 60000000, 0.0), 30000000);
+}
+
+static void
+test_backoff_jitter_stays_within_half_to_full(void **state)
+{
+	(void) state;
+	for (double r = 0.0; r < 1.0; r += 0.125) {
+		int64_t d = sched_backoff_us(4, 100000, 60000000, r);
+		assert_true(d >= 400000);
+		assert_true(d < 800000);
+	}
+	assert_true(sched_backoff_us(4, 100000, 60000000, 0.9) >
+	    sched_backoff_us(4, 100000, 60000000, 0.1));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ready_pops_higher_priority_first),
+		cmocka_unit_test(test_ready_is_fifo_among_equal_priorities),
+		cmocka_unit_test(
+		    test_due_pops_earliest_run_at_first_then_lower_id),
+		cmocka_unit_test(test_remove_from_the_middle_keeps_order),
+		cmocka_unit_test(test_heap_index_tracks_position),
+		cmocka_unit_test(test_backoff_doubles_and_is_capped),
+		cmocka_unit_test(
+		    test_backoff_jitter_stays_within_half_to_full),
+	};
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
