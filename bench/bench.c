@@ -28,6 +28,12 @@
 // polls tb_stats_get every 5 ms (events would be lighter, but PUB drops
 // messages under load).
 //
+// CPU time per task of the broker and of the producers comes from wait4's
+// rusage; it moves less than the rates when the machine is shared, and the
+// report says how much CPU other processes took during the run. Before
+// each measurement the temporary filesystem is synced, so one scenario's
+// dirty pages are not flushed during the next one's fsyncs.
+//
 // Every wait has a deadline and every child is stopped by pid (SIGTERM,
 // then SIGKILL) on every path, including errors and Ctrl-C.
 
@@ -49,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/statfs.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -137,6 +144,8 @@ typedef struct scen_result {
 	uint64_t errors;
 	int      first_err;
 	bool     dup_warning; // broker stats.submitted != accepted tasks
+	double   client_cpu;  // all producers' CPU time, microseconds
+	double   broker_cpu;  // the broker's, microseconds
 } scen_result;
 
 // Figures of one run, in report order.
@@ -144,6 +153,8 @@ enum {
 	F_NNG_RATE,
 	F_NNG_P50,
 	F_NNG_P99,
+	F_NNG_SCPU,
+	F_NNG_CCPU,
 	F_SQL1_ROWS,
 	F_SQLPC_ROWS,
 	F_SQLB_ROWS,
@@ -152,10 +163,14 @@ enum {
 	F_SINGLE_P50,
 	F_SINGLE_P99,
 	F_SINGLE_E2E,
+	F_SINGLE_BCPU,
+	F_SINGLE_CCPU,
 	F_BATCH_SUBMIT,
 	F_BATCH_P50,
 	F_BATCH_P99,
 	F_BATCH_E2E,
+	F_BATCH_BCPU,
+	F_BATCH_CCPU,
 	F_PACED_RATE,
 	F_PACED_P50,
 	F_PACED_P99,
@@ -179,6 +194,10 @@ static const struct fig_info {
             false },
 	[F_NNG_P99]       = { "nng_rtt_p99", "nng round trip p99", "ms", false,
             false },
+	[F_NNG_SCPU]      = { "nng_server_cpu_per_rtt",
+            "nng echo server CPU per round trip", "us", false, false },
+	[F_NNG_CCPU]      = { "nng_client_cpu_per_rtt",
+            "nng client CPU per round trip", "us", false, false },
 	[F_SQL1_ROWS]     = { "sqlite_rows_txn1",
             "SQLite insert+commit, 1 row/txn", "rows/s", false, false },
 	[F_SQLPC_ROWS]    = { "sqlite_rows_txnPC",
@@ -195,6 +214,10 @@ static const struct fig_info {
             false, true },
 	[F_SINGLE_E2E]    = { "single_e2e_rate",
             "single: end-to-end throughput", "tasks/s", true, true },
+	[F_SINGLE_BCPU]   = { "single_broker_cpu_per_task",
+            "single: broker CPU per task", "us", false, true },
+	[F_SINGLE_CCPU]   = { "single_client_cpu_per_task",
+            "single: producer CPU per task", "us", false, true },
 	[F_BATCH_SUBMIT]  = { "batch_submit_rate", "batch: submit throughput",
             "tasks/s", true, true },
 	[F_BATCH_P50]     = { "batch_ack_p50", "batch: ack latency p50 (per batch)",
@@ -203,6 +226,10 @@ static const struct fig_info {
             "ms", false, true },
 	[F_BATCH_E2E]     = { "batch_e2e_rate", "batch: end-to-end throughput",
             "tasks/s", true, true },
+	[F_BATCH_BCPU]    = { "batch_broker_cpu_per_task",
+            "batch: broker CPU per task", "us", false, true },
+	[F_BATCH_CCPU]    = { "batch_client_cpu_per_task",
+            "batch: producer CPU per task", "us", false, true },
 	[F_PACED_RATE]    = { "paced_rate", "paced: achieved submit rate",
             "tasks/s", false, true },
 	[F_PACED_P50]     = { "paced_ack_p50", "paced: ack latency p50", "ms",
@@ -427,16 +454,26 @@ spawn_child(pid_t *pidp, char *const argv[], int in_fd, int out_fd,
 	return (0);
 }
 
+// cpu_us is the user plus system time in a rusage, in microseconds.
+static double
+cpu_us(const struct rusage *ru)
+{
+	return ((double) (ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1e6 +
+	    (double) (ru->ru_utime.tv_usec + ru->ru_stime.tv_usec));
+}
+
 // child_stop sends sig (0: none) to pid and waits up to wait_ms for it to
 // exit, then kills it with SIGKILL and reaps it. *statusp (may be NULL)
-// receives the wait status. Returns 0 if the child exited by itself in
-// time, -1 if it had to be killed.
+// receives the wait status, *cpup (may be NULL) the child's CPU time in
+// microseconds. Returns 0 if the child exited by itself in time, -1 if it
+// had to be killed.
 static int
-child_stop(pid_t pid, int sig, int wait_ms, int *statusp)
+child_stop(pid_t pid, int sig, int wait_ms, int *statusp, double *cpup)
 {
-	int64_t deadline = now_ns() + (int64_t) wait_ms * NS_PER_MS;
-	int     status   = 0;
-	pid_t   r;
+	int64_t       deadline = now_ns() + (int64_t) wait_ms * NS_PER_MS;
+	int           status   = 0;
+	pid_t         r;
+	struct rusage ru;
 
 	if (pid <= 0) {
 		return (0);
@@ -445,7 +482,8 @@ child_stop(pid_t pid, int sig, int wait_ms, int *statusp)
 		kill(pid, sig);
 	}
 	for (;;) {
-		r = waitpid(pid, &status, WNOHANG);
+		memset(&ru, 0, sizeof(ru));
+		r = wait4(pid, &status, WNOHANG, &ru);
 		if (r == pid || (r < 0 && errno != EINTR)) {
 			break;
 		}
@@ -464,6 +502,9 @@ child_stop(pid_t pid, int sig, int wait_ms, int *statusp)
 	}
 	if (statusp != NULL) {
 		*statusp = status;
+	}
+	if (cpup != NULL) {
+		*cpup = cpu_us(&ru);
 	}
 	return (0);
 }
@@ -528,7 +569,8 @@ typedef struct broker {
 	char       url[PATH_MAX + 16];
 	char       evurl[PATH_MAX + 16];
 	char       log[PATH_MAX + 16];
-	tb_client *c; // the parent's client: ping, stats
+	tb_client *c;   // the parent's client: ping, stats
+	double     cpu; // OUT of broker_stop: its CPU time, microseconds
 } broker;
 
 // broker_stop closes the parent's client, stops the broker with SIGTERM
@@ -543,7 +585,9 @@ broker_stop(const bench_cfg *cfg, broker *b)
 	tb_client_close(b->c);
 	b->c = NULL;
 	if (b->pid > 0) {
-		if (child_stop(b->pid, SIGTERM, BROKER_STOP_MS, &status) != 0 ||
+		b->cpu = NAN;
+		if (child_stop(b->pid, SIGTERM, BROKER_STOP_MS, &status,
+		        &b->cpu) != 0 ||
 		    !status_ok(status)) {
 			describe_status(desc, sizeof(desc), status);
 			fprintf(stderr, "bench: broker pid %d ended badly (%s)\n",
@@ -800,7 +844,7 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 	prod_hdr  h;
 
 	memset(r, 0, sizeof(*r));
-	r->submit_rate = r->e2e_rate = NAN;
+	r->submit_rate = r->e2e_rate = r->broker_cpu = NAN;
 	r->p50 = r->p99 = r->p999 = r->max = NAN;
 	for (int i = 0; i < pr->nprod; i++) {
 		rd[i] = wr[i] = -1;
@@ -876,8 +920,11 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 		int64_t t = now_ns();
 
 		for (int i = 0; i < pr->nprod; i++) {
-			if (!exited[i] &&
-			    waitpid(pids[i], &status[i], WNOHANG) == pids[i]) {
+			struct rusage ru;
+
+			if (!exited[i] && wait4(pids[i], &status[i], WNOHANG,
+			                      &ru) == pids[i]) {
+				r->client_cpu += cpu_us(&ru);
 				exited[i] = true;
 				pids[i]   = 0;
 				nexited++;
@@ -923,7 +970,10 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 		if (have_results && (pr->stats == NULL || t_done != 0)) {
 			break;
 		}
-		if (t > deadline || g_stop) {
+		if (g_stop) {
+			goto out;
+		}
+		if (t > deadline) {
 			fprintf(stderr, "bench: scenario did not finish in time "
 			    "(completed %" PRIu64 " of %" PRIu64 ")\n",
 			    pr->stats != NULL ? st.completed - base_completed
@@ -967,7 +1017,7 @@ out:
 		}
 		if (pids[i] > 0) {
 			child_stop(pids[i], rv == 0 ? 0 : SIGTERM,
-			    CHILD_STOP_MS, NULL);
+			    CHILD_STOP_MS, NULL, NULL);
 		}
 	}
 	free(lat);
@@ -1173,8 +1223,6 @@ producer_main(int argc, char **argv)
 	for (uint64_t i = 0; i < p.nreq; i++) {
 		p.lat[i] = LAT_NONE;
 	}
-	// Touch the pages now rather than during the measurement.
-	memset(thr, 0, (size_t) p.threads * sizeof(*thr));
 	if (producer_connect(&p) != 0) {
 		goto out;
 	}
@@ -1421,7 +1469,7 @@ bench_nng(const bench_cfg *cfg, scen_result *r)
 	probs.nng_errors += r->errors;
 out:
 	if (pid > 0) {
-		child_stop(pid, SIGTERM, CHILD_STOP_MS, NULL);
+		child_stop(pid, SIGTERM, CHILD_STOP_MS, NULL, &r->broker_cpu);
 	}
 	remove_tmpdir(cfg, dir);
 	return (rv);
@@ -1579,6 +1627,7 @@ bench_broker(const bench_cfg *cfg, int which, scen_result *r)
 	pr.deadline_s = 30 + (int) (pr.tasks / 2000);
 	rv            = run_producers(cfg, &pr, r);
 	broker_stop(cfg, &b);
+	r->broker_cpu = b.cpu;
 	if (rv == 0) {
 		probs.errors[which] += r->errors;
 		if (r->errors > 0 && probs.first_err[which] == 0) {
@@ -1631,6 +1680,8 @@ run_once(const bench_cfg *cfg, int run)
 		vals[F_NNG_RATE][run] = r.submit_rate;
 		vals[F_NNG_P50][run]  = r.p50;
 		vals[F_NNG_P99][run]  = r.p99;
+		vals[F_NNG_SCPU][run] = r.broker_cpu / (double) r.ok_tasks;
+		vals[F_NNG_CCPU][run] = r.client_cpu / (double) r.ok_tasks;
 		progress_rate("nng", r.submit_rate, r.p50, r.p99);
 	} else {
 		probs.failed_scenarios++;
@@ -1677,8 +1728,12 @@ run_once(const bench_cfg *cfg, int run)
 		vals[F_SINGLE_P50][run]    = r.p50;
 		vals[F_SINGLE_P99][run]    = r.p99;
 		vals[F_SINGLE_E2E][run]    = r.e2e_rate;
+		vals[F_SINGLE_BCPU][run]   = r.broker_cpu / (double) r.ok_tasks;
+		vals[F_SINGLE_CCPU][run]   = r.client_cpu / (double) r.ok_tasks;
 		progress_rate("single", r.submit_rate, r.p50, r.p99);
-		fprintf(stderr, "  single   %10.0f /s end-to-end\n", r.e2e_rate);
+		fprintf(stderr, "  single   %10.0f /s end-to-end; CPU per task: "
+		    "broker %.1f us, producers %.1f us\n", r.e2e_rate,
+		    vals[F_SINGLE_BCPU][run], vals[F_SINGLE_CCPU][run]);
 	} else {
 		probs.failed_scenarios++;
 	}
@@ -1690,8 +1745,12 @@ run_once(const bench_cfg *cfg, int run)
 		vals[F_BATCH_P50][run]    = r.p50;
 		vals[F_BATCH_P99][run]    = r.p99;
 		vals[F_BATCH_E2E][run]    = r.e2e_rate;
+		vals[F_BATCH_BCPU][run]   = r.broker_cpu / (double) r.ok_tasks;
+		vals[F_BATCH_CCPU][run]   = r.client_cpu / (double) r.ok_tasks;
 		progress_rate("batch", r.submit_rate, r.p50, r.p99);
-		fprintf(stderr, "  batch    %10.0f /s end-to-end\n", r.e2e_rate);
+		fprintf(stderr, "  batch    %10.0f /s end-to-end; CPU per task: "
+		    "broker %.1f us, producers %.1f us\n", r.e2e_rate,
+		    vals[F_BATCH_BCPU][run], vals[F_BATCH_CCPU][run]);
 	} else {
 		probs.failed_scenarios++;
 	}
@@ -1719,7 +1778,79 @@ typedef struct machine {
 	double mem_gib;
 	char   kernel[256];
 	char   fstype[32];
+	double load_start, load_end; // 1-minute load averages
+	double other_cpu;            // share of all CPUs used by others
+	double steal;                // share of all CPUs stolen by the host
 } machine;
+
+// cpu_sample: the machine's busy and steal time (/proc/stat, seconds) and
+// our own CPU time (this process and its reaped children), at one moment.
+typedef struct cpu_sample {
+	double  busy;
+	double  steal;
+	double  ours;
+	int64_t t;
+} cpu_sample;
+
+static void
+cpu_sample_take(cpu_sample *cs)
+{
+	unsigned long long v[8] = { 0 };
+	struct rusage      self, kids;
+	double             hz = (double) sysconf(_SC_CLK_TCK);
+	FILE              *f;
+
+	memset(cs, 0, sizeof(*cs));
+	if ((f = fopen("/proc/stat", "r")) != NULL) {
+		// cpu user nice system idle iowait irq softirq steal
+		if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
+		        &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+		        &v[7]) == 8) {
+			cs->busy = (double) (v[0] + v[1] + v[2] + v[5] + v[6]) /
+			    hz;
+			cs->steal = (double) v[7] / hz;
+		}
+		fclose(f);
+	}
+	getrusage(RUSAGE_SELF, &self);
+	getrusage(RUSAGE_CHILDREN, &kids);
+	cs->ours = (cpu_us(&self) + cpu_us(&kids)) / 1e6;
+	cs->t    = now_ns();
+}
+
+static double
+loadavg1(void)
+{
+	double l = NAN;
+	FILE  *f;
+
+	if ((f = fopen("/proc/loadavg", "r")) != NULL) {
+		if (fscanf(f, "%lf", &l) != 1) {
+			l = NAN;
+		}
+		fclose(f);
+	}
+	return (l);
+}
+
+// machine_load_end fills in what others did to the machine since a.
+static void
+machine_load_end(machine *m, const cpu_sample *a)
+{
+	cpu_sample b;
+	double     wall;
+
+	cpu_sample_take(&b);
+	m->load_end = loadavg1();
+	wall        = (double) (b.t - a->t) / NS_PER_S * (double) m->ncpu;
+	m->other_cpu = wall > 0 ? ((b.busy - a->busy) - (b.ours - a->ours)) /
+	        wall
+	                        : NAN;
+	if (m->other_cpu < 0) {
+		m->other_cpu = 0;
+	}
+	m->steal = wall > 0 ? (b.steal - a->steal) / wall : NAN;
+}
 
 static void
 machine_describe(const bench_cfg *cfg, machine *m)
@@ -1730,7 +1861,8 @@ machine_describe(const bench_cfg *cfg, machine *m)
 	struct statfs  sf;
 
 	memset(m, 0, sizeof(*m));
-	m->ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	m->ncpu       = sysconf(_SC_NPROCESSORS_ONLN);
+	m->load_start = loadavg1();
 	snprintf(m->model, sizeof(m->model), "unknown");
 	if ((f = fopen("/proc/cpuinfo", "r")) != NULL) {
 		while (fgets(line, sizeof(line), f) != NULL) {
@@ -1807,6 +1939,10 @@ fmt_val(char *buf, size_t len, double v, const char *unit)
 		snprintf(buf, len, "%.3f", v);
 		return;
 	}
+	if (strcmp(unit, "us") == 0) {
+		snprintf(buf, len, "%.1f", v);
+		return;
+	}
 	snprintf(digits, sizeof(digits), "%.0f", v);
 	n = strlen(digits);
 	for (size_t i = 0; i < n; i++) {
@@ -1844,6 +1980,12 @@ print_human(const bench_cfg *cfg, const machine *m)
 	    m->model, m->mem_gib, m->kernel);
 	printf("- data directory filesystem: %s (%s)\n", m->fstype,
 	    cfg->tmpdir);
+	printf("- load average (1 min) %.2f at start, %.2f at end; other "
+	       "processes used %.0f%% of the CPUs during the run, host steal "
+	       "%.0f%%%s\n",
+	    m->load_start, m->load_end, m->other_cpu * 100, m->steal * 100,
+	    m->other_cpu > 0.10 ? " (NOT an idle machine: figures are low)"
+	                        : "");
 	printf("- taskbrokerd %s (%s), nng %s, SQLite %s\n", broker_version,
 	    cfg->broker_bin, nng_version(), sqlite3_libversion());
 	printf("- durability=%s; P=%d producer processes x C=%d requests in "
@@ -2011,6 +2153,14 @@ print_json(const bench_cfg *cfg, const machine *m)
 	json_str(m->kernel);
 	printf(", \"data_fs\": ");
 	json_str(m->fstype);
+	printf(", \"load_start\": ");
+	json_num(m->load_start);
+	printf(", \"load_end\": ");
+	json_num(m->load_end);
+	printf(", \"other_cpu_share\": ");
+	json_num(m->other_cpu);
+	printf(", \"steal_share\": ");
+	json_num(m->steal);
 	printf("},\n  \"versions\": {\"taskbrokerd\": ");
 	json_str(broker_version);
 	printf(", \"nng\": ");
@@ -2343,6 +2493,7 @@ main(int argc, char **argv)
 {
 	bench_cfg        cfg;
 	machine          m;
+	cpu_sample       cs0;
 	struct sigaction sa;
 	ssize_t          n;
 
@@ -2375,6 +2526,7 @@ main(int argc, char **argv)
 	sigaction(SIGPIPE, &sa, NULL);
 
 	machine_describe(&cfg, &m);
+	cpu_sample_take(&cs0);
 	fprintf(stderr, "taskbroker-bench: %ld CPU %s, %s; broker %s\n",
 	    m.ncpu, m.model, m.kernel, cfg.broker_bin);
 	for (int run = 0; run < cfg.runs && !g_stop; run++) {
@@ -2384,6 +2536,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "taskbroker-bench: interrupted\n");
 		return (130);
 	}
+	machine_load_end(&m, &cs0);
 	if (cfg.json) {
 		print_json(&cfg, &m);
 	} else {
