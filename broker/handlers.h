@@ -75,7 +75,12 @@ struct run {
 
 	// Owner callback: called by run_finish on the loop thread.
 	void (*done)(run *r);
-	void *owner;
+	void *owner; // the task; NULL once the loop has given up on the run
+	void *ctx;   // the loop's
+
+	// Per-attempt timeout, owned by the loop.
+	uv_timer_t *timer;
+	bool        timed_out;
 };
 
 // handlers_find returns the handler named name (a C string), or NULL.

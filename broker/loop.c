@@ -360,6 +360,7 @@ run_free(run *r)
 }
 
 static void waiters_wake(broker *b, task *t);
+static void run_timer_stop(run *r);
 
 // task_ended is called when a task reached a final state whose write has
 // committed: answer waiters and forget it if nothing else refers to it.
@@ -383,6 +384,7 @@ end_attempt(broker *b, task *t, run *r)
 	int64_t  now = util_now_us();
 	uint64_t dur = (uint64_t) (util_mono_us() - r->t_start);
 
+	run_timer_stop(r);
 	t->run = NULL;
 	slot_free(b, t);
 
@@ -407,6 +409,16 @@ end_attempt(broker *b, task *t, run *r)
 	}
 	r->result = NULL;
 	r->error  = NULL;
+	if (r->timed_out) {
+		// Whatever the cancelled handler said, the cause is the clock.
+		free(t->error);
+		t->error = NULL;
+		r->failed = true;
+		if (asprintf(&t->error, "timed out after %u ms", t->timeout_ms) <
+		    0) {
+			t->error = NULL;
+		}
+	}
 	if (r->failed && t->error == NULL) {
 		t->error = strdup("failed"); // out of memory for the text
 	}
@@ -453,7 +465,64 @@ on_run_done(run *r)
 		run_free(r); // abandoned at shutdown; the task moved on
 		return;
 	}
-	end_attempt((broker *) r->job.next, t, r);
+	end_attempt(r->ctx, t, r);
+}
+
+static void
+timer_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void
+run_timer_stop(run *r)
+{
+	if (r->timer != NULL) {
+		uv_timer_stop(r->timer);
+		uv_close((uv_handle_t *) r->timer, timer_closed);
+		r->timer = NULL;
+	}
+}
+
+// stop_run asks a running attempt to end now (timeout, shutdown). A loop
+// handler is cancelled and ends through run_finish as usual. A worker
+// thread cannot be stopped: the loop gives up on the run, ends the attempt
+// at once, and discards the run's late result when the pool returns it.
+static void
+stop_run(broker *b, task *t, run *r)
+{
+	atomic_store(&r->cancelled, true);
+	if (r->h->mode == HANDLER_POOL) {
+		run *stub = calloc(1, sizeof(*stub));
+		if (stub == NULL) {
+			return; // it ends when the worker returns, as usual
+		}
+		run_timer_stop(r);
+		stub->t_start   = r->t_start;
+		stub->timed_out = r->timed_out;
+		stub->h         = r->h;
+		r->owner        = NULL;
+		t->run          = stub;
+		end_attempt(b, t, stub);
+	} else if (r->h->cancel != NULL) {
+		r->h->cancel(r);
+	}
+}
+
+static void
+attempt_timeout(uv_timer_t *timer)
+{
+	run  *r = timer->data;
+	task *t = r->owner;
+
+	run_timer_stop(r);
+	if (t == NULL || r->finished) {
+		return;
+	}
+	r->timed_out = true;
+	log_info("task %" PRIu64 ": attempt %u timed out after %u ms", t->id,
+	    t->attempts, t->timeout_ms);
+	stop_run(r->ctx, t, r);
 }
 
 static void
@@ -489,19 +558,22 @@ launch(broker *b, task *t)
 	r->h           = h;
 	r->done        = on_run_done;
 	r->owner       = t;
+	r->ctx         = b;
 	r->t_start     = util_mono_us();
 	atomic_init(&r->cancelled, false);
 	t->run = r;
 	events_publish(b->ev, "start", t, t->state, t->attempts, 0);
+	if (t->timeout_ms > 0 && (r->timer = malloc(sizeof(uv_timer_t))) != NULL) {
+		uv_timer_init(&b->loop, r->timer);
+		r->timer->data = r;
+		uv_timer_start(r->timer, attempt_timeout, t->timeout_ms, 0);
+	}
 
 	if (h->mode == HANDLER_POOL) {
 		r->job.fn = pool_job_run;
 		pool_submit(b->pl, &r->job); // the pool has r until it is done
 		return;
 	}
-	// Loop handlers: the broker pointer travels in the job link, unused
-	// by loop runs, so on_run_done can find it without a global.
-	r->job.next = (pool_job *) b;
 	if (h->start(r) != TB_OK) {
 		if (!r->failed) {
 			run_set_error(r, "handler %s could not start", h->name);
@@ -1223,10 +1295,8 @@ pool_async_cb(uv_async_t *a)
 	pool_job *next;
 
 	for (j = pool_take_done(b->pl); j != NULL; j = next) {
-		run *r = (run *) j;
-		next   = j->next;
-		r->job.next = (pool_job *) b;
-		on_run_done(r);
+		next = j->next;
+		on_run_done((run *) j);
 	}
 }
 
@@ -1390,20 +1460,7 @@ shutdown_deadline(uv_timer_t *timer)
 			n++;
 			t->requeue = true;
 			atomic_store(&r->cancelled, true);
-			if (r->h->mode == HANDLER_POOL) {
-				// A worker thread cannot be stopped; its late
-				// result is discarded when it comes back.
-				r->owner    = NULL;
-				r->job.next = NULL;
-				run *stub   = calloc(1, sizeof(*stub));
-				if (stub != NULL) {
-					stub->t_start = r->t_start;
-					t->run        = stub;
-					end_attempt(b, t, stub);
-				}
-			} else if (r->h->cancel != NULL) {
-				r->h->cancel(r);
-			}
+			stop_run(b, t, r);
 		}
 		log_info("shutdown: timeout; cancelled %d running task(s)", n);
 		// Cancelled loop attempts end within moments; if one does not,
@@ -1627,6 +1684,7 @@ broker_close(broker *b)
 			free(a);
 		}
 		if (t->run != NULL && t->run->h->mode != HANDLER_POOL) {
+			free(t->run->timer); // closed by the walk above
 			run_free(t->run);
 		}
 		HASH_DELETE(hh, b->by_id, t);
