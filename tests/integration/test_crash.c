@@ -18,7 +18,7 @@
 #include "harness.h"
 
 #define FLOOD_BATCH 20
-#define MIN_ACKED 3000 // ids acknowledged before the kill
+#define MIN_ACKED 20000 // ids acknowledged before the kill
 #define MAX_ACKED 1000000
 
 // write_ids appends one line per id to fd in one write.

@@ -71,9 +71,10 @@ print_events(tb_event **evs, size_t n)
 	}
 }
 
-// expect_state fails unless t is in state want, naming both.
+// expect_state fails unless t is in state want, naming both; on failure
+// it frees t (the test ends there, and sanitizer runs stay leak-free).
 static void
-expect_state(const tb_task *t, int want)
+expect_state(tb_task *t, int want)
 {
 	if (tb_task_state(t) != want) {
 		print_error("task %llu is %s, want %s (attempts %u, error %s)\n",
@@ -81,6 +82,7 @@ expect_state(const tb_task *t, int want)
 		    tb_state_name(tb_task_state(t)), tb_state_name(want),
 		    tb_task_attempts(t),
 		    tb_task_error(t) != NULL ? tb_task_error(t) : "(none)");
+		tb_task_free(t);
 		fail();
 	}
 }
@@ -258,9 +260,8 @@ test_block_ends_done_on_the_pool(void **state)
 }
 
 // With one worker thread, two blocking tasks of 300 ms cannot overlap: the
-// second finishes at least 300 ms after the first. (Finish times, not
-// start times: the broker may mark a task started when it queues it for
-// the pool.)
+// second finishes at least 300 ms after the first, and its started_at is
+// not before the first one's finished_at.
 static void
 test_block_with_one_worker_runs_one_at_a_time(void **state)
 {
@@ -295,6 +296,14 @@ test_block_with_one_worker_runs_one_at_a_time(void **state)
 		print_error("with --workers 1 two block tasks of 300 ms "
 		            "finished %lld us apart\n",
 		    (long long) gap);
+		fail();
+	}
+	// A pool task starts when a worker takes it, so the two
+	// [started_at, finished_at] intervals do not overlap either.
+	if (tb_task_started_at(t2) < tb_task_finished_at(t1) &&
+	    tb_task_started_at(t1) < tb_task_finished_at(t2)) {
+		print_error("with --workers 1 the intervals of two block tasks "
+		            "overlap\n");
 		fail();
 	}
 	tb_task_free(t1);
@@ -569,8 +578,15 @@ test_fail_with_3_attempts_retries_then_ends_dead(void **state)
 		free_events(evs, n);
 		fail();
 	}
-	for (size_t i = 0; i + 1 < n; i++) {
-		assert_true(tb_event_seq(evs[i + 1]) > tb_event_seq(evs[i]));
+	for (size_t i = 0, k = 0; i < n; i++) {
+		if (i + 1 < n) {
+			assert_true(
+			    tb_event_seq(evs[i + 1]) > tb_event_seq(evs[i]));
+		}
+		if (strcmp(tb_event_name(evs[i]), "start") == 0) {
+			// Start events number the attempts 1, 2, 3.
+			assert_int_equal(tb_event_attempt(evs[i]), ++k);
+		}
 	}
 	assert_int_equal(tb_event_attempt(evs[n - 1]), 3);
 	free_events(evs, n);
@@ -653,6 +669,92 @@ test_unknown_id_is_not_found(void **state)
 	assert_null(t);
 	TBH_RV(tb_cancel(f->c, 987654321, NULL), TB_ENOTFOUND);
 	TBH_RV(tb_wait(f->c, 987654321, 100, &t), TB_ENOTFOUND);
+	tb_task_free(t);
+	f->passed = true;
+}
+
+static void
+test_wait_timeout_returns_timed_out_with_the_task(void **state)
+{
+	tbh_fix *f = *state;
+	tb_task *t = NULL;
+	size_t   len;
+	void    *p = tbh_pack_ms(3000, &len);
+	tb_id    id;
+	int64_t  t0, took;
+
+	tbh_fix_start(f, NULL);
+	id = tbh_submit(f->c, "sleep", p, len, NULL);
+	free(p);
+	t0   = tbh_now_ms();
+	TBH_RV(tb_wait(f->c, id, 200, &t), TB_ETIMEDOUT);
+	took = tbh_now_ms() - t0;
+	print_message("tb_wait(200 ms) on a 3 s sleep returned after %lld "
+	              "ms\n",
+	    (long long) took);
+	assert_true(took >= 190);
+	assert_true(took < 2500);
+	assert_non_null(t);
+	assert_int_equal(tb_task_id(t), id);
+	assert_false(tb_state_is_final(tb_task_state(t)));
+	tb_task_free(t);
+	f->passed = true;
+}
+
+// timeout_ms cancels an attempt that runs too long; with one attempt the
+// task ends dead with an error, long before the sleep would end.
+static void
+test_timeout_ms_ends_a_long_attempt(void **state)
+{
+	tbh_fix       *f = *state;
+	tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
+	tb_task       *t;
+	size_t         len;
+	void          *p = tbh_pack_ms(10000, &len);
+	tb_id          id;
+	int64_t        t0;
+
+	tbh_fix_start(f, NULL);
+	o.timeout_ms = 200;
+	t0           = tbh_now_ms();
+	id           = tbh_submit(f->c, "sleep", p, len, &o);
+	free(p);
+	t = tbh_wait_final(f->c, id, TBH_MS(5000));
+	print_message("sleep 10 s with timeout_ms 200: %s after %lld ms, "
+	              "error: %s\n",
+	    tb_state_name(tb_task_state(t)), (long long) (tbh_now_ms() - t0),
+	    tb_task_error(t) ? tb_task_error(t) : "(none)");
+	expect_state(t, TB_STATE_DEAD);
+	assert_int_equal(tb_task_attempts(t), 1);
+	assert_non_null(tb_task_error(t));
+	tb_task_free(t);
+	f->passed = true;
+}
+
+// A task in a named queue reports it, and its events carry it in the topic.
+static void
+test_named_queue_shows_in_task_and_topics(void **state)
+{
+	tbh_fix       *f = *state;
+	tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
+	tb_event      *e;
+	tb_task       *t;
+	tb_id          id;
+
+	tbh_fix_start(f, NULL);
+	f->sub  = tbh_sub_open(&f->b, f->c, "tb.");
+	o.queue = "mail";
+	id      = tbh_submit(f->c, "noop", NULL, 0, &o);
+	if ((e = tbh_sub_expect(f->sub, id, "done", EVENT_MS)) == NULL) {
+		print_error("no done event for task %llu in queue mail\n",
+		    (unsigned long long) id);
+		fail();
+	}
+	assert_string_equal(tb_event_topic(e), "tb.done.mail.noop");
+	assert_string_equal(tb_event_queue(e), "mail");
+	tb_event_free(e);
+	t = tbh_wait_final(f->c, id, WAIT_MS);
+	assert_string_equal(tb_task_queue(t), "mail");
 	tb_task_free(t);
 	f->passed = true;
 }
@@ -858,6 +960,9 @@ main(void)
 		T(test_cancel_pending_task_ends_cancelled),
 		T(test_cancel_done_task_is_wrong_state),
 		T(test_unknown_id_is_not_found),
+		T(test_wait_timeout_returns_timed_out_with_the_task),
+		T(test_timeout_ms_ends_a_long_attempt),
+		T(test_named_queue_shows_in_task_and_topics),
 		T(test_cli_submit_exec_wait_prints_result),
 		T(test_cli_status_json_prints_one_object),
 		T(test_cli_ping_ok_exits_0),
