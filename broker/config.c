@@ -4,19 +4,24 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <ini.h>
 #include <taskbroker.h>
+#include <tbtime.h>
 
 #include "log.h"
 #include "store.h"
 
 enum config_type {
 	CFG_STR,
-	CFG_INT,
-	CFG_ENUM,
+	CFG_INT,  // int field
+	CFG_ENUM, // int field holding an index into values
+	CFG_LONG, // long field
+	CFG_MS,   // long field: a duration ("30s", "5m", plain ms)
 };
 
 typedef struct config_entry {
@@ -33,6 +38,9 @@ typedef struct config_entry {
 #define OFF(f) offsetof(config, f)
 
 static const config_entry config_table[] = {
+	{ "config", CFG_STR, "", 0, 0, OFF(config_file), { NULL },
+	    "INI file with a [broker] section (these options) and [queue "
+	    "NAME] sections; options given on the command line win" },
 	{ "data-dir", CFG_STR, "data", 0, 0, OFF(data_dir), { NULL },
 	    "directory of the task database (created if missing)" },
 	{ "listen", CFG_STR, TB_DEFAULT_URL, 0, 0, OFF(listen), { NULL },
@@ -53,20 +61,121 @@ static const config_entry config_table[] = {
 	    "survives a broker crash" },
 	{ "log-level", CFG_ENUM, "info", 0, 3, OFF(log_level),
 	    { "error", "warn", "info", "debug", NULL }, "log verbosity" },
+	{ "max-attempts", CFG_LONG, "1", 1, 1000000, OFF(max_attempts),
+	    { NULL }, "attempts of a task that does not say" },
+	{ "timeout", CFG_MS, "0", 0, 31536000000L, OFF(timeout_ms), { NULL },
+	    "time limit of an attempt of a task that does not say; 0: none" },
+	{ "retry-backoff", CFG_MS, "100ms", 1, 86400000, OFF(retry_backoff_ms),
+	    { NULL },
+	    "delay before the first retry; doubles per attempt, with jitter" },
+	{ "retry-backoff-max", CFG_MS, "1m", 1, 604800000,
+	    OFF(retry_backoff_max_ms), { NULL }, "longest delay between retries" },
+	{ "max-pending", CFG_LONG, "1000000", 0, 1000000000L, OFF(max_pending),
+	    { NULL },
+	    "tasks waiting to run, all queues together, past which a submit "
+	    "gets queue_full; 0: no limit" },
+	{ "queue-max-pending", CFG_LONG, "0", 0, 1000000000L,
+	    OFF(queue_max_pending), { NULL },
+	    "the same limit per queue; 0: no limit" },
+	{ "retention", CFG_MS, "7d", 0, 315360000000L, OFF(retention_ms),
+	    { NULL },
+	    "how long ended tasks (and their results) are kept before they "
+	    "are pruned" },
+	{ "forever-backoff", CFG_MS, "1s", 0, 86400000, OFF(forever_backoff_ms),
+	    { NULL }, "delay before a forever task is restarted; doubles per "
+	              "quick restart" },
+	{ "forever-backoff-max", CFG_MS, "5m", 0, 86400000,
+	    OFF(forever_backoff_max_ms), { NULL },
+	    "longest delay between restarts of a forever task" },
+	{ "forever-reset", CFG_MS, "1m", 0, 86400000, OFF(forever_reset_ms),
+	    { NULL }, "a forever task that ran this long restarts at once" },
+	{ "crashloop-restarts", CFG_LONG, "5", 1, 1000000,
+	    OFF(crashloop_restarts), { NULL },
+	    "restarts of a forever task within crashloop-window that count as "
+	    "a crash loop" },
+	{ "crashloop-window", CFG_MS, "1m", 1, 86400000,
+	    OFF(crashloop_window_ms), { NULL }, "see crashloop-restarts" },
+	{ "exec-kill-grace", CFG_MS, "5s", 0, 3600000, OFF(exec_kill_grace_ms),
+	    { NULL },
+	    "an exec task being stopped gets SIGTERM, then SIGKILL after this" },
 };
 
+// Keys of a [queue NAME] section; each overrides the broker-wide option of
+// the same name for that queue.
+typedef struct config_qkey {
+	const char *name;
+	int         type; // CFG_LONG or CFG_MS
+	long        min;
+	long        max;
+	size_t      offset;
+	const char *help;
+} config_qkey;
+
+#define QOFF(f) offsetof(config_queue, f)
+
+static const config_qkey config_qkeys[] = {
+	{ "concurrency", CFG_LONG, 0, 1000000, QOFF(concurrency),
+	    "tasks of the queue running at once; 0: no limit" },
+	{ "max-pending", CFG_LONG, 0, 1000000000L, QOFF(max_pending),
+	    "tasks waiting in the queue past which a submit gets queue_full" },
+	{ "max-attempts", CFG_LONG, 1, 1000000, QOFF(max_attempts),
+	    "attempts of a task that does not say" },
+	{ "timeout", CFG_MS, 0, 31536000000L, QOFF(timeout_ms),
+	    "time limit of an attempt of a task that does not say" },
+	{ "retry-backoff", CFG_MS, 1, 86400000, QOFF(retry_backoff_ms),
+	    "delay before the first retry" },
+	{ "retry-backoff-max", CFG_MS, 1, 604800000, QOFF(retry_backoff_max_ms),
+	    "longest delay between retries" },
+};
+
+#define NQKEYS (sizeof(config_qkeys) / sizeof(config_qkeys[0]))
+
 #define NCONFIG (sizeof(config_table) / sizeof(config_table[0]))
+
+// config_number parses val as a whole number (CFG_INT, CFG_LONG) or a
+// duration in milliseconds (CFG_MS) within [min, max].
+static int
+config_number(const char *name, int type, const char *val, long min,
+    long max, long *vp, FILE *err)
+{
+	char    *end;
+	long     v;
+	uint64_t ms;
+
+	if (type == CFG_MS) {
+		if (tbt_parse_duration(val, &ms) != TB_OK || ms > (uint64_t) max ||
+		    (long) ms < min) {
+			fprintf(err,
+			    "taskbrokerd: %s: '%s' is not a duration from %ld "
+			    "to %ld ms (e.g. 500ms, 30s, 5m, 1h30m)\n",
+			    name, val, min, max);
+			return (CONFIG_BAD);
+		}
+		*vp = (long) ms;
+		return (CONFIG_OK);
+	}
+	errno = 0;
+	v     = strtol(val, &end, 10);
+	if (errno != 0 || end == val || *end != '\0' || v < min || v > max) {
+		fprintf(err,
+		    "taskbrokerd: %s: '%s' is not a whole number from %ld to "
+		    "%ld\n",
+		    name, val, min, max);
+		return (CONFIG_BAD);
+	}
+	*vp = v;
+	return (CONFIG_OK);
+}
 
 static int
 config_set(config *cfg, const config_entry *e, const char *val, FILE *err)
 {
 	char *p = (char *) cfg + e->offset;
-	char *end;
 	long  v;
 
 	switch (e->type) {
 	case CFG_STR:
-		if (*val == '\0') {
+		if (*val == '\0' && e->offset != OFF(config_file)) {
 			fprintf(err, "taskbrokerd: --%s must not be empty\n",
 			    e->name);
 			return (CONFIG_BAD);
@@ -78,17 +187,19 @@ config_set(config *cfg, const config_entry *e, const char *val, FILE *err)
 		}
 		return (CONFIG_OK);
 	case CFG_INT:
-		errno = 0;
-		v     = strtol(val, &end, 10);
-		if (errno != 0 || end == val || *end != '\0' || v < e->min ||
-		    v > e->max) {
-			fprintf(err,
-			    "taskbrokerd: --%s: '%s' is not a whole number "
-			    "from %ld to %ld\n",
-			    e->name, val, e->min, e->max);
+	case CFG_LONG:
+	case CFG_MS:
+		char what[64];
+		snprintf(what, sizeof(what), "--%s", e->name);
+		if (config_number(what, e->type, val, e->min, e->max, &v,
+		        err) != CONFIG_OK) {
 			return (CONFIG_BAD);
 		}
-		*(int *) p = (int) v;
+		if (e->type == CFG_INT) {
+			*(int *) p = (int) v;
+		} else {
+			*(long *) p = v;
+		}
 		return (CONFIG_OK);
 	default:
 		for (int i = 0; e->values[i] != NULL; i++) {
@@ -129,6 +240,155 @@ config_fini(config *cfg)
 			*p = NULL;
 		}
 	}
+	while (cfg->queues != NULL) {
+		config_queue *q = cfg->queues;
+		cfg->queues     = q->next;
+		free(q->name);
+		free(q);
+	}
+}
+
+const config_queue *
+config_queue_find(const config *cfg, const char *name)
+{
+	for (const config_queue *q = cfg->queues; q != NULL; q = q->next) {
+		if (strcmp(q->name, name) == 0) {
+			return (q);
+		}
+	}
+	return (NULL);
+}
+
+// config_file_ctx carries state through inih's callback.
+typedef struct config_file_ctx {
+	config     *cfg;
+	FILE       *err;
+	const char *path;
+	const char *only; // if set, apply only this option name
+	bool        failed;
+} config_file_ctx;
+
+// config_key_eq compares option names, treating '_' as '-'.
+static bool
+config_key_eq(const char *a, const char *b)
+{
+	for (; *a != '\0' && *b != '\0'; a++, b++) {
+		char ca = *a == '_' ? '-' : *a;
+		char cb = *b == '_' ? '-' : *b;
+		if (ca != cb) {
+			return (false);
+		}
+	}
+	return (*a == *b);
+}
+
+static config_queue *
+config_queue_get(config *cfg, const char *name)
+{
+	config_queue *q;
+
+	for (q = cfg->queues; q != NULL; q = q->next) {
+		if (strcmp(q->name, name) == 0) {
+			return (q);
+		}
+	}
+	if ((q = calloc(1, sizeof(*q))) == NULL ||
+	    (q->name = strdup(name)) == NULL) {
+		free(q);
+		return (NULL);
+	}
+	q->concurrency = q->max_pending = q->max_attempts = -1;
+	q->timeout_ms = q->retry_backoff_ms = q->retry_backoff_max_ms = -1;
+	q->next                                                       = cfg->queues;
+	cfg->queues                                                   = q;
+	return (q);
+}
+
+static int
+config_ini_cb(void *arg, const char *section, const char *key,
+    const char *val)
+{
+	config_file_ctx *x = arg;
+	char             what[300];
+
+	if (strcmp(section, "broker") == 0 || section[0] == '\0') {
+		for (size_t i = 0; i < NCONFIG; i++) {
+			const config_entry *e = &config_table[i];
+			if (!config_key_eq(e->name, key)) {
+				continue;
+			}
+			if (e->offset == OFF(config_file)) {
+				break; // no nesting of config files
+			}
+			if (x->only != NULL && strcmp(x->only, e->name) != 0) {
+				return (1);
+			}
+			if (config_set(x->cfg, e, val, x->err) != CONFIG_OK) {
+				fprintf(x->err, "taskbrokerd: in %s [%s]\n",
+				    x->path, section);
+				x->failed = true;
+				return (0);
+			}
+			return (1);
+		}
+	} else if (strncmp(section, "queue ", 6) == 0 && section[6] != '\0') {
+		config_queue *q;
+		if (x->only != NULL) {
+			return (1);
+		}
+		if ((q = config_queue_get(x->cfg, section + 6)) == NULL) {
+			fprintf(x->err, "taskbrokerd: out of memory\n");
+			x->failed = true;
+			return (0);
+		}
+		for (size_t i = 0; i < NQKEYS; i++) {
+			const config_qkey *k = &config_qkeys[i];
+			long               v;
+			if (!config_key_eq(k->name, key)) {
+				continue;
+			}
+			snprintf(what, sizeof(what), "%s [%s] %s", x->path,
+			    section, k->name);
+			if (config_number(what, k->type, val, k->min, k->max,
+			        &v, x->err) != CONFIG_OK) {
+				x->failed = true;
+				return (0);
+			}
+			*(long *) ((char *) q + k->offset) = v;
+			return (1);
+		}
+	} else {
+		fprintf(x->err,
+		    "taskbrokerd: %s: unknown section [%s]; sections are "
+		    "[broker] and [queue NAME]\n",
+		    x->path, section);
+		x->failed = true;
+		return (0);
+	}
+	fprintf(x->err, "taskbrokerd: %s: [%s] has no option '%s'\n", x->path,
+	    section, key);
+	x->failed = true;
+	return (0);
+}
+
+// config_load reads the INI file at path into cfg.
+static int
+config_load(config *cfg, const char *path, FILE *err)
+{
+	config_file_ctx x = { cfg, err, path, NULL, false };
+	int             rv;
+
+	rv = ini_parse(path, config_ini_cb, &x);
+	if (rv < 0) {
+		fprintf(err, "taskbrokerd: cannot read config file %s\n", path);
+		return (CONFIG_BAD);
+	}
+	if (rv > 0 || x.failed) {
+		fprintf(err, "taskbrokerd: config file %s: error on line %d\n",
+		    path, rv);
+		return (CONFIG_BAD);
+	}
+	return (CONFIG_OK);
 }
 
 static void
@@ -143,9 +403,10 @@ config_usage(FILE *out)
 	for (size_t i = 0; i < NCONFIG; i++) {
 		const config_entry *e = &config_table[i];
 		fprintf(out, "  --%s=%s\n      %s", e->name,
-		    e->type == CFG_INT ? "N"
-		    : e->type == CFG_STR ? "VALUE"
-		                         : "CHOICE",
+		    e->type == CFG_INT || e->type == CFG_LONG ? "N"
+		    : e->type == CFG_MS                       ? "DURATION"
+		    : e->type == CFG_STR                      ? "VALUE"
+		                                              : "CHOICE",
 		    e->help);
 		if (e->type == CFG_ENUM) {
 			fprintf(out, " (");
@@ -153,12 +414,18 @@ config_usage(FILE *out)
 				fprintf(out, "%s%s", j ? "|" : "", e->values[j]);
 			}
 			fprintf(out, ")");
-		} else if (e->type == CFG_INT) {
+		} else if (e->type == CFG_INT || e->type == CFG_LONG) {
 			fprintf(out, " (%ld..%ld)", e->min, e->max);
 		}
-		fprintf(out, "; default %s\n", e->def);
+		fprintf(out, "; default %s\n", e->def[0] ? e->def : "none");
+	}
+	fprintf(out, "\nKeys of a [queue NAME] section in the config file:\n");
+	for (size_t i = 0; i < NQKEYS; i++) {
+		fprintf(out, "  %-18s %s\n", config_qkeys[i].name,
+		    config_qkeys[i].help);
 	}
 	fprintf(out,
+	    "  --print-config  print the effective settings and exit\n"
 	    "  --help      show this help and exit\n"
 	    "  --version   show the version and exit\n\n"
 	    "Signals: SIGTERM or SIGINT shut down gracefully (exit 0).\n"
@@ -169,7 +436,8 @@ config_usage(FILE *out)
 int
 config_parse(config *cfg, int argc, char **argv, FILE *out, FILE *err)
 {
-	struct option opts[NCONFIG + 3];
+	struct option opts[NCONFIG + 4];
+	bool          print = false;
 	int           rv;
 	int           c;
 	int           idx;
@@ -183,7 +451,26 @@ config_parse(config *cfg, int argc, char **argv, FILE *out, FILE *err)
 	opts[NCONFIG]     = (struct option) { "help", no_argument, NULL, 'h' };
 	opts[NCONFIG + 1] = (struct option) { "version", no_argument, NULL,
 		'V' };
-	opts[NCONFIG + 2] = (struct option) { NULL, 0, NULL, 0 };
+	opts[NCONFIG + 2] = (struct option) { "print-config", no_argument, NULL,
+		'P' };
+	opts[NCONFIG + 3] = (struct option) { NULL, 0, NULL, 0 };
+
+	// First pass: only --config, so the file is read before the other
+	// options, which then override it.
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "hV", opts, &idx)) != -1) {
+		if (c == 0 && config_table[idx].offset == OFF(config_file)) {
+			if ((rv = config_set(cfg, &config_table[idx], optarg,
+			         err)) != CONFIG_OK) {
+				return (rv);
+			}
+		}
+	}
+	if (cfg->config_file != NULL && cfg->config_file[0] != '\0' &&
+	    (rv = config_load(cfg, cfg->config_file, err)) != CONFIG_OK) {
+		return (rv);
+	}
 
 	optind = 1;
 	opterr = 0;
@@ -201,6 +488,9 @@ config_parse(config *cfg, int argc, char **argv, FILE *out, FILE *err)
 		case 'V':
 			fprintf(out, "taskbrokerd %s\n", TB_VERSION_STR);
 			return (CONFIG_EXIT);
+		case 'P':
+			print = true;
+			break;
 		default:
 			fprintf(err,
 			    "taskbrokerd: unknown or incomplete option '%s'; "
@@ -216,6 +506,10 @@ config_parse(config *cfg, int argc, char **argv, FILE *out, FILE *err)
 		    argv[optind]);
 		return (CONFIG_BAD);
 	}
+	if (print) {
+		config_print(cfg, out);
+		return (CONFIG_EXIT);
+	}
 	return (CONFIG_OK);
 }
 
@@ -226,9 +520,12 @@ config_print(const config *cfg, FILE *out)
 		const config_entry *e = &config_table[i];
 		const char         *p = (const char *) cfg + e->offset;
 		if (e->type == CFG_STR) {
-			fprintf(out, "%s = %s\n", e->name, *(char *const *) p);
+			fprintf(out, "%s = %s\n", e->name,
+			    *(char *const *) p != NULL ? *(char *const *) p : "");
 		} else if (e->type == CFG_INT) {
 			fprintf(out, "%s = %d\n", e->name, *(const int *) p);
+		} else if (e->type == CFG_LONG || e->type == CFG_MS) {
+			fprintf(out, "%s = %ld\n", e->name, *(const long *) p);
 		} else {
 			fprintf(out, "%s = %s\n", e->name,
 			    e->values[*(const int *) p]);

@@ -9,7 +9,21 @@
 
 #include <stdio.h>
 
+// config_queue holds one [queue NAME] section; -1 in a field means "use
+// the broker-wide value".
+typedef struct config_queue {
+	char                *name;
+	long                 concurrency; // 0: no limit
+	long                 max_pending; // 0: no limit
+	long                 max_attempts;
+	long                 timeout_ms; // 0: none
+	long                 retry_backoff_ms;
+	long                 retry_backoff_max_ms;
+	struct config_queue *next;
+} config_queue;
+
 typedef struct config {
+	char *config_file;
 	char *data_dir;
 	char *listen;
 	char *events;
@@ -18,7 +32,24 @@ typedef struct config {
 	int   durability;       // enum store_durability
 	int   max_running;
 	int   log_level;
+	long  max_attempts;         // default per task
+	long  timeout_ms;           // default per attempt; 0: none
+	long  retry_backoff_ms;     // first retry delay (before jitter)
+	long  retry_backoff_max_ms; // cap
+	long  max_pending;          // all queues together; 0: no limit
+	long  queue_max_pending;    // per queue; 0: no limit
+	long  retention_ms;         // how long ended tasks are kept
+	long  forever_backoff_ms;   // first restart delay of a forever task
+	long  forever_backoff_max_ms;
+	long  forever_reset_ms;     // a run this long resets the backoff
+	long  crashloop_restarts;   // this many restarts...
+	long  crashloop_window_ms;  // ...within this window is a crash loop
+	long  exec_kill_grace_ms;   // SIGTERM, then SIGKILL after this
+	config_queue *queues;
 } config;
+
+// config_queue_find returns the section for queue name, or NULL.
+const config_queue *config_queue_find(const config *cfg, const char *name);
 
 // config_init sets every field to its default. Strings are owned by cfg.
 void config_init(config *cfg);

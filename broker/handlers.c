@@ -237,6 +237,7 @@ typedef struct exec_state {
 	uv_pipe_t        out;
 	uv_pipe_t        err;
 	uv_timer_t       grace;
+	uv_timer_t       kill; // SIGKILL after a SIGTERM's grace period
 	exec_tail        tout;
 	exec_tail        terr;
 	int              open; // handles not yet closed
@@ -310,10 +311,12 @@ exec_closed(uv_handle_t *h)
 	exec_state *x = h->data;
 
 	x->open--;
-	if (x->open == 1 && !uv_is_closing((uv_handle_t *) &x->grace)) {
-		// Only the grace timer is left: the child and its pipes are
-		// done.
+	if (x->open > 0 && uv_is_closing((uv_handle_t *) &x->proc) &&
+	    uv_is_closing((uv_handle_t *) &x->out) &&
+	    uv_is_closing((uv_handle_t *) &x->err)) {
+		// The child and its pipes are done: only timers are left.
 		exec_close((uv_handle_t *) &x->grace);
+		exec_close((uv_handle_t *) &x->kill);
 	} else if (x->open == 0) {
 		if (x->r == NULL) {
 			free(x); // the start failed
@@ -370,6 +373,7 @@ exec_exited(uv_process_t *p, int64_t status, int sig)
 {
 	exec_state *x = p->data;
 
+	uv_timer_stop(&x->kill);
 	x->exited      = true;
 	x->exit_status = status;
 	x->term_signal = sig;
@@ -436,8 +440,10 @@ exec_start(run *r)
 	uv_pipe_init(r->loop, &x->out, 0);
 	uv_pipe_init(r->loop, &x->err, 0);
 	uv_timer_init(r->loop, &x->grace);
+	uv_timer_init(r->loop, &x->kill);
 	x->out.data = x->err.data = x->grace.data = x->proc.data = x;
-	x->open                                                   = 4;
+	x->kill.data                                              = x;
+	x->open                                                   = 5;
 
 	memset(&opt, 0, sizeof(opt));
 	stdio[0].flags       = UV_IGNORE;
@@ -465,6 +471,7 @@ exec_start(run *r)
 		exec_close((uv_handle_t *) &x->out);
 		exec_close((uv_handle_t *) &x->err);
 		exec_close((uv_handle_t *) &x->grace);
+		exec_close((uv_handle_t *) &x->kill);
 		x  = NULL;
 		rv = TB_ESYSTEM;
 		goto out;
@@ -484,15 +491,41 @@ out:
 	return (rv);
 }
 
+// exec_grace_ms is how long a cancelled child gets between SIGTERM and
+// SIGKILL; set once at start-up (handlers_set_exec_grace).
+static uint64_t exec_grace_ms = 5000;
+
+void
+handlers_set_exec_grace(uint64_t ms)
+{
+	exec_grace_ms = ms;
+}
+
+static void
+exec_kill_fired(uv_timer_t *t)
+{
+	exec_state *x = t->data;
+
+	if (!x->exited) {
+		uv_kill(-x->proc.pid, SIGKILL);
+	}
+}
+
 static void
 exec_cancel(run *r)
 {
 	exec_state *x = r->hdata;
 
-	if (x != NULL && !x->exited) {
+	if (x != NULL && !x->exited && !x->cancelled) {
 		x->cancelled = true;
-		// The negative pid names the child's process group.
-		uv_kill(-x->proc.pid, SIGKILL);
+		// The negative pid names the child's process group: the
+		// whole group gets SIGTERM, then SIGKILL if it lingers.
+		if (exec_grace_ms == 0) {
+			uv_kill(-x->proc.pid, SIGKILL);
+		} else {
+			uv_kill(-x->proc.pid, SIGTERM);
+			uv_timer_start(&x->kill, exec_kill_fired, exec_grace_ms, 0);
+		}
 	}
 }
 

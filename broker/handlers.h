@@ -83,6 +83,10 @@ struct run {
 	bool        timed_out;
 };
 
+// handlers_set_exec_grace sets how long a stopped exec child gets between
+// SIGTERM and SIGKILL (0: SIGKILL at once). Start-up only.
+void handlers_set_exec_grace(uint64_t ms);
+
 // handlers_find returns the handler named name (a C string), or NULL.
 const handler *handlers_find(const char *name, size_t len);
 

@@ -31,7 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_SID_LEN 16
 
 typedef struct store store;
@@ -62,7 +62,45 @@ typedef struct store_rec {
 	uint8_t *result;
 	size_t   result_len;
 	char    *error;
+	char    *key;     // idempotency key; NULL: none (schema 2)
+	bool     forever; // restarted whenever it ends (schema 2)
 } store_rec;
+
+// store_sched is one periodic schedule (schema 2). Owned strings and bytes,
+// freed by store_sched_free.
+typedef struct store_sched {
+	char    *name;
+	char    *handler;
+	char    *queue;
+	uint8_t *payload;
+	size_t   payload_len;
+	int32_t  priority;
+	uint32_t max_attempts;
+	uint32_t timeout_ms;
+	uint64_t every_ms; // 0 when cron is used
+	char    *cron;     // NULL when every_ms is used
+	bool     catch_up;
+	bool     paused;
+	int64_t  created_at; // Unix µs
+	int64_t  next_at;    // the next due time
+	int64_t  last_at;    // the last due time that fired; 0: never
+	uint64_t fired;
+	uint64_t last_task;
+} store_sched;
+
+// store_sched_free frees sc and everything it owns. Accepts NULL.
+void store_sched_free(store_sched *sc);
+
+// store_filter selects tasks for store_list2. Zero values mean "any".
+typedef struct store_filter {
+	const char *queue;
+	int         state; // < 0: any
+	const char *handler;
+	int64_t     created_after;  // created_at > this (µs); 0: any
+	int64_t     created_before; // created_at < this (µs); 0: any
+	uint64_t    after_id;
+	uint32_t    limit;
+} store_filter;
 
 // store_rec_free frees r and everything it owns. Accepts NULL.
 void store_rec_free(store_rec *r);
@@ -79,6 +117,19 @@ enum store_op_kind {
 	// STORE_OP_BARRIER does nothing; it completes once everything
 	// submitted before it has committed.
 	STORE_OP_BARRIER = 2,
+	// STORE_OP_DELETE deletes tasks: the ids[0..nids) when nids > 0,
+	// else up to limit (0: no limit) tasks of queue (required) in state
+	// (required, >= 0) with created_at < created_before and finished_at <
+	// finished_before (each 0: no bound), oldest id first. The highest id
+	// is remembered before rows go, so ids are never reused after a
+	// restart. count receives how many rows went.
+	STORE_OP_DELETE = 3,
+	// STORE_OP_QUEUE_SET records queue's paused flag (upsert).
+	STORE_OP_QUEUE_SET = 4,
+	// STORE_OP_SCHED_PUT inserts or replaces the schedule sched->name.
+	STORE_OP_SCHED_PUT = 5,
+	// STORE_OP_SCHED_DEL deletes the schedule name; count is 1 or 0.
+	STORE_OP_SCHED_DEL = 6,
 };
 
 // store_op is one unit of work for the writer. The caller allocates it and
@@ -106,6 +157,19 @@ typedef struct store_op {
 	const uint8_t *result; // borrowed
 	size_t         result_len;
 	const char    *error; // borrowed
+
+	// STORE_OP_DELETE, STORE_OP_QUEUE_SET, STORE_OP_SCHED_*; all borrowed.
+	const char        *queue;
+	int32_t            del_state;
+	int64_t            created_before;
+	int64_t            finished_before;
+	uint32_t           limit;
+	const uint64_t    *ids;
+	uint32_t           nids;
+	bool               paused;
+	const char        *name;
+	const store_sched *sched;
+	uint64_t           count; // OUT
 } store_op;
 
 // store_open opens (creating if needed) the database at path, sets WAL and
@@ -126,6 +190,25 @@ int store_open(store **sp, const char *path, int durability);
 // entries) receives the number of tasks in each state afterwards.
 int store_recover(store *s, uint64_t *max_idp, uint64_t *counts,
     int (*cb)(void *arg, store_rec *r), void *arg);
+
+// store_load_queues passes each queue recorded by STORE_OP_QUEUE_SET to cb
+// (name borrowed for the call). Before store_start. Returns TB_OK, cb's
+// non-zero code, or TB_ESTORE.
+int store_load_queues(store *s,
+    int (*cb)(void *arg, const char *name, bool paused), void *arg);
+
+// store_load_schedules passes each schedule to cb, which owns it from then
+// on (also when it returns non-zero, which stops the load). Before
+// store_start.
+int store_load_schedules(
+    store *s, int (*cb)(void *arg, store_sched *sc), void *arg);
+
+// store_queue_counts passes, for every (queue, state) pair present in the
+// table, its number of tasks to cb (queue borrowed for the call). Before
+// store_start; used once to seed the per-queue figures.
+int store_queue_counts(store *s,
+    int (*cb)(void *arg, const char *queue, int state, uint64_t n),
+    void *arg);
 
 // store_start starts the writer thread. notify(arg) is called on the writer
 // thread after each batch has moved to the done list; it must not block.
@@ -164,5 +247,9 @@ int store_list(store *s, const char *queue, int state, uint64_t after_id,
 // NULL). Group commit shows as *commitsp well below *opsp; a batch of
 // barriers only commits nothing. For tests and the benchmark. Any thread.
 void store_counters(store *s, uint64_t *commitsp, uint64_t *opsp);
+
+// store_list2 is store_list with the full filter (f->limit 0: 100).
+int store_list2(
+    store *s, const store_filter *f, store_rec ***recsp, size_t *np);
 
 #endif // STORE_H

@@ -22,6 +22,7 @@
 
 struct run;
 struct handler;
+struct queue;
 struct waiter;
 struct ackwait;
 
@@ -51,6 +52,8 @@ typedef struct task {
 	uint8_t *result;
 	size_t   result_len;
 	char    *error;
+	char    *key;     // idempotency key, or NULL
+	bool     forever; // started again whenever it ends
 
 	// Scheduler state.
 	int    heap; // enum sched_heap
@@ -61,12 +64,20 @@ typedef struct task {
 	bool            starting;  // start write in flight, handler not yet run
 	bool            requeue;   // shutdown interrupted it: give it back
 	bool            pool;      // its handler runs on the worker pool
+	bool            cancelling; // a cancel stops the running attempt
+	bool            key_indexed; // in the loop's by-key index
+	bool            crashloop;   // forever task restarting too often
+	uint32_t        quick_restarts; // forever: restarts since a long run
+	uint32_t        window_restarts; // forever: restarts in the window
+	int64_t         window_start;    // forever: µs, monotonic
+	struct queue   *q;          // its queue
 	uint32_t        writes;    // store ops in flight that name this task
 	struct run     *run;       // the attempt in progress, if any
 	struct waiter  *waiters;   // wait requests for its end
 	struct ackwait *ackwaits;  // duplicate submits waiting for its insert
 	UT_hash_handle  hh;        // by id
 	UT_hash_handle  hh_sid;    // by sid
+	UT_hash_handle  hh_key;    // by key, while it has not ended
 } task;
 
 // sched_heap_t is a binary heap of task pointers.

@@ -26,7 +26,44 @@
 //   shutdown req {}  rep {}
 //   task     {"id", "queue", "handler", "state", "attempts",
 //             "max_attempts", "priority", "created_at", "started_at",
-//             "finished_at" (Unix µs), "result"?: bin, "error"?: str}
+//             "finished_at" (Unix µs), "result"?: bin, "error"?: str,
+//             "run_at": int (µs), "timeout_ms": uint, "forever": bool,
+//             "key"?: str}
+//
+// Added for the task lifecycle (protocol version 1 still: old peers ignore
+// the new keys):
+//   task_in  + "run_at"?: int (Unix µs; wins over delay_ms), "key"?: str
+//              (idempotency key, 1..TBP_MAX_KEY), "forever"?: bool
+//   submit   rep + "existing": [bool...] (the key matched an unfinished
+//              task, whose id is returned)
+//   list     req + "handler"?: str, "min_age_ms"?: uint, "max_age_ms"?:
+//              uint (age = now - created_at)
+//   retry    req {"id"?: uint, "queue"?: str, "state"?: uint}
+//            rep {"count": uint}   (by id, or every task of queue (any if
+//            absent) in state (dead if absent); dead/cancelled only)
+//   pause    req {"queue": str}    rep {}
+//   resume   req {"queue": str}    rep {}
+//   drain    req {"queue"?: str, "timeout_ms"?: int}
+//            rep {"timed_out": bool} (when the queue, or every queue, has
+//            nothing pending, failed or running, or at the timeout)
+//   purge    req {"queue"?: str, "state": uint, "min_age_ms"?: uint}
+//            rep {"count": uint}   (pending, done, dead or cancelled)
+//   schedule_add   req {"schedule": sched}          rep {}
+//   schedule_list  req {}          rep {"schedules": [sched...]}
+//   schedule_rm    req {"name": str}                rep {}
+//   schedule_pause req {"name": str, "paused": bool} rep {}
+//   queues   req {}                rep {"queues": [qstat...]}
+//   stats    rep + "schedules", "forever", "crashloop" (uint)
+//   sched    {"name", "handler", "queue"?, "payload"?: bin,
+//             "priority"?: int, "max_attempts"?: uint, "timeout_ms"?: uint,
+//             "every_ms"?: uint, "cron"?: str (exactly one of the two),
+//             "catch_up"?: bool, "paused"?: bool, and in replies
+//             "next_at", "last_at": int (µs, 0: never), "fired": uint,
+//             "last_task": uint}
+//   qstat    {"name", "pending", "running", "failed", "dead", "done",
+//             "cancelled", "paused": bool, "concurrency": uint (0: no
+//             limit), "max_pending": uint (0: none), "done_last_min",
+//             "oldest_pending_ms", "forever", "crashloop": uint}
 //
 // Events (PUB): the topic "tb.<event>.<queue>.<handler>" as raw bytes, one
 // NUL byte, then a msgpack map {"seq", "event", "id", "queue", "handler",
@@ -61,6 +98,10 @@
 #define TBP_MAX_LIST 1000u          // tasks in one list reply
 #define TBP_MAX_DEPTH 32u           // nesting of arrays and maps
 #define TBP_SID_LEN 16u             // a submission id
+#define TBP_MAX_KEY 256u            // an idempotency key
+#define TBP_MAX_CRON 128u           // a cron expression
+#define TBP_MAX_SCHEDULES 1000u     // schedules in one list reply
+#define TBP_MAX_QUEUES 1000u        // queues in one queues reply
 
 // TBP_OPS is the one list of operations: X(NAME, value, "name").
 #define TBP_OPS(X)                                                          \
@@ -71,7 +112,17 @@
 	X(CANCEL, 4, "cancel")                                              \
 	X(LIST, 5, "list")                                                  \
 	X(STATS, 6, "stats")                                                \
-	X(SHUTDOWN, 7, "shutdown")
+	X(SHUTDOWN, 7, "shutdown")                                          \
+	X(RETRY, 8, "retry")                                                \
+	X(PAUSE, 9, "pause")                                                \
+	X(RESUME, 10, "resume")                                             \
+	X(DRAIN, 11, "drain")                                               \
+	X(PURGE, 12, "purge")                                               \
+	X(SCHED_ADD, 13, "schedule_add")                                    \
+	X(SCHED_LIST, 14, "schedule_list")                                  \
+	X(SCHED_RM, 15, "schedule_rm")                                      \
+	X(SCHED_PAUSE, 16, "schedule_pause")                                \
+	X(QUEUES, 17, "queues")
 
 #define TBP_OP_ENUM_(n, v, s) TBP_OP_##n = v,
 enum tbp_op { TBP_OPS(TBP_OP_ENUM_) TBP_OP_COUNT };
@@ -103,6 +154,9 @@ typedef struct tbp_task_in {
 	uint32_t  max_attempts; // 0: broker default
 	uint32_t  timeout_ms;   // 0: none
 	uint32_t  delay_ms;     // 0: now
+	int64_t   run_at;       // Unix µs; 0: use delay_ms
+	tbp_bytes key;          // empty: none
+	bool      forever;
 } tbp_task_in;
 
 // tbp_task_info is a task as status/wait/cancel/list report it.
@@ -119,13 +173,50 @@ typedef struct tbp_task_info {
 	int64_t   finished_at;
 	tbp_bytes result; // n == 0: none
 	tbp_bytes error;  // n == 0: none
+	int64_t   run_at;
+	uint32_t  timeout_ms;
+	bool      forever;
+	tbp_bytes key; // n == 0: none
 } tbp_task_info;
+
+// tbp_sched is a periodic schedule.
+typedef struct tbp_sched {
+	tbp_bytes name; // 1..TBP_MAX_NAME
+	tbp_bytes handler;
+	tbp_bytes queue;
+	tbp_bytes payload;
+	int32_t   priority;
+	uint32_t  max_attempts;
+	uint32_t  timeout_ms;
+	uint64_t  every_ms; // exactly one of every_ms and cron is set
+	tbp_bytes cron;     // 0..TBP_MAX_CRON
+	bool      catch_up;
+	bool      paused;
+	int64_t   next_at; // replies only
+	int64_t   last_at;
+	uint64_t  fired;
+	uint64_t  last_task;
+} tbp_sched;
+
+// tbp_qstat is one queue's figures.
+typedef struct tbp_qstat {
+	tbp_bytes name;
+	uint64_t  pending, running, failed, dead, done, cancelled;
+	bool      paused;
+	uint32_t  concurrency;
+	uint64_t  max_pending;
+	uint64_t  done_last_min;
+	uint64_t  oldest_pending_ms;
+	uint32_t  forever;
+	uint32_t  crashloop;
+} tbp_qstat;
 
 // tbp_stats mirrors tb_stats.
 typedef struct tbp_stats {
 	uint64_t pending, running, done, failed, dead, cancelled;
 	uint64_t submitted, completed, uptime_ms;
 	uint32_t workers, pid;
+	uint64_t schedules, forever, crashloop;
 } tbp_stats;
 
 // tbp_req is a decoded request. Fields not used by op are zero.
@@ -143,6 +234,13 @@ typedef struct tbp_req {
 	int32_t      state;      // list; -1 if absent
 	uint32_t     limit;      // list; 0 if absent
 	uint64_t     after_id;   // list
+	tbp_bytes    handler;    // list
+	uint64_t     min_age_ms; // list, purge
+	uint64_t     max_age_ms; // list; 0 if absent
+	bool         have_id;    // retry: "id" was given
+	tbp_sched    sched;      // schedule_add
+	tbp_bytes    name;       // schedule_rm, schedule_pause
+	bool         paused;     // schedule_pause
 
 	msgpack_unpacked priv_; // owns the memory behind the views
 } tbp_req;
@@ -170,6 +268,7 @@ typedef struct tbp_rep {
 
 	uint64_t      *ids; // submit
 	bool          *dup;
+	bool          *existing;
 	uint32_t       nids;
 	bool           have_task; // status, wait, cancel
 	tbp_task_info  task;
@@ -179,6 +278,11 @@ typedef struct tbp_rep {
 	tbp_stats      stats;   // stats
 	tbp_bytes      version_str; // ping
 	uint64_t       pid;     // ping
+	uint64_t       count;   // retry, purge
+	tbp_sched     *scheds;  // schedule_list
+	uint32_t       nscheds;
+	tbp_qstat     *queues;  // queues
+	uint32_t       nqueues;
 
 	msgpack_unpacked priv_;
 	void            *priv_alloc_; // arrays owned by the reply
@@ -242,6 +346,27 @@ int tbp_enc_list(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
     int32_t state, uint32_t limit, uint64_t after_id);
 // tbp_enc_req_empty encodes ping, stats or shutdown.
 int tbp_enc_req_empty(msgpack_sbuffer *b, uint32_t op, uint64_t req_id);
+// tbp_enc_list2 is tbp_enc_list with the lifecycle filters (handler NULL:
+// any; ages 0: no bound).
+int tbp_enc_list2(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
+    int32_t state, uint32_t limit, uint64_t after_id, const char *handler,
+    uint64_t min_age_ms, uint64_t max_age_ms);
+// tbp_enc_retry: by id (have_id), else by queue (NULL: all) and state.
+int tbp_enc_retry(msgpack_sbuffer *b, uint64_t req_id, bool have_id,
+    uint64_t id, const char *queue, int32_t state);
+// tbp_enc_queue_op encodes pause or resume: {"queue": queue}.
+int tbp_enc_queue_op(
+    msgpack_sbuffer *b, uint32_t op, uint64_t req_id, const char *queue);
+int tbp_enc_drain(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
+    int64_t timeout_ms);
+int tbp_enc_purge(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
+    int32_t state, uint64_t min_age_ms);
+int tbp_enc_sched_add(
+    msgpack_sbuffer *b, uint64_t req_id, const tbp_sched *s);
+// tbp_enc_sched_name encodes schedule_rm {"name"} or, for
+// TBP_OP_SCHED_PAUSE, {"name", "paused"}.
+int tbp_enc_sched_name(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
+    const char *name, bool paused);
 
 // tbp_enc_rep_error encodes an error reply: status code, its wire name and
 // message (NULL: tbp_err_message(status)).
@@ -249,6 +374,18 @@ int tbp_enc_rep_error(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
     int status, const char *message);
 int tbp_enc_rep_submit(msgpack_sbuffer *b, uint64_t req_id,
     const uint64_t *ids, const bool *dup, uint32_t n);
+// tbp_enc_rep_submit2 adds the "existing" flags (may be NULL: all false).
+int tbp_enc_rep_submit2(msgpack_sbuffer *b, uint64_t req_id,
+    const uint64_t *ids, const bool *dup, const bool *existing, uint32_t n);
+// tbp_enc_rep_count encodes a retry or purge reply {"count"}.
+int tbp_enc_rep_count(
+    msgpack_sbuffer *b, uint32_t op, uint64_t req_id, uint64_t count);
+// tbp_enc_rep_drain encodes {"timed_out"}.
+int tbp_enc_rep_drain(msgpack_sbuffer *b, uint64_t req_id, bool timed_out);
+int tbp_enc_rep_scheds(msgpack_sbuffer *b, uint64_t req_id,
+    const tbp_sched *s, uint32_t n);
+int tbp_enc_rep_queues(msgpack_sbuffer *b, uint64_t req_id,
+    const tbp_qstat *q, uint32_t n);
 // tbp_enc_rep_task encodes a status, cancel or wait reply; timed_out is
 // written only for TBP_OP_WAIT.
 int tbp_enc_rep_task(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,

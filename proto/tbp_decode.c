@@ -13,7 +13,8 @@
 // buffer they were unpacked from, and tbp.h promises that the caller's
 // buffer need not outlive the message. The copy is tied to the msgpack zone
 // with a finalizer, so msgpack_unpacked_destroy frees both, and so do the
-// arrays of tasks and ids, which are allocated in the same zone.
+// arrays of tasks, ids, schedules and queues, which are allocated in the
+// same zone.
 //
 // Field readers report TB_EBADREQ (malformed) or TB_ETOOBIG (over a limit);
 // the reply and event decoders map those to their own codes at the end.
@@ -456,6 +457,62 @@ get_name(const msgpack_object *o, uint32_t min, tbp_bytes *vp)
 	return (TB_OK);
 }
 
+// get_text reads an idempotency key or a cron expression: min..max bytes
+// and no NUL, for the same reason as names. Over max is TB_ETOOBIG.
+static int
+get_text(const msgpack_object *o, uint32_t min, uint32_t max, tbp_bytes *vp)
+{
+	tbp_bytes v;
+	int       rv;
+
+	if ((rv = get_bytes(o, max, &v)) != TB_OK) {
+		return (rv);
+	}
+	if (v.n < min || (v.n > 0 && memchr(v.p, 0, v.n) != NULL)) {
+		return (TB_EBADREQ);
+	}
+	*vp = v;
+	return (TB_OK);
+}
+
+// get_payload reads a task's or schedule's payload. It is opaque to the
+// broker, but it must be one sane object for the handler.
+static int
+get_payload(const msgpack_object *o, tbp_bytes *vp)
+{
+	tbp_bytes v;
+	size_t    used;
+	int       rv;
+
+	if ((rv = get_bytes(o, TBP_MAX_PAYLOAD, &v)) != TB_OK) {
+		return (rv);
+	}
+	if (v.n > 0) {
+		rv = tbp_check(v.p, v.n, TBP_MAX_DEPTH, &used);
+		if (rv != TB_OK) {
+			return (rv);
+		}
+		if (used != v.n) {
+			return (TB_EBADREQ);
+		}
+	}
+	*vp = v;
+	return (TB_OK);
+}
+
+// get_state reads a task state filter, which tbp_req keeps as an int32_t.
+static int
+get_state(const msgpack_object *o, int32_t *vp)
+{
+	uint64_t u;
+	int      rv;
+
+	if ((rv = get_u64(o, INT32_MAX, &u)) == TB_OK) {
+		*vp = (int32_t) u;
+	}
+	return (rv);
+}
+
 // envelope reads [version, op, req_id, ...] and checks the version and op.
 // It sets the fields as soon as they are read, so the caller can mirror
 // req_id in an error reply even when the rest is bad.
@@ -517,18 +574,7 @@ dec_task_in(tbp_task_in *t, const msgpack_object *o)
 		} else if (key_is(k, "queue")) {
 			rv = get_name(v, 0, &t->queue);
 		} else if (key_is(k, "payload")) {
-			rv = get_bytes(v, TBP_MAX_PAYLOAD, &t->payload);
-			if (rv == TB_OK && t->payload.n > 0) {
-				size_t used;
-
-				// The payload is opaque to the broker, but it
-				// must be one sane object for the handler.
-				rv = tbp_check(t->payload.p, t->payload.n,
-				    TBP_MAX_DEPTH, &used);
-				if (rv == TB_OK && used != t->payload.n) {
-					rv = TB_EBADREQ;
-				}
-			}
+			rv = get_payload(v, &t->payload);
 		} else if (key_is(k, "priority")) {
 			rv = get_i32(v, &t->priority);
 		} else if (key_is(k, "max_attempts")) {
@@ -537,6 +583,12 @@ dec_task_in(tbp_task_in *t, const msgpack_object *o)
 			rv = get_u32(v, &t->timeout_ms);
 		} else if (key_is(k, "delay_ms")) {
 			rv = get_u32(v, &t->delay_ms);
+		} else if (key_is(k, "run_at")) {
+			rv = get_i64(v, INT64_MIN, INT64_MAX, &t->run_at);
+		} else if (key_is(k, "key")) {
+			rv = get_text(v, 1, TBP_MAX_KEY, &t->key);
+		} else if (key_is(k, "forever")) {
+			rv = get_bool(v, &t->forever);
 		}
 		if (rv != TB_OK) {
 			return (rv);
@@ -594,7 +646,6 @@ dec_req_fields(tbp_req *r, const msgpack_object *body)
 	for (uint32_t i = 0; i < body->via.map.size; i++) {
 		const msgpack_object *k = &body->via.map.ptr[i].key;
 		const msgpack_object *v = &body->via.map.ptr[i].val;
-		uint64_t              u;
 
 		if (v->type == MSGPACK_OBJECT_NIL) {
 			continue;
@@ -607,19 +658,168 @@ dec_req_fields(tbp_req *r, const msgpack_object *body)
 		} else if (r->op == TBP_OP_LIST && key_is(k, "queue")) {
 			rv = get_name(v, 0, &r->queue);
 		} else if (r->op == TBP_OP_LIST && key_is(k, "state")) {
-			if ((rv = get_u64(v, INT32_MAX, &u)) == TB_OK) {
-				r->state = (int32_t) u;
-			}
+			rv = get_state(v, &r->state);
 		} else if (r->op == TBP_OP_LIST && key_is(k, "limit")) {
 			rv = get_u32(v, &r->limit);
 		} else if (r->op == TBP_OP_LIST && key_is(k, "after_id")) {
 			rv = get_u64(v, UINT64_MAX, &r->after_id);
+		} else if (r->op == TBP_OP_LIST && key_is(k, "handler")) {
+			rv = get_name(v, 0, &r->handler);
+		} else if (r->op == TBP_OP_LIST && key_is(k, "min_age_ms")) {
+			rv = get_u64(v, UINT64_MAX, &r->min_age_ms);
+		} else if (r->op == TBP_OP_LIST && key_is(k, "max_age_ms")) {
+			rv = get_u64(v, UINT64_MAX, &r->max_age_ms);
 		}
 		if (rv != TB_OK) {
 			return (rv);
 		}
 	}
 	if (want_id && !have_id) {
+		return (TB_EBADREQ);
+	}
+	return (TB_OK);
+}
+
+// dec_sched reads a schedule. Requests must name exactly one of every_ms
+// and cron (an every_ms of 0 or an empty cron counts as absent, as the
+// encoders leave them out at those values); only replies carry the
+// broker's bookkeeping, which a request may not set.
+static int
+dec_sched(tbp_sched *s, const msgpack_object *o, bool reply)
+{
+	bool have_name    = false;
+	bool have_handler = false;
+	int  rv;
+
+	if ((rv = map_check(o)) != TB_OK) {
+		return (rv);
+	}
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (key_is(k, "name")) {
+			rv        = get_name(v, 1, &s->name);
+			have_name = true;
+		} else if (key_is(k, "handler")) {
+			rv           = get_name(v, 1, &s->handler);
+			have_handler = true;
+		} else if (key_is(k, "queue")) {
+			rv = get_name(v, 0, &s->queue);
+		} else if (key_is(k, "payload")) {
+			rv = get_payload(v, &s->payload);
+		} else if (key_is(k, "priority")) {
+			rv = get_i32(v, &s->priority);
+		} else if (key_is(k, "max_attempts")) {
+			rv = get_u32(v, &s->max_attempts);
+		} else if (key_is(k, "timeout_ms")) {
+			rv = get_u32(v, &s->timeout_ms);
+		} else if (key_is(k, "every_ms")) {
+			rv = get_u64(v, UINT64_MAX, &s->every_ms);
+		} else if (key_is(k, "cron")) {
+			rv = get_text(v, 0, TBP_MAX_CRON, &s->cron);
+		} else if (key_is(k, "catch_up")) {
+			rv = get_bool(v, &s->catch_up);
+		} else if (key_is(k, "paused")) {
+			rv = get_bool(v, &s->paused);
+		} else if (reply && key_is(k, "next_at")) {
+			rv = get_i64(v, INT64_MIN, INT64_MAX, &s->next_at);
+		} else if (reply && key_is(k, "last_at")) {
+			rv = get_i64(v, INT64_MIN, INT64_MAX, &s->last_at);
+		} else if (reply && key_is(k, "fired")) {
+			rv = get_u64(v, UINT64_MAX, &s->fired);
+		} else if (reply && key_is(k, "last_task")) {
+			rv = get_u64(v, UINT64_MAX, &s->last_task);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	if (!have_name || !have_handler) {
+		return (TB_EBADREQ);
+	}
+	if (!reply && (s->every_ms != 0) == (s->cron.n > 0)) {
+		return (TB_EBADREQ);
+	}
+	return (TB_OK);
+}
+
+static int
+dec_sched_add(tbp_req *r, const msgpack_object *body)
+{
+	const msgpack_object *sched = NULL;
+
+	for (uint32_t i = 0; i < body->via.map.size; i++) {
+		if (key_is(&body->via.map.ptr[i].key, "schedule") &&
+		    body->via.map.ptr[i].val.type != MSGPACK_OBJECT_NIL) {
+			sched = &body->via.map.ptr[i].val;
+		}
+	}
+	if (sched == NULL) {
+		return (TB_EBADREQ);
+	}
+	return (dec_sched(&r->sched, sched, false));
+}
+
+// dec_req_admin reads the bodies of retry, pause, resume, drain, purge,
+// schedule_rm and schedule_pause; each op looks only at its own keys.
+static int
+dec_req_admin(tbp_req *r, const msgpack_object *body)
+{
+	uint32_t op = r->op;
+	bool     by_queue;  // pause, resume: "queue" required, non-empty
+	bool     any_queue; // retry, drain, purge: "queue" optional
+	bool     by_name;   // schedule_rm, schedule_pause: "name" required
+	bool     have_queue = false;
+	bool     have_state = false;
+	bool     have_name  = false;
+	int      rv         = TB_OK;
+
+	by_queue  = (op == TBP_OP_PAUSE || op == TBP_OP_RESUME);
+	any_queue = (op == TBP_OP_RETRY || op == TBP_OP_DRAIN ||
+	    op == TBP_OP_PURGE);
+	by_name   = (op == TBP_OP_SCHED_RM || op == TBP_OP_SCHED_PAUSE);
+	for (uint32_t i = 0; i < body->via.map.size; i++) {
+		const msgpack_object *k = &body->via.map.ptr[i].key;
+		const msgpack_object *v = &body->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if ((by_queue || any_queue) && key_is(k, "queue")) {
+			rv         = get_name(v, by_queue ? 1 : 0, &r->queue);
+			have_queue = true;
+		} else if ((op == TBP_OP_RETRY || op == TBP_OP_PURGE) &&
+		    key_is(k, "state")) {
+			rv         = get_state(v, &r->state);
+			have_state = true;
+		} else if (op == TBP_OP_RETRY && key_is(k, "id")) {
+			rv         = get_u64(v, UINT64_MAX, &r->id);
+			r->have_id = true;
+		} else if (op == TBP_OP_DRAIN && key_is(k, "timeout_ms")) {
+			rv = get_i64(v, INT64_MIN, INT64_MAX, &r->timeout_ms);
+		} else if (op == TBP_OP_PURGE && key_is(k, "min_age_ms")) {
+			rv = get_u64(v, UINT64_MAX, &r->min_age_ms);
+		} else if (by_name && key_is(k, "name")) {
+			rv        = get_name(v, 1, &r->name);
+			have_name = true;
+		} else if (op == TBP_OP_SCHED_PAUSE && key_is(k, "paused")) {
+			rv = get_bool(v, &r->paused);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	if ((by_queue && !have_queue) || (by_name && !have_name) ||
+	    (op == TBP_OP_PURGE && !have_state)) {
+		return (TB_EBADREQ);
+	}
+	// A retry names one task or a filter, never both: a broker could
+	// only guess which one was meant.
+	if (r->have_id && (have_queue || have_state)) {
 		return (TB_EBADREQ);
 	}
 	return (TB_OK);
@@ -660,7 +860,17 @@ tbp_req_decode(tbp_req *r, const void *buf, size_t len)
 	case TBP_OP_WAIT:
 	case TBP_OP_LIST:
 		return (dec_req_fields(r, body));
-	default: // ping, stats, shutdown: no fields
+	case TBP_OP_RETRY:
+	case TBP_OP_PAUSE:
+	case TBP_OP_RESUME:
+	case TBP_OP_DRAIN:
+	case TBP_OP_PURGE:
+	case TBP_OP_SCHED_RM:
+	case TBP_OP_SCHED_PAUSE:
+		return (dec_req_admin(r, body));
+	case TBP_OP_SCHED_ADD:
+		return (dec_sched_add(r, body));
+	default: // ping, stats, shutdown, schedule_list, queues: no fields
 		return (TB_OK);
 	}
 }
@@ -718,6 +928,14 @@ dec_task_info(tbp_task_info *t, const msgpack_object *o)
 			rv = get_bytes(v, TBP_MAX_RESULT, &t->result);
 		} else if (key_is(k, "error")) {
 			rv = get_bytes(v, TBP_MAX_ERROR, &t->error);
+		} else if (key_is(k, "run_at")) {
+			rv = get_i64(v, INT64_MIN, INT64_MAX, &t->run_at);
+		} else if (key_is(k, "timeout_ms")) {
+			rv = get_u32(v, &t->timeout_ms);
+		} else if (key_is(k, "forever")) {
+			rv = get_bool(v, &t->forever);
+		} else if (key_is(k, "key")) {
+			rv = get_text(v, 0, TBP_MAX_KEY, &t->key);
 		}
 		if (rv != TB_OK) {
 			return (rv);
@@ -729,9 +947,30 @@ dec_task_info(tbp_task_info *t, const msgpack_object *o)
 	return (TB_OK);
 }
 
+// dec_bools reads an array of n flags into a (n entries, zeroed); an
+// absent array leaves them false.
+static int
+dec_bools(bool *a, const msgpack_object *o, uint32_t n)
+{
+	int rv;
+
+	if (o == NULL) {
+		return (TB_OK);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if ((rv = get_bool(&o->via.array.ptr[i], &a[i])) != TB_OK) {
+			return (rv);
+		}
+	}
+	return (TB_OK);
+}
+
+// dup and existing may be absent (all false), but when present they have
+// one flag per id; both arrays are always allocated so that a caller can
+// index them without a NULL check.
 static int
 dec_rep_submit(tbp_rep *r, const msgpack_object *ids,
-    const msgpack_object *dup)
+    const msgpack_object *dup, const msgpack_object *existing)
 {
 	uint32_t n;
 	int      rv;
@@ -746,22 +985,28 @@ dec_rep_submit(tbp_rep *r, const msgpack_object *ids,
 	                       dup->via.array.size != n)) {
 		return (TB_EBADREQ);
 	}
+	if (existing != NULL && (existing->type != MSGPACK_OBJECT_ARRAY ||
+	                            existing->via.array.size != n)) {
+		return (TB_EBADREQ);
+	}
 	if (n == 0) {
 		return (TB_OK);
 	}
-	r->ids = zalloc(&r->priv_, n, sizeof(*r->ids));
-	r->dup = zalloc(&r->priv_, n, sizeof(*r->dup));
-	if (r->ids == NULL || r->dup == NULL) {
+	r->ids      = zalloc(&r->priv_, n, sizeof(*r->ids));
+	r->dup      = zalloc(&r->priv_, n, sizeof(*r->dup));
+	r->existing = zalloc(&r->priv_, n, sizeof(*r->existing));
+	if (r->ids == NULL || r->dup == NULL || r->existing == NULL) {
 		return (TB_ENOMEM);
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		rv = get_u64(&ids->via.array.ptr[i], UINT64_MAX, &r->ids[i]);
-		if (rv == TB_OK && dup != NULL) {
-			rv = get_bool(&dup->via.array.ptr[i], &r->dup[i]);
-		}
 		if (rv != TB_OK) {
 			return (rv);
 		}
+	}
+	if ((rv = dec_bools(r->dup, dup, n)) != TB_OK ||
+	    (rv = dec_bools(r->existing, existing, n)) != TB_OK) {
+		return (rv);
 	}
 	r->nids = n;
 	return (TB_OK);
@@ -795,6 +1040,120 @@ dec_rep_list(tbp_rep *r, const msgpack_object *tasks)
 	return (TB_OK);
 }
 
+static int
+dec_qstat(tbp_qstat *q, const msgpack_object *o)
+{
+	bool have_name = false;
+	int  rv;
+
+	if ((rv = map_check(o)) != TB_OK) {
+		return (rv);
+	}
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (key_is(k, "name")) {
+			rv        = get_name(v, 0, &q->name);
+			have_name = true;
+		} else if (key_is(k, "pending")) {
+			rv = get_u64(v, UINT64_MAX, &q->pending);
+		} else if (key_is(k, "running")) {
+			rv = get_u64(v, UINT64_MAX, &q->running);
+		} else if (key_is(k, "failed")) {
+			rv = get_u64(v, UINT64_MAX, &q->failed);
+		} else if (key_is(k, "dead")) {
+			rv = get_u64(v, UINT64_MAX, &q->dead);
+		} else if (key_is(k, "done")) {
+			rv = get_u64(v, UINT64_MAX, &q->done);
+		} else if (key_is(k, "cancelled")) {
+			rv = get_u64(v, UINT64_MAX, &q->cancelled);
+		} else if (key_is(k, "paused")) {
+			rv = get_bool(v, &q->paused);
+		} else if (key_is(k, "concurrency")) {
+			rv = get_u32(v, &q->concurrency);
+		} else if (key_is(k, "max_pending")) {
+			rv = get_u64(v, UINT64_MAX, &q->max_pending);
+		} else if (key_is(k, "done_last_min")) {
+			rv = get_u64(v, UINT64_MAX, &q->done_last_min);
+		} else if (key_is(k, "oldest_pending_ms")) {
+			rv = get_u64(v, UINT64_MAX, &q->oldest_pending_ms);
+		} else if (key_is(k, "forever")) {
+			rv = get_u32(v, &q->forever);
+		} else if (key_is(k, "crashloop")) {
+			rv = get_u32(v, &q->crashloop);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	if (!have_name) {
+		return (TB_EBADREQ);
+	}
+	return (TB_OK);
+}
+
+// dec_rep_scheds and dec_rep_queues, like dec_rep_list, allocate from the
+// element count only after tbp_check has proved that many objects present.
+static int
+dec_rep_scheds(tbp_rep *r, const msgpack_object *a)
+{
+	uint32_t n;
+	int      rv;
+
+	if (a == NULL || a->type != MSGPACK_OBJECT_ARRAY) {
+		return (TB_EBADREQ);
+	}
+	if ((n = a->via.array.size) > TBP_MAX_SCHEDULES) {
+		return (TB_ETOOBIG);
+	}
+	if (n == 0) {
+		return (TB_OK);
+	}
+	if ((r->scheds = zalloc(&r->priv_, n, sizeof(*r->scheds))) == NULL) {
+		return (TB_ENOMEM);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		rv = dec_sched(&r->scheds[i], &a->via.array.ptr[i], true);
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	r->nscheds = n;
+	return (TB_OK);
+}
+
+static int
+dec_rep_queues(tbp_rep *r, const msgpack_object *a)
+{
+	uint32_t n;
+	int      rv;
+
+	if (a == NULL || a->type != MSGPACK_OBJECT_ARRAY) {
+		return (TB_EBADREQ);
+	}
+	if ((n = a->via.array.size) > TBP_MAX_QUEUES) {
+		return (TB_ETOOBIG);
+	}
+	if (n == 0) {
+		return (TB_OK);
+	}
+	if ((r->queues = zalloc(&r->priv_, n, sizeof(*r->queues))) == NULL) {
+		return (TB_ENOMEM);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		rv = dec_qstat(&r->queues[i], &a->via.array.ptr[i]);
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	r->nqueues = n;
+	return (TB_OK);
+}
+
 // dec_rep_body reads the body of an ok reply to r->op.
 static int
 dec_rep_body(tbp_rep *r, const msgpack_object *body)
@@ -803,6 +1162,8 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 	const msgpack_object *dup   = NULL;
 	const msgpack_object *task  = NULL;
 	const msgpack_object *tasks = NULL;
+	const msgpack_object *exist = NULL;
+	const msgpack_object *arr   = NULL; // schedules or queues
 	tbp_stats            *st    = &r->stats;
 	int                   rv    = TB_OK;
 
@@ -819,6 +1180,8 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 				ids = v;
 			} else if (key_is(k, "dup")) {
 				dup = v;
+			} else if (key_is(k, "existing")) {
+				exist = v;
 			}
 			break;
 		case TBP_OP_STATUS:
@@ -861,6 +1224,33 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 				rv = get_u32(v, &st->workers);
 			} else if (key_is(k, "pid")) {
 				rv = get_u32(v, &st->pid);
+			} else if (key_is(k, "schedules")) {
+				rv = get_u64(v, UINT64_MAX, &st->schedules);
+			} else if (key_is(k, "forever")) {
+				rv = get_u64(v, UINT64_MAX, &st->forever);
+			} else if (key_is(k, "crashloop")) {
+				rv = get_u64(v, UINT64_MAX, &st->crashloop);
+			}
+			break;
+		case TBP_OP_RETRY:
+		case TBP_OP_PURGE:
+			if (key_is(k, "count")) {
+				rv = get_u64(v, UINT64_MAX, &r->count);
+			}
+			break;
+		case TBP_OP_DRAIN:
+			if (key_is(k, "timed_out")) {
+				rv = get_bool(v, &r->timed_out);
+			}
+			break;
+		case TBP_OP_SCHED_LIST:
+			if (key_is(k, "schedules")) {
+				arr = v;
+			}
+			break;
+		case TBP_OP_QUEUES:
+			if (key_is(k, "queues")) {
+				arr = v;
 			}
 			break;
 		case TBP_OP_PING:
@@ -870,7 +1260,7 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 				rv = get_u64(v, UINT64_MAX, &r->pid);
 			}
 			break;
-		default: // shutdown: no fields
+		default: // shutdown, pause, resume, schedule_*: no fields
 			break;
 		}
 		if (rv != TB_OK) {
@@ -879,7 +1269,7 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 	}
 	switch (r->op) {
 	case TBP_OP_SUBMIT:
-		return (dec_rep_submit(r, ids, dup));
+		return (dec_rep_submit(r, ids, dup, exist));
 	case TBP_OP_STATUS:
 	case TBP_OP_CANCEL:
 	case TBP_OP_WAIT:
@@ -892,6 +1282,10 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 		return (rv);
 	case TBP_OP_LIST:
 		return (dec_rep_list(r, tasks));
+	case TBP_OP_SCHED_LIST:
+		return (dec_rep_scheds(r, arr));
+	case TBP_OP_QUEUES:
+		return (dec_rep_queues(r, arr));
 	default:
 		return (TB_OK);
 	}

@@ -154,7 +154,9 @@ enc_task_in(tbp_enc *e, const tbp_task_in *t)
 	uint32_t n = 2;
 
 	n += (t->queue.n > 0) + (t->payload.n > 0) + (t->priority != 0) +
-	    (t->max_attempts != 0) + (t->timeout_ms != 0) + (t->delay_ms != 0);
+	    (t->max_attempts != 0) + (t->timeout_ms != 0) +
+	    (t->delay_ms != 0) + (t->run_at != 0) + (t->key.n > 0) +
+	    t->forever;
 	enc_map(e, n);
 	enc_key(e, "sid");
 	enc_bin(e, t->sid);
@@ -184,12 +186,24 @@ enc_task_in(tbp_enc *e, const tbp_task_in *t)
 		enc_key(e, "delay_ms");
 		enc_u64(e, t->delay_ms);
 	}
+	if (t->run_at != 0) {
+		enc_key(e, "run_at");
+		enc_i64(e, t->run_at);
+	}
+	if (t->key.n > 0) {
+		enc_key(e, "key");
+		enc_str(e, t->key);
+	}
+	if (t->forever) {
+		enc_key(e, "forever");
+		enc_bool(e, true);
+	}
 }
 
 static void
 enc_task_info(tbp_enc *e, const tbp_task_info *t)
 {
-	enc_map(e, 10 + (t->result.n > 0) + (t->error.n > 0));
+	enc_map(e, 13 + (t->result.n > 0) + (t->error.n > 0) + (t->key.n > 0));
 	enc_key(e, "id");
 	enc_u64(e, t->id);
 	enc_key(e, "queue");
@@ -218,6 +232,120 @@ enc_task_info(tbp_enc *e, const tbp_task_info *t)
 		enc_key(e, "error");
 		enc_str(e, t->error);
 	}
+	enc_key(e, "run_at");
+	enc_i64(e, t->run_at);
+	enc_key(e, "timeout_ms");
+	enc_u64(e, t->timeout_ms);
+	enc_key(e, "forever");
+	enc_bool(e, t->forever);
+	if (t->key.n > 0) {
+		enc_key(e, "key");
+		enc_str(e, t->key);
+	}
+}
+
+// enc_sched writes a schedule. A request carries only what defines it,
+// with the optional fields left out at zero; a reply also carries the
+// broker's bookkeeping and every field, so that a client sees the values
+// the broker applied.
+static void
+enc_sched(tbp_enc *e, const tbp_sched *s, bool reply)
+{
+	uint32_t n = 2;
+
+	n += (s->every_ms != 0) + (s->cron.n > 0) + (s->payload.n > 0);
+	if (reply) {
+		n += 1 + 3 + 2 + 4; // queue, limits, flags, bookkeeping
+	} else {
+		n += (s->queue.n > 0) + (s->priority != 0) +
+		    (s->max_attempts != 0) + (s->timeout_ms != 0) +
+		    s->catch_up + s->paused;
+	}
+	enc_map(e, n);
+	enc_key(e, "name");
+	enc_str(e, s->name);
+	enc_key(e, "handler");
+	enc_str(e, s->handler);
+	if (reply || s->queue.n > 0) {
+		enc_key(e, "queue");
+		enc_str(e, s->queue);
+	}
+	if (s->payload.n > 0) {
+		enc_key(e, "payload");
+		enc_bin(e, s->payload);
+	}
+	if (reply || s->priority != 0) {
+		enc_key(e, "priority");
+		enc_i64(e, s->priority);
+	}
+	if (reply || s->max_attempts != 0) {
+		enc_key(e, "max_attempts");
+		enc_u64(e, s->max_attempts);
+	}
+	if (reply || s->timeout_ms != 0) {
+		enc_key(e, "timeout_ms");
+		enc_u64(e, s->timeout_ms);
+	}
+	if (s->every_ms != 0) {
+		enc_key(e, "every_ms");
+		enc_u64(e, s->every_ms);
+	}
+	if (s->cron.n > 0) {
+		enc_key(e, "cron");
+		enc_str(e, s->cron);
+	}
+	if (reply || s->catch_up) {
+		enc_key(e, "catch_up");
+		enc_bool(e, s->catch_up);
+	}
+	if (reply || s->paused) {
+		enc_key(e, "paused");
+		enc_bool(e, s->paused);
+	}
+	if (reply) {
+		enc_key(e, "next_at");
+		enc_i64(e, s->next_at);
+		enc_key(e, "last_at");
+		enc_i64(e, s->last_at);
+		enc_key(e, "fired");
+		enc_u64(e, s->fired);
+		enc_key(e, "last_task");
+		enc_u64(e, s->last_task);
+	}
+}
+
+static void
+enc_qstat(tbp_enc *e, const tbp_qstat *q)
+{
+	enc_map(e, 14);
+	enc_key(e, "name");
+	enc_str(e, q->name);
+	enc_key(e, "pending");
+	enc_u64(e, q->pending);
+	enc_key(e, "running");
+	enc_u64(e, q->running);
+	enc_key(e, "failed");
+	enc_u64(e, q->failed);
+	enc_key(e, "dead");
+	enc_u64(e, q->dead);
+	enc_key(e, "done");
+	enc_u64(e, q->done);
+	enc_key(e, "cancelled");
+	enc_u64(e, q->cancelled);
+	enc_key(e, "paused");
+	enc_bool(e, q->paused);
+	enc_key(e, "concurrency");
+	enc_u64(e, q->concurrency);
+	enc_key(e, "max_pending");
+	enc_u64(e, q->max_pending);
+	enc_key(e, "done_last_min");
+	enc_u64(e, q->done_last_min);
+	enc_key(e, "oldest_pending_ms");
+	enc_u64(e, q->oldest_pending_ms);
+	enc_key(e, "forever");
+	enc_u64(e, q->forever);
+	enc_key(e, "crashloop");
+	enc_u64(e, q->crashloop);
 }
 
 int
@@ -274,12 +402,23 @@ int
 tbp_enc_list(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
     int32_t state, uint32_t limit, uint64_t after_id)
 {
+	return (tbp_enc_list2(
+	    b, req_id, queue, state, limit, after_id, NULL, 0, 0));
+}
+
+int
+tbp_enc_list2(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
+    int32_t state, uint32_t limit, uint64_t after_id, const char *handler,
+    uint64_t min_age_ms, uint64_t max_age_ms)
+{
 	tbp_enc   e;
 	tbp_bytes q = tbp_str(queue);
+	tbp_bytes h = tbp_str(handler);
 
 	enc_begin(&e, b);
 	enc_req_head(&e, TBP_OP_LIST, req_id);
-	enc_map(&e, (q.n > 0) + (state >= 0) + (limit > 0) + (after_id > 0));
+	enc_map(&e, (q.n > 0) + (state >= 0) + (limit > 0) + (after_id > 0) +
+	        (h.n > 0) + (min_age_ms > 0) + (max_age_ms > 0));
 	if (q.n > 0) {
 		enc_key(&e, "queue");
 		enc_str(&e, q);
@@ -295,6 +434,142 @@ tbp_enc_list(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
 	if (after_id > 0) {
 		enc_key(&e, "after_id");
 		enc_u64(&e, after_id);
+	}
+	if (h.n > 0) {
+		enc_key(&e, "handler");
+		enc_str(&e, h);
+	}
+	if (min_age_ms > 0) {
+		enc_key(&e, "min_age_ms");
+		enc_u64(&e, min_age_ms);
+	}
+	if (max_age_ms > 0) {
+		enc_key(&e, "max_age_ms");
+		enc_u64(&e, max_age_ms);
+	}
+	return (enc_end(&e));
+}
+
+// Retrying by id ignores queue and state: the decoder refuses a request
+// that names both an id and a filter, so none is written.
+int
+tbp_enc_retry(msgpack_sbuffer *b, uint64_t req_id, bool have_id,
+    uint64_t id, const char *queue, int32_t state)
+{
+	tbp_enc   e;
+	tbp_bytes q = tbp_str(queue);
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_RETRY, req_id);
+	if (have_id) {
+		enc_map(&e, 1);
+		enc_key(&e, "id");
+		enc_u64(&e, id);
+		return (enc_end(&e));
+	}
+	enc_map(&e, (q.n > 0) + (state >= 0));
+	if (q.n > 0) {
+		enc_key(&e, "queue");
+		enc_str(&e, q);
+	}
+	if (state >= 0) {
+		enc_key(&e, "state");
+		enc_u64(&e, (uint64_t) state);
+	}
+	return (enc_end(&e));
+}
+
+// A NULL or empty queue is written as "", which the decoder refuses: the
+// mistake is reported by whoever receives it, as for a negative status.
+int
+tbp_enc_queue_op(
+    msgpack_sbuffer *b, uint32_t op, uint64_t req_id, const char *queue)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_req_head(&e, op, req_id);
+	enc_map(&e, 1);
+	enc_key(&e, "queue");
+	enc_str(&e, tbp_str(queue));
+	return (enc_end(&e));
+}
+
+// As for wait, a negative timeout is left out and decodes as -1.
+int
+tbp_enc_drain(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
+    int64_t timeout_ms)
+{
+	tbp_enc   e;
+	tbp_bytes q = tbp_str(queue);
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_DRAIN, req_id);
+	enc_map(&e, (q.n > 0) + (timeout_ms >= 0));
+	if (q.n > 0) {
+		enc_key(&e, "queue");
+		enc_str(&e, q);
+	}
+	if (timeout_ms >= 0) {
+		enc_key(&e, "timeout_ms");
+		enc_i64(&e, timeout_ms);
+	}
+	return (enc_end(&e));
+}
+
+// state is required, so it is always written; a negative one goes out as
+// such and the decoder refuses it.
+int
+tbp_enc_purge(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
+    int32_t state, uint64_t min_age_ms)
+{
+	tbp_enc   e;
+	tbp_bytes q = tbp_str(queue);
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_PURGE, req_id);
+	enc_map(&e, 1 + (q.n > 0) + (min_age_ms > 0));
+	if (q.n > 0) {
+		enc_key(&e, "queue");
+		enc_str(&e, q);
+	}
+	enc_key(&e, "state");
+	enc_i64(&e, state);
+	if (min_age_ms > 0) {
+		enc_key(&e, "min_age_ms");
+		enc_u64(&e, min_age_ms);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_sched_add(msgpack_sbuffer *b, uint64_t req_id, const tbp_sched *s)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_SCHED_ADD, req_id);
+	enc_map(&e, 1);
+	enc_key(&e, "schedule");
+	enc_sched(&e, s, false);
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_sched_name(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
+    const char *name, bool paused)
+{
+	tbp_enc e;
+	bool    pause = (op == TBP_OP_SCHED_PAUSE);
+
+	enc_begin(&e, b);
+	enc_req_head(&e, op, req_id);
+	enc_map(&e, pause ? 2 : 1);
+	enc_key(&e, "name");
+	enc_str(&e, tbp_str(name));
+	if (pause) {
+		enc_key(&e, "paused");
+		enc_bool(&e, paused);
 	}
 	return (enc_end(&e));
 }
@@ -329,7 +604,8 @@ tbp_enc_rep_error(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 	return (enc_end(&e));
 }
 
-// dup may be NULL: no task was a duplicate.
+// dup may be NULL: no task was a duplicate. An old-style reply has no
+// "existing", which the decoder reads as all false.
 int
 tbp_enc_rep_submit(msgpack_sbuffer *b, uint64_t req_id, const uint64_t *ids,
     const bool *dup, uint32_t n)
@@ -348,6 +624,94 @@ tbp_enc_rep_submit(msgpack_sbuffer *b, uint64_t req_id, const uint64_t *ids,
 	enc_array(&e, n);
 	for (uint32_t i = 0; i < n; i++) {
 		enc_bool(&e, dup != NULL && dup[i]);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_submit2(msgpack_sbuffer *b, uint64_t req_id,
+    const uint64_t *ids, const bool *dup, const bool *existing, uint32_t n)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_SUBMIT, req_id, TB_OK);
+	enc_map(&e, 3);
+	enc_key(&e, "ids");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_u64(&e, ids[i]);
+	}
+	enc_key(&e, "dup");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_bool(&e, dup != NULL && dup[i]);
+	}
+	enc_key(&e, "existing");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_bool(&e, existing != NULL && existing[i]);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_count(
+    msgpack_sbuffer *b, uint32_t op, uint64_t req_id, uint64_t count)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, op, req_id, TB_OK);
+	enc_map(&e, 1);
+	enc_key(&e, "count");
+	enc_u64(&e, count);
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_drain(msgpack_sbuffer *b, uint64_t req_id, bool timed_out)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_DRAIN, req_id, TB_OK);
+	enc_map(&e, 1);
+	enc_key(&e, "timed_out");
+	enc_bool(&e, timed_out);
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_scheds(msgpack_sbuffer *b, uint64_t req_id, const tbp_sched *s,
+    uint32_t n)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_SCHED_LIST, req_id, TB_OK);
+	enc_map(&e, 1);
+	enc_key(&e, "schedules");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_sched(&e, &s[i], true);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_queues(msgpack_sbuffer *b, uint64_t req_id, const tbp_qstat *q,
+    uint32_t n)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_QUEUES, req_id, TB_OK);
+	enc_map(&e, 1);
+	enc_key(&e, "queues");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_qstat(&e, &q[i]);
 	}
 	return (enc_end(&e));
 }
@@ -395,7 +759,7 @@ tbp_enc_rep_stats(msgpack_sbuffer *b, uint64_t req_id, const tbp_stats *st)
 
 	enc_begin(&e, b);
 	enc_rep_head(&e, TBP_OP_STATS, req_id, TB_OK);
-	enc_map(&e, 11);
+	enc_map(&e, 14);
 	enc_key(&e, "pending");
 	enc_u64(&e, st->pending);
 	enc_key(&e, "running");
@@ -418,6 +782,12 @@ tbp_enc_rep_stats(msgpack_sbuffer *b, uint64_t req_id, const tbp_stats *st)
 	enc_u64(&e, st->workers);
 	enc_key(&e, "pid");
 	enc_u64(&e, st->pid);
+	enc_key(&e, "schedules");
+	enc_u64(&e, st->schedules);
+	enc_key(&e, "forever");
+	enc_u64(&e, st->forever);
+	enc_key(&e, "crashloop");
+	enc_u64(&e, st->crashloop);
 	return (enc_end(&e));
 }
 

@@ -63,7 +63,9 @@ extern "C" {
 	X(TB_ESTORE, 16, "store_error", "storage error")                    \
 	X(TB_EINTERNAL, 17, "internal_error", "internal error")             \
 	X(TB_EBUSY, 18, "busy", "broker busy, try again")                   \
-	X(TB_ESYSTEM, 19, "system_error", "system call failed")
+	X(TB_ESYSTEM, 19, "system_error", "system call failed")             \
+	X(TB_EQUEUEFULL, 20, "queue_full",                                  \
+	    "too many pending tasks; try again later")
 
 #define TB_ERR_ENUM_(c, v, n, m) c = v,
 // tb_err: the error codes. TB_OK is 0.
@@ -145,11 +147,14 @@ typedef struct tb_submit_opts {
 	uint32_t    max_attempts; // 0: the broker's default (1)
 	uint32_t    timeout_ms;   // per attempt; 0: none
 	uint32_t    delay_ms;     // earliest start after acceptance; 0: now
+	int64_t     run_at;       // earliest start, Unix µs; 0: use delay_ms
+	const char *key;          // idempotency key; NULL: none
+	int         forever;      // non-zero: restart whenever it ends
 } tb_submit_opts;
 
 #define TB_SUBMIT_OPTS_INIT                                                 \
 	{                                                                   \
-		NULL, 0, 0, 0, 0                                            \
+		NULL, 0, 0, 0, 0, 0, NULL, 0                                \
 	}
 
 // tb_task_spec describes one task of a batch submit. payload is msgpack
@@ -179,6 +184,17 @@ int tb_submit_batch(tb_client *c, const tb_task_spec *specs, size_t n,
 
 #define TB_MAX_BATCH 1000
 
+// Flags tb_submit_batch_flags reports per task.
+#define TB_SUBMIT_DUP 1u      // a resent copy of an earlier submission
+#define TB_SUBMIT_EXISTING 2u // its key matched an unfinished task
+
+// tb_submit_batch_flags is tb_submit_batch that also reports, in flags (n
+// entries, may be NULL), whether each id is a new task or an existing one
+// (TB_SUBMIT_EXISTING: the idempotency key matched a task that has not
+// ended; its id is returned and nothing new was created).
+int tb_submit_batch_flags(tb_client *c, const tb_task_spec *specs, size_t n,
+    tb_id *ids, uint32_t *flags);
+
 // tb_status fetches a task. On success *tp owns a tb_task (tb_task_free).
 // TB_ENOTFOUND if there is no such task (or it was pruned).
 int tb_status(tb_client *c, tb_id id, tb_task **tp);
@@ -189,9 +205,12 @@ int tb_status(tb_client *c, tb_id id, tb_task **tp);
 // set to the task as it was (free it).
 int tb_wait(tb_client *c, tb_id id, int timeout_ms, tb_task **tp);
 
-// tb_cancel cancels a pending task: it ends as cancelled. TB_ESTATE if the
-// task is running or already ended. On success, *tp (may be NULL) receives
-// the task after the change.
+// tb_cancel cancels a task that has not ended: a pending (or delayed, or
+// waiting for a retry) task ends as cancelled at once; a running one is
+// stopped as for a timeout and ends as cancelled, without a retry (the
+// reply comes once it has stopped). A forever task stops for good.
+// TB_ESTATE if the task has already ended. On success, *tp (may be NULL)
+// receives the task after the change.
 int tb_cancel(tb_client *c, tb_id id, tb_task **tp);
 
 // tb_list_opts filters a listing; start from TB_LIST_OPTS_INIT.
@@ -200,11 +219,14 @@ typedef struct tb_list_opts {
 	int         state;    // -1: all states
 	uint32_t    limit;    // 0: 100; at most 1000
 	tb_id       after_id; // paging: only ids greater than this
+	const char *handler;    // NULL: all handlers
+	uint64_t    min_age_ms; // created at least this long ago; 0: any
+	uint64_t    max_age_ms; // created at most this long ago; 0: any
 } tb_list_opts;
 
 #define TB_LIST_OPTS_INIT                                                   \
 	{                                                                   \
-		NULL, -1, 0, 0                                              \
+		NULL, -1, 0, 0, NULL, 0, 0                                  \
 	}
 
 // tb_list returns up to opts->limit tasks in id order. On success *tasksp is
@@ -230,6 +252,10 @@ const char *tb_task_error(const tb_task *t);
 int64_t     tb_task_created_at(const tb_task *t);
 int64_t     tb_task_started_at(const tb_task *t);
 int64_t     tb_task_finished_at(const tb_task *t);
+int64_t     tb_task_run_at(const tb_task *t);     // earliest (next) start
+uint32_t    tb_task_timeout_ms(const tb_task *t); // 0: none
+int         tb_task_forever(const tb_task *t);    // 1 for forever tasks
+const char *tb_task_key(const tb_task *t);        // NULL: none
 
 // tb_task_free frees a task. Accepts NULL.
 void tb_task_free(tb_task *t);
@@ -248,6 +274,9 @@ typedef struct tb_stats {
 	uint64_t uptime_ms;
 	uint32_t workers;
 	uint32_t pid;
+	uint64_t schedules; // periodic schedules defined
+	uint64_t forever;   // forever tasks not ended
+	uint64_t crashloop; // forever tasks restarting too often
 } tb_stats;
 
 // tb_stats_get fills *st.
@@ -261,11 +290,118 @@ int tb_ping(tb_client *c, char **versionp);
 // broker has acknowledged the request, not once it has exited.
 int tb_shutdown(tb_client *c);
 
+// tb_retry puts task id, which must be dead or cancelled, back to pending
+// with its attempts reset. TB_ESTATE for a task in another state.
+int tb_retry(tb_client *c, tb_id id);
+
+// tb_retry_queue does the same for every task of queue (NULL: all queues)
+// in state (TB_STATE_DEAD or TB_STATE_CANCELLED; -1: dead); *countp (may
+// be NULL) receives how many.
+int tb_retry_queue(
+    tb_client *c, const char *queue, int state, uint64_t *countp);
+
+// tb_pause stops queue from starting tasks (it still accepts them);
+// tb_resume lets it start them again. Both are persisted.
+int tb_pause(tb_client *c, const char *queue);
+int tb_resume(tb_client *c, const char *queue);
+
+// tb_drain waits up to timeout_ms (< 0: an hour) until queue (NULL: every
+// queue) has nothing pending, waiting for a retry or running. Returns
+// TB_OK, or TB_ETIMEDOUT if that did not happen in time. A paused queue
+// with tasks never drains.
+int tb_drain(tb_client *c, const char *queue, int timeout_ms);
+
+// tb_purge deletes tasks of queue (NULL: all) in state (pending, done,
+// dead or cancelled) created at least min_age_ms ago; *countp (may be
+// NULL) receives how many.
+int tb_purge(tb_client *c, const char *queue, int state,
+    uint64_t min_age_ms, uint64_t *countp);
+
+// tb_schedule_spec defines a periodic schedule; start from
+// TB_SCHEDULE_SPEC_INIT. Exactly one of every_ms and cron must be set.
+// Each due time fires one task, even across restarts; a broker that was
+// down over several due times fires once when it comes back, or once per
+// missed time if catch_up is set.
+typedef struct tb_schedule_spec {
+	const char *name;
+	const char *handler;
+	const char *queue; // NULL: "default"
+	const void *payload;
+	size_t      payload_len;
+	int32_t     priority;
+	uint32_t    max_attempts;
+	uint32_t    timeout_ms;
+	uint64_t    every_ms;
+	const char *cron; // 5 fields or @daily etc., evaluated in UTC
+	int         catch_up;
+} tb_schedule_spec;
+
+#define TB_SCHEDULE_SPEC_INIT                                               \
+	{                                                                   \
+		NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0              \
+	}
+
+// tb_schedule_add adds the schedule, or replaces the one with its name.
+int tb_schedule_add(tb_client *c, const tb_schedule_spec *spec);
+
+// tb_schedule_rm removes a schedule; TB_ENOTFOUND if there is none.
+int tb_schedule_rm(tb_client *c, const char *name);
+
+// tb_schedule_pause pauses (paused != 0) or resumes a schedule.
+int tb_schedule_pause(tb_client *c, const char *name, int paused);
+
+// tb_schedule_info is a schedule as the broker reports it. All strings are
+// owned by the array returned from tb_schedule_list.
+typedef struct tb_schedule_info {
+	char    *name;
+	char    *handler;
+	char    *queue;
+	char    *cron; // NULL when every_ms is used
+	uint64_t every_ms;
+	int32_t  priority;
+	uint32_t max_attempts;
+	uint32_t timeout_ms;
+	int      catch_up;
+	int      paused;
+	int64_t  next_at; // Unix µs
+	int64_t  last_at; // 0: never fired
+	uint64_t fired;
+	tb_id    last_task;
+} tb_schedule_info;
+
+// tb_schedule_list returns every schedule; free with tb_schedule_list_free.
+int tb_schedule_list(tb_client *c, tb_schedule_info **listp, size_t *np);
+void tb_schedule_list_free(tb_schedule_info *list, size_t n);
+
+// tb_queue_info is one queue's figures.
+typedef struct tb_queue_info {
+	char    *name;
+	uint64_t pending;
+	uint64_t running;
+	uint64_t failed;
+	uint64_t dead;
+	uint64_t done;
+	uint64_t cancelled;
+	int      paused;
+	uint32_t concurrency; // 0: no limit
+	uint64_t max_pending; // 0: no limit
+	uint64_t done_last_min;
+	uint64_t oldest_pending_ms;
+	uint32_t forever;
+	uint32_t crashloop;
+} tb_queue_info;
+
+// tb_queues returns every known queue; free with tb_queues_free.
+int tb_queues(tb_client *c, tb_queue_info **listp, size_t *np);
+void tb_queues_free(tb_queue_info *list, size_t n);
+
 // tb_sub_open subscribes to the broker's events at url (NULL: default) for
 // topics starting with prefix (NULL or "": all; e.g. "tb.done."). Topics are
-// "tb.<event>.<queue>.<handler>"; events: start, done, failed, dead,
-// cancelled, shutdown. Events are best effort: a slow subscriber may miss
-// some; tb_status always tells the truth. On success *sp owns the
+// "tb.<event>.<queue>.<handler>"; events: start, done, retry (an attempt
+// failed and a retry is scheduled), dead, cancelled, timeout (an attempt
+// ran out of time), restart (a forever task is started again), crashloop,
+// fired (a schedule created a task), shutdown. Events are best effort: a
+// slow subscriber may miss some; tb_status always tells the truth. On success *sp owns the
 // subscription (tb_sub_close).
 int tb_sub_open(tb_sub **sp, const char *url, const char *prefix);
 

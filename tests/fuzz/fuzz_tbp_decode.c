@@ -61,32 +61,99 @@ check_unpack_agrees(const uint8_t *data, size_t size)
 	msgpack_unpacked_destroy(&u);
 }
 
-// reencode_req writes r back with the encoders.
+// reencode_req writes r back with the encoders. Names hold no NUL (the
+// decoder refuses one), so they survive the trip through a C string.
 static int
 reencode_req(msgpack_sbuffer *b, const tbp_req *r)
 {
 	char *queue;
+	char *handler;
+	char *name;
 	int   rv;
 
+	queue   = tbp_bytes_dup(r->queue);
+	handler = tbp_bytes_dup(r->handler);
+	name    = tbp_bytes_dup(r->name);
+	if (queue == NULL || handler == NULL || name == NULL) {
+		rv = TB_ENOMEM;
+		goto out;
+	}
 	switch (r->op) {
 	case TBP_OP_SUBMIT:
-		return (tbp_enc_submit(b, r->req_id, r->tasks, r->ntasks));
+		rv = tbp_enc_submit(b, r->req_id, r->tasks, r->ntasks);
+		break;
 	case TBP_OP_STATUS:
 	case TBP_OP_CANCEL:
-		return (tbp_enc_req_id(b, r->op, r->req_id, r->id));
+		rv = tbp_enc_req_id(b, r->op, r->req_id, r->id);
+		break;
 	case TBP_OP_WAIT:
-		return (tbp_enc_wait(b, r->req_id, r->id, r->timeout_ms));
+		rv = tbp_enc_wait(b, r->req_id, r->id, r->timeout_ms);
+		break;
 	case TBP_OP_LIST:
-		if ((queue = tbp_bytes_dup(r->queue)) == NULL) {
-			return (TB_ENOMEM);
-		}
-		rv = tbp_enc_list(b, r->req_id, queue, r->state, r->limit,
-		    r->after_id);
-		free(queue);
-		return (rv);
+		rv = tbp_enc_list2(b, r->req_id, queue, r->state, r->limit,
+		    r->after_id, handler, r->min_age_ms, r->max_age_ms);
+		break;
+	case TBP_OP_RETRY:
+		rv = tbp_enc_retry(
+		    b, r->req_id, r->have_id, r->id, queue, r->state);
+		break;
+	case TBP_OP_PAUSE:
+	case TBP_OP_RESUME:
+		rv = tbp_enc_queue_op(b, r->op, r->req_id, queue);
+		break;
+	case TBP_OP_DRAIN:
+		rv = tbp_enc_drain(b, r->req_id, queue, r->timeout_ms);
+		break;
+	case TBP_OP_PURGE:
+		rv = tbp_enc_purge(
+		    b, r->req_id, queue, r->state, r->min_age_ms);
+		break;
+	case TBP_OP_SCHED_ADD:
+		rv = tbp_enc_sched_add(b, r->req_id, &r->sched);
+		break;
+	case TBP_OP_SCHED_RM:
+	case TBP_OP_SCHED_PAUSE:
+		rv = tbp_enc_sched_name(b, r->op, r->req_id, name, r->paused);
+		break;
 	default:
-		return (tbp_enc_req_empty(b, r->op, r->req_id));
+		rv = tbp_enc_req_empty(b, r->op, r->req_id);
+		break;
 	}
+out:
+	free(queue);
+	free(handler);
+	free(name);
+	return (rv);
+}
+
+// sched_same compares two schedules; reply adds the broker's bookkeeping.
+static bool
+sched_same(const tbp_sched *a, const tbp_sched *b, bool reply)
+{
+	if (!bytes_same(a->name, b->name) ||
+	    !bytes_same(a->handler, b->handler) ||
+	    !bytes_same(a->queue, b->queue) ||
+	    !bytes_same(a->payload, b->payload) ||
+	    !bytes_same(a->cron, b->cron) || a->priority != b->priority ||
+	    a->max_attempts != b->max_attempts ||
+	    a->timeout_ms != b->timeout_ms || a->every_ms != b->every_ms ||
+	    a->catch_up != b->catch_up || a->paused != b->paused) {
+		return (false);
+	}
+	return (!reply ||
+	    (a->next_at == b->next_at && a->last_at == b->last_at &&
+	        a->fired == b->fired && a->last_task == b->last_task));
+}
+
+static unsigned
+touch_sched(const tbp_sched *s)
+{
+	REQUIRE(s->name.n >= 1 && s->name.n <= TBP_MAX_NAME);
+	REQUIRE(s->handler.n >= 1 && s->handler.n <= TBP_MAX_NAME);
+	REQUIRE(s->queue.n <= TBP_MAX_NAME && s->cron.n <= TBP_MAX_CRON);
+	REQUIRE(s->payload.n <= TBP_MAX_PAYLOAD);
+	return (touch(s->name) + touch(s->handler) + touch(s->queue) +
+	    touch(s->payload) + touch(s->cron));
 }
 
 static void
@@ -114,10 +181,18 @@ check_req(const uint8_t *data, size_t size)
 		REQUIRE(t->handler.n >= 1 && t->handler.n <= TBP_MAX_NAME);
 		REQUIRE(t->queue.n <= TBP_MAX_NAME);
 		REQUIRE(t->payload.n <= TBP_MAX_PAYLOAD);
+		REQUIRE(t->key.n <= TBP_MAX_KEY);
 		sum += touch(t->sid) + touch(t->handler) + touch(t->queue) +
-		    touch(t->payload);
+		    touch(t->payload) + touch(t->key);
 	}
-	sum += touch(r.queue);
+	sum += touch(r.queue) + touch(r.handler) + touch(r.name);
+	if (r.op == TBP_OP_SCHED_ADD) {
+		sum += touch_sched(&r.sched);
+		REQUIRE((r.sched.every_ms != 0) != (r.sched.cron.n > 0));
+	}
+	if (r.op == TBP_OP_PAUSE || r.op == TBP_OP_RESUME) {
+		REQUIRE(r.queue.n >= 1);
+	}
 	(void) sum;
 
 	// The encoders must write back what the decoder read.
@@ -130,6 +205,12 @@ check_req(const uint8_t *data, size_t size)
 	REQUIRE(r2.after_id == r.after_id);
 	REQUIRE(r2.timeout_ms == (r.timeout_ms < 0 ? -1 : r.timeout_ms));
 	REQUIRE(bytes_same(r2.queue, r.queue));
+	REQUIRE(bytes_same(r2.handler, r.handler));
+	REQUIRE(bytes_same(r2.name, r.name));
+	REQUIRE(r2.min_age_ms == r.min_age_ms);
+	REQUIRE(r2.max_age_ms == r.max_age_ms);
+	REQUIRE(r2.have_id == r.have_id && r2.paused == r.paused);
+	REQUIRE(sched_same(&r2.sched, &r.sched, false));
 	for (uint32_t i = 0; i < r.ntasks; i++) {
 		const tbp_task_in *a = &r.tasks[i];
 		const tbp_task_in *c = &r2.tasks[i];
@@ -142,6 +223,9 @@ check_req(const uint8_t *data, size_t size)
 		REQUIRE(a->max_attempts == c->max_attempts);
 		REQUIRE(a->timeout_ms == c->timeout_ms);
 		REQUIRE(a->delay_ms == c->delay_ms);
+		REQUIRE(a->run_at == c->run_at);
+		REQUIRE(bytes_same(a->key, c->key));
+		REQUIRE(a->forever == c->forever);
 	}
 	tbp_req_fini(&r2);
 	msgpack_sbuffer_destroy(&b);
@@ -153,8 +237,9 @@ touch_task(const tbp_task_info *t)
 {
 	REQUIRE(t->queue.n <= TBP_MAX_NAME && t->handler.n <= TBP_MAX_NAME);
 	REQUIRE(t->result.n <= TBP_MAX_RESULT && t->error.n <= TBP_MAX_ERROR);
+	REQUIRE(t->key.n <= TBP_MAX_KEY);
 	return (touch(t->queue) + touch(t->handler) + touch(t->result) +
-	    touch(t->error));
+	    touch(t->error) + touch(t->key));
 }
 
 static bool
@@ -166,7 +251,10 @@ task_same(const tbp_task_info *a, const tbp_task_info *b)
 	    a->priority == b->priority && a->created_at == b->created_at &&
 	    a->started_at == b->started_at &&
 	    a->finished_at == b->finished_at &&
-	    bytes_same(a->result, b->result) && bytes_same(a->error, b->error));
+	    bytes_same(a->result, b->result) &&
+	    bytes_same(a->error, b->error) && a->run_at == b->run_at &&
+	    a->timeout_ms == b->timeout_ms && a->forever == b->forever &&
+	    bytes_same(a->key, b->key));
 }
 
 static void
@@ -192,7 +280,16 @@ check_rep(const uint8_t *data, size_t size)
 		sum += touch_task(&r.tasks[i]);
 	}
 	for (uint32_t i = 0; i < r.nids; i++) {
-		sum += (unsigned) r.ids[i] + r.dup[i];
+		sum += (unsigned) r.ids[i] + r.dup[i] + r.existing[i];
+	}
+	REQUIRE(r.nscheds <= TBP_MAX_SCHEDULES);
+	for (uint32_t i = 0; i < r.nscheds; i++) {
+		sum += touch_sched(&r.scheds[i]);
+	}
+	REQUIRE(r.nqueues <= TBP_MAX_QUEUES);
+	for (uint32_t i = 0; i < r.nqueues; i++) {
+		REQUIRE(r.queues[i].name.n <= TBP_MAX_NAME);
+		sum += touch(r.queues[i].name);
 	}
 	(void) sum;
 
@@ -213,6 +310,64 @@ check_rep(const uint8_t *data, size_t size)
 		REQUIRE(tbp_rep_decode(&r2, b.data, b.size) == TB_OK);
 		REQUIRE(r2.have_task && task_same(&r.task, &r2.task));
 		REQUIRE(r2.timed_out == r.timed_out);
+		tbp_rep_fini(&r2);
+	} else if (r.status == TB_OK && r.op == TBP_OP_SUBMIT) {
+		REQUIRE(tbp_enc_rep_submit2(&b, r.req_id, r.ids, r.dup,
+		            r.existing, r.nids) == TB_OK);
+		REQUIRE(tbp_rep_decode(&r2, b.data, b.size) == TB_OK);
+		REQUIRE(r2.nids == r.nids);
+		for (uint32_t i = 0; i < r.nids; i++) {
+			REQUIRE(r2.ids[i] == r.ids[i] && r2.dup[i] == r.dup[i]);
+			REQUIRE(r2.existing[i] == r.existing[i]);
+		}
+		tbp_rep_fini(&r2);
+	} else if (r.status == TB_OK && r.op == TBP_OP_STATS) {
+		REQUIRE(tbp_enc_rep_stats(&b, r.req_id, &r.stats) == TB_OK);
+		REQUIRE(tbp_rep_decode(&r2, b.data, b.size) == TB_OK);
+		REQUIRE(memcmp(&r2.stats, &r.stats, sizeof(r.stats)) == 0);
+		tbp_rep_fini(&r2);
+	} else if (r.status == TB_OK &&
+	    (r.op == TBP_OP_RETRY || r.op == TBP_OP_PURGE)) {
+		REQUIRE(tbp_enc_rep_count(&b, r.op, r.req_id, r.count) == TB_OK);
+		REQUIRE(tbp_rep_decode(&r2, b.data, b.size) == TB_OK);
+		REQUIRE(r2.op == r.op && r2.count == r.count);
+		tbp_rep_fini(&r2);
+	} else if (r.status == TB_OK && r.op == TBP_OP_DRAIN) {
+		REQUIRE(tbp_enc_rep_drain(&b, r.req_id, r.timed_out) == TB_OK);
+		REQUIRE(tbp_rep_decode(&r2, b.data, b.size) == TB_OK);
+		REQUIRE(r2.timed_out == r.timed_out);
+		tbp_rep_fini(&r2);
+	} else if (r.status == TB_OK && r.op == TBP_OP_SCHED_LIST) {
+		REQUIRE(tbp_enc_rep_scheds(&b, r.req_id, r.scheds, r.nscheds) ==
+		    TB_OK);
+		REQUIRE(tbp_rep_decode(&r2, b.data, b.size) == TB_OK);
+		REQUIRE(r2.nscheds == r.nscheds);
+		for (uint32_t i = 0; i < r.nscheds; i++) {
+			REQUIRE(sched_same(&r.scheds[i], &r2.scheds[i], true));
+		}
+		tbp_rep_fini(&r2);
+	} else if (r.status == TB_OK && r.op == TBP_OP_QUEUES) {
+		REQUIRE(tbp_enc_rep_queues(&b, r.req_id, r.queues, r.nqueues) ==
+		    TB_OK);
+		REQUIRE(tbp_rep_decode(&r2, b.data, b.size) == TB_OK);
+		REQUIRE(r2.nqueues == r.nqueues);
+		for (uint32_t i = 0; i < r.nqueues; i++) {
+			const tbp_qstat *x = &r.queues[i];
+			const tbp_qstat *y = &r2.queues[i];
+
+			REQUIRE(bytes_same(x->name, y->name));
+			REQUIRE(x->pending == y->pending &&
+			    x->running == y->running && x->failed == y->failed &&
+			    x->dead == y->dead && x->done == y->done &&
+			    x->cancelled == y->cancelled);
+			REQUIRE(x->paused == y->paused &&
+			    x->concurrency == y->concurrency &&
+			    x->max_pending == y->max_pending &&
+			    x->done_last_min == y->done_last_min &&
+			    x->oldest_pending_ms == y->oldest_pending_ms &&
+			    x->forever == y->forever &&
+			    x->crashloop == y->crashloop);
+		}
 		tbp_rep_fini(&r2);
 	}
 	msgpack_sbuffer_destroy(&b);

@@ -568,11 +568,11 @@ test_fail_with_3_attempts_retries_then_ends_dead(void **state)
 	for (size_t i = 0; i < n; i++) {
 		const char *name = tb_event_name(evs[i]);
 		nstart += strcmp(name, "start") == 0;
-		nfailed += strcmp(name, "failed") == 0;
+		nfailed += strcmp(name, "retry") == 0;
 	}
 	if (!final || strcmp(tb_event_name(evs[n - 1]), "dead") != 0 ||
 	    nfailed < 1 || nstart != 3) {
-		print_error("fail x3: want 3 start events, failed events, "
+		print_error("fail x3: want 3 start events, retry events, "
 		            "then dead; got:\n");
 		print_events(evs, n);
 		free_events(evs, n);

@@ -265,17 +265,24 @@ sql_exec(const char *path, const char *sql)
 }
 
 static void
-test_open_creates_schema_v1(void **state)
+test_open_creates_schema_v2(void **state)
 {
 	fixture *fx = *state;
 
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
 	store_close(fx->s);
 	fx->s = NULL;
-	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 1);
+	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION);
 	assert_int_equal(sql_int(fx->path,
 	                     "SELECT count(*) FROM sqlite_master WHERE "
-	                     "type = 'table' AND name = 'tasks'"),
+	                     "type = 'table' AND name IN ('tasks', 'queues', "
+	                     "'schedules')"),
+	    3);
+	assert_int_equal(sql_int(fx->path,
+	                     "SELECT count(*) FROM sqlite_master WHERE "
+	                     "type = 'index' AND name = "
+	                     "'tasks_queue_state_finished'"),
 	    1);
 	assert_int_equal(sql_int(fx->path,
 	                     "SELECT count(*) FROM sqlite_master WHERE "
@@ -290,7 +297,8 @@ test_open_creates_schema_v1(void **state)
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_NORMAL), TB_OK);
 	store_close(fx->s);
 	fx->s = NULL;
-	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 1);
+	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION);
 }
 
 static void
@@ -328,12 +336,17 @@ test_open_refuses_newer_schema(void **state)
 {
 	fixture *fx = *state;
 	store   *s  = NULL;
+	char     sql[128];
 
-	sql_exec(fx->path, "CREATE TABLE x(y); PRAGMA user_version = 2;");
+	snprintf(sql, sizeof(sql),
+	    "CREATE TABLE x(y); PRAGMA user_version = %d;",
+	    STORE_SCHEMA_VERSION + 1);
+	sql_exec(fx->path, sql);
 	assert_int_equal(store_open(&s, fx->path, STORE_FULL), TB_ESTORE);
 	assert_null(s);
-	// Untouched: still version 2.
-	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 2);
+	// Untouched: still the newer version.
+	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION + 1);
 }
 
 static void
@@ -387,6 +400,12 @@ assert_rec_equal(const store_rec *a, const store_rec *b)
 	} else {
 		assert_string_equal(a->error, b->error);
 	}
+	if (a->key == NULL) {
+		assert_null(b->key);
+	} else {
+		assert_string_equal(a->key, b->key);
+	}
+	assert_int_equal(a->forever, b->forever);
 }
 
 static void
@@ -1058,13 +1077,684 @@ test_insert_invalid_record_fails_alone(void **state)
 	store_rec_free(r);
 }
 
+// submit_sync submits op to a running store, waits for it and returns it.
+static store_op *
+submit_sync(fixture *fx, store_op *op)
+{
+	size_t n = fx->ndone;
+
+	store_submit(fx->s, op);
+	wait_done(fx, n + 1);
+	assert_ptr_equal(fx->done[n], op);
+	return (op);
+}
+
+// insert_many inserts the n records of recs (owned by the op from here).
+static void
+insert_many(fixture *fx, store_rec **recs, uint32_t n)
+{
+	store_op *op = op_new(STORE_OP_INSERT);
+
+	op->nrecs   = n;
+	op->recs    = calloc(n, sizeof(*op->recs));
+	op->dup_ids = calloc(n, sizeof(*op->dup_ids));
+	assert_non_null(op->recs);
+	assert_non_null(op->dup_ids);
+	memcpy(op->recs, recs, n * sizeof(*recs));
+	submit_sync(fx, op);
+	assert_int_equal(op->rv, TB_OK);
+}
+
+// list_ids lists with f and writes the ids into ids (at most max).
+static size_t
+list_ids(fixture *fx, const store_filter *f, uint64_t *ids, size_t max)
+{
+	store_rec **recs;
+	size_t      n;
+
+	assert_int_equal(store_list2(fx->s, f, &recs, &n), TB_OK);
+	assert_true(n <= max);
+	for (size_t i = 0; i < n; i++) {
+		ids[i] = recs[i]->id;
+	}
+	free_list(recs, n);
+	return (n);
+}
+
+#define assert_ids(fx, f, ...)                                              \
+	do {                                                                \
+		const uint64_t want_[] = { __VA_ARGS__ };                   \
+		uint64_t       got_[256];                                   \
+		size_t         n_ = list_ids(fx, f, got_, 256);             \
+		assert_int_equal(n_, sizeof(want_) / sizeof(want_[0]));     \
+		for (size_t i_ = 0; i_ < n_; i_++) {                        \
+			assert_int_equal(got_[i_], want_[i_]);              \
+		}                                                           \
+	} while (0)
+
+static void
+test_migrate_v1_keeps_rows(void **state)
+{
+	fixture   *fx = *state;
+	store_rec *r;
+	store_rec **recs;
+	size_t     n;
+
+	// The schema exactly as version 1 shipped it, with one finished row.
+	sql_exec(fx->path,
+	    "CREATE TABLE tasks(id INTEGER PRIMARY KEY, sid BLOB NOT NULL "
+	    "UNIQUE, queue TEXT NOT NULL, handler TEXT NOT NULL, payload BLOB, "
+	    "priority INTEGER NOT NULL, state INTEGER NOT NULL, attempts "
+	    "INTEGER NOT NULL, max_attempts INTEGER NOT NULL, timeout_ms "
+	    "INTEGER NOT NULL, run_at INTEGER NOT NULL, created_at INTEGER "
+	    "NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER NOT "
+	    "NULL, result BLOB, error TEXT);"
+	    "CREATE INDEX tasks_unfinished ON tasks(state) "
+	    "WHERE (state < 2 OR state = 3);"
+	    "CREATE INDEX tasks_queue_state ON tasks(queue, state);"
+	    "INSERT INTO tasks VALUES(17, x'000102030405060708090a0b0c0d0e0f', "
+	    "'mail', 'send', x'c0ff', -2, 2, 1, 3, 500, 10, 11, 12, 13, "
+	    "x'2a', 'warned');"
+	    "PRAGMA user_version = 1;");
+
+	open_started(fx);
+	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 2);
+	assert_int_equal(store_get(fx->s, 17, &r), TB_OK);
+	assert_int_equal(r->sid[15], 0x0f);
+	assert_string_equal(r->queue, "mail");
+	assert_string_equal(r->handler, "send");
+	assert_int_equal(r->payload_len, 2);
+	assert_int_equal(r->payload[1], 0xff);
+	assert_int_equal(r->priority, -2);
+	assert_int_equal(r->state, TB_STATE_DONE);
+	assert_int_equal(r->finished_at, 13);
+	assert_int_equal(r->result_len, 1);
+	assert_string_equal(r->error, "warned");
+	assert_null(r->key);
+	assert_false(r->forever);
+	store_rec_free(r);
+
+	// The migrated table takes schema-2 rows next to the old one.
+	store_rec *k = rec_new(18, 18, "mail", TB_STATE_PENDING);
+	k->key       = strdup("order-1");
+	insert_sync(fx, k);
+	assert_int_equal(
+	    store_list(fx->s, "mail", -1, 0, 10, &recs, &n), TB_OK);
+	assert_int_equal(n, 2);
+	assert_null(recs[0]->key);
+	assert_string_equal(recs[1]->key, "order-1");
+	free_list(recs, n);
+	close_store(fx);
+
+	// A second open finds version 2 and migrates nothing.
+	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
+	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 2);
+	assert_int_equal(store_get(fx->s, 17, &r), TB_OK);
+	store_rec_free(r);
+}
+
+static void
+test_insert_get_round_trips_key_and_forever(void **state)
+{
+	fixture   *fx = *state;
+	store_rec *a  = rec_new(1, 1, "q", TB_STATE_PENDING);
+	store_rec *b  = rec_new(2, 2, "q", TB_STATE_PENDING);
+	store_rec *want;
+	store_rec *got;
+	rec_sink   k = { .n = 0 };
+
+	a->key     = strdup("idem \xc3\xa9 key");
+	a->forever = true;
+	// b: no key, not forever.
+	open_started(fx);
+	insert_sync(fx, a);
+	insert_sync(fx, b);
+
+	want          = rec_new(1, 1, "q", TB_STATE_PENDING);
+	want->key     = strdup("idem \xc3\xa9 key");
+	want->forever = true;
+	assert_int_equal(store_get(fx->s, 1, &got), TB_OK);
+	assert_rec_equal(want, got);
+	store_rec_free(got);
+	store_rec_free(want);
+	want = rec_new(2, 2, "q", TB_STATE_PENDING);
+	assert_int_equal(store_get(fx->s, 2, &got), TB_OK);
+	assert_rec_equal(want, got);
+	store_rec_free(got);
+	store_rec_free(want);
+
+	// Recovery reads them too.
+	close_store(fx);
+	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
+	assert_int_equal(store_recover(fx->s, NULL, NULL, recover_cb, &k),
+	    TB_OK);
+	assert_int_equal(k.n, 2);
+	assert_string_equal(k.recs[0]->key, "idem \xc3\xa9 key");
+	assert_true(k.recs[0]->forever);
+	assert_null(k.recs[1]->key);
+	assert_false(k.recs[1]->forever);
+	for (size_t i = 0; i < k.n; i++) {
+		store_rec_free(k.recs[i]);
+	}
+}
+
+static void
+test_delete_by_ids_remembers_the_highest_id(void **state)
+{
+	fixture              *fx = *state;
+	store_rec            *recs[5];
+	store_op             *op;
+	store_rec            *r;
+	static const uint64_t ids[] = { 2, 5, 4, 99, 2 };
+	store_filter          all   = { .state = -1 };
+	uint64_t              max_id;
+
+	for (uint32_t i = 0; i < 5; i++) {
+		recs[i] = rec_new(i + 1, (uint8_t) (i + 1), "q", TB_STATE_DONE);
+	}
+	open_started(fx);
+	insert_many(fx, recs, 5);
+
+	op        = op_new(STORE_OP_DELETE);
+	op->ids   = ids;
+	op->nids  = 5;
+	op->count = 77;
+	submit_sync(fx, op);
+	assert_int_equal(op->rv, TB_OK);
+	// 2, 5 and 4 go; 99 does not exist; the second 2 is already gone.
+	assert_int_equal(op->count, 3);
+	assert_ids(fx, &all, 1, 3);
+	assert_int_equal(store_get(fx->s, 2, &r), TB_ENOTFOUND);
+
+	// Recovery still sees the highest id ever stored, though its row is
+	// gone, so no id is used twice.
+	close_store(fx);
+	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
+	assert_int_equal(store_recover(fx->s, &max_id, NULL, NULL, NULL),
+	    TB_OK);
+	assert_int_equal(max_id, 5);
+}
+
+static void
+test_delete_finished_before_oldest_first(void **state)
+{
+	fixture     *fx = *state;
+	store_rec   *recs[10];
+	store_op    *op;
+	store_filter all = { .state = -1 };
+
+	// 1..8 done in q, finished at 100 + id, except 3 (dead); 9 done in
+	// "other"; 10 done in q, finished long ago (and the newest row).
+	for (uint32_t i = 0; i < 10; i++) {
+		uint64_t id = i + 1;
+		recs[i]     = rec_new(id, (uint8_t) id, id == 9 ? "other" : "q",
+		        id == 3 ? TB_STATE_DEAD : TB_STATE_DONE);
+		recs[i]->finished_at = 100 + (int64_t) id;
+	}
+	recs[8]->finished_at = 1;
+	recs[9]->finished_at = 1;
+	// Out of id order in time: 6 finished before 1 and 2.
+	recs[5]->finished_at = 50;
+	open_started(fx);
+	insert_many(fx, recs, 10);
+
+	op                  = op_new(STORE_OP_DELETE);
+	op->queue           = "q";
+	op->del_state       = TB_STATE_DONE;
+	op->finished_before = 105; // 1 2 4 6 10 qualify
+	op->limit           = 2;
+	submit_sync(fx, op);
+	assert_int_equal(op->rv, TB_OK);
+	assert_int_equal(op->count, 2);
+	assert_ids(fx, &all, 3, 4, 5, 6, 7, 8, 9, 10); // lowest ids first
+
+	op                  = op_new(STORE_OP_DELETE);
+	op->queue           = "q";
+	op->del_state       = TB_STATE_DONE;
+	op->finished_before = 105;
+	submit_sync(fx, op); // no limit
+	assert_int_equal(op->rv, TB_OK);
+	assert_int_equal(op->count, 3);
+	assert_ids(fx, &all, 3, 5, 7, 8, 9);
+
+	// Nothing left to prune: count 0, no error.
+	op                  = op_new(STORE_OP_DELETE);
+	op->queue           = "q";
+	op->del_state       = TB_STATE_DONE;
+	op->finished_before = 105;
+	op->count           = 5;
+	submit_sync(fx, op);
+	assert_int_equal(op->rv, TB_OK);
+	assert_int_equal(op->count, 0);
+	assert_ids(fx, &all, 3, 5, 7, 8, 9);
+}
+
+static void
+test_delete_created_before_and_unbounded(void **state)
+{
+	fixture     *fx = *state;
+	store_rec   *recs[7];
+	store_op    *op;
+	store_filter all = { .state = -1 };
+
+	// rec_new sets created_at = 1700000000000001 + id.
+	for (uint32_t i = 0; i < 7; i++) {
+		uint64_t id = i + 1;
+		recs[i]     = rec_new(id, (uint8_t) id, "q",
+		        id == 2 ? TB_STATE_PENDING : TB_STATE_CANCELLED);
+	}
+	open_started(fx);
+	insert_many(fx, recs, 7);
+
+	op                 = op_new(STORE_OP_DELETE);
+	op->queue          = "q";
+	op->del_state      = TB_STATE_CANCELLED;
+	op->created_before = 1700000000000001 + 5; // ids 1..4
+	submit_sync(fx, op);
+	assert_int_equal(op->rv, TB_OK);
+	assert_int_equal(op->count, 3); // 1 3 4; 2 is pending
+	assert_ids(fx, &all, 2, 5, 6, 7);
+
+	// No bounds, a limit: oldest first.
+	op            = op_new(STORE_OP_DELETE);
+	op->queue     = "q";
+	op->del_state = TB_STATE_CANCELLED;
+	op->limit     = 1;
+	submit_sync(fx, op);
+	assert_int_equal(op->count, 1);
+	assert_ids(fx, &all, 2, 6, 7);
+
+	// No bounds, no limit: all of them.
+	op            = op_new(STORE_OP_DELETE);
+	op->queue     = "q";
+	op->del_state = TB_STATE_CANCELLED;
+	submit_sync(fx, op);
+	assert_int_equal(op->count, 2);
+	assert_ids(fx, &all, 2);
+
+	// Another queue matches nothing.
+	op            = op_new(STORE_OP_DELETE);
+	op->queue     = "nope";
+	op->del_state = TB_STATE_PENDING;
+	submit_sync(fx, op);
+	assert_int_equal(op->rv, TB_OK);
+	assert_int_equal(op->count, 0);
+}
+
+static void
+test_schema2_invalid_ops_fail_alone(void **state)
+{
+	fixture    *fx = *state;
+	store_op   *ops[9];
+	store_sched nohandler = { .name = "n", .queue = "q" };
+	store_sched nopayload = {
+		.name = "n", .handler = "h", .queue = "q", .payload_len = 3
+	};
+	store_sched good = { .name = "g", .handler = "h", .queue = "q" };
+
+	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
+	ops[0]            = op_new(STORE_OP_DELETE); // no ids, no queue
+	ops[1]            = op_new(STORE_OP_DELETE);
+	ops[1]->queue     = "q";
+	ops[1]->del_state = -1; // no state
+	ops[2]            = op_new(STORE_OP_DELETE);
+	ops[2]->nids      = 3; // ids NULL
+	ops[3]            = op_new(STORE_OP_QUEUE_SET); // no queue
+	ops[4]            = op_new(STORE_OP_SCHED_PUT); // no sched
+	ops[5]            = op_new(STORE_OP_SCHED_PUT);
+	ops[5]->sched     = &nohandler;
+	ops[6]            = op_new(STORE_OP_SCHED_PUT);
+	ops[6]->sched     = &nopayload;
+	ops[7]            = op_new(STORE_OP_SCHED_DEL); // no name
+	ops[8]            = op_new(STORE_OP_SCHED_PUT);
+	ops[8]->sched     = &good;
+	for (size_t i = 0; i < 9; i++) {
+		store_submit(fx->s, ops[i]); // one batch: not started yet
+	}
+	assert_int_equal(store_start(fx->s, notify_cb, fx), TB_OK);
+	wait_done(fx, 9);
+	for (size_t i = 0; i < 8; i++) {
+		assert_int_equal(ops[i]->rv, TB_EINVAL);
+	}
+	assert_int_equal(ops[8]->rv, TB_OK);
+	assert_int_equal(
+	    sql_int(fx->path, "SELECT count(*) FROM schedules"), 1);
+}
+
+typedef struct {
+	char  names[8][16];
+	bool  paused[8];
+	size_t n;
+	size_t stop_after; // 0: never
+} queue_sink;
+
+static int
+queue_cb(void *arg, const char *name, bool paused)
+{
+	queue_sink *k = arg;
+
+	assert_true(k->n < 8);
+	snprintf(k->names[k->n], sizeof(k->names[0]), "%s", name);
+	k->paused[k->n++] = paused;
+	return (k->stop_after > 0 && k->n == k->stop_after ? TB_EINTERNAL : 0);
+}
+
+static void
+test_queue_set_then_load_queues(void **state)
+{
+	fixture   *fx = *state;
+	queue_sink k  = { .n = 0 };
+	static const struct {
+		const char *q;
+		bool        paused;
+	} sets[] = { { "b", true }, { "a", true }, { "c", false },
+		{ "b", false } };
+
+	open_started(fx);
+	assert_int_equal(store_load_queues(fx->s, queue_cb, &k), TB_OK);
+	assert_int_equal(k.n, 0);
+	for (size_t i = 0; i < 4; i++) {
+		store_op *op = op_new(STORE_OP_QUEUE_SET);
+		op->queue    = sets[i].q;
+		op->paused   = sets[i].paused;
+		submit_sync(fx, op);
+		assert_int_equal(op->rv, TB_OK);
+	}
+	assert_int_equal(store_load_queues(fx->s, queue_cb, &k), TB_OK);
+	assert_int_equal(k.n, 3); // by name; b updated in place
+	assert_string_equal(k.names[0], "a");
+	assert_true(k.paused[0]);
+	assert_string_equal(k.names[1], "b");
+	assert_false(k.paused[1]);
+	assert_string_equal(k.names[2], "c");
+	assert_false(k.paused[2]);
+
+	// Survives a restart; a callback error stops the load.
+	close_store(fx);
+	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
+	k = (queue_sink) { .n = 0, .stop_after = 2 };
+	assert_int_equal(store_load_queues(fx->s, queue_cb, &k), TB_EINTERNAL);
+	assert_int_equal(k.n, 2);
+	assert_string_equal(k.names[0], "a");
+}
+
+typedef struct {
+	store_sched *scs[8];
+	size_t       n;
+	size_t       stop_after; // 0: never
+} sched_sink;
+
+static int
+sched_cb(void *arg, store_sched *sc)
+{
+	sched_sink *k = arg;
+
+	assert_true(k->n < 8);
+	k->scs[k->n++] = sc; // ours from here
+	return (k->stop_after > 0 && k->n == k->stop_after ? TB_EINTERNAL : 0);
+}
+
+static void
+assert_sched_equal(const store_sched *a, const store_sched *b)
+{
+	assert_string_equal(a->name, b->name);
+	assert_string_equal(a->handler, b->handler);
+	assert_string_equal(a->queue, b->queue);
+	assert_int_equal(a->payload_len, b->payload_len);
+	if (a->payload_len > 0) {
+		assert_memory_equal(a->payload, b->payload, a->payload_len);
+	} else {
+		assert_null(b->payload);
+	}
+	assert_int_equal(a->priority, b->priority);
+	assert_int_equal(a->max_attempts, b->max_attempts);
+	assert_int_equal(a->timeout_ms, b->timeout_ms);
+	assert_true(a->every_ms == b->every_ms);
+	if (a->cron == NULL) {
+		assert_null(b->cron);
+	} else {
+		assert_string_equal(a->cron, b->cron);
+	}
+	assert_int_equal(a->catch_up, b->catch_up);
+	assert_int_equal(a->paused, b->paused);
+	assert_true(a->created_at == b->created_at);
+	assert_true(a->next_at == b->next_at);
+	assert_true(a->last_at == b->last_at);
+	assert_true(a->fired == b->fired);
+	assert_true(a->last_task == b->last_task);
+}
+
+static void
+test_sched_put_replaces_and_loads_every_field(void **state)
+{
+	fixture             *fx   = *state;
+	static uint8_t       pl[] = { 0x93, 0x00, 0x01, 0xff };
+	sched_sink           k    = { .n = 0 };
+	store_op            *op;
+	store_sched          first = {
+		         .name         = "nightly",
+		         .handler      = "old",
+		         .queue        = "q0",
+		         .every_ms     = 1000,
+		         .priority     = 1,
+		         .max_attempts = 1,
+		         .timeout_ms   = 1,
+		         .created_at   = 1,
+		         .next_at      = 2,
+	};
+	store_sched every = {
+		.name         = "nightly",
+		.handler      = "report \xc3\xa9",
+		.queue        = "reports",
+		.payload      = pl,
+		.payload_len  = sizeof(pl),
+		.priority     = INT32_MIN,
+		.max_attempts = UINT32_MAX,
+		.timeout_ms   = UINT32_MAX,
+		.every_ms     = UINT64_MAX, // the full range round-trips
+		.cron         = NULL,
+		.catch_up     = true,
+		.paused       = true,
+		.created_at   = -7,
+		.next_at      = INT64_MAX,
+		.last_at      = INT64_MIN,
+		.fired        = UINT64_MAX - 1,
+		.last_task    = (uint64_t) INT64_MAX + 2,
+	};
+	store_sched cron = {
+		.name         = "a-cron",
+		.handler      = "h",
+		.queue        = "q",
+		.priority     = 7,
+		.max_attempts = 3,
+		.timeout_ms   = 100,
+		.every_ms     = 0,
+		.cron         = "*/5 * * * *",
+		.created_at   = 1700000000000000,
+		.next_at      = 1700000000300000,
+	};
+
+	open_started(fx);
+	assert_int_equal(store_load_schedules(fx->s, sched_cb, &k), TB_OK);
+	assert_int_equal(k.n, 0);
+	op        = op_new(STORE_OP_SCHED_PUT);
+	op->sched = &first;
+	assert_int_equal(submit_sync(fx, op)->rv, TB_OK);
+	op        = op_new(STORE_OP_SCHED_PUT);
+	op->sched = &cron;
+	assert_int_equal(submit_sync(fx, op)->rv, TB_OK);
+	op        = op_new(STORE_OP_SCHED_PUT); // same name: replaces
+	op->sched = &every;
+	assert_int_equal(submit_sync(fx, op)->rv, TB_OK);
+
+	assert_int_equal(store_load_schedules(fx->s, sched_cb, &k), TB_OK);
+	assert_int_equal(k.n, 2); // by name
+	assert_sched_equal(&cron, k.scs[0]);
+	assert_sched_equal(&every, k.scs[1]);
+	for (size_t i = 0; i < k.n; i++) {
+		store_sched_free(k.scs[i]);
+	}
+	store_sched_free(NULL);
+
+	// After a restart; cb owns the schedule it stops on as well.
+	close_store(fx);
+	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
+	k = (sched_sink) { .n = 0, .stop_after = 1 };
+	assert_int_equal(
+	    store_load_schedules(fx->s, sched_cb, &k), TB_EINTERNAL);
+	assert_int_equal(k.n, 1);
+	assert_sched_equal(&cron, k.scs[0]);
+	store_sched_free(k.scs[0]);
+}
+
+static void
+test_sched_del_counts_one_then_zero(void **state)
+{
+	fixture    *fx = *state;
+	store_sched sc = { .name = "x", .handler = "h", .queue = "q" };
+	sched_sink  k  = { .n = 0 };
+	store_op   *op;
+
+	open_started(fx);
+	op        = op_new(STORE_OP_SCHED_PUT);
+	op->sched = &sc;
+	assert_int_equal(submit_sync(fx, op)->rv, TB_OK);
+	for (uint64_t want = 1;; want--) {
+		op        = op_new(STORE_OP_SCHED_DEL);
+		op->name  = "x";
+		op->count = 9;
+		submit_sync(fx, op);
+		assert_int_equal(op->rv, TB_OK);
+		assert_int_equal(op->count, want);
+		if (want == 0) {
+			break;
+		}
+	}
+	assert_int_equal(store_load_schedules(fx->s, sched_cb, &k), TB_OK);
+	assert_int_equal(k.n, 0);
+}
+
+typedef struct {
+	char     queue[8][8];
+	int      state[8];
+	uint64_t n[8];
+	size_t   len;
+} count_sink;
+
+static int
+count_cb(void *arg, const char *queue, int state, uint64_t n)
+{
+	count_sink *k = arg;
+
+	assert_true(k->len < 8);
+	snprintf(k->queue[k->len], sizeof(k->queue[0]), "%s", queue);
+	k->state[k->len] = state;
+	k->n[k->len++]   = n;
+	return (0);
+}
+
+static void
+test_queue_counts_by_queue_and_state(void **state)
+{
+	fixture   *fx = *state;
+	store_rec *recs[6];
+	count_sink k = { .len = 0 };
+	// (queue, state) for ids 1..6.
+	static const char *qs[] = { "b", "a", "b", "a", "b", "b" };
+	static const int   st[] = { 0, 2, 0, 2, 4, 0 };
+
+	open_started(fx);
+	assert_int_equal(store_queue_counts(fx->s, count_cb, &k), TB_OK);
+	assert_int_equal(k.len, 0);
+	for (uint32_t i = 0; i < 6; i++) {
+		recs[i] = rec_new(i + 1, (uint8_t) (i + 1), qs[i], st[i]);
+	}
+	insert_many(fx, recs, 6);
+	assert_int_equal(store_queue_counts(fx->s, count_cb, &k), TB_OK);
+	assert_int_equal(k.len, 3);
+	assert_string_equal(k.queue[0], "a");
+	assert_int_equal(k.state[0], TB_STATE_DONE);
+	assert_int_equal(k.n[0], 2);
+	assert_string_equal(k.queue[1], "b");
+	assert_int_equal(k.state[1], TB_STATE_PENDING);
+	assert_int_equal(k.n[1], 3);
+	assert_string_equal(k.queue[2], "b");
+	assert_int_equal(k.state[2], TB_STATE_DEAD);
+	assert_int_equal(k.n[2], 1);
+}
+
+static void
+test_list2_applies_each_filter(void **state)
+{
+	fixture     *fx = *state;
+	store_rec   *recs[120];
+	store_filter f;
+	uint64_t     ids[128];
+	// base created_at of rec_new: 1700000000000001 + id.
+	const int64_t c0 = 1700000000000001;
+
+	// ids 1..120: queue a for odd ids, b for even; state id % 3;
+	// handler "h5" for multiples of 5, else "noop".
+	for (uint32_t i = 0; i < 120; i++) {
+		uint64_t id = i + 1;
+		recs[i]     = rec_new(id, (uint8_t) id, id % 2 ? "a" : "b",
+		        (uint32_t) (id % 3));
+		recs[i]->sid[1] = (uint8_t) (id >> 8);
+		if (id % 5 == 0) {
+			free(recs[i]->handler);
+			recs[i]->handler = strdup("h5");
+		}
+	}
+	open_started(fx);
+	insert_many(fx, recs, 120);
+
+	// Limit 0 means 100.
+	f = (store_filter) { .state = -1 };
+	assert_int_equal(list_ids(fx, &f, ids, 128), 100);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[99], 100);
+
+	f = (store_filter) { .state = -1, .after_id = 115 };
+	assert_ids(fx, &f, 116, 117, 118, 119, 120);
+	f = (store_filter) { .state = -1, .after_id = 10, .limit = 3 };
+	assert_ids(fx, &f, 11, 12, 13);
+	f = (store_filter) { .queue = "b", .state = -1, .after_id = 110 };
+	assert_ids(fx, &f, 112, 114, 116, 118, 120);
+	f = (store_filter) { .state = 0, .after_id = 105 };
+	assert_ids(fx, &f, 108, 111, 114, 117, 120);
+	f = (store_filter) { .state = -1, .handler = "h5", .limit = 4 };
+	assert_ids(fx, &f, 5, 10, 15, 20);
+	f = (store_filter) { .state = -1, .created_after = c0 + 117 };
+	assert_ids(fx, &f, 118, 119, 120);
+	f = (store_filter) { .state = -1, .created_before = c0 + 4 };
+	assert_ids(fx, &f, 1, 2, 3);
+	f = (store_filter) {
+		.state = -1, .created_after = c0 + 10, .created_before = c0 + 13
+	};
+	assert_ids(fx, &f, 11, 12);
+	// All together: a, state 2, h5, created in (20, 100), after 30.
+	f = (store_filter) {
+		.queue          = "a",
+		.state          = 2,
+		.handler        = "h5",
+		.created_after  = c0 + 20,
+		.created_before = c0 + 100,
+		.after_id       = 30,
+	};
+	assert_ids(fx, &f, 35, 65, 95);
+	f = (store_filter) { .queue = "a", .state = 1, .handler = "h5" };
+	assert_ids(fx, &f, 25, 55, 85, 115);
+	f = (store_filter) { .state = -1, .handler = "none" };
+	assert_int_equal(list_ids(fx, &f, ids, 128), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_open_creates_schema_v1),
+		T(test_open_creates_schema_v2),
 		T(test_open_rejects_bad_arguments),
 		T(test_reopen_keeps_data),
 		T(test_open_refuses_newer_schema),
@@ -1083,6 +1773,17 @@ main(void)
 		T(test_list_filters_queue_state_after_and_limit),
 		T(test_failing_batch_rolls_back_everything),
 		T(test_insert_invalid_record_fails_alone),
+		T(test_migrate_v1_keeps_rows),
+		T(test_insert_get_round_trips_key_and_forever),
+		T(test_delete_by_ids_remembers_the_highest_id),
+		T(test_delete_finished_before_oldest_first),
+		T(test_delete_created_before_and_unbounded),
+		T(test_schema2_invalid_ops_fail_alone),
+		T(test_queue_set_then_load_queues),
+		T(test_sched_put_replaces_and_loads_every_field),
+		T(test_sched_del_counts_one_then_zero),
+		T(test_queue_counts_by_queue_and_state),
+		T(test_list2_applies_each_filter),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -419,6 +419,13 @@ assert_task_info_equal(const tbp_task_info *a, const tbp_task_info *b)
 	assert_true(a->created_at == b->created_at);
 	assert_true(a->started_at == b->started_at);
 	assert_true(a->finished_at == b->finished_at);
+	assert_true(a->run_at == b->run_at);
+	assert_int_equal(a->timeout_ms, b->timeout_ms);
+	assert_int_equal(a->forever, b->forever);
+	assert_int_equal(a->key.n, b->key.n);
+	if (a->key.n > 0) {
+		assert_memory_equal(a->key.p, b->key.p, a->key.n);
+	}
 	assert_int_equal(a->result.n, b->result.n);
 	if (a->result.n > 0) {
 		assert_memory_equal(a->result.p, b->result.p, a->result.n);
@@ -508,7 +515,8 @@ static void
 test_rep_stats_round_trips(void **state)
 {
 	fx       *f  = *state;
-	tbp_stats st = { 1, 2, 3, 4, 5, 6, 7, 8, UINT64_MAX, 16, 4321 };
+	tbp_stats st = { 1, 2, 3, 4, 5, 6, 7, 8, UINT64_MAX, 16, 4321, 9, 10,
+		   11 };
 
 	assert_int_equal(tbp_enc_rep_stats(&f->sb, 7, &st), TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
@@ -1759,6 +1767,800 @@ test_golden_bad_inputs_are_refused(void **state)
 	assert_true(nfiles >= 5);
 }
 
+// The task lifecycle: new fields of existing messages.
+
+static void
+test_submit_round_trips_lifecycle_fields(void **state)
+{
+	fx         *f = *state;
+	tbp_task_in t[2];
+	tbp_task_in *d;
+
+	t[0]         = task_in("exec");
+	t[0].run_at  = 1700000000123456;
+	t[0].key     = tbp_str("invoice-2024-17");
+	t[0].forever = true;
+	t[1]         = task_in("noop");
+	t[1].run_at  = -5; // before the epoch still round-trips
+	assert_int_equal(tbp_enc_submit(&f->sb, 3, t, 2), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.ntasks, 2);
+	d = &f->req.tasks[0];
+	assert_true(d->run_at == 1700000000123456);
+	assert_true(tbp_bytes_eq(d->key, "invoice-2024-17"));
+	assert_true(d->forever);
+	d = &f->req.tasks[1];
+	assert_true(d->run_at == -5);
+	assert_int_equal(d->key.n, 0);
+	assert_false(d->forever);
+}
+
+static void
+test_req_rejects_bad_key(void **state)
+{
+	fx  *f = *state;
+	char key[TBP_MAX_KEY + 2];
+
+	memset(key, 'k', sizeof(key));
+	key[TBP_MAX_KEY] = '\0';
+	pk_submit_head(f, 3);
+	pk_key(f, "handler");
+	pk_str(f, "noop");
+	pk_key(f, "key");
+	pk_str(f, key); // exactly TBP_MAX_KEY
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.tasks[0].key.n, TBP_MAX_KEY);
+
+	reset(f);
+	key[TBP_MAX_KEY]     = 'k';
+	key[TBP_MAX_KEY + 1] = '\0';
+	pk_submit_head(f, 3);
+	pk_key(f, "handler");
+	pk_str(f, "noop");
+	pk_key(f, "key");
+	pk_str(f, key);
+	assert_int_equal(dec_req(f), TB_ETOOBIG);
+
+	reset(f);
+	pk_submit_head(f, 3);
+	pk_key(f, "handler");
+	pk_str(f, "noop");
+	pk_key(f, "key");
+	pk_str(f, "");
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+
+	reset(f);
+	pk_submit_head(f, 3);
+	pk_key(f, "handler");
+	pk_str(f, "noop");
+	pk_key(f, "key");
+	pk_bin(f, "a\0b", 3);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_req_rejects_wrong_lifecycle_task_types(void **state)
+{
+	fx *f = *state;
+
+	pk_submit_head(f, 3);
+	pk_key(f, "handler");
+	pk_str(f, "noop");
+	pk_key(f, "forever");
+	msgpack_pack_uint64(&f->pk, 1);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+
+	reset(f);
+	pk_submit_head(f, 3);
+	pk_key(f, "handler");
+	pk_str(f, "noop");
+	pk_key(f, "run_at");
+	pk_str(f, "tomorrow");
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_list2_round_trips(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(tbp_enc_list2(&f->sb, 8, "mail", TB_STATE_DEAD, 50,
+	                     1234, "exec", 60000, 3600000),
+	    TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_LIST);
+	assert_true(tbp_bytes_eq(f->req.queue, "mail"));
+	assert_int_equal(f->req.state, TB_STATE_DEAD);
+	assert_int_equal(f->req.limit, 50);
+	assert_int_equal(f->req.after_id, 1234);
+	assert_true(tbp_bytes_eq(f->req.handler, "exec"));
+	assert_int_equal(f->req.min_age_ms, 60000);
+	assert_int_equal(f->req.max_age_ms, 3600000);
+
+	reset(f);
+	assert_int_equal(
+	    tbp_enc_list2(&f->sb, 8, NULL, -1, 0, 0, NULL, 0, 0), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.handler.n, 0);
+	assert_int_equal(f->req.min_age_ms, 0);
+	assert_int_equal(f->req.max_age_ms, 0);
+	assert_int_equal(f->req.state, -1);
+}
+
+static void
+test_rep_task_round_trips_lifecycle_fields(void **state)
+{
+	fx           *f = *state;
+	tbp_task_info t = task_info();
+
+	t.run_at     = 1700000009000000;
+	t.timeout_ms = 30000;
+	t.forever    = true;
+	t.key        = tbp_str("nightly");
+	assert_int_equal(
+	    tbp_enc_rep_task(&f->sb, TBP_OP_STATUS, 5, &t, false), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_task_info_equal(&f->rep.task, &t);
+
+	reset(f);
+	t.key     = tbp_str(NULL);
+	t.forever = false;
+	assert_int_equal(tbp_enc_rep_tasks(&f->sb, 6, &t, 1), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.ntasks, 1);
+	assert_task_info_equal(&f->rep.tasks[0], &t);
+}
+
+static void
+test_rep_submit2_round_trips(void **state)
+{
+	fx            *f          = *state;
+	const uint64_t ids[3]     = { 10, 11, 5 };
+	const bool     dup[3]     = { false, true, false };
+	const bool     existing[3] = { false, false, true };
+
+	assert_int_equal(
+	    tbp_enc_rep_submit2(&f->sb, 4, ids, dup, existing, 3), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.nids, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_true(f->rep.ids[i] == ids[i]);
+		assert_int_equal(f->rep.dup[i], dup[i]);
+		assert_int_equal(f->rep.existing[i], existing[i]);
+	}
+	reset(f);
+	assert_int_equal(
+	    tbp_enc_rep_submit2(&f->sb, 4, ids, NULL, NULL, 3), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	for (int i = 0; i < 3; i++) {
+		assert_false(f->rep.dup[i]);
+		assert_false(f->rep.existing[i]);
+	}
+}
+
+static void
+test_rep_submit_without_existing_reads_false(void **state)
+{
+	fx            *f      = *state;
+	const uint64_t ids[2] = { 1, 2 };
+	const bool     dup[2] = { true, false };
+
+	assert_int_equal(tbp_enc_rep_submit(&f->sb, 4, ids, dup, 2), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_non_null(f->rep.existing);
+	assert_false(f->rep.existing[0]);
+	assert_false(f->rep.existing[1]);
+	assert_true(f->rep.dup[0]);
+}
+
+static void
+test_rep_submit_rejects_existing_mismatch(void **state)
+{
+	fx *f = *state;
+
+	pk_rep_head(f, TBP_VERSION, TBP_OP_SUBMIT, 0, 2);
+	pk_key(f, "ids");
+	msgpack_pack_array(&f->pk, 2);
+	msgpack_pack_uint64(&f->pk, 1);
+	msgpack_pack_uint64(&f->pk, 2);
+	pk_key(f, "existing");
+	msgpack_pack_array(&f->pk, 1);
+	msgpack_pack_true(&f->pk);
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+}
+
+// The lifecycle ops.
+
+static void
+test_retry_by_id_round_trips(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(
+	    tbp_enc_retry(&f->sb, 9, true, 77, "ignored", 3), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_RETRY);
+	assert_true(f->req.have_id);
+	assert_int_equal(f->req.id, 77);
+	assert_int_equal(f->req.queue.n, 0);
+	assert_int_equal(f->req.state, -1);
+}
+
+static void
+test_retry_by_filter_round_trips(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(tbp_enc_retry(&f->sb, 9, false, 0, "mail",
+	                     TB_STATE_CANCELLED),
+	    TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_false(f->req.have_id);
+	assert_true(tbp_bytes_eq(f->req.queue, "mail"));
+	assert_int_equal(f->req.state, TB_STATE_CANCELLED);
+
+	reset(f);
+	assert_int_equal(tbp_enc_retry(&f->sb, 9, false, 0, NULL, -1), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_false(f->req.have_id);
+	assert_int_equal(f->req.queue.n, 0);
+	assert_int_equal(f->req.state, -1);
+}
+
+static void
+test_retry_rejects_id_with_filter(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_RETRY, 2);
+	pk_key(f, "id");
+	msgpack_pack_uint64(&f->pk, 1);
+	pk_key(f, "queue");
+	pk_str(f, "mail");
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_pause_and_resume_round_trip(void **state)
+{
+	fx            *f     = *state;
+	const uint32_t ops[] = { TBP_OP_PAUSE, TBP_OP_RESUME };
+
+	for (size_t i = 0; i < 2; i++) {
+		reset(f);
+		assert_int_equal(
+		    tbp_enc_queue_op(&f->sb, ops[i], 10, "mail"), TB_OK);
+		assert_int_equal(dec_req(f), TB_OK);
+		assert_int_equal(f->req.op, ops[i]);
+		assert_true(tbp_bytes_eq(f->req.queue, "mail"));
+	}
+}
+
+static void
+test_pause_rejects_missing_or_empty_queue(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_PAUSE, 0);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	pk_req_head(f, TBP_VERSION, TBP_OP_RESUME, 1);
+	pk_key(f, "queue");
+	msgpack_pack_nil(&f->pk); // nil is absent
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	assert_int_equal(
+	    tbp_enc_queue_op(&f->sb, TBP_OP_PAUSE, 10, NULL), TB_OK);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_drain_round_trips(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(tbp_enc_drain(&f->sb, 11, "mail", 5000), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_DRAIN);
+	assert_true(tbp_bytes_eq(f->req.queue, "mail"));
+	assert_int_equal(f->req.timeout_ms, 5000);
+
+	reset(f);
+	assert_int_equal(tbp_enc_drain(&f->sb, 11, NULL, -7), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.queue.n, 0);
+	assert_int_equal(f->req.timeout_ms, -1);
+}
+
+static void
+test_purge_round_trips(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(
+	    tbp_enc_purge(&f->sb, 12, "mail", TB_STATE_DONE, 86400000), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_PURGE);
+	assert_true(tbp_bytes_eq(f->req.queue, "mail"));
+	assert_int_equal(f->req.state, TB_STATE_DONE);
+	assert_int_equal(f->req.min_age_ms, 86400000);
+
+	reset(f);
+	assert_int_equal(
+	    tbp_enc_purge(&f->sb, 12, NULL, TB_STATE_PENDING, 0), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.queue.n, 0);
+	assert_int_equal(f->req.state, TB_STATE_PENDING);
+	assert_int_equal(f->req.min_age_ms, 0);
+}
+
+static void
+test_purge_rejects_missing_state(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_PURGE, 1);
+	pk_key(f, "queue");
+	pk_str(f, "mail");
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	// The encoder writes a negative state as is; the decoder refuses it.
+	assert_int_equal(tbp_enc_purge(&f->sb, 12, NULL, -1, 0), TB_OK);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static tbp_sched
+sched(const char *name)
+{
+	tbp_sched s;
+
+	memset(&s, 0, sizeof(s));
+	s.name    = tbp_str(name);
+	s.handler = tbp_str("report");
+	return (s);
+}
+
+static void
+assert_bytes_equal(tbp_bytes a, tbp_bytes b)
+{
+	assert_int_equal(a.n, b.n);
+	if (a.n > 0) {
+		assert_memory_equal(a.p, b.p, a.n);
+	}
+}
+
+static void
+assert_sched_equal(const tbp_sched *a, const tbp_sched *b, bool reply)
+{
+	assert_bytes_equal(a->name, b->name);
+	assert_bytes_equal(a->handler, b->handler);
+	assert_bytes_equal(a->queue, b->queue);
+	assert_bytes_equal(a->payload, b->payload);
+	assert_bytes_equal(a->cron, b->cron);
+	assert_int_equal(a->priority, b->priority);
+	assert_int_equal(a->max_attempts, b->max_attempts);
+	assert_int_equal(a->timeout_ms, b->timeout_ms);
+	assert_true(a->every_ms == b->every_ms);
+	assert_int_equal(a->catch_up, b->catch_up);
+	assert_int_equal(a->paused, b->paused);
+	if (reply) {
+		assert_true(a->next_at == b->next_at);
+		assert_true(a->last_at == b->last_at);
+		assert_true(a->fired == b->fired);
+		assert_true(a->last_task == b->last_task);
+	}
+}
+
+static void
+test_sched_add_round_trips_every(void **state)
+{
+	fx                  *f         = *state;
+	static const uint8_t payload[] = { 0x91, 0x07 }; // [7]
+	tbp_sched            s         = sched("hourly");
+
+	s.queue        = tbp_str("reports");
+	s.payload.p    = payload;
+	s.payload.n    = sizeof(payload);
+	s.priority     = -2;
+	s.max_attempts = 4;
+	s.timeout_ms   = 60000;
+	s.every_ms     = 3600000;
+	s.catch_up     = true;
+	s.paused       = true;
+	assert_int_equal(tbp_enc_sched_add(&f->sb, 13, &s), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_SCHED_ADD);
+	assert_sched_equal(&f->req.sched, &s, false);
+}
+
+static void
+test_sched_add_round_trips_cron(void **state)
+{
+	fx       *f = *state;
+	tbp_sched s = sched("nightly");
+
+	s.cron = tbp_str("30 2 * * *");
+	assert_int_equal(tbp_enc_sched_add(&f->sb, 13, &s), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_sched_equal(&f->req.sched, &s, false);
+	assert_true(tbp_bytes_eq(f->req.sched.cron, "30 2 * * *"));
+	assert_true(f->req.sched.every_ms == 0);
+}
+
+static void
+test_sched_add_ignores_reply_fields(void **state)
+{
+	fx *f = *state;
+
+	// The bookkeeping belongs to the broker: a client cannot set it.
+	pk_req_head(f, TBP_VERSION, TBP_OP_SCHED_ADD, 1);
+	pk_key(f, "schedule");
+	msgpack_pack_map(&f->pk, 4);
+	pk_key(f, "name");
+	pk_str(f, "n");
+	pk_key(f, "handler");
+	pk_str(f, "h");
+	pk_key(f, "cron");
+	pk_str(f, "@daily");
+	pk_key(f, "next_at");
+	msgpack_pack_int64(&f->pk, 99);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_true(f->req.sched.next_at == 0);
+}
+
+static void
+test_sched_add_rejects_both_or_neither(void **state)
+{
+	fx       *f = *state;
+	tbp_sched s = sched("x");
+
+	assert_int_equal(tbp_enc_sched_add(&f->sb, 13, &s), TB_OK);
+	assert_int_equal(dec_req(f), TB_EBADREQ); // neither
+	reset(f);
+	s.every_ms = 1000;
+	s.cron     = tbp_str("* * * * *");
+	assert_int_equal(tbp_enc_sched_add(&f->sb, 13, &s), TB_OK);
+	assert_int_equal(dec_req(f), TB_EBADREQ); // both
+	reset(f);
+	// An every_ms of 0 is no every_ms at all.
+	pk_req_head(f, TBP_VERSION, TBP_OP_SCHED_ADD, 1);
+	pk_key(f, "schedule");
+	msgpack_pack_map(&f->pk, 3);
+	pk_key(f, "name");
+	pk_str(f, "n");
+	pk_key(f, "handler");
+	pk_str(f, "h");
+	pk_key(f, "every_ms");
+	msgpack_pack_uint64(&f->pk, 0);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_sched_add_rejects_bad_fields(void **state)
+{
+	fx       *f = *state;
+	tbp_sched s = sched("");
+	char      cron[TBP_MAX_CRON + 2];
+
+	s.every_ms = 1000;
+	assert_int_equal(tbp_enc_sched_add(&f->sb, 13, &s), TB_OK);
+	assert_int_equal(dec_req(f), TB_EBADREQ); // empty name
+
+	reset(f);
+	s         = sched("x");
+	s.handler = tbp_str(NULL);
+	s.every_ms = 1000;
+	assert_int_equal(tbp_enc_sched_add(&f->sb, 13, &s), TB_OK);
+	assert_int_equal(dec_req(f), TB_EBADREQ); // empty handler
+
+	reset(f);
+	memset(cron, '*', sizeof(cron));
+	cron[TBP_MAX_CRON + 1] = '\0';
+	s      = sched("x");
+	s.cron = tbp_str(cron);
+	assert_int_equal(tbp_enc_sched_add(&f->sb, 13, &s), TB_OK);
+	assert_int_equal(dec_req(f), TB_ETOOBIG); // cron too long
+
+	reset(f);
+	s              = sched("x");
+	s.every_ms     = 1000;
+	s.payload.p    = (const uint8_t *) "\x91\x01\x02";
+	s.payload.n    = 3; // two objects
+	assert_int_equal(tbp_enc_sched_add(&f->sb, 13, &s), TB_OK);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+
+	reset(f);
+	pk_req_head(f, TBP_VERSION, TBP_OP_SCHED_ADD, 0); // no schedule
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+
+	reset(f);
+	pk_req_head(f, TBP_VERSION, TBP_OP_SCHED_ADD, 1);
+	pk_key(f, "schedule");
+	pk_str(f, "hourly"); // not a map
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_sched_name_round_trips(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(tbp_enc_sched_name(&f->sb, TBP_OP_SCHED_RM, 14,
+	                     "nightly", true),
+	    TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_SCHED_RM);
+	assert_true(tbp_bytes_eq(f->req.name, "nightly"));
+	assert_false(f->req.paused); // rm carries no flag
+
+	reset(f);
+	assert_int_equal(tbp_enc_sched_name(&f->sb, TBP_OP_SCHED_PAUSE, 14,
+	                     "nightly", true),
+	    TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_SCHED_PAUSE);
+	assert_true(tbp_bytes_eq(f->req.name, "nightly"));
+	assert_true(f->req.paused);
+
+	reset(f);
+	assert_int_equal(tbp_enc_sched_name(&f->sb, TBP_OP_SCHED_PAUSE, 14,
+	                     "nightly", false),
+	    TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_false(f->req.paused);
+}
+
+static void
+test_sched_name_rejects_missing_name(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION, TBP_OP_SCHED_RM, 0);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	assert_int_equal(
+	    tbp_enc_sched_name(&f->sb, TBP_OP_SCHED_PAUSE, 14, "", true),
+	    TB_OK);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_new_empty_requests_round_trip(void **state)
+{
+	fx            *f     = *state;
+	const uint32_t ops[] = { TBP_OP_SCHED_LIST, TBP_OP_QUEUES };
+
+	for (size_t i = 0; i < 2; i++) {
+		reset(f);
+		assert_int_equal(
+		    tbp_enc_req_empty(&f->sb, ops[i], 15), TB_OK);
+		assert_int_equal(dec_req(f), TB_OK);
+		assert_int_equal(f->req.op, ops[i]);
+	}
+	assert_string_equal(tbp_op_name(TBP_OP_SCHED_LIST), "schedule_list");
+	assert_string_equal(tbp_op_name(TBP_OP_QUEUES), "queues");
+}
+
+static void
+test_rep_count_round_trips(void **state)
+{
+	fx            *f     = *state;
+	const uint32_t ops[] = { TBP_OP_RETRY, TBP_OP_PURGE };
+
+	for (size_t i = 0; i < 2; i++) {
+		reset(f);
+		assert_int_equal(
+		    tbp_enc_rep_count(&f->sb, ops[i], 16, UINT64_MAX - i),
+		    TB_OK);
+		assert_int_equal(dec_rep(f), TB_OK);
+		assert_int_equal(f->rep.op, ops[i]);
+		assert_true(f->rep.count == UINT64_MAX - i);
+	}
+}
+
+static void
+test_rep_drain_round_trips(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(tbp_enc_rep_drain(&f->sb, 17, true), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.op, TBP_OP_DRAIN);
+	assert_true(f->rep.timed_out);
+	reset(f);
+	assert_int_equal(tbp_enc_rep_drain(&f->sb, 17, false), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_false(f->rep.timed_out);
+}
+
+static void
+test_rep_empty_answers_new_ops(void **state)
+{
+	fx            *f     = *state;
+	const uint32_t ops[] = { TBP_OP_PAUSE, TBP_OP_RESUME,
+		TBP_OP_SCHED_ADD, TBP_OP_SCHED_RM, TBP_OP_SCHED_PAUSE };
+
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		reset(f);
+		assert_int_equal(tbp_enc_rep_empty(&f->sb, ops[i], 18), TB_OK);
+		assert_int_equal(dec_rep(f), TB_OK);
+		assert_int_equal(f->rep.op, ops[i]);
+		assert_int_equal(f->rep.status, TB_OK);
+	}
+	reset(f);
+	assert_int_equal(tbp_enc_rep_error(&f->sb, TBP_OP_SUBMIT, 18,
+	                     TB_EQUEUEFULL, NULL),
+	    TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.status, TB_EQUEUEFULL);
+	assert_true(tbp_bytes_eq(f->rep.errname, "queue_full"));
+}
+
+static void
+test_rep_scheds_round_trips(void **state)
+{
+	fx                  *f         = *state;
+	static const uint8_t payload[] = { 0xa1, 'x' }; // "x"
+	tbp_sched            s[2];
+
+	s[0]           = sched("hourly");
+	s[0].queue     = tbp_str("default");
+	s[0].every_ms  = 3600000;
+	s[0].payload.p = payload;
+	s[0].payload.n = sizeof(payload);
+	s[0].priority  = 3;
+	s[0].next_at   = 1700000003600000;
+	s[0].last_at   = 1700000000000000;
+	s[0].fired     = 12;
+	s[0].last_task = 991;
+	s[0].paused    = true;
+	s[1]           = sched("nightly");
+	s[1].cron      = tbp_str("0 3 * * *");
+	s[1].catch_up  = true;
+	s[1].next_at   = 1700000100000000;
+	assert_int_equal(tbp_enc_rep_scheds(&f->sb, 19, s, 2), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.op, TBP_OP_SCHED_LIST);
+	assert_int_equal(f->rep.nscheds, 2);
+	assert_sched_equal(&f->rep.scheds[0], &s[0], true);
+	assert_sched_equal(&f->rep.scheds[1], &s[1], true);
+
+	reset(f);
+	assert_int_equal(tbp_enc_rep_scheds(&f->sb, 19, NULL, 0), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.nscheds, 0);
+	assert_null(f->rep.scheds);
+}
+
+static void
+test_rep_rejects_too_many_schedules(void **state)
+{
+	fx        *f = *state;
+	tbp_sched *s;
+
+	assert_non_null(s = calloc(TBP_MAX_SCHEDULES + 1, sizeof(*s)));
+	for (uint32_t i = 0; i <= TBP_MAX_SCHEDULES; i++) {
+		s[i] = sched("s");
+	}
+	assert_int_equal(
+	    tbp_enc_rep_scheds(&f->sb, 19, s, TBP_MAX_SCHEDULES), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.nscheds, TBP_MAX_SCHEDULES);
+	reset(f);
+	assert_int_equal(
+	    tbp_enc_rep_scheds(&f->sb, 19, s, TBP_MAX_SCHEDULES + 1), TB_OK);
+	free(s);
+	assert_int_equal(dec_rep(f), TB_ETOOBIG);
+}
+
+static void
+test_rep_rejects_bad_schedules(void **state)
+{
+	fx *f = *state;
+
+	pk_rep_head(f, TBP_VERSION, TBP_OP_SCHED_LIST, 0, 0); // no array
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+	reset(f);
+	pk_rep_head(f, TBP_VERSION, TBP_OP_SCHED_LIST, 0, 1);
+	pk_key(f, "schedules");
+	msgpack_pack_array(&f->pk, 1);
+	msgpack_pack_map(&f->pk, 1);
+	pk_key(f, "handler"); // no name
+	pk_str(f, "h");
+	assert_int_equal(dec_rep(f), TB_EPROTO);
+}
+
+static tbp_qstat
+qstat(const char *name, uint64_t base)
+{
+	tbp_qstat q;
+
+	memset(&q, 0, sizeof(q));
+	q.name              = tbp_str(name);
+	q.pending           = base + 1;
+	q.running           = base + 2;
+	q.failed            = base + 3;
+	q.dead              = base + 4;
+	q.done              = base + 5;
+	q.cancelled         = base + 6;
+	q.paused            = (base % 2) == 1;
+	q.concurrency       = (uint32_t) base + 7;
+	q.max_pending       = base + 8;
+	q.done_last_min     = base + 9;
+	q.oldest_pending_ms = base + 10;
+	q.forever           = (uint32_t) base + 11;
+	q.crashloop         = (uint32_t) base + 12;
+	return (q);
+}
+
+static void
+test_rep_queues_round_trips(void **state)
+{
+	fx       *f = *state;
+	tbp_qstat q[2];
+
+	q[0] = qstat("default", 0);
+	q[1] = qstat("mail", 101);
+	q[1].max_pending = UINT64_MAX;
+	assert_int_equal(tbp_enc_rep_queues(&f->sb, 20, q, 2), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.op, TBP_OP_QUEUES);
+	assert_int_equal(f->rep.nqueues, 2);
+	for (int i = 0; i < 2; i++) {
+		const tbp_qstat *a = &f->rep.queues[i];
+		const tbp_qstat *b = &q[i];
+
+		assert_bytes_equal(a->name, b->name);
+		assert_true(a->pending == b->pending);
+		assert_true(a->running == b->running);
+		assert_true(a->failed == b->failed);
+		assert_true(a->dead == b->dead);
+		assert_true(a->done == b->done);
+		assert_true(a->cancelled == b->cancelled);
+		assert_int_equal(a->paused, b->paused);
+		assert_int_equal(a->concurrency, b->concurrency);
+		assert_true(a->max_pending == b->max_pending);
+		assert_true(a->done_last_min == b->done_last_min);
+		assert_true(a->oldest_pending_ms == b->oldest_pending_ms);
+		assert_int_equal(a->forever, b->forever);
+		assert_int_equal(a->crashloop, b->crashloop);
+	}
+}
+
+static void
+test_rep_rejects_too_many_queues(void **state)
+{
+	fx        *f = *state;
+	tbp_qstat *q;
+
+	assert_non_null(q = calloc(TBP_MAX_QUEUES + 1, sizeof(*q)));
+	assert_int_equal(
+	    tbp_enc_rep_queues(&f->sb, 20, q, TBP_MAX_QUEUES), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.nqueues, TBP_MAX_QUEUES);
+	reset(f);
+	assert_int_equal(
+	    tbp_enc_rep_queues(&f->sb, 20, q, TBP_MAX_QUEUES + 1), TB_OK);
+	free(q);
+	assert_int_equal(dec_rep(f), TB_ETOOBIG);
+}
+
+static void
+test_rep_stats_reads_old_broker(void **state)
+{
+	fx *f = *state;
+
+	// A broker from before the lifecycle sends 11 counters.
+	pk_rep_head(f, TBP_VERSION, TBP_OP_STATS, 0, 1);
+	pk_key(f, "pending");
+	msgpack_pack_uint64(&f->pk, 4);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.stats.pending, 4);
+	assert_int_equal(f->rep.stats.schedules, 0);
+	assert_int_equal(f->rep.stats.forever, 0);
+	assert_int_equal(f->rep.stats.crashloop, 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -1852,6 +2654,39 @@ main(void)
 		T(test_event_rejects_body_not_map),
 		T(test_event_rejects_wrong_field_types),
 		T(test_golden_bad_inputs_are_refused),
+		T(test_submit_round_trips_lifecycle_fields),
+		T(test_req_rejects_bad_key),
+		T(test_req_rejects_wrong_lifecycle_task_types),
+		T(test_list2_round_trips),
+		T(test_rep_task_round_trips_lifecycle_fields),
+		T(test_rep_submit2_round_trips),
+		T(test_rep_submit_without_existing_reads_false),
+		T(test_rep_submit_rejects_existing_mismatch),
+		T(test_retry_by_id_round_trips),
+		T(test_retry_by_filter_round_trips),
+		T(test_retry_rejects_id_with_filter),
+		T(test_pause_and_resume_round_trip),
+		T(test_pause_rejects_missing_or_empty_queue),
+		T(test_drain_round_trips),
+		T(test_purge_round_trips),
+		T(test_purge_rejects_missing_state),
+		T(test_sched_add_round_trips_every),
+		T(test_sched_add_round_trips_cron),
+		T(test_sched_add_ignores_reply_fields),
+		T(test_sched_add_rejects_both_or_neither),
+		T(test_sched_add_rejects_bad_fields),
+		T(test_sched_name_round_trips),
+		T(test_sched_name_rejects_missing_name),
+		T(test_new_empty_requests_round_trip),
+		T(test_rep_count_round_trips),
+		T(test_rep_drain_round_trips),
+		T(test_rep_empty_answers_new_ops),
+		T(test_rep_scheds_round_trips),
+		T(test_rep_rejects_too_many_schedules),
+		T(test_rep_rejects_bad_schedules),
+		T(test_rep_queues_round_trips),
+		T(test_rep_rejects_too_many_queues),
+		T(test_rep_stats_reads_old_broker),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
