@@ -419,11 +419,7 @@ config_usage(FILE *out)
 		}
 		fprintf(out, "; default %s\n", e->def[0] ? e->def : "none");
 	}
-	fprintf(out, "\nKeys of a [queue NAME] section in the config file:\n");
-	for (size_t i = 0; i < NQKEYS; i++) {
-		fprintf(out, "  %-18s %s\n", config_qkeys[i].name,
-		    config_qkeys[i].help);
-	}
+
 	fprintf(out,
 	    "  --print-config  print the effective settings and exit\n"
 	    "  --help      show this help and exit\n"
@@ -431,6 +427,11 @@ config_usage(FILE *out)
 	    "Signals: SIGTERM or SIGINT shut down gracefully (exit 0).\n"
 	    "Exit status: 0 after a clean shutdown, 1 on a start-up or "
 	    "runtime error, 2 on a usage error.\n");
+	fprintf(out, "\nKeys of a [queue NAME] section in the config file:\n");
+	for (size_t i = 0; i < NQKEYS; i++) {
+		fprintf(out, "  %-18s %s\n", config_qkeys[i].name,
+		    config_qkeys[i].help);
+	}
 }
 
 int

@@ -1257,6 +1257,9 @@ queue_of_in(broker *b, const tbp_task_in *in)
 	if (n == 0) {
 		return (queue_get(b, "default"));
 	}
+	if (n > TBP_MAX_NAME) {
+		return (NULL); // the decoder refuses these; a stored one may not
+	}
 	memcpy(name, in->queue.p, n);
 	name[n] = '\0';
 	return (queue_get(b, name));
@@ -1928,6 +1931,9 @@ handle_pause_resume(broker *b, srv_req *req)
 	queue   *q;
 	store_op op;
 
+	if (req->req.queue.n == 0 || req->req.queue.n > TBP_MAX_NAME) {
+		return (TB_EINVAL);
+	}
 	memcpy(name, req->req.queue.p, req->req.queue.n);
 	name[req->req.queue.n] = '\0';
 	if ((q = queue_get(b, name)) == NULL) {
@@ -3283,8 +3289,9 @@ broker_close(broker *b)
 	}
 	store_close(b->st);
 	(void) uv_loop_close(&b->loop);
-	// The sid index first: clearing it reads its head task.
+	// The secondary indexes first: clearing one reads its head task.
 	HASH_CLEAR(hh_sid, b->by_sid);
+	HASH_CLEAR(hh_key, b->by_key);
 	HASH_ITER(hh, b->by_id, t, tmp)
 	{
 		ackwait *a;

@@ -87,6 +87,10 @@ struct tb_task {
 	char    *error;  // NULL: none
 	uint8_t *result; // NULL: none
 	size_t   result_len;
+	int64_t  run_at;
+	uint32_t timeout_ms;
+	int      forever;
+	char    *key; // NULL: none
 };
 
 // client_call is one request/reply exchange: the decoded reply and the
@@ -115,6 +119,13 @@ tb_errname(int code)
 static const char *const state_names[] = {TB_STATES(TB_STATE_NAME_)};
 #undef TB_STATE_NAME_
 #define NSTATES ((int) (sizeof(state_names) / sizeof(state_names[0])))
+
+// Error codes are dense and only ever appended, so a status at or above
+// NERRS is one this library does not know.
+#define TB_ERR_VAL_(c, v, n, m) v,
+static const int err_values[] = {TB_ERRORS(TB_ERR_VAL_)};
+#undef TB_ERR_VAL_
+#define NERRS ((int) (sizeof(err_values) / sizeof(err_values[0])))
 
 const char *
 tb_state_name(int state)
@@ -472,7 +483,7 @@ client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 		goto out;
 	}
 	rv = call->rep.status;
-	if (rv < 0 || rv > TB_ESYSTEM) {
+	if (rv < 0 || rv >= NERRS) {
 		rv = TB_EPROTO; // a status this library does not know
 	}
 out:
@@ -558,11 +569,17 @@ task_copy(tb_task **tp, const tbp_task_info *in)
 	t->created_at   = in->created_at;
 	t->started_at   = in->started_at;
 	t->finished_at  = in->finished_at;
+	t->run_at       = in->run_at;
+	t->timeout_ms   = in->timeout_ms;
+	t->forever      = in->forever ? 1 : 0;
 	if ((t->queue = tbp_bytes_dup(in->queue)) == NULL ||
 	    (t->handler = tbp_bytes_dup(in->handler)) == NULL) {
 		goto fail;
 	}
 	if (in->error.n > 0 && (t->error = tbp_bytes_dup(in->error)) == NULL) {
+		goto fail;
+	}
+	if (in->key.n > 0 && (t->key = tbp_bytes_dup(in->key)) == NULL) {
 		goto fail;
 	}
 	if (in->result.n > 0) {
@@ -589,6 +606,7 @@ tb_task_free(tb_task *t)
 	free(t->handler);
 	free(t->error);
 	free(t->result);
+	free(t->key);
 	free(t);
 }
 
@@ -679,6 +697,30 @@ tb_task_finished_at(const tb_task *t)
 	return (t->finished_at);
 }
 
+int64_t
+tb_task_run_at(const tb_task *t)
+{
+	return (t->run_at);
+}
+
+uint32_t
+tb_task_timeout_ms(const tb_task *t)
+{
+	return (t->timeout_ms);
+}
+
+int
+tb_task_forever(const tb_task *t)
+{
+	return (t->forever);
+}
+
+const char *
+tb_task_key(const tb_task *t)
+{
+	return (t->key);
+}
+
 // ---- requests -------------------------------------------------------------
 
 int
@@ -697,6 +739,13 @@ tb_submit(tb_client *c, const char *handler, const void *payload,
 int
 tb_submit_batch(tb_client *c, const tb_task_spec *specs, size_t n, tb_id *ids)
 {
+	return (tb_submit_batch_flags(c, specs, n, ids, NULL));
+}
+
+int
+tb_submit_batch_flags(tb_client *c, const tb_task_spec *specs, size_t n,
+    tb_id *ids, uint32_t *flags)
+{
 	static const tb_submit_opts dflt = TB_SUBMIT_OPTS_INIT;
 	msgpack_sbuffer             b;
 	client_call                 call;
@@ -709,11 +758,20 @@ tb_submit_batch(tb_client *c, const tb_task_spec *specs, size_t n, tb_id *ids)
 		return (TB_EINVAL);
 	}
 	for (size_t i = 0; i < n; i++) {
-		const tb_task_spec *s = &specs[i];
+		const tb_task_spec   *s = &specs[i];
+		const tb_submit_opts *o = s->opts;
 
 		if (s->handler == NULL || s->handler[0] == '\0' ||
 		    (s->payload == NULL && s->payload_len > 0)) {
 			return (TB_EINVAL);
+		}
+		if (o != NULL && (o->run_at < 0 ||
+		                     (o->key != NULL && o->key[0] == '\0'))) {
+			return (TB_EINVAL);
+		}
+		if (o != NULL && o->key != NULL &&
+		    strlen(o->key) > TBP_MAX_KEY) {
+			return (TB_ETOOBIG);
 		}
 	}
 	msgpack_sbuffer_init(&b);
@@ -742,6 +800,9 @@ tb_submit_batch(tb_client *c, const tb_task_spec *specs, size_t n, tb_id *ids)
 		in[i].max_attempts = o->max_attempts;
 		in[i].timeout_ms   = o->timeout_ms;
 		in[i].delay_ms     = o->delay_ms;
+		in[i].run_at       = o->run_at;
+		in[i].key          = tbp_str(o->key); // NULL: none
+		in[i].forever      = o->forever != 0;
 		if (s->payload_len > UINT32_MAX) {
 			rv = TB_ETOOBIG;
 			goto out;
@@ -760,9 +821,19 @@ tb_submit_batch(tb_client *c, const tb_task_spec *specs, size_t n, tb_id *ids)
 		rv = TB_EPROTO;
 		goto out;
 	}
-	if (ids != NULL) {
-		for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
+		if (ids != NULL) {
 			ids[i] = call.rep.ids[i];
+		}
+		if (flags != NULL) {
+			// An older broker sends no "existing": all new.
+			flags[i] = 0;
+			if (call.rep.dup != NULL && call.rep.dup[i]) {
+				flags[i] |= TB_SUBMIT_DUP;
+			}
+			if (call.rep.existing != NULL && call.rep.existing[i]) {
+				flags[i] |= TB_SUBMIT_EXISTING;
+			}
 		}
 	}
 out:
@@ -882,9 +953,10 @@ tb_list(tb_client *c, const tb_list_opts *opts, tb_task ***tasksp, size_t *np)
 	msgpack_sbuffer_init(&b);
 	memset(&call, 0, sizeof(call));
 	req_id = client_next_req_id(c);
-	if ((rv = tbp_enc_list(&b, req_id, opts->queue,
+	if ((rv = tbp_enc_list2(&b, req_id, opts->queue,
 	         opts->state < 0 ? -1 : opts->state, opts->limit,
-	         opts->after_id)) != TB_OK) {
+	         opts->after_id, opts->handler, opts->min_age_ms,
+	         opts->max_age_ms)) != TB_OK) {
 		goto out;
 	}
 	rv = client_call_run(
@@ -917,8 +989,9 @@ out:
 	return (rv);
 }
 
-// empty_request runs ping, stats or shutdown; the caller reads call->rep
-// and must call_fini(call) whatever the result.
+// empty_request runs a request with an empty body (ping, stats, shutdown,
+// schedule_list, queues); the caller reads call->rep and
+// must call_fini(call) whatever the result.
 static int
 empty_request(tb_client *c, uint32_t op, client_call *call)
 {
@@ -964,6 +1037,9 @@ tb_stats_get(tb_client *c, tb_stats *st)
 		st->uptime_ms = s->uptime_ms;
 		st->workers   = s->workers;
 		st->pid       = s->pid;
+		st->schedules = s->schedules;
+		st->forever   = s->forever;
+		st->crashloop = s->crashloop;
 	}
 	call_fini(&call);
 	return (rv);
@@ -996,6 +1072,381 @@ tb_shutdown(tb_client *c)
 	int         rv;
 
 	rv = empty_request(c, TBP_OP_SHUTDOWN, &call);
+	call_fini(&call);
+	return (rv);
+}
+
+// ---- the task lifecycle ---------------------------------------------------
+
+// encoded_request runs the request encoded in b (by the caller, with
+// req_id) and waits up to timeout for its reply; the caller reads call->rep and
+// must call_fini(call) whatever the result. b is destroyed here.
+static int
+encoded_request(tb_client *c, msgpack_sbuffer *b, int enc_rv, uint32_t op,
+    uint64_t req_id, int64_t timeout, client_call *call)
+{
+	int rv = enc_rv;
+
+	memset(call, 0, sizeof(*call));
+	if (rv == TB_OK) {
+		rv = client_call_run(c, b, op, req_id, timeout, call);
+	}
+	msgpack_sbuffer_destroy(b);
+	return (rv);
+}
+
+// count_request finishes a retry or purge: *countp (may be NULL) receives
+// the reply's count.
+static int
+count_request(tb_client *c, msgpack_sbuffer *b, int enc_rv, uint32_t op,
+    uint64_t req_id, uint64_t *countp)
+{
+	client_call call;
+	int         rv;
+
+	rv = encoded_request(
+	    c, b, enc_rv, op, req_id, client_timeout(c), &call);
+	if (rv == TB_OK && countp != NULL) {
+		*countp = call.rep.count;
+	}
+	call_fini(&call);
+	return (rv);
+}
+
+int
+tb_retry(tb_client *c, tb_id id)
+{
+	msgpack_sbuffer b;
+	uint64_t        req_id;
+	int             rv;
+
+	if (c == NULL) {
+		return (TB_EINVAL);
+	}
+	msgpack_sbuffer_init(&b);
+	req_id = client_next_req_id(c);
+	rv     = tbp_enc_retry(&b, req_id, true, id, NULL, -1);
+	return (count_request(c, &b, rv, TBP_OP_RETRY, req_id, NULL));
+}
+
+int
+tb_retry_queue(tb_client *c, const char *queue, int state, uint64_t *countp)
+{
+	msgpack_sbuffer b;
+	uint64_t        req_id;
+	int             rv;
+
+	if (c == NULL || (state != -1 && state != TB_STATE_DEAD &&
+	                     state != TB_STATE_CANCELLED)) {
+		return (TB_EINVAL);
+	}
+	msgpack_sbuffer_init(&b);
+	req_id = client_next_req_id(c);
+	rv     = tbp_enc_retry(&b, req_id, false, 0, queue, state);
+	return (count_request(c, &b, rv, TBP_OP_RETRY, req_id, countp));
+}
+
+// queue_op runs pause or resume.
+static int
+queue_op(tb_client *c, uint32_t op, const char *queue)
+{
+	msgpack_sbuffer b;
+	client_call     call;
+	uint64_t        req_id;
+	int             rv;
+
+	if (c == NULL || queue == NULL || queue[0] == '\0') {
+		return (TB_EINVAL);
+	}
+	msgpack_sbuffer_init(&b);
+	req_id = client_next_req_id(c);
+	rv     = tbp_enc_queue_op(&b, op, req_id, queue);
+	rv     = encoded_request(
+	    c, &b, rv, op, req_id, client_timeout(c), &call);
+	call_fini(&call);
+	return (rv);
+}
+
+int
+tb_pause(tb_client *c, const char *queue)
+{
+	return (queue_op(c, TBP_OP_PAUSE, queue));
+}
+
+int
+tb_resume(tb_client *c, const char *queue)
+{
+	return (queue_op(c, TBP_OP_RESUME, queue));
+}
+
+int
+tb_drain(tb_client *c, const char *queue, int timeout_ms)
+{
+	msgpack_sbuffer b;
+	client_call     call;
+	uint64_t        req_id;
+	int             rv;
+
+	if (c == NULL) {
+		return (TB_EINVAL);
+	}
+	if (timeout_ms < 0) {
+		timeout_ms = CLIENT_WAIT_MAX_MS;
+	}
+	msgpack_sbuffer_init(&b);
+	req_id = client_next_req_id(c);
+	rv     = tbp_enc_drain(&b, req_id, queue, timeout_ms);
+	// The broker answers at its own deadline at the latest; give the
+	// reply the usual time on top, as tb_wait does.
+	rv = encoded_request(c, &b, rv, TBP_OP_DRAIN, req_id,
+	    (int64_t) timeout_ms + client_timeout(c), &call);
+	if (rv == TB_OK && call.rep.timed_out) {
+		rv = TB_ETIMEDOUT;
+	}
+	call_fini(&call);
+	return (rv);
+}
+
+int
+tb_purge(tb_client *c, const char *queue, int state, uint64_t min_age_ms,
+    uint64_t *countp)
+{
+	msgpack_sbuffer b;
+	uint64_t        req_id;
+	int             rv;
+
+	if (c == NULL ||
+	    (state != TB_STATE_PENDING && state != TB_STATE_DONE &&
+	        state != TB_STATE_DEAD && state != TB_STATE_CANCELLED)) {
+		return (TB_EINVAL);
+	}
+	msgpack_sbuffer_init(&b);
+	req_id = client_next_req_id(c);
+	rv     = tbp_enc_purge(&b, req_id, queue, state, min_age_ms);
+	return (count_request(c, &b, rv, TBP_OP_PURGE, req_id, countp));
+}
+
+// ---- schedules and queues -------------------------------------------------
+
+int
+tb_schedule_add(tb_client *c, const tb_schedule_spec *spec)
+{
+	msgpack_sbuffer b;
+	client_call     call;
+	tbp_sched       s;
+	uint64_t        req_id;
+	bool            have_cron;
+	int             rv;
+
+	if (c == NULL || spec == NULL || spec->name == NULL ||
+	    spec->name[0] == '\0' || spec->handler == NULL ||
+	    spec->handler[0] == '\0' ||
+	    (spec->payload == NULL && spec->payload_len > 0)) {
+		return (TB_EINVAL);
+	}
+	have_cron = spec->cron != NULL && spec->cron[0] != '\0';
+	if (have_cron == (spec->every_ms > 0)) {
+		return (TB_EINVAL); // exactly one of the two
+	}
+	if (spec->payload_len > UINT32_MAX) {
+		return (TB_ETOOBIG);
+	}
+	memset(&s, 0, sizeof(s));
+	s.name         = tbp_str(spec->name);
+	s.handler      = tbp_str(spec->handler);
+	s.queue        = tbp_str(spec->queue); // NULL: "default"
+	s.payload.p    = spec->payload_len > 0 ? spec->payload : NULL;
+	s.payload.n    = (uint32_t) spec->payload_len;
+	s.priority     = spec->priority;
+	s.max_attempts = spec->max_attempts;
+	s.timeout_ms   = spec->timeout_ms;
+	s.every_ms     = spec->every_ms;
+	s.cron         = tbp_str(have_cron ? spec->cron : NULL);
+	s.catch_up     = spec->catch_up != 0;
+	msgpack_sbuffer_init(&b);
+	req_id = client_next_req_id(c);
+	rv     = tbp_enc_sched_add(&b, req_id, &s);
+	rv     = encoded_request(c, &b, rv, TBP_OP_SCHED_ADD, req_id,
+	    client_timeout(c), &call);
+	call_fini(&call);
+	return (rv);
+}
+
+// sched_name_op runs schedule_rm or schedule_pause.
+static int
+sched_name_op(tb_client *c, uint32_t op, const char *name, bool paused)
+{
+	msgpack_sbuffer b;
+	client_call     call;
+	uint64_t        req_id;
+	int             rv;
+
+	if (c == NULL || name == NULL || name[0] == '\0') {
+		return (TB_EINVAL);
+	}
+	msgpack_sbuffer_init(&b);
+	req_id = client_next_req_id(c);
+	rv     = tbp_enc_sched_name(&b, op, req_id, name, paused);
+	rv     = encoded_request(
+	    c, &b, rv, op, req_id, client_timeout(c), &call);
+	call_fini(&call);
+	return (rv);
+}
+
+int
+tb_schedule_rm(tb_client *c, const char *name)
+{
+	return (sched_name_op(c, TBP_OP_SCHED_RM, name, false));
+}
+
+int
+tb_schedule_pause(tb_client *c, const char *name, int paused)
+{
+	return (sched_name_op(c, TBP_OP_SCHED_PAUSE, name, paused != 0));
+}
+
+void
+tb_schedule_list_free(tb_schedule_info *list, size_t n)
+{
+	if (list == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(list[i].name);
+		free(list[i].handler);
+		free(list[i].queue);
+		free(list[i].cron);
+	}
+	free(list);
+}
+
+static int
+sched_copy(tb_schedule_info *out, const tbp_sched *in)
+{
+	out->every_ms     = in->every_ms;
+	out->priority     = in->priority;
+	out->max_attempts = in->max_attempts;
+	out->timeout_ms   = in->timeout_ms;
+	out->catch_up     = in->catch_up ? 1 : 0;
+	out->paused       = in->paused ? 1 : 0;
+	out->next_at      = in->next_at;
+	out->last_at      = in->last_at;
+	out->fired        = in->fired;
+	out->last_task    = in->last_task;
+	if ((out->name = tbp_bytes_dup(in->name)) == NULL ||
+	    (out->handler = tbp_bytes_dup(in->handler)) == NULL ||
+	    (out->queue = tbp_bytes_dup(in->queue)) == NULL) {
+		return (TB_ENOMEM);
+	}
+	if (in->cron.n > 0 && (out->cron = tbp_bytes_dup(in->cron)) == NULL) {
+		return (TB_ENOMEM);
+	}
+	return (TB_OK);
+}
+
+int
+tb_schedule_list(tb_client *c, tb_schedule_info **listp, size_t *np)
+{
+	client_call       call;
+	tb_schedule_info *list = NULL;
+	size_t            n    = 0;
+	int               rv;
+
+	if (listp == NULL || np == NULL) {
+		return (TB_EINVAL);
+	}
+	if ((rv = empty_request(c, TBP_OP_SCHED_LIST, &call)) != TB_OK) {
+		goto out;
+	}
+	if (call.rep.nscheds > 0 && call.rep.scheds == NULL) {
+		rv = TB_EPROTO;
+		goto out;
+	}
+	// One extra slot so that an empty listing is still a valid array.
+	if ((list = calloc((size_t) call.rep.nscheds + 1, sizeof(*list))) ==
+	    NULL) {
+		rv = TB_ENOMEM;
+		goto out;
+	}
+	for (n = 0; n < call.rep.nscheds; n++) {
+		// Count the entry before copying so a half copy is freed.
+		if ((rv = sched_copy(&list[n], &call.rep.scheds[n])) !=
+		    TB_OK) {
+			n++;
+			goto out;
+		}
+	}
+	*listp = list;
+	*np    = n;
+	list   = NULL; // the caller owns the array from here
+out:
+	tb_schedule_list_free(list, n);
+	call_fini(&call);
+	return (rv);
+}
+
+void
+tb_queues_free(tb_queue_info *list, size_t n)
+{
+	if (list == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(list[i].name);
+	}
+	free(list);
+}
+
+int
+tb_queues(tb_client *c, tb_queue_info **listp, size_t *np)
+{
+	client_call    call;
+	tb_queue_info *list = NULL;
+	size_t         n    = 0;
+	int            rv;
+
+	if (listp == NULL || np == NULL) {
+		return (TB_EINVAL);
+	}
+	if ((rv = empty_request(c, TBP_OP_QUEUES, &call)) != TB_OK) {
+		goto out;
+	}
+	if (call.rep.nqueues > 0 && call.rep.queues == NULL) {
+		rv = TB_EPROTO;
+		goto out;
+	}
+	if ((list = calloc((size_t) call.rep.nqueues + 1, sizeof(*list))) ==
+	    NULL) {
+		rv = TB_ENOMEM;
+		goto out;
+	}
+	for (n = 0; n < call.rep.nqueues; n++) {
+		const tbp_qstat *q = &call.rep.queues[n];
+		tb_queue_info   *o = &list[n];
+
+		if ((o->name = tbp_bytes_dup(q->name)) == NULL) {
+			rv = TB_ENOMEM;
+			goto out;
+		}
+		o->pending           = q->pending;
+		o->running           = q->running;
+		o->failed            = q->failed;
+		o->dead              = q->dead;
+		o->done              = q->done;
+		o->cancelled         = q->cancelled;
+		o->paused            = q->paused ? 1 : 0;
+		o->concurrency       = q->concurrency;
+		o->max_pending       = q->max_pending;
+		o->done_last_min     = q->done_last_min;
+		o->oldest_pending_ms = q->oldest_pending_ms;
+		o->forever           = q->forever;
+		o->crashloop         = q->crashloop;
+	}
+	*listp = list;
+	*np    = n;
+	list   = NULL; // the caller owns the array from here
+out:
+	tb_queues_free(list, n);
 	call_fini(&call);
 	return (rv);
 }

@@ -2,6 +2,7 @@
 // posix_spawn (nng is not fork-safe), remembered in a small registry, and
 // reaped by its pid; an atexit hook kills whatever a crashed test left.
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1020,4 +1021,142 @@ tbh_fix_start(tbh_fix *f, const char *const *args)
 	}
 	f->c = tbh_client(&f->b, 10000);
 	assert_non_null(f->c);
+}
+
+// Additions for the lifecycle, admin and schedule tests.
+
+int
+tbh_write_config(tbh_broker *b, const char *name, const char *text,
+    char *path, size_t size)
+{
+	FILE *fp;
+
+	if (b->dir[0] == '\0') {
+		// As tbh_start does; it then leaves the dir as it is.
+		snprintf(b->dir, sizeof(b->dir), "/tmp/tbh-XXXXXX");
+		if (mkdtemp(b->dir) == NULL) {
+			fprintf(stderr, "harness: mkdtemp: %s\n",
+			    strerror(errno));
+			b->dir[0] = '\0';
+			return (-1);
+		}
+		snprintf(b->data_dir, sizeof(b->data_dir), "%s/data", b->dir);
+		snprintf(b->url, sizeof(b->url), "ipc://%s/tb.sock", b->dir);
+		snprintf(b->events_url, sizeof(b->events_url),
+		    "ipc://%s/ev.sock", b->dir);
+		snprintf(b->log_path, sizeof(b->log_path), "%s/broker.log",
+		    b->dir);
+		(void) mkdir(b->data_dir, 0755);
+	}
+	if ((size_t) snprintf(path, size, "%s/%s", b->dir, name) >= size) {
+		fprintf(stderr, "harness: config path too long\n");
+		return (-1);
+	}
+	if ((fp = fopen(path, "w")) == NULL) {
+		fprintf(stderr, "harness: %s: %s\n", path, strerror(errno));
+		return (-1);
+	}
+	fputs(text, fp);
+	if (fclose(fp) != 0) {
+		fprintf(stderr, "harness: %s: %s\n", path, strerror(errno));
+		return (-1);
+	}
+	return (0);
+}
+
+int
+tbh_count_tasks(tb_client *c, const char *queue, int state, size_t *np)
+{
+	tb_list_opts o     = TB_LIST_OPTS_INIT;
+	size_t       total = 0;
+
+	o.queue = queue;
+	o.state = state;
+	o.limit = 1000;
+	for (;;) {
+		tb_task **ts = NULL;
+		size_t    n  = 0;
+		int       rv;
+
+		if ((rv = tb_list(c, &o, &ts, &n)) != TB_OK) {
+			return (rv);
+		}
+		if (n == 0) {
+			tb_task_list_free(ts, n);
+			*np = total;
+			return (TB_OK);
+		}
+		total += n;
+		o.after_id = tb_task_id(ts[n - 1]);
+		tb_task_list_free(ts, n);
+	}
+}
+
+int
+tbh_cli(const tbh_broker *b, char **outp, char **errp,
+    const char *const *args)
+{
+	const char *bin = getenv("TB_CLI_BIN");
+	char       *argv[40];
+	int         n = 0;
+
+	if (bin == NULL || bin[0] == '\0') {
+		fprintf(stderr, "harness: TB_CLI_BIN is not set\n");
+		return (-1);
+	}
+	argv[n++] = (char *) bin;
+	argv[n++] = "--broker";
+	argv[n++] = (char *) b->url;
+	for (int i = 0; args[i] != NULL && n < 39; i++) {
+		argv[n++] = (char *) args[i];
+	}
+	argv[n] = NULL;
+	return (tbh_run(argv, TBH_MS(30000), outp, errp,
+	    b->dir[0] != '\0' ? b->dir : NULL));
+}
+
+int
+tbh_procs_with_arg(const char *arg, pid_t *pids, int max)
+{
+	DIR           *d;
+	struct dirent *de;
+	int            found = 0;
+	size_t         alen  = strlen(arg);
+
+	if ((d = opendir("/proc")) == NULL) {
+		return (0);
+	}
+	while ((de = readdir(d)) != NULL) {
+		char    path[300];
+		char    buf[4096];
+		ssize_t len;
+		int     fd;
+		char   *end;
+		long    pid = strtol(de->d_name, &end, 10);
+
+		if (*end != '\0' || pid <= 0) {
+			continue;
+		}
+		snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+		if ((fd = open(path, O_RDONLY)) < 0) {
+			continue;
+		}
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0) {
+			continue;
+		}
+		buf[len] = '\0';
+		for (char *p = buf; p < buf + len; p += strlen(p) + 1) {
+			if (strlen(p) == alen && memcmp(p, arg, alen) == 0) {
+				if (pids != NULL && found < max) {
+					pids[found] = (pid_t) pid;
+				}
+				found++;
+				break;
+			}
+		}
+	}
+	closedir(d);
+	return (found);
 }

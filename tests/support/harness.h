@@ -266,4 +266,28 @@ void tbh_fix_start(tbh_fix *f, const char *const *args);
 // TBH_MS scales a deadline by TBH_TIME_SCALE.
 #define TBH_MS(ms) ((int) ((ms) * tbh_scale()))
 
+// Additions for the lifecycle, admin and schedule tests.
+
+// tbh_write_config makes the broker's temp dir if tbh_start has not yet
+// (so a test can write a config file before the first start), writes text
+// to DIR/name and copies that path into path (size bytes). Returns 0 or -1.
+int tbh_write_config(tbh_broker *b, const char *name, const char *text,
+    char *path, size_t size);
+
+// tbh_count_tasks counts the tasks of queue (NULL: all) in state (-1: all)
+// by paging through tb_list. Returns a tb_err code; the count in *np.
+int tbh_count_tasks(tb_client *c, const char *queue, int state, size_t *np);
+
+// tbh_cli runs TB_CLI_BIN --broker URL args... (args NULL-terminated) in
+// the broker's dir (deadline 30 s, scaled) and returns its exit code as
+// tbh_run; stdout and stderr in *outp and *errp (either may be NULL; free
+// them).
+int tbh_cli(const tbh_broker *b, char **outp, char **errp,
+    const char *const *args);
+
+// tbh_procs_with_arg scans /proc/*/cmdline for live processes that have an
+// argument equal to arg (zombies have no cmdline and are not counted). Up
+// to max pids go to pids (may be NULL). Returns how many it found.
+int tbh_procs_with_arg(const char *arg, pid_t *pids, int max);
+
 #endif // TBH_HARNESS_H
