@@ -2357,33 +2357,8 @@ sched_write(broker *b, periodic *s, srv_req *req)
 static int64_t
 sched_next(const periodic *s, int64_t due, int64_t t_us)
 {
-	if (s->sc->cron != NULL) {
-		return (tbt_cron_next(&s->cron, t_us));
-	}
-	int64_t every = (int64_t) s->sc->every_ms * 1000;
-	if (t_us < due) {
-		return (due);
-	}
-	return (due + ((t_us - due) / every + 1) * every);
-}
-
-// sched_sid derives the submission id of the task that schedule name fires
-// for due time due. The same due time always gives the same sid, so a fire
-// repeated after a crash (before the schedule's new state was stored) is
-// recognised by the store as the same task and creates nothing.
-static void
-sched_sid(const char *name, int64_t due, uint8_t sid[16])
-{
-	uint64_t h = 1469598103934665603ULL; // FNV-1a
-
-	for (const char *p = name; *p != '\0'; p++) {
-		h ^= (uint8_t) *p;
-		h *= 1099511628211ULL;
-	}
-	for (int i = 0; i < 8; i++) {
-		sid[i]     = (uint8_t) (h >> (8 * i));
-		sid[8 + i] = (uint8_t) ((uint64_t) due >> (8 * i));
-	}
+	return (sched_next_due((int64_t) s->sc->every_ms * 1000,
+	    s->sc->cron != NULL ? &s->cron : NULL, due, t_us));
 }
 
 static void

@@ -149,3 +149,32 @@ sched_backoff_us(uint32_t attempts, int64_t base_us, int64_t cap_us, double r)
 	}
 	return (d / 2 + (int64_t) ((double) (d / 2) * r));
 }
+
+int64_t
+sched_next_due(int64_t every_us, const tbt_cron *cron, int64_t due, int64_t t)
+{
+	if (cron != NULL) {
+		return (tbt_cron_next(cron, t));
+	}
+	if (t < due) {
+		return (due);
+	}
+	return (due + ((t - due) / every_us + 1) * every_us);
+}
+
+void
+sched_sid(const char *name, int64_t due, uint8_t sid[SCHED_SID_LEN])
+{
+	uint64_t h = 1469598103934665603ULL; // FNV-1a, 64 bits
+
+	for (const char *p = name; *p != '\0'; p++) {
+		h ^= (uint8_t) *p;
+		h *= 1099511628211ULL;
+	}
+	// Half name, half due time: two schedules collide only if their
+	// names hash alike and they fire at the same microsecond.
+	for (int i = 0; i < 8; i++) {
+		sid[i]     = (uint8_t) (h >> (8 * i));
+		sid[8 + i] = (uint8_t) ((uint64_t) due >> (8 * i));
+	}
+}

@@ -18,6 +18,8 @@
 
 #include <uthash.h>
 
+#include <tbtime.h>
+
 #define SCHED_SID_LEN 16
 
 struct run;
@@ -116,5 +118,18 @@ bool sched_before(int kind, const task *a, const task *b);
 // "equal jitter" (half fixed, half random from r in [0,1)).
 int64_t sched_backoff_us(uint32_t attempts, int64_t base_us, int64_t cap_us,
     double r);
+
+// sched_next_due returns a periodic schedule's first due time strictly
+// after t (Unix µs): with every_us > 0, on the grid due + k * every_us
+// (due being a due time of the schedule); otherwise the cron's next time.
+// To fire every missed time (catch up), pass t = due; to skip missed ones,
+// pass t = now.
+int64_t sched_next_due(
+    int64_t every_us, const tbt_cron *cron, int64_t due, int64_t t);
+
+// sched_sid writes the submission id of the task a schedule named name
+// fires for due time due: always the same for the same pair, so a fire
+// repeated after a crash is recognised by the store as the same task.
+void sched_sid(const char *name, int64_t due, uint8_t sid[SCHED_SID_LEN]);
 
 #endif // TASK_H

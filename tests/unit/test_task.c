@@ -169,6 +169,63 @@ test_backoff_jitter_stays_within_half_to_full(void **state)
 	    sched_backoff_us(4, 100000, 60000000, 0.1));
 }
 
+#define S 1000000LL // one second in µs
+
+static void
+test_every_next_is_the_next_grid_point_strictly_after(void **state)
+{
+	(void) state;
+	// Grid 100 s + k * 30 s.
+	assert_int_equal(sched_next_due(30 * S, NULL, 100 * S, 50 * S), 100 * S);
+	assert_int_equal(sched_next_due(30 * S, NULL, 100 * S, 100 * S), 130 * S);
+	assert_int_equal(sched_next_due(30 * S, NULL, 100 * S, 129 * S), 130 * S);
+	assert_int_equal(sched_next_due(30 * S, NULL, 100 * S, 130 * S), 160 * S);
+}
+
+static void
+test_every_after_downtime_skips_or_catches_up(void **state)
+{
+	int64_t due = 100 * S;
+	int64_t now = 205 * S; // down over 130, 160, 190
+	int     n   = 0;
+
+	(void) state;
+	// Skipping: one step lands after now, on the grid.
+	assert_int_equal(sched_next_due(30 * S, NULL, due, now), 220 * S);
+	// Catching up: each missed due time in turn.
+	for (int64_t t = due; t <= now; t = sched_next_due(30 * S, NULL, t, t)) {
+		n++;
+	}
+	assert_int_equal(n, 4); // 100, 130, 160, 190
+}
+
+static void
+test_cron_next_comes_from_the_cron(void **state)
+{
+	tbt_cron c;
+	int64_t  t = 1795250532LL * S; // 2026-11-21T08:42:12Z
+
+	(void) state;
+	assert_int_equal(tbt_cron_parse(&c, "*/5 * * * *", NULL), TB_OK);
+	// 08:45:00, whatever "due" says.
+	assert_int_equal(sched_next_due(0, &c, 0, t), 1795250700LL * S);
+}
+
+static void
+test_schedule_sid_is_stable_and_distinct(void **state)
+{
+	uint8_t a[16], b[16], c[16], d[16];
+
+	(void) state;
+	sched_sid("nightly", 1000, a);
+	sched_sid("nightly", 1000, b);
+	sched_sid("nightly", 2000, c);
+	sched_sid("hourly", 1000, d);
+	assert_memory_equal(a, b, 16);
+	assert_memory_not_equal(a, c, 16);
+	assert_memory_not_equal(a, d, 16);
+}
+
 int
 main(void)
 {
@@ -182,6 +239,11 @@ main(void)
 		cmocka_unit_test(test_backoff_doubles_and_is_capped),
 		cmocka_unit_test(
 		    test_backoff_jitter_stays_within_half_to_full),
+		cmocka_unit_test(
+		    test_every_next_is_the_next_grid_point_strictly_after),
+		cmocka_unit_test(test_every_after_downtime_skips_or_catches_up),
+		cmocka_unit_test(test_cron_next_comes_from_the_cron),
+		cmocka_unit_test(test_schedule_sid_is_stable_and_distinct),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
