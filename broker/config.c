@@ -22,6 +22,7 @@ enum config_type {
 	CFG_ENUM, // int field holding an index into values
 	CFG_LONG, // long field
 	CFG_MS,   // long field: a duration ("30s", "5m", plain ms)
+	CFG_LIST, // config_list field: the option may be repeated
 };
 
 typedef struct config_entry {
@@ -98,6 +99,20 @@ static const config_entry config_table[] = {
 	{ "exec-kill-grace", CFG_MS, "5s", 0, 3600000, OFF(exec_kill_grace_ms),
 	    { NULL },
 	    "an exec task being stopped gets SIGTERM, then SIGKILL after this" },
+	{ "exec-output-max", CFG_LONG, "4096", 0, 1048576, OFF(exec_output_max),
+	    { NULL }, "bytes of an exec task's stdout and of its stderr kept "
+	              "(the last ones)" },
+	{ "exec-allow", CFG_LIST, "", 0, 0, OFF(exec_allow), { NULL },
+	    "a program, or a directory ending in /, that exec tasks may run; "
+	    "repeatable; none given: any program" },
+	{ "sqlite-db", CFG_LIST, "", 0, 0, OFF(sqlite_dbs), { NULL },
+	    "NAME=PATH: a database sqlite tasks may name; repeatable" },
+	{ "plugin", CFG_LIST, "", 0, 0, OFF(plugins), { NULL },
+	    "a handler plugin (.so) to load at start; repeatable" },
+	{ "http-allow-host", CFG_LIST, "", 0, 0, OFF(http_allow), { NULL },
+	    "a host http tasks may call; repeatable; none given: any host" },
+	{ "http-ca-file", CFG_STR, "", 0, 0, OFF(http_ca_file), { NULL },
+	    "CA certificates (PEM) for https; empty: the system's store" },
 };
 
 // Keys of a [queue NAME] section; each overrides the broker-wide option of
@@ -174,8 +189,27 @@ config_set(config *cfg, const config_entry *e, const char *val, FILE *err)
 	long  v;
 
 	switch (e->type) {
+	case CFG_LIST: {
+		config_list *l = (config_list *) (void *) p;
+		char       **nv;
+		if (*val == '\0') {
+			return (CONFIG_OK); // the default: an empty list
+		}
+		if ((nv = realloc(l->v, (l->n + 2) * sizeof(char *))) == NULL ||
+		    (nv[l->n] = strdup(val)) == NULL) {
+			if (nv != NULL) {
+				l->v = nv;
+			}
+			fprintf(err, "taskbrokerd: out of memory\n");
+			return (CONFIG_BAD);
+		}
+		l->v          = nv;
+		l->v[++l->n]  = NULL;
+		return (CONFIG_OK);
+	}
 	case CFG_STR:
-		if (*val == '\0' && e->offset != OFF(config_file)) {
+		if (*val == '\0' && e->offset != OFF(config_file) &&
+		    e->offset != OFF(http_ca_file)) {
 			fprintf(err, "taskbrokerd: --%s must not be empty\n",
 			    e->name);
 			return (CONFIG_BAD);
@@ -240,12 +274,44 @@ config_fini(config *cfg)
 			*p = NULL;
 		}
 	}
+	for (size_t i = 0; i < NCONFIG; i++) {
+		if (config_table[i].type == CFG_LIST) {
+			config_list *l = (config_list *) (void *) ((char *) cfg +
+			    config_table[i].offset);
+			for (size_t j = 0; j < l->n; j++) {
+				free(l->v[j]);
+			}
+			free(l->v);
+			l->v = NULL;
+			l->n = 0;
+		}
+	}
+	while (cfg->plugin_kv != NULL) {
+		config_kv *kv  = cfg->plugin_kv;
+		cfg->plugin_kv = kv->next;
+		free(kv->section);
+		free(kv->key);
+		free(kv->value);
+		free(kv);
+	}
 	while (cfg->queues != NULL) {
 		config_queue *q = cfg->queues;
 		cfg->queues     = q->next;
 		free(q->name);
 		free(q);
 	}
+}
+
+const char *
+config_plugin_value(const config *cfg, const char *section, const char *key)
+{
+	for (const config_kv *kv = cfg->plugin_kv; kv != NULL; kv = kv->next) {
+		if (strcmp(kv->section, section) == 0 &&
+		    strcmp(kv->key, key) == 0) {
+			return (kv->value);
+		}
+	}
+	return (NULL);
 }
 
 const config_queue *
@@ -357,10 +423,35 @@ config_ini_cb(void *arg, const char *section, const char *key,
 			*(long *) ((char *) q + k->offset) = v;
 			return (1);
 		}
+	} else if (strncmp(section, "plugin ", 7) == 0 && section[7] != '\0') {
+		config_kv *kv;
+		if (x->only != NULL) {
+			return (1);
+		}
+		if ((kv = calloc(1, sizeof(*kv))) == NULL ||
+		    (kv->section = strdup(section + 7)) == NULL ||
+		    (kv->key = strdup(key)) == NULL ||
+		    (kv->value = strdup(val)) == NULL) {
+			if (kv != NULL) {
+				free(kv->section);
+				free(kv->key);
+				free(kv);
+			}
+			fprintf(x->err, "taskbrokerd: out of memory\n");
+			x->failed = true;
+			return (0);
+		}
+		// Kept in file order; a later duplicate key is shadowed.
+		config_kv **tail = &x->cfg->plugin_kv;
+		while (*tail != NULL) {
+			tail = &(*tail)->next;
+		}
+		*tail = kv;
+		return (1);
 	} else {
 		fprintf(x->err,
 		    "taskbrokerd: %s: unknown section [%s]; sections are "
-		    "[broker] and [queue NAME]\n",
+		    "[broker], [queue NAME] and [plugin NAME]\n",
 		    x->path, section);
 		x->failed = true;
 		return (0);
@@ -405,6 +496,7 @@ config_usage(FILE *out)
 		fprintf(out, "  --%s=%s\n      %s", e->name,
 		    e->type == CFG_INT || e->type == CFG_LONG ? "N"
 		    : e->type == CFG_MS                       ? "DURATION"
+		    : e->type == CFG_LIST                     ? "VALUE"
 		    : e->type == CFG_STR                      ? "VALUE"
 		                                              : "CHOICE",
 		    e->help);
@@ -525,6 +617,11 @@ config_print(const config *cfg, FILE *out)
 			    *(char *const *) p != NULL ? *(char *const *) p : "");
 		} else if (e->type == CFG_INT) {
 			fprintf(out, "%s = %d\n", e->name, *(const int *) p);
+		} else if (e->type == CFG_LIST) {
+			const config_list *l = (const config_list *) (const void *) p;
+			for (size_t j = 0; j < l->n; j++) {
+				fprintf(out, "%s = %s\n", e->name, l->v[j]);
+			}
 		} else if (e->type == CFG_LONG || e->type == CFG_MS) {
 			fprintf(out, "%s = %ld\n", e->name, *(const long *) p);
 		} else {

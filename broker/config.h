@@ -22,6 +22,20 @@ typedef struct config_queue {
 	struct config_queue *next;
 } config_queue;
 
+// config_kv is one key = value of a [plugin NAME] section.
+typedef struct config_kv {
+	char             *section; // the plugin's NAME
+	char             *key;
+	char             *value;
+	struct config_kv *next;
+} config_kv;
+
+// config_list is a repeatable option's values, in the order given.
+typedef struct config_list {
+	char  **v;
+	size_t  n;
+} config_list;
+
 typedef struct config {
 	char *config_file;
 	char *data_dir;
@@ -45,8 +59,20 @@ typedef struct config {
 	long  crashloop_restarts;   // this many restarts...
 	long  crashloop_window_ms;  // ...within this window is a crash loop
 	long  exec_kill_grace_ms;   // SIGTERM, then SIGKILL after this
+	long  exec_output_max;      // bytes of stdout/stderr kept per stream
+	config_list exec_allow;     // programs or directories exec may run
+	config_list sqlite_dbs;     // NAME=PATH
+	config_list plugins;        // shared objects to load at start
+	config_list http_allow;     // hosts the http handler may call
+	char       *http_ca_file;   // CA bundle for https (empty: system)
 	config_queue *queues;
+	config_kv    *plugin_kv;
 } config;
+
+// config_plugin_value returns the value of key in [plugin section], or
+// NULL.
+const char *config_plugin_value(
+    const config *cfg, const char *section, const char *key);
 
 // config_queue_find returns the section for queue name, or NULL.
 const config_queue *config_queue_find(const config *cfg, const char *name);

@@ -3,8 +3,15 @@
 
 #include "handlers.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +59,127 @@ run_finish(run *r)
 {
 	r->finished = true;
 	r->done(r);
+}
+
+// Attempts finished from other threads (tb_run_finish) come back to the
+// loop through one async handle. Lock order: finish_mtx alone.
+static uv_async_t      finish_async;
+static bool            finish_open;
+static pthread_t       loop_thread;
+static pthread_mutex_t finish_mtx = PTHREAD_MUTEX_INITIALIZER; // finish_q
+static run            *finish_q;
+
+static void
+finish_async_cb(uv_async_t *a)
+{
+	run *r;
+
+	(void) a;
+	pthread_mutex_lock(&finish_mtx);
+	r        = finish_q;
+	finish_q = NULL;
+	pthread_mutex_unlock(&finish_mtx);
+	while (r != NULL) {
+		run *next = (run *) r->job.next;
+		run_finish(r);
+		r = next;
+	}
+}
+
+void
+tb_run_finish(tb_run *r)
+{
+	if (pthread_equal(pthread_self(), loop_thread)) {
+		run_finish(r);
+		return;
+	}
+	pthread_mutex_lock(&finish_mtx);
+	if (!finish_open) {
+		// The broker is exiting; the attempt is abandoned and the
+		// task runs again after the next start.
+		pthread_mutex_unlock(&finish_mtx);
+		return;
+	}
+	// A loop run does not use its pool link: it carries the queue.
+	r->job.next = (pool_job *) finish_q;
+	finish_q    = r;
+	pthread_mutex_unlock(&finish_mtx);
+	uv_async_send(&finish_async);
+}
+
+uint64_t
+tb_run_task_id(const tb_run *r)
+{
+	return (r->task_id);
+}
+
+uint32_t
+tb_run_attempt(const tb_run *r)
+{
+	return (r->attempt);
+}
+
+const void *
+tb_run_payload(const tb_run *r, size_t *lenp)
+{
+	if (lenp != NULL) {
+		*lenp = r->payload_len;
+	}
+	return (r->payload);
+}
+
+void *
+tb_run_loop(tb_run *r)
+{
+	return (r->loop);
+}
+
+uint32_t
+tb_run_timeout_ms(const tb_run *r)
+{
+	return (r->timeout_ms);
+}
+
+int
+tb_run_set_result(tb_run *r, const void *msgpack, size_t len)
+{
+	run_set_result(r, msgpack, len);
+	return (len > 0 && r->result == NULL ? -1 : 0);
+}
+
+void
+tb_run_set_error(tb_run *r, const char *fmt, ...)
+{
+	va_list ap;
+	char   *e;
+
+	r->failed = true;
+	if ((e = malloc(HANDLER_ERROR_MAX)) == NULL) {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(e, HANDLER_ERROR_MAX, fmt, ap);
+	va_end(ap);
+	free(r->error);
+	r->error = e;
+}
+
+void
+tb_run_set_no_retry(tb_run *r)
+{
+	r->no_retry = true;
+}
+
+int
+tb_run_cancelled(const tb_run *r)
+{
+	return (atomic_load(&((tb_run *) r)->cancelled) ? 1 : 0);
+}
+
+int
+tb_plugin_abi(void)
+{
+	return (TB_HANDLER_ABI);
 }
 
 bool
@@ -124,15 +252,16 @@ payload_ms(run *r, uint64_t *msp)
 
 // noop: succeeds at once.
 static int
-noop_start(run *r)
+noop_start(run *r, void *hdata)
 {
+	(void) hdata;
 	run_finish(r);
 	return (TB_OK);
 }
 
 // fail: fails at once, with the payload's "message" if it has one.
 static int
-fail_start(run *r)
+fail_start(run *r, void *hdata)
 {
 	msgpack_unpacked      up;
 	const msgpack_object *v;
@@ -168,7 +297,7 @@ sleep_fired(uv_timer_t *t)
 }
 
 static int
-sleep_start(run *r)
+sleep_start(run *r, void *hdata)
 {
 	uv_timer_t *t;
 	uint64_t    ms;
@@ -189,7 +318,7 @@ sleep_start(run *r)
 }
 
 static void
-sleep_cancel(run *r)
+sleep_cancel(run *r, void *hdata)
 {
 	uv_timer_t *t = r->hdata;
 
@@ -202,7 +331,7 @@ sleep_cancel(run *r)
 
 // block: sleeps on a worker thread, in slices so a cancel is seen soon.
 static int
-block_start(run *r)
+block_start(run *r, void *hdata)
 {
 	uint64_t        ms;
 	struct timespec ts;
@@ -224,27 +353,42 @@ block_start(run *r)
 }
 
 // exec: a child process, never through a shell. The attempt ends when the
-// process has exited and both output pipes are closed.
+// process has exited and its pipes are closed.
+
+// Settings of exec, from the configuration at start (handlers_init).
+static uint64_t           exec_grace_ms   = 5000;
+static size_t             exec_output_max = 4096;
+static const config_list *exec_allow;
+
+#define EXEC_MAX_ARGS 4096
+#define EXEC_MAX_ENV 1024
+#define EXEC_PATH "/usr/local/bin:/usr/bin:/bin"
+
 typedef struct exec_tail {
-	char   buf[EXEC_TAIL_MAX];
+	char  *buf; // exec_output_max bytes
 	size_t len;
 	bool   cut; // earlier output was dropped
 } exec_tail;
 
 typedef struct exec_state {
-	run             *r;
-	uv_process_t     proc;
-	uv_pipe_t        out;
-	uv_pipe_t        err;
-	uv_timer_t       grace;
-	uv_timer_t       kill; // SIGKILL after a SIGTERM's grace period
-	exec_tail        tout;
-	exec_tail        terr;
-	int              open; // handles not yet closed
-	int64_t          exit_status;
-	int              term_signal;
-	bool             exited;
-	bool             cancelled;
+	run         *r;
+	uv_process_t proc;
+	uv_pipe_t    in;
+	uv_pipe_t    out;
+	uv_pipe_t    err;
+	uv_timer_t   grace;
+	uv_timer_t   kill; // SIGKILL after a SIGTERM's grace period
+	uv_write_t   wreq;
+	uv_shutdown_t sreq;
+	char        *stdin_buf;
+	size_t       stdin_len;
+	exec_tail    tout;
+	exec_tail    terr;
+	int          open; // handles not yet closed
+	int64_t      exit_status;
+	int          term_signal;
+	bool         exited;
+	bool         cancelled;
 } exec_state;
 
 // How long output pipes may stay open after the child exited (a grandchild
@@ -254,20 +398,35 @@ typedef struct exec_state {
 static void
 exec_tail_add(exec_tail *t, const char *p, size_t n)
 {
-	if (n >= EXEC_TAIL_MAX) {
-		memcpy(t->buf, p + n - EXEC_TAIL_MAX, EXEC_TAIL_MAX);
-		t->len = EXEC_TAIL_MAX;
+	size_t max = exec_output_max;
+
+	if (t->buf == NULL || max == 0) {
+		t->cut = t->cut || n > 0;
+		return;
+	}
+	if (n >= max) {
+		memcpy(t->buf, p + n - max, max);
+		t->len = max;
 		t->cut = true;
 		return;
 	}
-	if (t->len + n > EXEC_TAIL_MAX) {
-		size_t drop = t->len + n - EXEC_TAIL_MAX;
+	if (t->len + n > max) {
+		size_t drop = t->len + n - max;
 		memmove(t->buf, t->buf + drop, t->len - drop);
 		t->len -= drop;
 		t->cut = true;
 	}
 	memcpy(t->buf + t->len, p, n);
 	t->len += n;
+}
+
+static void
+exec_free(exec_state *x)
+{
+	free(x->tout.buf);
+	free(x->terr.buf);
+	free(x->stdin_buf);
+	free(x);
 }
 
 static void
@@ -279,7 +438,7 @@ exec_finish(exec_state *x)
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 4);
+	msgpack_pack_map(&pk, 6);
 	msgpack_pack_str_with_body(&pk, "exit_status", 11);
 	msgpack_pack_int64(&pk, x->exit_status);
 	msgpack_pack_str_with_body(&pk, "term_signal", 11);
@@ -288,6 +447,18 @@ exec_finish(exec_state *x)
 	msgpack_pack_bin_with_body(&pk, x->tout.buf, x->tout.len);
 	msgpack_pack_str_with_body(&pk, "stderr", 6);
 	msgpack_pack_bin_with_body(&pk, x->terr.buf, x->terr.len);
+	msgpack_pack_str_with_body(&pk, "stdout_cut", 10);
+	if (x->tout.cut) {
+		msgpack_pack_true(&pk);
+	} else {
+		msgpack_pack_false(&pk);
+	}
+	msgpack_pack_str_with_body(&pk, "stderr_cut", 10);
+	if (x->terr.cut) {
+		msgpack_pack_true(&pk);
+	} else {
+		msgpack_pack_false(&pk);
+	}
 	run_set_result(r, sb.data, sb.size);
 	msgpack_sbuffer_destroy(&sb);
 
@@ -299,7 +470,7 @@ exec_finish(exec_state *x)
 		run_set_error(r, "exit status %lld", (long long) x->exit_status);
 	}
 	r->hdata = NULL;
-	free(x);
+	exec_free(x);
 	run_finish(r);
 }
 
@@ -314,12 +485,13 @@ exec_closed(uv_handle_t *h)
 	if (x->open > 0 && uv_is_closing((uv_handle_t *) &x->proc) &&
 	    uv_is_closing((uv_handle_t *) &x->out) &&
 	    uv_is_closing((uv_handle_t *) &x->err)) {
-		// The child and its pipes are done: only timers are left.
+		// The child and its output are done: close what is left.
+		exec_close((uv_handle_t *) &x->in);
 		exec_close((uv_handle_t *) &x->grace);
 		exec_close((uv_handle_t *) &x->kill);
 	} else if (x->open == 0) {
 		if (x->r == NULL) {
-			free(x); // the start failed
+			exec_free(x); // the start failed
 		} else {
 			exec_finish(x);
 		}
@@ -359,6 +531,27 @@ exec_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 }
 
 static void
+exec_stdin_done(uv_shutdown_t *req, int status)
+{
+	exec_state *x = req->data;
+
+	(void) status;
+	exec_close((uv_handle_t *) &x->in);
+}
+
+static void
+exec_stdin_written(uv_write_t *req, int status)
+{
+	exec_state *x = req->data;
+
+	// EPIPE when the child did not read it all: not the task's failure.
+	if (status != 0 ||
+	    uv_shutdown(&x->sreq, (uv_stream_t *) &x->in, exec_stdin_done) != 0) {
+		exec_close((uv_handle_t *) &x->in);
+	}
+}
+
+static void
 exec_grace_fired(uv_timer_t *t)
 {
 	exec_state *x = t->data;
@@ -381,26 +574,127 @@ exec_exited(uv_process_t *p, int64_t status, int sig)
 	uv_timer_start(&x->grace, exec_grace_fired, EXEC_PIPE_GRACE_MS, 0);
 }
 
-static int
-exec_start(run *r)
+// exec_str gives the bytes of a msgpack str or bin, or false.
+static bool
+exec_str(const msgpack_object *o, const char **pp, uint32_t *np)
 {
-	msgpack_unpacked         up;
-	const msgpack_object    *argv;
-	char                   **args = NULL;
-	exec_state              *x    = NULL;
-	uv_process_options_t     opt;
-	uv_stdio_container_t     stdio[3];
-	// A minimal environment, not the broker's own.
-	char *env[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8",
-		NULL };
-	int rv;
+	if (o->type == MSGPACK_OBJECT_STR) {
+		*pp = o->via.str.ptr;
+		*np = o->via.str.size;
+		return (true);
+	}
+	if (o->type == MSGPACK_OBJECT_BIN) {
+		*pp = o->via.bin.ptr;
+		*np = o->via.bin.size;
+		return (true);
+	}
+	return (false);
+}
 
+// exec_resolve finds the program argv0 names: as given when it contains a
+// '/', else the first match in path. Writes a malloc'd path to *outp.
+static int
+exec_resolve(const char *argv0, const char *path, char **outp)
+{
+	char buf[PATH_MAX];
+
+	if (strchr(argv0, '/') != NULL) {
+		return ((*outp = strdup(argv0)) != NULL ? TB_OK : TB_ENOMEM);
+	}
+	while (path != NULL && *path != '\0') {
+		const char *end = strchr(path, ':');
+		size_t      n   = end != NULL ? (size_t) (end - path) : strlen(path);
+		if (n > 0 && (size_t) snprintf(buf, sizeof(buf), "%.*s/%s", (int) n,
+		                 path, argv0) < sizeof(buf) &&
+		    access(buf, X_OK) == 0) {
+			return ((*outp = strdup(buf)) != NULL ? TB_OK : TB_ENOMEM);
+		}
+		path = end != NULL ? end + 1 : NULL;
+	}
+	return (TB_ENOTFOUND);
+}
+
+// exec_allowed checks a resolved program against --exec-allow: an entry
+// ending in '/' allows every program below that directory, any other
+// entry exactly that program. Symbolic links and ".." are resolved first,
+// so neither can escape the list.
+static bool
+exec_allowed(const char *prog)
+{
+	char real[PATH_MAX];
+
+	if (exec_allow == NULL || exec_allow->n == 0) {
+		return (true);
+	}
+	if (realpath(prog, real) == NULL) {
+		return (false);
+	}
+	for (size_t i = 0; i < exec_allow->n; i++) {
+		const char *a   = exec_allow->v[i];
+		size_t      len = strlen(a);
+		if (len > 0 && a[len - 1] == '/' ? strncmp(real, a, len) == 0
+		                                  : strcmp(real, a) == 0) {
+			return (true);
+		}
+	}
+	return (false);
+}
+
+// exec_cloexec marks every descriptor above stderr close-on-exec, so no
+// child inherits one of the broker's (sockets, the database, pipes of
+// other children), whatever the library that opened it did.
+static void
+exec_cloexec(void)
+{
+	long max = sysconf(_SC_OPEN_MAX);
+
+	for (int fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++) {
+		int fl = fcntl(fd, F_GETFD);
+		if (fl >= 0 && !(fl & FD_CLOEXEC)) {
+			(void) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+		}
+	}
+}
+
+static int
+exec_start(run *r, void *hdata)
+{
+	msgpack_unpacked      up;
+	const msgpack_object *argv, *env, *cwd, *in;
+	char                **args = NULL;
+	char                **envp = NULL;
+	char                 *dir  = NULL;
+	char                 *prog = NULL;
+	exec_state           *x    = NULL;
+	uv_process_options_t  opt;
+	uv_stdio_container_t  stdio[3];
+	const char           *path = EXEC_PATH;
+	uint32_t              nenv = 0;
+	int                   rv;
+
+	(void) hdata;
 	msgpack_unpacked_init(&up);
 	if (run_payload(r, &up) != TB_OK ||
 	    (argv = payload_get(&up.data, "argv")) == NULL ||
-	    argv->type != MSGPACK_OBJECT_ARRAY || argv->via.array.size == 0) {
+	    argv->type != MSGPACK_OBJECT_ARRAY || argv->via.array.size == 0 ||
+	    argv->via.array.size > EXEC_MAX_ARGS) {
 		run_set_error(r, "payload must be a map with a non-empty "
 		                 "array \"argv\" of strings");
+		rv = TB_EBADREQ;
+		goto out;
+	}
+	env = payload_get(&up.data, "env");
+	cwd = payload_get(&up.data, "cwd");
+	in  = payload_get(&up.data, "stdin");
+	if ((env != NULL && env->type != MSGPACK_OBJECT_NIL &&
+	        (env->type != MSGPACK_OBJECT_MAP ||
+	            env->via.map.size > EXEC_MAX_ENV)) ||
+	    (cwd != NULL && cwd->type != MSGPACK_OBJECT_NIL &&
+	        cwd->type != MSGPACK_OBJECT_STR) ||
+	    (in != NULL && in->type != MSGPACK_OBJECT_NIL &&
+	        in->type != MSGPACK_OBJECT_STR && in->type != MSGPACK_OBJECT_BIN)) {
+		run_set_error(r, "payload: \"env\" must be a map of strings, "
+		                 "\"cwd\" a string, \"stdin\" bytes or a string");
 		rv = TB_EBADREQ;
 		goto out;
 	}
@@ -410,50 +704,131 @@ exec_start(run *r)
 		goto out;
 	}
 	for (uint32_t i = 0; i < argv->via.array.size; i++) {
-		const msgpack_object *a = &argv->via.array.ptr[i];
-		const char           *p;
-		uint32_t              n;
-		if (a->type == MSGPACK_OBJECT_STR) {
-			p = a->via.str.ptr;
-			n = a->via.str.size;
-		} else if (a->type == MSGPACK_OBJECT_BIN) {
-			p = a->via.bin.ptr;
-			n = a->via.bin.size;
-		} else {
-			run_set_error(r, "argv[%u] is not a string", i);
-			rv = TB_EBADREQ;
-			goto out;
-		}
-		if (memchr(p, '\0', n) != NULL ||
-		    (args[i] = strndup(p, n)) == NULL) {
+		const char *p;
+		uint32_t    n;
+		if (!exec_str(&argv->via.array.ptr[i], &p, &n) ||
+		    memchr(p, '\0', n) != NULL || (args[i] = strndup(p, n)) == NULL) {
 			run_set_error(r, "argv[%u] is not a valid string", i);
 			rv = TB_EBADREQ;
 			goto out;
 		}
 	}
-	if ((x = calloc(1, sizeof(*x))) == NULL) {
+	// A minimal environment, not the broker's own; the task's entries
+	// are added to it (and may replace PATH or LANG).
+	nenv = env != NULL && env->type == MSGPACK_OBJECT_MAP ? env->via.map.size
+	                                                      : 0;
+	if ((envp = calloc(nenv + 3, sizeof(char *))) == NULL) {
 		run_set_error(r, "out of memory");
 		rv = TB_ENOMEM;
 		goto out;
 	}
+	{
+		uint32_t k = 0;
+		bool     have_path = false, have_lang = false;
+		for (uint32_t i = 0; i < nenv; i++) {
+			const char *kp, *vp;
+			uint32_t    kn, vn;
+			if (!exec_str(&env->via.map.ptr[i].key, &kp, &kn) ||
+			    !exec_str(&env->via.map.ptr[i].val, &vp, &vn) ||
+			    kn == 0 || memchr(kp, '=', kn) != NULL ||
+			    memchr(kp, '\0', kn) != NULL ||
+			    memchr(vp, '\0', vn) != NULL ||
+			    asprintf(&envp[k], "%.*s=%.*s", (int) kn, kp, (int) vn,
+			        vp) < 0) {
+				envp[k] = NULL;
+				run_set_error(r, "env entry %u is not NAME: string", i);
+				rv = TB_EBADREQ;
+				goto out;
+			}
+			if (kn == 4 && memcmp(kp, "PATH", 4) == 0) {
+				have_path = true;
+				path      = envp[k] + 5;
+			}
+			have_lang = have_lang || (kn == 4 && memcmp(kp, "LANG", 4) == 0);
+			k++;
+		}
+		if (!have_path && (envp[k++] = strdup("PATH=" EXEC_PATH)) == NULL) {
+			rv = TB_ENOMEM;
+			goto out;
+		}
+		if (!have_lang && (envp[k++] = strdup("LANG=C.UTF-8")) == NULL) {
+			rv = TB_ENOMEM;
+			goto out;
+		}
+	}
+	if (cwd != NULL && cwd->type == MSGPACK_OBJECT_STR &&
+	    (memchr(cwd->via.str.ptr, '\0', cwd->via.str.size) != NULL ||
+	        (dir = strndup(cwd->via.str.ptr, cwd->via.str.size)) == NULL)) {
+		run_set_error(r, "cwd is not a valid string");
+		rv = TB_EBADREQ;
+		goto out;
+	}
+	if ((rv = exec_resolve(args[0], path, &prog)) != TB_OK) {
+		run_set_error(r, "cannot run %s: %s", args[0],
+		    rv == TB_ENOTFOUND ? "not found in PATH" : "out of memory");
+		goto out;
+	}
+	if (!exec_allowed(prog)) {
+		run_set_error(r, "program %s is not allowed (--exec-allow)", prog);
+		r->no_retry = true; // the same program is refused every time
+		log_warn("task %" PRIu64 ": exec of %s refused by --exec-allow",
+		    r->task_id, prog);
+		rv = TB_EINVAL;
+		goto out;
+	}
+	if ((x = calloc(1, sizeof(*x))) == NULL ||
+	    (exec_output_max > 0 &&
+	        ((x->tout.buf = malloc(exec_output_max)) == NULL ||
+	            (x->terr.buf = malloc(exec_output_max)) == NULL))) {
+		if (x != NULL) {
+			exec_free(x);
+			x = NULL;
+		}
+		run_set_error(r, "out of memory");
+		rv = TB_ENOMEM;
+		goto out;
+	}
+	{
+		const char *ip;
+		uint32_t    in_n;
+		if (in != NULL && exec_str(in, &ip, &in_n)) {
+			// Copied: the payload's memory goes when we return.
+			if ((x->stdin_buf = malloc(in_n > 0 ? in_n : 1)) == NULL) {
+				exec_free(x);
+				x = NULL;
+				run_set_error(r, "out of memory");
+				rv = TB_ENOMEM;
+				goto out;
+			}
+			memcpy(x->stdin_buf, ip, in_n);
+			x->stdin_len = in_n;
+		}
+	}
 	x->r = r;
+	uv_pipe_init(r->loop, &x->in, 0);
 	uv_pipe_init(r->loop, &x->out, 0);
 	uv_pipe_init(r->loop, &x->err, 0);
 	uv_timer_init(r->loop, &x->grace);
 	uv_timer_init(r->loop, &x->kill);
-	x->out.data = x->err.data = x->grace.data = x->proc.data = x;
-	x->kill.data                                              = x;
-	x->open                                                   = 5;
+	x->in.data = x->out.data = x->err.data = x->proc.data = x;
+	x->grace.data = x->kill.data = x->wreq.data = x->sreq.data = x;
+	x->open                                                    = 6;
 
 	memset(&opt, 0, sizeof(opt));
-	stdio[0].flags       = UV_IGNORE;
+	if (x->stdin_buf != NULL) {
+		stdio[0].flags       = UV_CREATE_PIPE | UV_READABLE_PIPE;
+		stdio[0].data.stream = (uv_stream_t *) &x->in;
+	} else {
+		stdio[0].flags = UV_IGNORE; // /dev/null
+	}
 	stdio[1].flags       = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
 	stdio[1].data.stream = (uv_stream_t *) &x->out;
 	stdio[2].flags       = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
 	stdio[2].data.stream = (uv_stream_t *) &x->err;
-	opt.file             = args[0];
+	opt.file             = prog;
 	opt.args             = args;
-	opt.env              = env;
+	opt.env              = envp;
+	opt.cwd              = dir;
 	opt.exit_cb          = exec_exited;
 	opt.stdio            = stdio;
 	opt.stdio_count      = 3;
@@ -461,13 +836,15 @@ exec_start(run *r)
 	// cancel can signal the whole group.
 	opt.flags = UV_PROCESS_DETACHED;
 
+	exec_cloexec();
 	if ((rv = uv_spawn(r->loop, &x->proc, &opt)) != 0) {
-		run_set_error(r, "cannot run %s: %s", args[0], uv_strerror(rv));
+		run_set_error(r, "cannot run %s: %s", prog, uv_strerror(rv));
 		// The handles are initialised and must be closed. With x->r
 		// cleared, the last close frees x instead of finishing the
 		// run, which a failed start must not do.
 		x->r = NULL;
 		exec_close((uv_handle_t *) &x->proc);
+		exec_close((uv_handle_t *) &x->in);
 		exec_close((uv_handle_t *) &x->out);
 		exec_close((uv_handle_t *) &x->err);
 		exec_close((uv_handle_t *) &x->grace);
@@ -479,6 +856,13 @@ exec_start(run *r)
 	r->hdata = x;
 	uv_read_start((uv_stream_t *) &x->out, exec_alloc, exec_read);
 	uv_read_start((uv_stream_t *) &x->err, exec_alloc, exec_read);
+	if (x->stdin_buf != NULL) {
+		uv_buf_t b = uv_buf_init(x->stdin_buf, (unsigned) x->stdin_len);
+		if (uv_write(&x->wreq, (uv_stream_t *) &x->in, &b, 1,
+		        exec_stdin_written) != 0) {
+			exec_close((uv_handle_t *) &x->in);
+		}
+	}
 	rv = TB_OK;
 out:
 	if (args != NULL) {
@@ -487,18 +871,16 @@ out:
 		}
 		free(args);
 	}
+	if (envp != NULL) {
+		for (uint32_t i = 0; envp[i] != NULL; i++) {
+			free(envp[i]);
+		}
+		free(envp);
+	}
+	free(dir);
+	free(prog);
 	msgpack_unpacked_destroy(&up);
 	return (rv);
-}
-
-// exec_grace_ms is how long a cancelled child gets between SIGTERM and
-// SIGKILL; set once at start-up (handlers_set_exec_grace).
-static uint64_t exec_grace_ms = 5000;
-
-void
-handlers_set_exec_grace(uint64_t ms)
-{
-	exec_grace_ms = ms;
 }
 
 static void
@@ -512,7 +894,7 @@ exec_kill_fired(uv_timer_t *t)
 }
 
 static void
-exec_cancel(run *r)
+exec_cancel(run *r, void *hdata)
 {
 	exec_state *x = r->hdata;
 
@@ -529,23 +911,101 @@ exec_cancel(run *r)
 	}
 }
 
-static const handler builtin_handlers[] = {
-	{ "noop", HANDLER_LOOP, noop_start, NULL },
-	{ "sleep", HANDLER_LOOP, sleep_start, sleep_cancel },
-	{ "fail", HANDLER_LOOP, fail_start, NULL },
-	{ "block", HANDLER_POOL, block_start, NULL },
-	{ "exec", HANDLER_LOOP, exec_start, exec_cancel },
+static const tb_handler_def builtin_handlers[] = {
+	{ "noop", TB_HANDLER_LOOP, noop_start, NULL, NULL },
+	{ "sleep", TB_HANDLER_LOOP, sleep_start, sleep_cancel, NULL },
+	{ "fail", TB_HANDLER_LOOP, fail_start, NULL, NULL },
+	{ "block", TB_HANDLER_POOL, block_start, NULL, NULL },
+	{ "exec", TB_HANDLER_LOOP, exec_start, exec_cancel, NULL },
 };
 
-#define NHANDLERS (sizeof(builtin_handlers) / sizeof(builtin_handlers[0]))
+// The registry: built-ins first, then the sqlite and http handlers and
+// plugins. Written at start only, then read by the loop thread.
+static handler *registry;
+static size_t   nregistry;
+
+int
+handlers_register(const tb_handler_def *def)
+{
+	handler *nr;
+	size_t   len;
+
+	if (def == NULL || def->name == NULL || def->run == NULL ||
+	    (def->mode != TB_HANDLER_LOOP && def->mode != TB_HANDLER_POOL) ||
+	    (len = strlen(def->name)) == 0 || len > 128) {
+		return (TB_EINVAL);
+	}
+	if (handlers_find(def->name, len) != NULL) {
+		return (TB_EBUSY);
+	}
+	if ((nr = realloc(registry, (nregistry + 1) * sizeof(*nr))) == NULL) {
+		return (TB_ENOMEM);
+	}
+	registry      = nr;
+	nr[nregistry] = *def;
+	if ((nr[nregistry].name = strdup(def->name)) == NULL) {
+		return (TB_ENOMEM);
+	}
+	nregistry++;
+	return (TB_OK);
+}
+
+int
+handlers_init(uv_loop_t *loop, const config *cfg)
+{
+	int rv;
+
+	exec_grace_ms   = (uint64_t) cfg->exec_kill_grace_ms;
+	exec_output_max = (size_t) cfg->exec_output_max;
+	exec_allow      = &cfg->exec_allow;
+	loop_thread     = pthread_self();
+	if ((rv = uv_async_init(loop, &finish_async, finish_async_cb)) != 0) {
+		log_err("handlers: async init: %s", uv_strerror(rv));
+		return (TB_ESYSTEM);
+	}
+	pthread_mutex_lock(&finish_mtx);
+	finish_open = true;
+	pthread_mutex_unlock(&finish_mtx);
+	for (size_t i = 0; i < sizeof(builtin_handlers) /
+	         sizeof(builtin_handlers[0]);
+	     i++) {
+		if ((rv = handlers_register(&builtin_handlers[i])) != TB_OK) {
+			return (rv);
+		}
+	}
+	return (TB_OK);
+}
+
+void
+handlers_stop(void)
+{
+	pthread_mutex_lock(&finish_mtx);
+	if (finish_open) {
+		finish_open = false;
+		uv_close((uv_handle_t *) &finish_async, NULL);
+	}
+	finish_q = NULL;
+	pthread_mutex_unlock(&finish_mtx);
+}
+
+void
+handlers_fini(void)
+{
+	for (size_t i = 0; i < nregistry; i++) {
+		free((char *) registry[i].name);
+	}
+	free(registry);
+	registry  = NULL;
+	nregistry = 0;
+}
 
 const handler *
 handlers_find(const char *name, size_t len)
 {
-	for (size_t i = 0; i < NHANDLERS; i++) {
-		if (strlen(builtin_handlers[i].name) == len &&
-		    memcmp(builtin_handlers[i].name, name, len) == 0) {
-			return (&builtin_handlers[i]);
+	for (size_t i = 0; i < nregistry; i++) {
+		if (strlen(registry[i].name) == len &&
+		    memcmp(registry[i].name, name, len) == 0) {
+			return (&registry[i]);
 		}
 	}
 	return (NULL);
@@ -554,11 +1014,11 @@ handlers_find(const char *name, size_t len)
 size_t
 handlers_count(void)
 {
-	return (NHANDLERS);
+	return (nregistry);
 }
 
 const handler *
 handlers_get(size_t i)
 {
-	return (i < NHANDLERS ? &builtin_handlers[i] : NULL);
+	return (i < nregistry ? &registry[i] : NULL);
 }

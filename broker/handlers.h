@@ -21,36 +21,26 @@
 #include <msgpack.h>
 #include <uv.h>
 
+#include <taskbroker/handler.h>
+
+#include "config.h"
 #include "pool.h"
 
 #define HANDLER_RESULT_MAX (64u << 10) // TBP_MAX_RESULT
 #define HANDLER_ERROR_MAX 4096u         // TBP_MAX_ERROR
 #define EXEC_TAIL_MAX 4096u             // bytes of stdout/stderr kept
 
-enum handler_mode {
-	HANDLER_LOOP = 0,
-	HANDLER_POOL = 1,
-};
+// A handler is a tb_handler_def (taskbroker/handler.h): built-ins, the
+// sqlite and http handlers and plugins all register the same way.
+typedef tb_handler_def handler;
+typedef struct tb_run  run;
 
-typedef struct run run;
-
-typedef struct handler {
-	const char *name;
-	int         mode;
-	// start begins the attempt. LOOP: returns TB_OK once the attempt is
-	// under way (run_finish follows, maybe already called), or an error
-	// code after run_set_error, in which case run_finish must not be
-	// called and the attempt has failed. POOL: the return value is
-	// ignored; the outcome is what run_set_* recorded.
-	int (*start)(run *r);
-	// cancel (LOOP only, may be NULL) asks a running attempt to end
-	// early; it must still end with run_finish.
-	void (*cancel)(run *r);
-} handler;
+#define HANDLER_LOOP TB_HANDLER_LOOP
+#define HANDLER_POOL TB_HANDLER_POOL
 
 // run is one attempt of a task. The loop owns it; a pool handler touches it
 // only inside start.
-struct run {
+struct tb_run {
 	pool_job job; // first, so a pool_job* is a run*
 
 	// Inputs, set by the loop before start; read-only for the handler.
@@ -60,9 +50,11 @@ struct run {
 	size_t         payload_len;
 	uv_loop_t     *loop;
 	const handler *h;
+	uint32_t       timeout_ms;
 
 	// Outcome.
 	bool     failed;
+	bool     no_retry; // a failure that must not be retried
 	uint8_t *result;
 	size_t   result_len;
 	char    *error;
@@ -83,11 +75,26 @@ struct run {
 	bool        timed_out;
 };
 
-// handlers_set_exec_grace sets how long a stopped exec child gets between
-// SIGTERM and SIGKILL (0: SIGKILL at once). Start-up only.
-void handlers_set_exec_grace(uint64_t ms);
+// handlers_init registers the built-in handlers and prepares
+// tb_run_finish for calls from other threads; loop is the broker's loop,
+// whose thread calls this. The built-ins read their settings from cfg
+// (exec: allow-list, output limit, kill grace). Returns TB_OK or an error
+// after logging why.
+int handlers_init(uv_loop_t *loop, const config *cfg);
 
-// handlers_find returns the handler named name (a C string), or NULL.
+// handlers_register adds a handler (its name is copied). Returns TB_OK,
+// TB_EBUSY (the name is taken), TB_EINVAL (bad name or mode, no run) or
+// TB_ENOMEM. Start-up only, loop thread.
+int handlers_register(const tb_handler_def *def);
+
+// handlers_stop closes the cross-thread finish handle, so the loop can
+// end; attempts finished from other threads afterwards are dropped.
+void handlers_stop(void);
+
+// handlers_fini forgets every handler. After the loop has ended.
+void handlers_fini(void);
+
+// handlers_find returns the handler named name (len bytes), or NULL.
 const handler *handlers_find(const char *name, size_t len);
 
 // handlers_count / handlers_get enumerate the registered handlers.

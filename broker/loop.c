@@ -17,8 +17,11 @@
 #include <tbtime.h>
 
 #include "events.h"
+#include "handler_http.h"
+#include "handler_sqlite.h"
 #include "handlers.h"
 #include "log.h"
+#include "plugins.h"
 #include "pool.h"
 #include "task.h"
 #include "server.h"
@@ -765,7 +768,7 @@ end_attempt(broker *b, task *t, run *r)
 		b->completed++;
 		queue_note_done(t->q, now);
 		write_task(b, t, W_END, "done", dur, NULL);
-	} else if (t->attempts < t->max_attempts) {
+	} else if (t->attempts < t->max_attempts && !r->no_retry) {
 		task_set_state(b, t, TB_STATE_FAILED);
 		t->run_at = now + sched_backoff_us(t->attempts, t->q->backoff_us,
 		                      t->q->backoff_max_us, jitter(now));
@@ -838,7 +841,7 @@ stop_run(broker *b, task *t, run *r)
 		t->run          = stub;
 		end_attempt(b, t, stub);
 	} else if (r->h->cancel != NULL) {
-		r->h->cancel(r);
+		r->h->cancel(r, r->h->hdata);
 	}
 }
 
@@ -865,7 +868,7 @@ pool_job_run(pool_job *job)
 {
 	run *r = (run *) job;
 
-	(void) r->h->start(r);
+	(void) r->h->run(r, r->h->hdata);
 }
 
 // launch starts the handler of a task whose attempt is now counted.
@@ -894,6 +897,7 @@ launch(broker *b, task *t)
 	r->done        = on_run_done;
 	r->owner       = t;
 	r->ctx         = b;
+	r->timeout_ms  = t->timeout_ms;
 	r->t_start     = util_mono_us();
 	atomic_init(&r->cancelled, false);
 	t->run = r;
@@ -909,7 +913,7 @@ launch(broker *b, task *t)
 		pool_submit(b->pl, &r->job); // the pool has r until it is done
 		return;
 	}
-	if (h->start(r) != TB_OK) {
+	if (h->run(r, h->hdata) != TB_OK) {
 		if (!r->failed) {
 			run_set_error(r, "handler %s could not start", h->name);
 		}
@@ -2946,6 +2950,9 @@ linger_tick(uv_timer_t *timer)
 	b->ev = NULL;
 	// Stop the threads that post to the asyncs before closing those.
 	stop_threads(b);
+	sqlite_handler_stop();
+	http_handler_stop();
+	handlers_stop();
 	close_handle((uv_handle_t *) &b->sigterm);
 	close_handle((uv_handle_t *) &b->sigint);
 	close_handle((uv_handle_t *) &b->due_timer);
@@ -3137,7 +3144,6 @@ broker_open(broker **bp, const config *cfg)
 		return (TB_ENOMEM);
 	}
 	b->cfg = cfg;
-	handlers_set_exec_grace((uint64_t) cfg->exec_kill_grace_ms);
 	sched_heapq_init(&b->due, SCHED_DUE);
 	b->start_mono = util_mono_us();
 	if ((rv = uv_loop_init(&b->loop)) != 0) {
@@ -3148,6 +3154,14 @@ broker_open(broker **bp, const config *cfg)
 
 	if (asprintf(&path, "%s/taskbroker.db", cfg->data_dir) < 0) {
 		rv = TB_ENOMEM;
+		goto fail;
+	}
+	// Handlers first: built-ins, then sqlite and http, then plugins, so
+	// a plugin cannot take a built-in's name. Any failure stops the start.
+	if ((rv = handlers_init(&b->loop, cfg)) != TB_OK ||
+	    (rv = sqlite_handler_init(cfg)) != TB_OK ||
+	    (rv = http_handler_init(cfg)) != TB_OK ||
+	    (rv = plugins_load(cfg)) != TB_OK) {
 		goto fail;
 	}
 	if ((rv = store_open(&b->st, path, cfg->durability)) != TB_OK) {
@@ -3245,6 +3259,9 @@ broker_close(broker *b)
 	events_close(b->ev);
 	b->ev = NULL;
 	stop_threads(b);
+	sqlite_handler_stop();
+	http_handler_stop();
+	handlers_stop();
 	if (b->handles_up) {
 		uv_walk(&b->loop, close_walk, NULL);
 		uv_run(&b->loop, UV_RUN_DEFAULT);
@@ -3264,6 +3281,8 @@ broker_close(broker *b)
 	}
 	store_close(b->st);
 	(void) uv_loop_close(&b->loop);
+	handlers_fini();
+	plugins_unload();
 	// The secondary indexes first: clearing one reads its head task.
 	HASH_CLEAR(hh_sid, b->by_sid);
 	HASH_CLEAR(hh_key, b->by_key);

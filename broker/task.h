@@ -22,7 +22,7 @@
 
 #define SCHED_SID_LEN 16
 
-struct run;
+struct tb_run;
 struct handler;
 struct queue;
 struct waiter;
@@ -74,7 +74,7 @@ typedef struct task {
 	int64_t         window_start;    // forever: µs, monotonic
 	struct queue   *q;          // its queue
 	uint32_t        writes;    // store ops in flight that name this task
-	struct run     *run;       // the attempt in progress, if any
+	struct tb_run  *run;       // the attempt in progress, if any
 	struct waiter  *waiters;   // wait requests for its end
 	struct ackwait *ackwaits;  // duplicate submits waiting for its insert
 	UT_hash_handle  hh;        // by id

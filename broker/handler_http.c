@@ -1,0 +1,1285 @@
+// handler_http.c: the "http" handler, one HTTP(S) request per attempt.
+//
+// DESIGN. An attempt is one request (http_req) driven by one nng aio through
+// four steps: connect (TCP, plus TLS for https), write the request, read
+// the response head, read the body. Each step ends in http_cb on an nng
+// thread, which starts the next one; no thread waits. The body is read by
+// hand rather than with nng_http_client_transact, because transact
+// allocates whatever Content-Length the server claims (and any chunked
+// total); here at most HTTP_BODY_MAX bytes are ever kept. The last step
+// sets the outcome and calls tb_run_finish from the nng thread.
+//
+// Cancel (timeout, cancel, shutdown) runs on the loop thread: it marks the
+// request and aborts its aio; the step in flight ends with NNG_ECANCELED
+// and the callback ends the attempt with "cancelled". Both sides hold
+// http_mtx while they read or set cancelled and start or abort the aio, so
+// an abort cannot fall between two steps and be lost. nng does the same in
+// its own http_txn_cb / http_txn_cancel: an aborted aio completes on nng's
+// task threads, never inside the abort call, so holding http_mtx there
+// cannot deadlock.
+//
+// A request is on the http_live list from run until its callback ends the
+// attempt; cancel finds it there. It leaves the list under http_mtx before
+// tb_run_finish, so cancel never touches a finished attempt. The callback
+// then frees the request itself (its own aio through nng_aio_reap).
+//
+// TLS: an nng_tls_config becomes read-only once a connection has used it,
+// and it holds the server name (SNI and the name the certificate must
+// match), so each host gets its own config, made on the loop thread in run
+// and kept in a small cache (parsing the system CA bundle takes a few
+// milliseconds). Peer verification is always NNG_TLS_AUTH_MODE_REQUIRED;
+// there is no setting to turn it off.
+//
+// Lock order: http_mtx alone; nng's locks are taken inside nng calls made
+// with it held, never the other way round. The TLS cache and the settings
+// are the loop thread's.
+
+#include "handler_http.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+#include <nng/supplemental/tls/tls.h>
+#include <nng/supplemental/util/platform.h>
+
+#include <taskbroker.h>
+
+#include "handlers.h"
+#include <tbp.h>
+#include "log.h"
+
+#define HTTP_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
+#define HTTP_DEFAULT_TIMEOUT_MS 30000u // when the task has no timeout
+#define HTTP_STOP_WAIT_S 10            // for aborted requests at stop
+#define HTTP_TLS_CACHE 16              // hosts with a TLS config kept
+
+// Limits. The result is cut to HANDLER_RESULT_MAX by the broker; the body
+// leaves 4 KiB for the status and the selected headers, so a result is
+// never cut in the middle of its msgpack.
+#define HTTP_BODY_MAX (HANDLER_RESULT_MAX - 4096u)
+#define HTTP_HDR_VALUE_MAX 512u // per selected response header
+#define HTTP_URL_MAX 8192u
+#define HTTP_METHOD_MAX 32u
+#define HTTP_REQ_HEADERS_MAX 64u
+#define HTTP_REQ_HEADER_MAX 8192u // one request header's name or value
+#define HTTP_ERR_BODY_MAX 256u    // body bytes quoted in an error
+#define HTTP_LINE_MAX 8192u       // chunk size and trailer lines
+#define HTTP_READ_SIZE 4096u
+
+// The response headers copied into the result, lower case.
+static const char *const http_result_headers[] = {
+	"content-type",
+	"content-length",
+	"location",
+	"retry-after",
+	"etag",
+	"last-modified",
+};
+
+enum http_step {
+	HTTP_CONNECT,
+	HTTP_SEND,
+	HTTP_HEAD,
+	HTTP_BODY,
+};
+
+static const char *const http_step_names[] = {
+	"connect",
+	"send request",
+	"read response",
+	"read body",
+};
+
+enum http_body_mode {
+	BODY_NONE,
+	BODY_LENGTH,  // Content-Length
+	BODY_CHUNKED, // Transfer-Encoding: chunked
+	BODY_EOF,     // neither: until the server closes
+};
+
+// Chunked decoding states (RFC 9112 section 7.1).
+enum http_chunk_state {
+	CH_SIZE,       // hex digits
+	CH_EXT,        // ;extensions up to CR LF
+	CH_SIZE_LF,    // the LF after the size line's CR
+	CH_DATA,       // chunk bytes
+	CH_DATA_CR,    // CR LF after the data
+	CH_DATA_LF,    //
+	CH_TRAILER,    // trailer lines up to an empty line
+	CH_DONE,       //
+};
+
+typedef struct http_req http_req;
+struct http_req {
+	http_req *next; // on http_live, under http_mtx
+	http_req *prev;
+
+	tb_run          *run; // NULL once the attempt has ended
+	nng_aio         *aio;
+	nng_url         *url;
+	nng_http_client *client;
+	nng_http_conn   *conn;
+	nng_http_req    *req;
+	nng_http_res    *res;
+	bool             https;
+	char            *ca_path; // https: the CA file used
+	bool             head;      // HEAD: no body comes back
+	bool             retry_4xx; // from the payload
+	bool             cancelled; // under http_mtx
+	enum http_step   step;      // the callback's, once started
+	nng_time         deadline;  // nng_clock() ms
+	uint32_t         timeout_ms;
+
+	// Body.
+	enum http_body_mode   mode;
+	enum http_chunk_state chunk;
+	uint64_t              left; // of Content-Length, or of this chunk
+	size_t                line; // bytes in the current size/trailer line
+	int                   ndigits;
+	uint8_t              *body;
+	size_t                body_len;
+	size_t                body_cap;
+	bool                  truncated;
+	const char           *proto_err; // a malformed response
+	nng_iov               iov;
+	uint8_t               rbuf[HTTP_READ_SIZE];
+};
+
+typedef struct http_tls {
+	char           *host;
+	nng_tls_config *cfg;
+} http_tls;
+
+static pthread_mutex_t http_mtx = PTHREAD_MUTEX_INITIALIZER; // below
+static pthread_cond_t  http_cv  = PTHREAD_COND_INITIALIZER;  // nlive
+static http_req       *http_live;  // requests in flight
+static size_t          http_nlive; // requests not yet freed
+static bool            http_open;  // between init and stop
+
+// Loop thread only.
+static bool          http_inited;
+static const config *http_cfg;
+static char         *http_ca_path;  // NULL: no usable CA store
+static char         *http_ca_error; // why not, for the attempt's error
+static http_tls      http_tls_cache[HTTP_TLS_CACHE];
+static size_t        http_tls_next; // the slot replaced next
+
+// http_tls_alloc makes a client config that verifies the server against
+// path and name. Returns an nng error.
+static int
+http_tls_alloc(nng_tls_config **cfgp, const char *path, const char *name)
+{
+	nng_tls_config *cfg;
+	int             rv;
+
+	if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT)) != 0) {
+		return (rv);
+	}
+	if ((rv = nng_tls_config_auth_mode(
+	         cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+	    (rv = nng_tls_config_ca_file(cfg, path)) != 0 ||
+	    (name != NULL &&
+	        (rv = nng_tls_config_server_name(cfg, name)) != 0)) {
+		nng_tls_config_free(cfg);
+		return (rv);
+	}
+	*cfgp = cfg;
+	return (0);
+}
+
+// http_tls_get returns the config for host (a reference the caller frees
+// with nng_tls_config_free), from the cache or made now. Loop thread.
+static int
+http_tls_get(nng_tls_config **cfgp, const char *host)
+{
+	http_tls       *slot;
+	nng_tls_config *cfg;
+	char           *h;
+	int             rv;
+
+	for (size_t i = 0; i < HTTP_TLS_CACHE; i++) {
+		slot = &http_tls_cache[i];
+		if (slot->host != NULL && strcasecmp(slot->host, host) == 0) {
+			nng_tls_config_hold(slot->cfg);
+			*cfgp = slot->cfg;
+			return (0);
+		}
+	}
+	if ((h = strdup(host)) == NULL) {
+		return (NNG_ENOMEM);
+	}
+	if ((rv = http_tls_alloc(&cfg, http_ca_path, host)) != 0) {
+		free(h);
+		return (rv);
+	}
+	// The evicted config lives on in the dialers still using it.
+	slot = &http_tls_cache[http_tls_next];
+	http_tls_next = (http_tls_next + 1) % HTTP_TLS_CACHE;
+	if (slot->cfg != NULL) {
+		nng_tls_config_free(slot->cfg);
+	}
+	free(slot->host);
+	slot->host = h;
+	slot->cfg  = cfg;
+	nng_tls_config_hold(cfg);
+	*cfgp = cfg;
+	return (0);
+}
+
+static void
+http_tls_cache_free(void)
+{
+	for (size_t i = 0; i < HTTP_TLS_CACHE; i++) {
+		if (http_tls_cache[i].cfg != NULL) {
+			nng_tls_config_free(http_tls_cache[i].cfg);
+		}
+		free(http_tls_cache[i].host);
+		http_tls_cache[i].host = NULL;
+		http_tls_cache[i].cfg  = NULL;
+	}
+	http_tls_next = 0;
+}
+
+// http_req_free releases everything a request holds. in_cb: called from
+// the request's own aio callback, where the aio can only be reaped.
+static void
+http_req_free(http_req *h, bool in_cb)
+{
+	if (h->conn != NULL) {
+		nng_http_conn_close(h->conn); // also frees it
+	}
+	nng_http_client_free(h->client);
+	nng_http_req_free(h->req);
+	nng_http_res_free(h->res);
+	nng_url_free(h->url);
+	free(h->body);
+	free(h->ca_path);
+	if (h->aio != NULL) {
+		if (in_cb) {
+			nng_aio_reap(h->aio);
+		} else {
+			nng_aio_free(h->aio);
+		}
+	}
+	free(h);
+}
+
+// Payload parsing. Each helper writes a message into err and returns
+// TB_EBADREQ for input that can never work (the attempt is not retried).
+
+static bool
+http_token_char(unsigned char c)
+{
+	return ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static bool
+http_is_token(const char *p, size_t n)
+{
+	if (n == 0) {
+		return (false);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\0' || !http_token_char((unsigned char) p[i])) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+// http_is_value is true for a header value nng can send as is: no CR, LF
+// or NUL (which would let a payload inject headers) and no other control
+// characters but tab.
+static bool
+http_is_value(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char) p[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+// Request headers that nng or this handler set; a payload may not.
+static const char *const http_reserved_headers[] = {
+	"host",
+	"content-length",
+	"transfer-encoding",
+	"connection",
+};
+
+static bool
+http_allowed_host(const char *host)
+{
+	const config_list *allow = &http_cfg->http_allow;
+
+	if (allow->n == 0) {
+		return (true);
+	}
+	for (size_t i = 0; i < allow->n; i++) {
+		if (strcasecmp(allow->v[i], host) == 0) {
+			return (true);
+		}
+	}
+	return (false);
+}
+
+// http_add_headers copies the payload's "headers" map into the request.
+static int
+http_add_headers(http_req *h, const msgpack_object *m, char *err, size_t n)
+{
+	char name[HTTP_REQ_HEADER_MAX + 1];
+	char value[HTTP_REQ_HEADER_MAX + 1];
+	int  rv;
+
+	if (m->type != MSGPACK_OBJECT_MAP) {
+		snprintf(err, n, "\"headers\" must be a map of strings");
+		return (TB_EBADREQ);
+	}
+	if (m->via.map.size > HTTP_REQ_HEADERS_MAX) {
+		snprintf(err, n, "\"headers\" has more than %u entries",
+		    HTTP_REQ_HEADERS_MAX);
+		return (TB_EBADREQ);
+	}
+	for (uint32_t i = 0; i < m->via.map.size; i++) {
+		const msgpack_object *k = &m->via.map.ptr[i].key;
+		const msgpack_object *v = &m->via.map.ptr[i].val;
+
+		if (k->type != MSGPACK_OBJECT_STR ||
+		    v->type != MSGPACK_OBJECT_STR) {
+			snprintf(err, n, "\"headers\" must be a map of strings");
+			return (TB_EBADREQ);
+		}
+		if (k->via.str.size > HTTP_REQ_HEADER_MAX ||
+		    !http_is_token(k->via.str.ptr, k->via.str.size)) {
+			snprintf(err, n, "header name \"%.*s\" is not valid",
+			    (int) (k->via.str.size > 64 ? 64 : k->via.str.size),
+			    k->via.str.ptr);
+			return (TB_EBADREQ);
+		}
+		if (v->via.str.size > HTTP_REQ_HEADER_MAX ||
+		    !http_is_value(v->via.str.ptr, v->via.str.size)) {
+			snprintf(err, n,
+			    "header \"%.*s\": the value is too long or has "
+			    "control characters",
+			    (int) k->via.str.size, k->via.str.ptr);
+			return (TB_EBADREQ);
+		}
+		memcpy(name, k->via.str.ptr, k->via.str.size);
+		name[k->via.str.size] = '\0';
+		memcpy(value, v->via.str.ptr, v->via.str.size);
+		value[v->via.str.size] = '\0';
+		for (size_t j = 0; j < sizeof(http_reserved_headers) /
+		         sizeof(http_reserved_headers[0]);
+		     j++) {
+			if (strcasecmp(name, http_reserved_headers[j]) == 0) {
+				snprintf(err, n,
+				    "header \"%s\" is set by the handler", name);
+				return (TB_EBADREQ);
+			}
+		}
+		if ((rv = nng_http_req_add_header(h->req, name, value)) != 0) {
+			snprintf(err, n, "header \"%s\": %s", name,
+			    nng_strerror(rv));
+			return (rv == NNG_ENOMEM ? TB_ENOMEM : TB_EBADREQ);
+		}
+	}
+	return (TB_OK);
+}
+
+// http_req_build checks the payload and builds the request (not yet
+// started). On an error *hp is untouched and err says why. Loop thread.
+static int
+http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
+{
+	msgpack_unpacked      up;
+	const msgpack_object *m;
+	const msgpack_object *v;
+	const msgpack_object *body   = NULL;
+	const msgpack_object *method = NULL;
+	const msgpack_object *hdrs   = NULL;
+	const void           *payload;
+	size_t                plen;
+	size_t                off = 0;
+	http_req             *h;
+	nng_tls_config       *tls;
+	char                  buf[HTTP_URL_MAX + 1];
+	int                   rv;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		snprintf(err, n, "out of memory");
+		return (TB_ENOMEM);
+	}
+	h->run = r;
+	msgpack_unpacked_init(&up);
+	payload = tb_run_payload(r, &plen);
+	// The broker checked the payload at submit (one object within the
+	// limits), so unpacking cannot be made to reserve a hostile size.
+	if (plen == 0 ||
+	    msgpack_unpack_next(&up, payload, plen, &off) !=
+	        MSGPACK_UNPACK_SUCCESS ||
+	    up.data.type != MSGPACK_OBJECT_MAP) {
+		snprintf(err, n, "payload must be a map with a \"url\"");
+		rv = TB_EBADREQ;
+		goto fail;
+	}
+	m = &up.data;
+	for (uint32_t i = 0; i < m->via.map.size; i++) {
+		const msgpack_object *k = &m->via.map.ptr[i].key;
+		static const char *const known[] = { "url", "method",
+			"headers", "body", "retry_4xx" };
+		bool ok = false;
+
+		for (size_t j = 0; k->type == MSGPACK_OBJECT_STR &&
+		     j < sizeof(known) / sizeof(known[0]);
+		     j++) {
+			ok = ok ||
+			    (k->via.str.size == strlen(known[j]) &&
+			        memcmp(k->via.str.ptr, known[j],
+			            k->via.str.size) == 0);
+		}
+		if (!ok) {
+			snprintf(err, n,
+			    "unknown payload field (known: url, method, "
+			    "headers, body, retry_4xx)");
+			rv = TB_EBADREQ;
+			goto fail;
+		}
+	}
+
+	if ((v = payload_get(m, "url")) == NULL ||
+	    v->type != MSGPACK_OBJECT_STR || v->via.str.size == 0 ||
+	    v->via.str.size > HTTP_URL_MAX ||
+	    memchr(v->via.str.ptr, '\0', v->via.str.size) != NULL) {
+		snprintf(err, n, "\"url\" must be a string of 1..%u bytes",
+		    HTTP_URL_MAX);
+		rv = TB_EBADREQ;
+		goto fail;
+	}
+	memcpy(buf, v->via.str.ptr, v->via.str.size);
+	buf[v->via.str.size] = '\0';
+	if ((rv = nng_url_parse(&h->url, buf)) != 0) {
+		snprintf(err, n, "\"url\" %s: %s", buf, nng_strerror(rv));
+		rv = rv == NNG_ENOMEM ? TB_ENOMEM : TB_EBADREQ;
+		goto fail;
+	}
+	if (strcasecmp(h->url->u_scheme, "http") == 0) {
+		h->https = false;
+	} else if (strcasecmp(h->url->u_scheme, "https") == 0) {
+		h->https = true;
+	} else {
+		snprintf(err, n, "\"url\" %s: the scheme must be http or https",
+		    buf);
+		rv = TB_EBADREQ;
+		goto fail;
+	}
+	if (h->url->u_hostname == NULL || h->url->u_hostname[0] == '\0') {
+		snprintf(err, n, "\"url\" %s has no host", buf);
+		rv = TB_EBADREQ;
+		goto fail;
+	}
+	// Checked before anything touches the network.
+	if (!http_allowed_host(h->url->u_hostname)) {
+		snprintf(err, n,
+		    "host \"%s\" is not allowed (not in --http-allow-host); "
+		    "no request was made",
+		    h->url->u_hostname);
+		rv = TB_EBADREQ;
+		goto fail;
+	}
+
+	if ((v = payload_get(m, "method")) != NULL &&
+	    v->type != MSGPACK_OBJECT_NIL) {
+		if (v->type != MSGPACK_OBJECT_STR ||
+		    v->via.str.size > HTTP_METHOD_MAX ||
+		    !http_is_token(v->via.str.ptr, v->via.str.size)) {
+			snprintf(err, n,
+			    "\"method\" must be an HTTP method token of 1..%u "
+			    "bytes",
+			    HTTP_METHOD_MAX);
+			rv = TB_EBADREQ;
+			goto fail;
+		}
+		method = v;
+	}
+	if ((v = payload_get(m, "headers")) != NULL &&
+	    v->type != MSGPACK_OBJECT_NIL) {
+		hdrs = v;
+	}
+	if ((v = payload_get(m, "body")) != NULL &&
+	    v->type != MSGPACK_OBJECT_NIL) {
+		if (v->type != MSGPACK_OBJECT_STR &&
+		    v->type != MSGPACK_OBJECT_BIN) {
+			snprintf(err, n, "\"body\" must be a string or binary");
+			rv = TB_EBADREQ;
+			goto fail;
+		}
+		body = v;
+	}
+	if ((v = payload_get(m, "retry_4xx")) != NULL &&
+	    v->type != MSGPACK_OBJECT_NIL) {
+		if (v->type != MSGPACK_OBJECT_BOOLEAN) {
+			snprintf(err, n, "\"retry_4xx\" must be a boolean");
+			rv = TB_EBADREQ;
+			goto fail;
+		}
+		h->retry_4xx = v->via.boolean;
+	}
+
+	if ((rv = nng_http_req_alloc(&h->req, h->url)) != 0 ||
+	    (rv = nng_http_res_alloc(&h->res)) != 0) {
+		goto nng_fail;
+	}
+	if (method != NULL) {
+		memcpy(buf, method->via.str.ptr, method->via.str.size);
+		buf[method->via.str.size] = '\0';
+		if ((rv = nng_http_req_set_method(h->req, buf)) != 0) {
+			goto nng_fail;
+		}
+		h->head = strcmp(buf, "HEAD") == 0;
+	}
+	if (hdrs != NULL && (rv = http_add_headers(h, hdrs, err, n)) != 0) {
+		goto fail;
+	}
+	if (nng_http_req_get_header(h->req, "User-Agent") == NULL &&
+	    (rv = nng_http_req_set_header(
+	         h->req, "User-Agent", "taskbroker/" TB_VERSION_STR)) != 0) {
+		goto nng_fail;
+	}
+	// One request per connection: the response's end is then also
+	// the connection's, and nothing is pooled across attempts.
+	if ((rv = nng_http_req_set_header(h->req, "Connection", "close")) !=
+	    0) {
+		goto nng_fail;
+	}
+	if (body != NULL &&
+	    (rv = nng_http_req_copy_data(h->req,
+	         body->type == MSGPACK_OBJECT_STR ? body->via.str.ptr
+	                                          : body->via.bin.ptr,
+	         body->type == MSGPACK_OBJECT_STR ? body->via.str.size
+	                                          : body->via.bin.size)) !=
+	        0) {
+		goto nng_fail;
+	}
+
+	if ((rv = nng_http_client_alloc(&h->client, h->url)) != 0) {
+		goto nng_fail;
+	}
+	if (h->https) {
+		if (http_ca_path == NULL) {
+			snprintf(err, n,
+			    "https: no CA certificates to verify the server "
+			    "(%s); set --http-ca-file",
+			    http_ca_error != NULL ? http_ca_error : "none");
+			rv = TB_EBADREQ;
+			goto fail;
+		}
+		if ((rv = http_tls_get(&tls, h->url->u_hostname)) != 0) {
+			snprintf(err, n, "https: TLS setup for %s (CA %s): %s",
+			    h->url->u_hostname, http_ca_path,
+			    nng_strerror(rv));
+			rv = rv == NNG_ENOMEM ? TB_ENOMEM : TB_EBADREQ;
+			goto fail;
+		}
+		rv = nng_http_client_set_tls(h->client, tls);
+		nng_tls_config_free(tls); // the client holds its own
+		if (rv != 0) {
+			goto nng_fail;
+		}
+		// For the error text; the global may be freed by
+		// http_handler_stop while the callback runs.
+		if ((h->ca_path = strdup(http_ca_path)) == NULL) {
+			snprintf(err, n, "out of memory");
+			rv = TB_ENOMEM;
+			goto fail;
+		}
+	}
+	msgpack_unpacked_destroy(&up);
+	*hp = h;
+	return (TB_OK);
+
+nng_fail:
+	snprintf(err, n, "building the request: %s", nng_strerror(rv));
+	rv = rv == NNG_ENOMEM ? TB_ENOMEM : TB_EINTERNAL;
+fail:
+	msgpack_unpacked_destroy(&up);
+	http_req_free(h, false);
+	return (rv);
+}
+
+// Body reading.
+
+// http_body_add keeps up to HTTP_BODY_MAX body bytes; more marks the
+// body truncated.
+static int
+http_body_add(http_req *h, const uint8_t *p, size_t n)
+{
+	size_t room = HTTP_BODY_MAX - h->body_len;
+
+	if (n > room) {
+		n            = room;
+		h->truncated = true;
+	}
+	if (h->body_len + n > h->body_cap) {
+		size_t   cap = h->body_cap == 0 ? HTTP_READ_SIZE : h->body_cap;
+		uint8_t *nb;
+
+		while (cap < h->body_len + n) {
+			cap *= 2;
+		}
+		if (cap > HTTP_BODY_MAX) {
+			cap = HTTP_BODY_MAX;
+		}
+		if ((nb = realloc(h->body, cap)) == NULL) {
+			return (NNG_ENOMEM);
+		}
+		h->body     = nb;
+		h->body_cap = cap;
+	}
+	memcpy(h->body + h->body_len, p, n);
+	h->body_len += n;
+	return (0);
+}
+
+static int
+http_hex(unsigned char c)
+{
+	if (c >= '0' && c <= '9') {
+		return (c - '0');
+	}
+	if (c >= 'a' && c <= 'f') {
+		return (c - 'a' + 10);
+	}
+	if (c >= 'A' && c <= 'F') {
+		return (c - 'A' + 10);
+	}
+	return (-1);
+}
+
+// http_chunk_next expects the next chunk's size line.
+static void
+http_chunk_next(http_req *h)
+{
+	h->chunk   = CH_SIZE;
+	h->left    = 0;
+	h->ndigits = 0;
+	h->line    = 0;
+}
+
+// http_chunked_feed decodes chunked bytes. Returns 0, or an nng error
+// (NNG_EPROTO with h->proto_err set for a malformed stream).
+static int
+http_chunked_feed(http_req *h, const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+	int    rv;
+
+	while (i < n && h->chunk != CH_DONE && !h->truncated) {
+		unsigned char c = p[i];
+		int           d;
+
+		switch (h->chunk) {
+		case CH_SIZE:
+			if ((d = http_hex(c)) >= 0) {
+				if (h->left > (UINT64_MAX >> 4)) {
+					h->proto_err = "chunk size too big";
+					return (NNG_EPROTO);
+				}
+				h->left = h->left * 16 + (uint64_t) d;
+				h->ndigits++;
+				i++;
+				break;
+			}
+			if (h->ndigits == 0) {
+				h->proto_err = "bad chunk size line";
+				return (NNG_EPROTO);
+			}
+			h->chunk = CH_EXT;
+			break;
+		case CH_EXT:
+			i++;
+			if (++h->line > HTTP_LINE_MAX) {
+				h->proto_err = "chunk size line too long";
+				return (NNG_EPROTO);
+			}
+			if (c == '\r') {
+				h->chunk = CH_SIZE_LF;
+			} else if (c == '\n') {
+				h->line  = 0;
+				h->chunk = h->left == 0 ? CH_TRAILER : CH_DATA;
+			}
+			break;
+		case CH_SIZE_LF:
+			if (c != '\n') {
+				h->proto_err = "bad chunk size line";
+				return (NNG_EPROTO);
+			}
+			i++;
+			h->line  = 0;
+			h->chunk = h->left == 0 ? CH_TRAILER : CH_DATA;
+			break;
+		case CH_DATA: {
+			size_t take = n - i;
+			if (take > h->left) {
+				take = (size_t) h->left;
+			}
+			if ((rv = http_body_add(h, p + i, take)) != 0) {
+				return (rv);
+			}
+			i += take;
+			h->left -= take;
+			if (h->left == 0) {
+				h->chunk = CH_DATA_CR;
+			} else if (h->body_len == HTTP_BODY_MAX) {
+				h->truncated = true;
+			}
+			break;
+		}
+		case CH_DATA_CR:
+			i++;
+			if (c == '\r') {
+				h->chunk = CH_DATA_LF;
+			} else if (c == '\n') {
+				http_chunk_next(h); // a bare LF, tolerated
+			} else {
+				h->proto_err = "chunk not followed by CRLF";
+				return (NNG_EPROTO);
+			}
+			break;
+		case CH_DATA_LF:
+			i++;
+			if (c != '\n') {
+				h->proto_err = "chunk not followed by CRLF";
+				return (NNG_EPROTO);
+			}
+			http_chunk_next(h);
+			break;
+		case CH_TRAILER:
+			i++;
+			if (c == '\n') {
+				if (h->line == 0) {
+					h->chunk = CH_DONE;
+				}
+				h->line = 0;
+			} else if (c != '\r' && ++h->line > HTTP_LINE_MAX) {
+				h->proto_err = "trailer line too long";
+				return (NNG_EPROTO);
+			}
+			break;
+		case CH_DONE:
+			break;
+		}
+	}
+	return (0);
+}
+
+// http_body_feed takes n bytes just read. Sets *donep when the body is
+// complete (or cut). Returns 0 or an nng error.
+static int
+http_body_feed(http_req *h, const uint8_t *p, size_t n, bool *donep)
+{
+	int rv = 0;
+
+	switch (h->mode) {
+	case BODY_LENGTH:
+		if (n > h->left) {
+			n = (size_t) h->left; // bytes past the body are ignored
+		}
+		rv = http_body_add(h, p, n);
+		h->left -= n;
+		if (h->left > 0 && h->body_len == HTTP_BODY_MAX) {
+			h->truncated = true;
+		}
+		*donep = h->left == 0 || h->truncated;
+		break;
+	case BODY_CHUNKED:
+		rv     = http_chunked_feed(h, p, n);
+		*donep = h->chunk == CH_DONE || h->truncated;
+		break;
+	case BODY_EOF:
+		rv     = http_body_add(h, p, n);
+		*donep = h->truncated;
+		break;
+	case BODY_NONE:
+		*donep = true;
+		break;
+	}
+	return (rv);
+}
+
+// http_body_mode_set decides how the body is delimited, from the head.
+static int
+http_body_mode_set(http_req *h)
+{
+	uint16_t    status = nng_http_res_get_status(h->res);
+	const char *s;
+	char       *end;
+
+	if (h->head || status < 200 || status == 204 || status == 304) {
+		h->mode = BODY_NONE;
+		return (0);
+	}
+	if ((s = nng_http_res_get_header(h->res, "Transfer-Encoding")) !=
+	        NULL &&
+	    strcasestr(s, "chunked") != NULL) {
+		h->mode  = BODY_CHUNKED;
+		h->chunk = CH_SIZE;
+		return (0);
+	}
+	if ((s = nng_http_res_get_header(h->res, "Content-Length")) != NULL) {
+		errno = 0;
+		if (*s < '0' || *s > '9' ||
+		    (h->left = strtoull(s, &end, 10), errno != 0) ||
+		    *end != '\0') {
+			h->proto_err = "bad Content-Length";
+			return (NNG_EPROTO);
+		}
+		h->mode = h->left == 0 ? BODY_NONE : BODY_LENGTH;
+		return (0);
+	}
+	h->mode = BODY_EOF;
+	return (0);
+}
+
+// http_next starts the step after the one that just ended with rv. Returns
+// 0 when a step is in flight, or the error that ends the attempt (-1: the
+// response is complete). http_mtx held.
+static int
+http_next(http_req *h, int rv)
+{
+	nng_time now = nng_clock();
+	bool     done;
+
+	if (rv == 0 && h->cancelled) {
+		rv = NNG_ECANCELED; // the abort came after the step ended
+	}
+	if (rv != 0) {
+		// Without a length, the body ends where the connection does.
+		if (h->step == HTTP_BODY && h->mode == BODY_EOF &&
+		    (rv == NNG_ECLOSED || rv == NNG_ECONNSHUT)) {
+			return (-1);
+		}
+		return (rv);
+	}
+	switch (h->step) {
+	case HTTP_CONNECT:
+		h->conn = nng_aio_get_output(h->aio, 0);
+		h->step = HTTP_SEND;
+		break;
+	case HTTP_SEND:
+		h->step = HTTP_HEAD;
+		break;
+	case HTTP_HEAD:
+		if ((rv = http_body_mode_set(h)) != 0) {
+			return (rv);
+		}
+		if (h->mode == BODY_NONE) {
+			return (-1);
+		}
+		h->step = HTTP_BODY;
+		break;
+	case HTTP_BODY:
+		if ((rv = http_body_feed(h, h->rbuf, nng_aio_count(h->aio),
+		         &done)) != 0) {
+			return (rv);
+		}
+		if (done) {
+			return (-1);
+		}
+		break;
+	}
+	if (now >= h->deadline) {
+		return (NNG_ETIMEDOUT);
+	}
+	nng_aio_set_timeout(h->aio, (nng_duration) (h->deadline - now));
+	switch (h->step) {
+	case HTTP_CONNECT:
+		break; // started by run
+	case HTTP_SEND:
+		nng_http_conn_write_req(h->conn, h->req, h->aio);
+		break;
+	case HTTP_HEAD:
+		nng_http_conn_read_res(h->conn, h->res, h->aio);
+		break;
+	case HTTP_BODY:
+		h->iov.iov_buf = h->rbuf;
+		h->iov.iov_len = sizeof(h->rbuf);
+		nng_aio_set_iov(h->aio, 1, &h->iov);
+		nng_http_conn_read(h->conn, h->aio);
+		break;
+	}
+	return (0);
+}
+
+// http_quote copies up to max bytes of p into out (size n) with anything
+// but printable ASCII shown as '?'.
+static void
+http_quote(char *out, size_t n, const uint8_t *p, size_t len, size_t max)
+{
+	size_t i;
+
+	if (len > max) {
+		len = max;
+	}
+	for (i = 0; i < len && i + 1 < n; i++) {
+		out[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char) p[i] : '?';
+	}
+	out[i] = '\0';
+}
+
+// http_pack_result packs {"status", "headers", "body"[, "truncated"]}.
+static int
+http_pack_result(http_req *h, msgpack_sbuffer *sb)
+{
+	msgpack_packer pk;
+	const char    *vals[sizeof(http_result_headers) /
+                     sizeof(http_result_headers[0])];
+	uint32_t       nh = 0;
+	const size_t   nsel =
+	    sizeof(http_result_headers) / sizeof(http_result_headers[0]);
+
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	for (size_t i = 0; i < nsel; i++) {
+		vals[i] = nng_http_res_get_header(h->res, http_result_headers[i]);
+		nh += vals[i] != NULL;
+	}
+	if (msgpack_pack_map(&pk, h->truncated ? 4 : 3) != 0 ||
+	    msgpack_pack_str_with_body(&pk, "status", 6) != 0 ||
+	    msgpack_pack_unsigned_int(&pk, nng_http_res_get_status(h->res)) !=
+	        0 ||
+	    msgpack_pack_str_with_body(&pk, "headers", 7) != 0 ||
+	    msgpack_pack_map(&pk, nh) != 0) {
+		return (TB_ENOMEM);
+	}
+	for (size_t i = 0; i < nsel; i++) {
+		size_t len;
+		if (vals[i] == NULL) {
+			continue;
+		}
+		len = strlen(vals[i]);
+		if (len > HTTP_HDR_VALUE_MAX) {
+			len = HTTP_HDR_VALUE_MAX;
+		}
+		if (msgpack_pack_str_with_body(&pk, http_result_headers[i],
+		        strlen(http_result_headers[i])) != 0 ||
+		    msgpack_pack_str_with_body(&pk, vals[i], len) != 0) {
+			return (TB_ENOMEM);
+		}
+	}
+	if (msgpack_pack_str_with_body(&pk, "body", 4) != 0 ||
+	    msgpack_pack_bin_with_body(&pk, h->body, h->body_len) != 0) {
+		return (TB_ENOMEM);
+	}
+	if (h->truncated &&
+	    (msgpack_pack_str_with_body(&pk, "truncated", 9) != 0 ||
+	        msgpack_pack_true(&pk) != 0)) {
+		return (TB_ENOMEM);
+	}
+	return (TB_OK);
+}
+
+// http_outcome sets the attempt's outcome from how the request ended:
+// rv is -1 (a whole response) or the nng error. nng thread.
+static void
+http_outcome(http_req *h, int rv)
+{
+	tb_run     *r    = h->run;
+	const char *host = h->url->u_hostname;
+	const char *step = http_step_names[h->step];
+	uint16_t    status;
+	char        quoted[HTTP_ERR_BODY_MAX + 1];
+
+	if (rv == NNG_ECANCELED) {
+		tb_run_set_error(r, "cancelled");
+		return;
+	}
+	if (rv == NNG_ETIMEDOUT) {
+		tb_run_set_error(r, "%s %s: timed out after %" PRIu32 " ms (%s)",
+		    nng_http_req_get_method(h->req), h->url->u_rawurl,
+		    h->timeout_ms, step);
+		return;
+	}
+	if (rv == NNG_EPROTO && h->proto_err != NULL) {
+		tb_run_set_error(r, "%s %s: malformed response: %s",
+		    nng_http_req_get_method(h->req), h->url->u_rawurl,
+		    h->proto_err);
+		return;
+	}
+	if (rv == NNG_EPEERAUTH || (h->https && rv == NNG_ECRYPTO)) {
+		// A certificate that does not verify will not fix itself
+		// within the retry backoff; the task ends here.
+		tb_run_set_error(r,
+		    "https %s: TLS certificate verification failed (%s; CA "
+		    "file %s)",
+		    host, nng_strerror(rv), h->ca_path);
+		tb_run_set_no_retry(r);
+		return;
+	}
+	if (rv != -1) {
+		tb_run_set_error(r, "%s %s: %s: %s",
+		    nng_http_req_get_method(h->req), h->url->u_rawurl, step,
+		    nng_strerror(rv));
+		return;
+	}
+
+	status = nng_http_res_get_status(h->res);
+	if (status >= 200 && status <= 299) {
+		msgpack_sbuffer sb;
+
+		msgpack_sbuffer_init(&sb);
+		if (http_pack_result(h, &sb) != TB_OK ||
+		    tb_run_set_result(r, sb.data, sb.size) != 0) {
+			tb_run_set_error(r, "out of memory for the result");
+		}
+		msgpack_sbuffer_destroy(&sb);
+		return;
+	}
+	http_quote(quoted, sizeof(quoted), h->body, h->body_len,
+	    HTTP_ERR_BODY_MAX);
+	tb_run_set_error(r, "%s %s: HTTP %u %s%s%s%s%s",
+	    nng_http_req_get_method(h->req), h->url->u_rawurl,
+	    (unsigned) status, nng_http_res_get_reason(h->res),
+	    status >= 300 && status <= 399 ? " (redirects are not followed)"
+	                                   : "",
+	    quoted[0] != '\0' ? ": " : "", quoted,
+	    h->body_len > HTTP_ERR_BODY_MAX || h->truncated ? "..." : "");
+	if ((status >= 400 && status <= 499 && !h->retry_4xx) ||
+	    (status >= 300 && status <= 399)) {
+		tb_run_set_no_retry(r);
+	}
+}
+
+// http_cb runs when a step ends. nng thread.
+static void
+http_cb(void *arg)
+{
+	http_req *h = arg;
+	int       rv;
+
+	pthread_mutex_lock(&http_mtx);
+	if ((rv = http_next(h, nng_aio_result(h->aio))) == 0) {
+		pthread_mutex_unlock(&http_mtx);
+		return; // the next step is in flight
+	}
+	// Off the list first: cancel must not see an ended attempt.
+	if (h->prev != NULL) {
+		h->prev->next = h->next;
+	} else {
+		http_live = h->next;
+	}
+	if (h->next != NULL) {
+		h->next->prev = h->prev;
+	}
+	pthread_mutex_unlock(&http_mtx);
+
+	log_debug("task %" PRIu64 ": http %s %s ended (%s)",
+	    tb_run_task_id(h->run), nng_http_req_get_method(h->req),
+	    h->url->u_rawurl, rv == -1 ? "response" : nng_strerror(rv));
+	http_outcome(h, rv);
+	tb_run_finish(h->run); // the run may be gone from here
+	h->run = NULL;
+	http_req_free(h, true);
+
+	pthread_mutex_lock(&http_mtx);
+	http_nlive--;
+	pthread_cond_broadcast(&http_cv);
+	pthread_mutex_unlock(&http_mtx);
+}
+
+// http_run starts one attempt. Loop thread.
+static int
+http_run(tb_run *r, void *hdata)
+{
+	http_req *h;
+	char      err[512];
+	uint32_t  tmo;
+	int       rv;
+
+	(void) hdata;
+	if ((rv = http_req_build(&h, r, err, sizeof(err))) != TB_OK) {
+		log_info("task %" PRIu64 ": http: %s", tb_run_task_id(r), err);
+		tb_run_set_error(r, "%s", err);
+		if (rv == TB_EBADREQ) {
+			tb_run_set_no_retry(r);
+		}
+		tb_run_finish(r);
+		return (0);
+	}
+	tmo           = tb_run_timeout_ms(r);
+	h->timeout_ms = tmo != 0 ? tmo : HTTP_DEFAULT_TIMEOUT_MS;
+	h->deadline   = nng_clock() + h->timeout_ms;
+	if ((rv = nng_aio_alloc(&h->aio, http_cb, h)) != 0) {
+		http_req_free(h, false);
+		tb_run_set_error(r, "http: %s", nng_strerror(rv));
+		tb_run_finish(r);
+		return (0);
+	}
+
+	pthread_mutex_lock(&http_mtx);
+	if (!http_open) {
+		pthread_mutex_unlock(&http_mtx);
+		http_req_free(h, false);
+		tb_run_set_error(r, "cancelled (the http handler is stopped)");
+		tb_run_finish(r);
+		return (0);
+	}
+	h->next = http_live;
+	if (http_live != NULL) {
+		http_live->prev = h;
+	}
+	http_live = h;
+	http_nlive++;
+	h->step = HTTP_CONNECT;
+	nng_aio_set_timeout(h->aio, (nng_duration) h->timeout_ms);
+	nng_http_client_connect(h->client, h->aio);
+	pthread_mutex_unlock(&http_mtx);
+	log_debug("task %" PRIu64 ": http %s %s started", tb_run_task_id(r),
+	    nng_http_req_get_method(h->req), h->url->u_rawurl);
+	return (0);
+}
+
+// http_cancel aborts the attempt's request; its callback ends the attempt.
+// Loop thread.
+static void
+http_cancel(tb_run *r, void *hdata)
+{
+	(void) hdata;
+	pthread_mutex_lock(&http_mtx);
+	for (http_req *h = http_live; h != NULL; h = h->next) {
+		if (h->run == r && !h->cancelled) {
+			h->cancelled = true;
+			nng_aio_abort(h->aio, NNG_ECANCELED);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&http_mtx);
+}
+
+int
+http_handler_init(const config *cfg)
+{
+	static const tb_handler_def def = {
+		.name   = "http",
+		.mode   = TB_HANDLER_LOOP,
+		.run    = http_run,
+		.cancel = http_cancel,
+		.hdata  = NULL,
+	};
+	nng_tls_config *tls;
+	const char     *path;
+	int             rv;
+
+	if (http_inited) {
+		return (TB_EBUSY);
+	}
+	http_cfg = cfg;
+	// Load the CA file once now, so a bad --http-ca-file stops the
+	// start instead of failing every https task later.
+	if (cfg->http_ca_file != NULL && cfg->http_ca_file[0] != '\0') {
+		path = cfg->http_ca_file;
+		if ((rv = http_tls_alloc(&tls, path, NULL)) != 0) {
+			log_err("http: --http-ca-file %s: cannot load CA "
+			        "certificates: %s",
+			    path, nng_strerror(rv));
+			return (rv == NNG_ENOMEM ? TB_ENOMEM : TB_EINVAL);
+		}
+		nng_tls_config_free(tls);
+	} else {
+		path = HTTP_SYSTEM_CA;
+		if ((rv = http_tls_alloc(&tls, path, NULL)) != 0) {
+			// http:// still works; https:// attempts fail with
+			// this reason. Verification is never skipped.
+			char msg[256];
+			snprintf(msg, sizeof(msg), "system store %s: %s", path,
+			    nng_strerror(rv));
+			log_warn("http: %s; https tasks will fail until "
+			         "--http-ca-file is set",
+			    msg);
+			if ((http_ca_error = strdup(msg)) == NULL) {
+				return (TB_ENOMEM);
+			}
+			path = NULL;
+		} else {
+			nng_tls_config_free(tls);
+		}
+	}
+	if (path != NULL && (http_ca_path = strdup(path)) == NULL) {
+		rv = TB_ENOMEM;
+		goto fail;
+	}
+	if ((rv = handlers_register(&def)) != TB_OK) {
+		log_err("http: cannot register the handler: %s",
+		    tbp_err_message(rv));
+		goto fail;
+	}
+	pthread_mutex_lock(&http_mtx);
+	http_open = true;
+	pthread_mutex_unlock(&http_mtx);
+	http_inited = true;
+	if (cfg->http_allow.n == 0) {
+		log_info("http: handler ready (CA %s; any host)",
+		    http_ca_path != NULL ? http_ca_path : "none");
+	} else {
+		log_info("http: handler ready (CA %s; %zu allowed hosts)",
+		    http_ca_path != NULL ? http_ca_path : "none",
+		    cfg->http_allow.n);
+	}
+	return (TB_OK);
+fail:
+	free(http_ca_path);
+	free(http_ca_error);
+	http_ca_path  = NULL;
+	http_ca_error = NULL;
+	return (rv);
+}
+
+void
+http_handler_stop(void)
+{
+	struct timespec until;
+	int             rv = 0;
+
+	if (!http_inited) {
+		return;
+	}
+	pthread_mutex_lock(&http_mtx);
+	http_open = false;
+	for (http_req *h = http_live; h != NULL; h = h->next) {
+		if (!h->cancelled) {
+			h->cancelled = true;
+			nng_aio_abort(h->aio, NNG_ECANCELED);
+		}
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += HTTP_STOP_WAIT_S;
+	while (http_nlive > 0 && rv != ETIMEDOUT) {
+		rv = pthread_cond_timedwait(&http_cv, &http_mtx, &until);
+	}
+	if (http_nlive > 0) {
+		// Not expected: aborted aios complete promptly. The
+		// stragglers free themselves and need nothing freed below.
+		log_warn("http: %zu requests still ending at stop", http_nlive);
+	}
+	pthread_mutex_unlock(&http_mtx);
+	http_tls_cache_free();
+	free(http_ca_path);
+	free(http_ca_error);
+	http_ca_path  = NULL;
+	http_ca_error = NULL;
+	http_cfg      = NULL;
+	http_inited   = false;
+}
