@@ -99,7 +99,9 @@ static const config_entry config_table[] = {
 	{ "exec-kill-grace", CFG_MS, "5s", 0, 3600000, OFF(exec_kill_grace_ms),
 	    { NULL },
 	    "an exec task being stopped gets SIGTERM, then SIGKILL after this" },
-	{ "exec-output-max", CFG_LONG, "4096", 0, 1048576, OFF(exec_output_max),
+	// Both tails and the map around them must fit in a task's result
+	// (64 KiB): hence the maximum.
+	{ "exec-output-max", CFG_LONG, "4096", 0, 32000, OFF(exec_output_max),
 	    { NULL }, "bytes of an exec task's stdout and of its stderr kept "
 	              "(the last ones)" },
 	{ "exec-allow", CFG_LIST, "", 0, 0, OFF(exec_allow), { NULL },

@@ -21,7 +21,8 @@
 // A request is on the http_live list from run until its callback ends the
 // attempt; cancel finds it there. It leaves the list under http_mtx before
 // tb_run_finish, so cancel never touches a finished attempt. The callback
-// then frees the request itself (its own aio through nng_aio_reap).
+// then frees what the request holds and puts the rest on http_dead, where
+// the loop thread frees its aio and client at the next run or at stop.
 //
 // TLS: an nng_tls_config becomes read-only once a connection has used it,
 // and it holds the server name (SNI and the name the certificate must
@@ -164,6 +165,7 @@ typedef struct http_tls {
 static pthread_mutex_t http_mtx = PTHREAD_MUTEX_INITIALIZER; // below
 static pthread_cond_t  http_cv  = PTHREAD_COND_INITIALIZER;  // nlive
 static http_req       *http_live;  // requests in flight
+static http_req       *http_dead;  // ended, their aios to be freed
 static size_t          http_nlive; // requests not yet freed
 static bool            http_open;  // between init and stop
 
@@ -259,20 +261,61 @@ http_req_free(http_req *h, bool in_cb)
 	if (h->conn != NULL) {
 		nng_http_conn_close(h->conn); // also frees it
 	}
-	nng_http_client_free(h->client);
-	nng_http_req_free(h->req);
-	nng_http_res_free(h->res);
-	nng_url_free(h->url);
+	// nng 1.5.2's free functions do not all accept NULL. The client
+	// (its dialer) is freed by http_reap, on the loop thread: freed
+	// in the callback, nng's reaper raced with it under TSan.
+	if (h->client != NULL && !in_cb) {
+		nng_http_client_free(h->client);
+	}
+	if (h->req != NULL) {
+		nng_http_req_free(h->req);
+	}
+	if (h->res != NULL) {
+		nng_http_res_free(h->res);
+	}
+	if (h->url != NULL) {
+		nng_url_free(h->url);
+	}
 	free(h->body);
 	free(h->ca_path);
+	if (in_cb) {
+		// nng_aio_reap from the aio's own callback raced with nng's
+		// task bookkeeping under TSan (nng 1.5.2), so the shell goes
+		// to http_dead; the loop thread frees it with nng_aio_free,
+		// which waits until this callback has returned.
+		pthread_mutex_lock(&http_mtx);
+		h->next   = http_dead;
+		http_dead = h;
+		http_nlive--;
+		pthread_cond_broadcast(&http_cv);
+		pthread_mutex_unlock(&http_mtx);
+		return;
+	}
 	if (h->aio != NULL) {
-		if (in_cb) {
-			nng_aio_reap(h->aio);
-		} else {
-			nng_aio_free(h->aio);
-		}
+		nng_aio_free(h->aio);
 	}
 	free(h);
+}
+
+// http_reap frees the requests whose callbacks have ended. Loop thread.
+static void
+http_reap(void)
+{
+	http_req *h;
+
+	pthread_mutex_lock(&http_mtx);
+	h         = http_dead;
+	http_dead = NULL;
+	pthread_mutex_unlock(&http_mtx);
+	while (h != NULL) {
+		http_req *next = h->next;
+		nng_aio_free(h->aio); // waits for the callback to return
+		if (h->client != NULL) {
+			nng_http_client_free(h->client);
+		}
+		free(h);
+		h = next;
+	}
 }
 
 // Payload parsing. Each helper writes a message into err and returns
@@ -361,13 +404,15 @@ http_add_headers(http_req *h, const msgpack_object *m, char *err, size_t n)
 
 		if (k->type != MSGPACK_OBJECT_STR ||
 		    v->type != MSGPACK_OBJECT_STR) {
-			snprintf(err, n, "\"headers\" must be a map of strings");
+			snprintf(err, n,
+			    "\"headers\" must be a map of strings");
 			return (TB_EBADREQ);
 		}
 		if (k->via.str.size > HTTP_REQ_HEADER_MAX ||
 		    !http_is_token(k->via.str.ptr, k->via.str.size)) {
 			snprintf(err, n, "header name \"%.*s\" is not valid",
-			    (int) (k->via.str.size > 64 ? 64 : k->via.str.size),
+			    (int) (k->via.str.size > 64 ? 64
+			                                : k->via.str.size),
 			    k->via.str.ptr);
 			return (TB_EBADREQ);
 		}
@@ -388,7 +433,8 @@ http_add_headers(http_req *h, const msgpack_object *m, char *err, size_t n)
 		     j++) {
 			if (strcasecmp(name, http_reserved_headers[j]) == 0) {
 				snprintf(err, n,
-				    "header \"%s\" is set by the handler", name);
+				    "header \"%s\" is set by the handler",
+				    name);
 				return (TB_EBADREQ);
 			}
 		}
@@ -482,8 +528,8 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 	} else if (strcasecmp(h->url->u_scheme, "https") == 0) {
 		h->https = true;
 	} else {
-		snprintf(err, n, "\"url\" %s: the scheme must be http or https",
-		    buf);
+		snprintf(err, n,
+		    "\"url\" %s: the scheme must be http or https", buf);
 		rv = TB_EBADREQ;
 		goto fail;
 	}
@@ -524,7 +570,8 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 	    v->type != MSGPACK_OBJECT_NIL) {
 		if (v->type != MSGPACK_OBJECT_STR &&
 		    v->type != MSGPACK_OBJECT_BIN) {
-			snprintf(err, n, "\"body\" must be a string or binary");
+			snprintf(err, n,
+			    "\"body\" must be a string or binary");
 			rv = TB_EBADREQ;
 			goto fail;
 		}
@@ -797,7 +844,7 @@ http_body_feed(http_req *h, const uint8_t *p, size_t n, bool *donep)
 	switch (h->mode) {
 	case BODY_LENGTH:
 		if (n > h->left) {
-			n = (size_t) h->left; // bytes past the body are ignored
+			n = (size_t) h->left; // bytes past the body: ignored
 		}
 		rv = http_body_add(h, p, n);
 		h->left -= n;
@@ -925,8 +972,8 @@ http_next(http_req *h, int rv)
 	return (0);
 }
 
-// http_quote copies up to max bytes of p into out (size n) with anything
-// but printable ASCII shown as '?'.
+// http_quote copies up to max bytes of p into out (size n): line breaks
+// and tabs become spaces, other bytes outside printable ASCII '?'.
 static void
 http_quote(char *out, size_t n, const uint8_t *p, size_t len, size_t max)
 {
@@ -936,7 +983,13 @@ http_quote(char *out, size_t n, const uint8_t *p, size_t len, size_t max)
 		len = max;
 	}
 	for (i = 0; i < len && i + 1 < n; i++) {
-		out[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char) p[i] : '?';
+		if (p[i] >= 0x20 && p[i] < 0x7f) {
+			out[i] = (char) p[i];
+		} else {
+			out[i] = strchr("\r\n\t", p[i]) != NULL && p[i] != 0
+			    ? ' '
+			    : '?';
+		}
 	}
 	out[i] = '\0';
 }
@@ -954,7 +1007,8 @@ http_pack_result(http_req *h, msgpack_sbuffer *sb)
 
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 	for (size_t i = 0; i < nsel; i++) {
-		vals[i] = nng_http_res_get_header(h->res, http_result_headers[i]);
+		vals[i] = nng_http_res_get_header(
+		    h->res, http_result_headers[i]);
 		nh += vals[i] != NULL;
 	}
 	if (msgpack_pack_map(&pk, h->truncated ? 4 : 3) != 0 ||
@@ -1008,7 +1062,8 @@ http_outcome(http_req *h, int rv)
 		return;
 	}
 	if (rv == NNG_ETIMEDOUT) {
-		tb_run_set_error(r, "%s %s: timed out after %" PRIu32 " ms (%s)",
+		tb_run_set_error(r,
+		    "%s %s: timed out after %" PRIu32 " ms (%s)",
 		    nng_http_req_get_method(h->req), h->url->u_rawurl,
 		    h->timeout_ms, step);
 		return;
@@ -1020,12 +1075,14 @@ http_outcome(http_req *h, int rv)
 		return;
 	}
 	if (rv == NNG_EPEERAUTH || (h->https && rv == NNG_ECRYPTO)) {
-		// A certificate that does not verify will not fix itself
-		// within the retry backoff; the task ends here.
+		// nng 1.5.2 reports a certificate that does not verify
+		// (and any other handshake failure) as NNG_ECRYPTO. Neither
+		// fixes itself within the retry backoff: the task ends here.
 		tb_run_set_error(r,
-		    "https %s: TLS certificate verification failed (%s; CA "
-		    "file %s)",
-		    host, nng_strerror(rv), h->ca_path);
+		    "https %s: TLS handshake failed: the server certificate "
+		    "did not verify against the CA file %s, or TLS could not "
+		    "be negotiated (%s)",
+		    host, h->ca_path, nng_strerror(rv));
 		tb_run_set_no_retry(r);
 		return;
 	}
@@ -1092,12 +1149,7 @@ http_cb(void *arg)
 	http_outcome(h, rv);
 	tb_run_finish(h->run); // the run may be gone from here
 	h->run = NULL;
-	http_req_free(h, true);
-
-	pthread_mutex_lock(&http_mtx);
-	http_nlive--;
-	pthread_cond_broadcast(&http_cv);
-	pthread_mutex_unlock(&http_mtx);
+	http_req_free(h, true); // no touching h from here
 }
 
 // http_run starts one attempt. Loop thread.
@@ -1110,6 +1162,7 @@ http_run(tb_run *r, void *hdata)
 	int       rv;
 
 	(void) hdata;
+	http_reap();
 	if ((rv = http_req_build(&h, r, err, sizeof(err))) != TB_OK) {
 		log_info("task %" PRIu64 ": http: %s", tb_run_task_id(r), err);
 		tb_run_set_error(r, "%s", err);
@@ -1272,9 +1325,11 @@ http_handler_stop(void)
 	if (http_nlive > 0) {
 		// Not expected: aborted aios complete promptly. The
 		// stragglers free themselves and need nothing freed below.
-		log_warn("http: %zu requests still ending at stop", http_nlive);
+		log_warn("http: %zu requests still ending at stop",
+		    http_nlive);
 	}
 	pthread_mutex_unlock(&http_mtx);
+	http_reap();
 	http_tls_cache_free();
 	free(http_ca_path);
 	free(http_ca_error);

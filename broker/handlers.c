@@ -3,8 +3,10 @@
 
 #include "handlers.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -29,7 +31,12 @@ run_set_result(run *r, const void *buf, size_t len)
 	r->result_len = 0;
 	r->failed     = false;
 	if (len > HANDLER_RESULT_MAX) {
-		len = HANDLER_RESULT_MAX;
+		// Cutting msgpack bytes would leave them undecodable: the
+		// attempt fails instead, saying why.
+		run_set_error(r, "result of %zu bytes is over the %u-byte limit",
+		    len, HANDLER_RESULT_MAX);
+		r->no_retry = true;
+		return;
 	}
 	if (len > 0 && (r->result = malloc(len)) != NULL) {
 		memcpy(r->result, buf, len);
@@ -162,6 +169,20 @@ tb_run_set_error(tb_run *r, const char *fmt, ...)
 	va_end(ap);
 	free(r->error);
 	r->error = e;
+}
+
+// The per-attempt pointer is the run's hdata, which the built-ins use for
+// the same purpose.
+void
+tb_run_set_data(tb_run *r, void *data)
+{
+	r->hdata = data;
+}
+
+void *
+tb_run_data(const tb_run *r)
+{
+	return (r->hdata);
 }
 
 void
@@ -356,9 +377,10 @@ block_start(run *r, void *hdata)
 // process has exited and its pipes are closed.
 
 // Settings of exec, from the configuration at start (handlers_init).
-static uint64_t           exec_grace_ms   = 5000;
-static size_t             exec_output_max = 4096;
-static const config_list *exec_allow;
+static uint64_t exec_grace_ms   = 5000;
+static size_t   exec_output_max = 4096;
+static char   **exec_allow;  // resolved entries; a directory keeps its '/'
+static size_t   exec_nallow;
 
 #define EXEC_MAX_ARGS 4096
 #define EXEC_MAX_ENV 1024
@@ -623,14 +645,14 @@ exec_allowed(const char *prog)
 {
 	char real[PATH_MAX];
 
-	if (exec_allow == NULL || exec_allow->n == 0) {
+	if (exec_nallow == 0) {
 		return (true);
 	}
 	if (realpath(prog, real) == NULL) {
 		return (false);
 	}
-	for (size_t i = 0; i < exec_allow->n; i++) {
-		const char *a   = exec_allow->v[i];
+	for (size_t i = 0; i < exec_nallow; i++) {
+		const char *a   = exec_allow[i];
 		size_t      len = strlen(a);
 		if (len > 0 && a[len - 1] == '/' ? strncmp(real, a, len) == 0
 		                                  : strcmp(real, a) == 0) {
@@ -646,14 +668,26 @@ exec_allowed(const char *prog)
 static void
 exec_cloexec(void)
 {
-	long max = sysconf(_SC_OPEN_MAX);
+	DIR           *d;
+	struct dirent *e;
 
-	for (int fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++) {
-		int fl = fcntl(fd, F_GETFD);
-		if (fl >= 0 && !(fl & FD_CLOEXEC)) {
+	// One system call where the kernel has it (Linux 5.11)...
+	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) {
+		return;
+	}
+	// ...else only the descriptors that are open.
+	if ((d = opendir("/proc/self/fd")) == NULL) {
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		int fl;
+		if (fd > 2 && fd != dirfd(d) && (fl = fcntl(fd, F_GETFD)) >= 0 &&
+		    !(fl & FD_CLOEXEC)) {
 			(void) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
 		}
 	}
+	closedir(d);
 }
 
 static int
@@ -950,6 +984,39 @@ handlers_register(const tb_handler_def *def)
 	return (TB_OK);
 }
 
+// exec_allow_init resolves the --exec-allow entries the way programs are
+// resolved (realpath: symbolic links such as /bin -> usr/bin, ".."), so
+// that an entry matches the program it names. An entry that does not
+// exist stops the start: it is surely a mistake.
+static int
+exec_allow_init(const config_list *l)
+{
+	char real[PATH_MAX];
+
+	if (l->n == 0) {
+		return (TB_OK);
+	}
+	if ((exec_allow = calloc(l->n, sizeof(char *))) == NULL) {
+		return (TB_ENOMEM);
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		const char *a   = l->v[i];
+		size_t      len = strlen(a);
+		bool        dir = len > 0 && a[len - 1] == '/';
+		if (realpath(a, real) == NULL) {
+			log_err("--exec-allow %s: %s", a, strerror(errno));
+			return (TB_EINVAL);
+		}
+		if (asprintf(&exec_allow[i], "%s%s", real,
+		        dir && strcmp(real, "/") != 0 ? "/" : "") < 0) {
+			exec_allow[i] = NULL;
+			return (TB_ENOMEM);
+		}
+		exec_nallow = i + 1;
+	}
+	return (TB_OK);
+}
+
 int
 handlers_init(uv_loop_t *loop, const config *cfg)
 {
@@ -957,7 +1024,9 @@ handlers_init(uv_loop_t *loop, const config *cfg)
 
 	exec_grace_ms   = (uint64_t) cfg->exec_kill_grace_ms;
 	exec_output_max = (size_t) cfg->exec_output_max;
-	exec_allow      = &cfg->exec_allow;
+	if ((rv = exec_allow_init(&cfg->exec_allow)) != TB_OK) {
+		return (rv);
+	}
 	loop_thread     = pthread_self();
 	if ((rv = uv_async_init(loop, &finish_async, finish_async_cb)) != 0) {
 		log_err("handlers: async init: %s", uv_strerror(rv));
@@ -991,6 +1060,12 @@ handlers_stop(void)
 void
 handlers_fini(void)
 {
+	for (size_t i = 0; i < exec_nallow; i++) {
+		free(exec_allow[i]);
+	}
+	free(exec_allow);
+	exec_allow  = NULL;
+	exec_nallow = 0;
 	for (size_t i = 0; i < nregistry; i++) {
 		free((char *) registry[i].name);
 	}

@@ -175,7 +175,6 @@ struct broker {
 	uv_timer_t    shutdown_timer;
 	uv_timer_t    linger_timer;
 	uv_prepare_t  prepare;
-	bool          handles_up;
 	bool          st_stopped;
 	atomic_bool   pool_gone; // the pool no longer wakes the loop
 
@@ -868,7 +867,9 @@ pool_job_run(pool_job *job)
 {
 	run *r = (run *) job;
 
-	(void) r->h->run(r, r->h->hdata);
+	if (r->h->run(r, r->h->hdata) != 0 && !r->failed) {
+		run_set_error(r, "handler %s failed", r->h->name);
+	}
 }
 
 // launch starts the handler of a task whose attempt is now counted.
@@ -3201,7 +3202,6 @@ broker_open(broker **bp, const config *cfg)
 	b->store_async.data = b->pool_async.data = b;
 	b->due_timer.data = b->shutdown_timer.data = b->linger_timer.data = b;
 	b->prepare.data = b->sigterm.data = b->sigint.data = b;
-	b->handles_up                                      = true;
 
 	if ((rv = store_start(b->st, wake_store, &b->store_async)) != TB_OK) {
 		goto fail;
@@ -3262,10 +3262,10 @@ broker_close(broker *b)
 	sqlite_handler_stop();
 	http_handler_stop();
 	handlers_stop();
-	if (b->handles_up) {
-		uv_walk(&b->loop, close_walk, NULL);
-		uv_run(&b->loop, UV_RUN_DEFAULT);
-	}
+	// Whatever was opened on the loop (also on a failed start) closes
+	// here, so the loop can be closed.
+	uv_walk(&b->loop, close_walk, NULL);
+	uv_run(&b->loop, UV_RUN_DEFAULT);
 	// Anything the store completed after the loop stopped is ours.
 	if (b->st != NULL) {
 		store_op *op = store_take_done(b->st);

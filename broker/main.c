@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <taskbroker.h>
@@ -72,6 +73,23 @@ ipc_dir(const char *url)
 	return (rv);
 }
 
+// raise_fd_limit lifts the soft limit on open files to the hard one: each
+// running exec task holds three pipes, and the common soft limit of 1024
+// would cap them at a few hundred.
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			log_warn("cannot raise the open-file limit: %s",
+			    strerror(errno));
+		}
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -99,8 +117,11 @@ main(int argc, char **argv)
 		config_fini(&cfg);
 		return (1);
 	}
+	raise_fd_limit();
 	if ((rv = broker_open(&b, &cfg)) != TB_OK) {
-		log_err("taskbrokerd: cannot start: %s", tbp_err_message(rv));
+		log_err("taskbrokerd: not started (%s; the reason is logged "
+		        "above)",
+		    tbp_err_message(rv));
 		config_fini(&cfg);
 		return (1);
 	}

@@ -62,7 +62,8 @@ static int
 plugin_open(tb_plugin_host *h)
 {
 	int (*init)(tb_plugin_host *);
-	const int *abi;
+	void       *sym;
+	const int  *abi;
 	const char *err;
 	int         rv;
 
@@ -72,14 +73,13 @@ plugin_open(tb_plugin_host *h)
 		    err != NULL ? err : "unknown error");
 		return (TB_EINVAL);
 	}
-	// dlsym's result is a void *; POSIX guarantees it converts to a
-	// function pointer, which ISO C does not say, hence the memcpy.
-	void *sym = dlsym(h->dl, "tb_plugin_init");
-	if (sym == NULL) {
+	if ((sym = dlsym(h->dl, "tb_plugin_init")) == NULL) {
 		log_err("plugin %s: %s does not export tb_plugin_init", h->name,
 		    h->path);
 		return (TB_EINVAL);
 	}
+	// POSIX lets dlsym's void * become a function pointer; ISO C does
+	// not say so, hence the copy instead of a cast.
 	memcpy(&init, &sym, sizeof(init));
 	if ((abi = dlsym(h->dl, "tb_plugin_abi_version")) == NULL) {
 		log_err("plugin %s: %s does not export tb_plugin_abi_version "
@@ -214,18 +214,4 @@ tb_plugin_config(tb_plugin_host *host, const char *key)
 	return (config_plugin_value(host->cfg, host->name, key));
 }
 
-// The per-attempt pointer of taskbroker/handler.h. It is the run's hdata,
-// which the built-ins use for the same purpose (handlers.c). These belong
-// with the other tb_run_* accessors in handlers.c; they are here until the
-// refactoring there is done.
-void
-tb_run_set_data(tb_run *r, void *data)
-{
-	r->hdata = data;
-}
 
-void *
-tb_run_data(const tb_run *r)
-{
-	return (r->hdata);
-}

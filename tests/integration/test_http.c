@@ -7,7 +7,12 @@
 // server's certificate for 127.0.0.1; other_ca.pem does not.
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,6 +307,90 @@ server_stop(server *sv)
 	}
 }
 
+// The raw server: a thread on plain sockets that answers with responses
+// nng's server never sends (chunked, no length, malformed), each split
+// into several writes so the handler's decoder sees them in pieces.
+static int       raw_fd = -1;
+static int       raw_port;
+static pthread_t raw_thread;
+
+static void
+raw_send_pieces(int fd, const char *s)
+{
+	size_t len = strlen(s);
+
+	for (size_t off = 0; off < len; off += 7) {
+		size_t n = len - off < 7 ? len - off : 7;
+		if (send(fd, s + off, n, MSG_NOSIGNAL) < 0) {
+			return;
+		}
+		tbh_sleep_ms(2);
+	}
+}
+
+static void *
+raw_main(void *arg)
+{
+	int fd;
+
+	(void) arg;
+	while ((fd = accept(raw_fd, NULL, NULL)) >= 0) {
+		char    req[4096];
+		ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
+
+		req[n > 0 ? n : 0] = '\0';
+		if (strncmp(req, "GET /chunked ", 13) == 0) {
+			raw_send_pieces(fd,
+			    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+			    "Transfer-Encoding: chunked\r\n\r\n"
+			    "5;ext=1\r\nhello\r\n7\r\n, world\r\n"
+			    "0\r\nX-Trailer: t\r\n\r\n");
+		} else if (strncmp(req, "GET /eof ", 9) == 0) {
+			raw_send_pieces(fd,
+			    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+			    "\r\nuntil the end");
+		} else {
+			raw_send_pieces(fd,
+			    "HTTP/1.1 200 OK\r\n"
+			    "Transfer-Encoding: chunked\r\n\r\n"
+			    "zz\r\nnot hex\r\n0\r\n\r\n");
+		}
+		close(fd);
+	}
+	return (NULL);
+}
+
+static int
+raw_start(void)
+{
+	struct sockaddr_in sa;
+	socklen_t          len = sizeof(sa);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family      = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((raw_fd = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
+	    bind(raw_fd, (struct sockaddr *) &sa, sizeof(sa)) != 0 ||
+	    listen(raw_fd, 16) != 0 ||
+	    getsockname(raw_fd, (struct sockaddr *) &sa, &len) != 0 ||
+	    pthread_create(&raw_thread, NULL, raw_main, NULL) != 0) {
+		return (-1);
+	}
+	raw_port = ntohs(sa.sin_port);
+	return (0);
+}
+
+static void
+raw_stop(void)
+{
+	if (raw_fd >= 0) {
+		shutdown(raw_fd, SHUT_RDWR); // accept fails: the thread ends
+		pthread_join(raw_thread, NULL);
+		close(raw_fd);
+		raw_fd = -1;
+	}
+}
+
 static int
 group_setup(void **state)
 {
@@ -322,6 +411,10 @@ group_setup(void **state)
 		print_error("test servers: %s\n", nng_strerror(rv));
 		return (-1);
 	}
+	if (raw_start() != 0) {
+		print_error("raw test server: %s\n", strerror(errno));
+		return (-1);
+	}
 	return (0);
 }
 
@@ -329,6 +422,7 @@ static int
 group_teardown(void **state)
 {
 	(void) state;
+	raw_stop();
 	server_stop(&https_srv);
 	server_stop(&http_srv);
 	return (0);
@@ -409,7 +503,8 @@ static void
 expect_state(tb_task *t, int want)
 {
 	if (tb_task_state(t) != want) {
-		print_error("task %llu is %s, want %s (attempts %u, error %s)\n",
+		print_error("task %llu is %s, want %s (attempts %u, error "
+		            "%s)\n",
 		    (unsigned long long) tb_task_id(t),
 		    tb_state_name(tb_task_state(t)), tb_state_name(want),
 		    tb_task_attempts(t),
@@ -834,6 +929,44 @@ test_big_body_is_cut_and_marked_truncated(void **state)
 }
 
 static void
+test_chunked_and_unframed_bodies_are_read(void **state)
+{
+	tbh_fix *f = *state;
+	char     url[128];
+	req_opts o = { 0 };
+	tb_task *t;
+	result   r;
+
+	tbh_fix_start(f, NULL);
+	o.url = url;
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/chunked", raw_port);
+	t = run_req(f, &o, 1, 0);
+	expect_state(t, TB_STATE_DONE);
+	result_get(t, &r);
+	assert_int_equal(r.body_len, 12);
+	assert_memory_equal(r.body, "hello, world", 12);
+	msgpack_unpacked_destroy(&r.up);
+	tb_task_free(t);
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/eof", raw_port);
+	t = run_req(f, &o, 1, 0);
+	expect_state(t, TB_STATE_DONE);
+	result_get(t, &r);
+	assert_int_equal(r.body_len, 13);
+	assert_memory_equal(r.body, "until the end", 13);
+	msgpack_unpacked_destroy(&r.up);
+	tb_task_free(t);
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/bad", raw_port);
+	t = run_req(f, &o, 2, 0);
+	expect_state(t, TB_STATE_DEAD);
+	assert_int_equal(tb_task_attempts(t), 2); // retried
+	expect_error(t, "malformed response");
+	tb_task_free(t);
+	f->passed = true;
+}
+
+static void
 test_https_with_the_test_ca_succeeds(void **state)
 {
 	tbh_fix          *f      = *state;
@@ -938,6 +1071,7 @@ main(void)
 		T(test_host_not_allowed_is_refused_without_a_request),
 		T(test_bad_payloads_are_dead_without_retry),
 		T(test_big_body_is_cut_and_marked_truncated),
+		T(test_chunked_and_unframed_bodies_are_read),
 		T(test_https_with_the_test_ca_succeeds),
 		T(test_https_with_the_system_store_fails_verification),
 		T(test_https_with_another_ca_fails_verification),
