@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <jansson.h>
 
@@ -14,81 +13,6 @@
 
 #define EVENT_MS TBH_MS(5000)
 #define WAIT_MS TBH_MS(10000)
-
-static int64_t
-wall_us(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return ((int64_t) tv.tv_sec * 1000000 + tv.tv_usec);
-}
-
-static void
-expect_state(tb_task *t, int want)
-{
-	if (tb_task_state(t) != want) {
-		print_error("task %llu is %s, want %s (attempts %u, error %s)\n",
-		    (unsigned long long) tb_task_id(t),
-		    tb_state_name(tb_task_state(t)), tb_state_name(want),
-		    tb_task_attempts(t),
-		    tb_task_error(t) != NULL ? tb_task_error(t) : "(none)");
-		tb_task_free(t);
-		fail();
-	}
-}
-
-static tb_task *
-status_of(tb_client *c, tb_id id)
-{
-	tb_task *t = NULL;
-
-	TBH_OK(tb_status(c, id, &t));
-	assert_non_null(t);
-	return (t);
-}
-
-static void
-start_with_config(tbh_fix *f, const char *ini, const char *const *args)
-{
-	char        path[TBH_PATH];
-	const char *all[TBH_MAX_ARGS + 1];
-	int         n = 0;
-
-	if (tbh_write_config(&f->b, "broker.ini", ini, path, sizeof(path)) !=
-	    0) {
-		print_error("could not write the config file\n");
-		fail();
-	}
-	all[n++] = "--config";
-	all[n++] = path;
-	for (int i = 0; args != NULL && args[i] != NULL && n < TBH_MAX_ARGS;
-	     i++) {
-		all[n++] = args[i];
-	}
-	all[n] = NULL;
-	tbh_fix_start(f, all);
-}
-
-static void
-restart_broker(tbh_fix *f)
-{
-	int code;
-
-	tbh_log_note(&f->b, "=== test: SIGTERM and restart ===");
-	if ((code = tbh_stop(&f->b, TBH_MS(15000))) != 0) {
-		print_error("broker stop: exit %d, want 0\n", code);
-		fail();
-	}
-	if (tbh_restart(&f->b) != 0) {
-		print_error("broker did not come back after a restart\n");
-		fail();
-	}
-	if (f->sub != NULL) {
-		tb_sub_close(f->sub);
-		f->sub = tbh_sub_open(&f->b, f->c, "tb.");
-	}
-}
 
 // queue_get fetches the figures of queue name into *qi (name not kept);
 // false if the broker does not list it.
@@ -151,8 +75,8 @@ static void
 expect_pending(tb_client *c, const tb_id *ids, int n)
 {
 	for (int i = 0; i < n; i++) {
-		tb_task *t = status_of(c, ids[i]);
-		expect_state(t, TB_STATE_PENDING);
+		tb_task *t = tbh_status(c, ids[i]);
+		tbh_expect_state(t, TB_STATE_PENDING);
 		assert_int_equal(tb_task_attempts(t), 0);
 		tb_task_free(t);
 	}
@@ -180,7 +104,7 @@ test_paused_queue_accepts_starts_nothing_and_stays_paused(void **state)
 	// Another queue is not affected.
 	other = tbh_submit(f->c, "noop", NULL, 0, NULL);
 	t     = tbh_wait_final(f->c, other, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 	if ((n = starts_within(f->sub, ids, 3, TBH_MS(500))) != 0) {
 		print_error("%d tasks of paused queue pq started\n", n);
@@ -192,7 +116,7 @@ test_paused_queue_accepts_starts_nothing_and_stays_paused(void **state)
 	assert_int_equal(qi.pending, 3);
 	assert_int_equal(qi.running, 0);
 
-	restart_broker(f);
+	tbh_fix_restart(f);
 	assert_true(queue_get(f->c, "pq", &qi));
 	if (qi.paused != 1) {
 		print_error("queue pq is not paused after a restart\n");
@@ -227,7 +151,7 @@ test_paused_queue_accepts_starts_nothing_and_stays_paused(void **state)
 	TBH_OK(tb_resume(f->c, "pq"));
 	for (int i = 0; i < 3; i++) {
 		t = tbh_wait_final(f->c, ids[i], WAIT_MS);
-		expect_state(t, TB_STATE_DONE);
+		tbh_expect_state(t, TB_STATE_DONE);
 		tb_task_free(t);
 	}
 	assert_true(queue_get(f->c, "pq", &qi));
@@ -277,7 +201,7 @@ test_queue_concurrency_2_from_config(void **state)
 	void          *p = tbh_pack_ms(300, &len);
 	int            overlap;
 
-	start_with_config(f, "[queue cq]\nconcurrency = 2\n", NULL);
+	tbh_fix_start_config(f, "[queue cq]\nconcurrency = 2\n", NULL);
 	o.queue = "cq";
 	for (int i = 0; i < 6; i++) {
 		ids[i] = tbh_submit(f->c, "sleep", p, len, &o);
@@ -297,7 +221,7 @@ test_queue_concurrency_2_from_config(void **state)
 	}
 	for (int i = 0; i < 6; i++) {
 		ts[i] = tbh_wait_final(f->c, ids[i], WAIT_MS);
-		expect_state(ts[i], TB_STATE_DONE);
+		tbh_expect_state(ts[i], TB_STATE_DONE);
 	}
 	overlap = max_overlap(ts, 6);
 	for (int i = 0; i < 6; i++) {
@@ -334,8 +258,8 @@ test_drain_waits_for_the_queue_and_times_out(void **state)
 	assert_true(tbh_now_ms() - t0 >= 90);
 	TBH_OK(tb_drain(f->c, "dq", WAIT_MS));
 	for (int i = 0; i < 3; i++) {
-		tb_task *t = status_of(f->c, ids[i]);
-		expect_state(t, TB_STATE_DONE);
+		tb_task *t = tbh_status(f->c, ids[i]);
+		tbh_expect_state(t, TB_STATE_DONE);
 		tb_task_free(t);
 	}
 	// An empty queue drains at once.
@@ -376,8 +300,8 @@ test_purge_pending_tasks_of_a_paused_queue(void **state)
 		assert_null(t);
 	}
 	assert_int_equal(count(f->c, "xq", -1), 0);
-	t = status_of(f->c, keep);
-	expect_state(t, TB_STATE_PENDING);
+	t = tbh_status(f->c, keep);
+	tbh_expect_state(t, TB_STATE_PENDING);
 	tb_task_free(t);
 	// Running and failed are not states purge takes.
 	TBH_RV(tb_purge(f->c, NULL, TB_STATE_RUNNING, 0, &n), TB_EINVAL);
@@ -399,7 +323,7 @@ test_purge_dead_tasks_by_age(void **state)
 	o.queue = "fq";
 	old_id  = tbh_submit(f->c, "fail", NULL, 0, &o);
 	t       = tbh_wait_final(f->c, old_id, WAIT_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	old_created = tb_task_created_at(t);
 	tb_task_free(t);
 	// Too young for a minute's age.
@@ -407,19 +331,19 @@ test_purge_dead_tasks_by_age(void **state)
 	assert_int_equal(n, 0);
 	// Let the first one age past 800 ms (the passing time is what this
 	// test is about).
-	while (wall_us() < old_created + 800000) {
+	while (tbh_wall_us() < old_created + 800000) {
 		tbh_sleep_ms(20);
 	}
 	young_id = tbh_submit(f->c, "fail", NULL, 0, &o);
 	t        = tbh_wait_final(f->c, young_id, WAIT_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	tb_task_free(t);
 	TBH_OK(tb_purge(f->c, "fq", TB_STATE_DEAD, 600, &n));
 	assert_int_equal(n, 1);
 	t = NULL;
 	TBH_RV(tb_status(f->c, old_id, &t), TB_ENOTFOUND);
-	t = status_of(f->c, young_id);
-	expect_state(t, TB_STATE_DEAD);
+	t = tbh_status(f->c, young_id);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	tb_task_free(t);
 	f->passed = true;
 }
@@ -484,7 +408,7 @@ test_queue_max_pending_from_config(void **state)
 	tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
 	tb_id          id;
 
-	start_with_config(f, "[queue small]\nmax-pending = 2\n", NULL);
+	tbh_fix_start_config(f, "[queue small]\nmax-pending = 2\n", NULL);
 	TBH_OK(tb_pause(f->c, "small"));
 	TBH_OK(tb_pause(f->c, "big"));
 	o.queue = "small";
@@ -547,7 +471,7 @@ test_retention_prunes_ended_tasks(void **state)
 	pending_id = tbh_submit(f->c, "noop", NULL, 0, &o);
 	done_id    = tbh_submit(f->c, "noop", NULL, 0, NULL);
 	t          = tbh_wait_final(f->c, done_id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 	t0       = tbh_now_ms();
 	deadline = t0 + TBH_MS(8000);
@@ -568,8 +492,8 @@ test_retention_prunes_ended_tasks(void **state)
 		    tb_errname(rv));
 		fail();
 	}
-	t = status_of(f->c, pending_id);
-	expect_state(t, TB_STATE_PENDING);
+	t = tbh_status(f->c, pending_id);
+	tbh_expect_state(t, TB_STATE_PENDING);
 	tb_task_free(t);
 	f->passed = true;
 }
@@ -677,10 +601,10 @@ test_list_filters_and_paging(void **state)
 	assert_int_equal(list_ids(f->c, lo, got, 64), 0);
 
 	// Age: two more tasks at least 700 ms after the first six.
-	t    = status_of(f->c, lb_pend);
+	t    = tbh_status(f->c, lb_pend);
 	mark = tb_task_created_at(t);
 	tb_task_free(t);
-	while (wall_us() < mark + 700000) {
+	while (tbh_wall_us() < mark + 700000) {
 		tbh_sleep_ms(20);
 	}
 	o.queue = "lc";
@@ -837,34 +761,6 @@ test_stats_count_schedules_and_forever_tasks(void **state)
 
 // The CLI.
 
-static int
-cli(tbh_fix *f, char **outp, char **errp, const char *const *args)
-{
-	int code = tbh_cli(&f->b, outp, errp, args);
-
-	print_message("cli %s ... -> exit %d\n", args[0], code);
-	return (code);
-}
-
-// cli_ok runs the CLI and fails unless it exits 0; returns its stdout.
-static char *
-cli_ok(tbh_fix *f, const char *const *args)
-{
-	char *out = NULL, *err = NULL;
-	int   code = cli(f, &out, &err, args);
-
-	if (code != 0) {
-		print_error("taskbroker %s: exit %d, want 0\nstdout: %s\n"
-		            "stderr: %s\n",
-		    args[0], code, out ? out : "", err ? err : "");
-		free(out);
-		free(err);
-		fail();
-	}
-	free(err);
-	return (out);
-}
-
 static json_t *
 parse_json(const char *what, const char *s)
 {
@@ -927,10 +823,10 @@ test_cli_status_json_has_every_field(void **state)
 	o.max_attempts = 2;
 	id             = tbh_submit(f->c, "noop", NULL, 0, &o);
 	t              = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	snprintf(idstr, sizeof(idstr), "%llu", (unsigned long long) id);
 	const char *const args[] = { "status", "--json", idstr, NULL };
-	out = cli_ok(f, args);
+	out = tbh_cli_ok(&f->b, args);
 	j   = parse_json("status --json", out);
 	free(out);
 	assert_true(json_is_object(j));
@@ -974,7 +870,7 @@ test_cli_submit_with_lifecycle_options(void **state)
 	const char *const args[] = { "submit", "noop", "--delay", "1s",
 		"--priority", "3", "--max-attempts", "2", "--timeout", "5s",
 		"--key", "k1", NULL };
-	out = cli_ok(f, args);
+	out = tbh_cli_ok(&f->b, args);
 	id  = strtoull(out, &end, 10);
 	if (id == 0 || end == out) {
 		print_error("submit printed \"%s\", want an id\n", out);
@@ -984,7 +880,7 @@ test_cli_submit_with_lifecycle_options(void **state)
 	free(out);
 	t = NULL;
 	TBH_OK(tb_status(f->c, id, &t));
-	expect_state(t, TB_STATE_PENDING);
+	tbh_expect_state(t, TB_STATE_PENDING);
 	assert_int_equal(tb_task_priority(t), 3);
 	assert_int_equal(tb_task_max_attempts(t), 2);
 	assert_int_equal(tb_task_timeout_ms(t), 5000);
@@ -1002,13 +898,13 @@ test_cli_submit_with_lifecycle_options(void **state)
 	}
 	tb_task_free(t);
 	// The same key again: the same task, said to exist.
-	out = cli_ok(f, args);
+	out = tbh_cli_ok(&f->b, args);
 	id2 = strtoull(out, NULL, 10);
 	assert_int_equal(id2, id);
 	assert_non_null(strstr(out, "existing"));
 	free(out);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 	f->passed = true;
 }
@@ -1029,30 +925,30 @@ test_cli_pause_resume_drain_retry_purge(void **state)
 	const char *const drain[]  = { "drain", "q", NULL };
 	const char *const purge[]  = { "purge", "--state", "dead", NULL };
 
-	free(cli_ok(f, pause));
+	free(tbh_cli_ok(&f->b, pause));
 	assert_true(queue_get(f->c, "q", &qi));
 	assert_int_equal(qi.paused, 1);
 	o.queue = "q";
 	nid     = tbh_submit(f->c, "noop", NULL, 0, &o);
 	id      = tbh_submit(f->c, "fail", NULL, 0, &o);
-	free(cli_ok(f, resume));
+	free(tbh_cli_ok(&f->b, resume));
 	assert_true(queue_get(f->c, "q", &qi));
 	assert_int_equal(qi.paused, 0);
-	free(cli_ok(f, drain));
-	t = status_of(f->c, nid);
-	expect_state(t, TB_STATE_DONE);
+	free(tbh_cli_ok(&f->b, drain));
+	t = tbh_status(f->c, nid);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
-	t = status_of(f->c, id);
-	expect_state(t, TB_STATE_DEAD);
+	t = tbh_status(f->c, id);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	int64_t finished = tb_task_finished_at(t);
 	tb_task_free(t);
 
 	snprintf(idstr, sizeof(idstr), "%llu", (unsigned long long) id);
 	const char *const retry[] = { "retry", idstr, NULL };
-	free(cli_ok(f, retry));
+	free(tbh_cli_ok(&f->b, retry));
 	t = NULL;
 	for (int64_t deadline = tbh_now_ms() + WAIT_MS;;) {
-		t = status_of(f->c, id);
+		t = tbh_status(f->c, id);
 		if (tb_task_state(t) == TB_STATE_DEAD &&
 		    tb_task_finished_at(t) > finished) {
 			break;
@@ -1068,11 +964,11 @@ test_cli_pause_resume_drain_retry_purge(void **state)
 		tbh_sleep_ms(20);
 	}
 	tb_task_free(t);
-	free(cli_ok(f, purge));
+	free(tbh_cli_ok(&f->b, purge));
 	t = NULL;
 	TBH_RV(tb_status(f->c, id, &t), TB_ENOTFOUND);
-	t = status_of(f->c, nid);
-	expect_state(t, TB_STATE_DONE);
+	t = tbh_status(f->c, nid);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 	f->passed = true;
 }
@@ -1094,7 +990,7 @@ test_cli_stats_json_has_queues_array(void **state)
 	id      = tbh_submit(f->c, "noop", NULL, 0, &o);
 	tb_task_free(tbh_wait_final(f->c, id, WAIT_MS));
 	const char *const args[] = { "stats", "--json", NULL };
-	out = cli_ok(f, args);
+	out = tbh_cli_ok(&f->b, args);
 	j   = parse_json("stats --json", out);
 	free(out);
 	qs = json_object_get(j, "queues");

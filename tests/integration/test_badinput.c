@@ -131,13 +131,6 @@ pack_envelope(msgpack_packer *pk, uint64_t version, uint64_t op,
 }
 
 static void
-pack_cstr(msgpack_packer *pk, const char *s)
-{
-	msgpack_pack_str(pk, strlen(s));
-	msgpack_pack_str_body(pk, s, strlen(s));
-}
-
-static void
 test_random_garbage_gets_bad_request(void **state)
 {
 	tbh_fix *f = *state;
@@ -239,7 +232,7 @@ test_array32_claiming_4_billion_elements_is_rejected(void **state)
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	pack_envelope(&pk, TBP_VERSION, TBP_OP_SUBMIT, 4242);
 	msgpack_pack_map(&pk, 1);
-	pack_cstr(&pk, "tasks");
+	tbh_pack_cstr(&pk, "tasks");
 	msgpack_sbuffer_write(&sb, (const char *) arr32, sizeof(arr32));
 	expect_error(f, "tasks array32 of 4G", sb.data, sb.size, TB_EBADREQ,
 	    TB_ETOOBIG, 0);
@@ -259,7 +252,7 @@ test_array32_claiming_4_billion_elements_is_rejected(void **state)
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	pack_envelope(&pk, TBP_VERSION, TBP_OP_STATS, 4444);
 	msgpack_pack_map(&pk, 1);
-	pack_cstr(&pk, "x");
+	tbh_pack_cstr(&pk, "x");
 	for (int i = 0; i < 100; i++) {
 		msgpack_pack_array(&pk, 1);
 	}
@@ -397,7 +390,7 @@ test_message_over_8mib_does_not_hurt_the_broker(void **state)
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	pack_envelope(&pk, TBP_VERSION, TBP_OP_PING, 7070);
 	msgpack_pack_map(&pk, 1);
-	pack_cstr(&pk, "junk");
+	tbh_pack_cstr(&pk, "junk");
 	msgpack_pack_bin(&pk, n);
 	msgpack_pack_bin_body(&pk, big, n);
 	free(big);

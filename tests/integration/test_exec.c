@@ -45,15 +45,6 @@ typedef struct exec_res {
 	bool    err_cut;
 } exec_res;
 
-static void
-pack_cstr(msgpack_packer *pk, const char *s)
-{
-	size_t n = strlen(s);
-
-	msgpack_pack_str(pk, n);
-	msgpack_pack_str_body(pk, s, n);
-}
-
 // pack_exec packs spec as an exec payload; the caller frees the buffer.
 static void *
 pack_exec(const exec_spec *spec, size_t *lenp)
@@ -73,25 +64,25 @@ pack_exec(const exec_spec *spec, size_t *lenp)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, nkeys);
-	pack_cstr(&pk, "argv");
+	tbh_pack_cstr(&pk, "argv");
 	msgpack_pack_array(&pk, nargv);
 	for (size_t i = 0; i < nargv; i++) {
-		pack_cstr(&pk, spec->argv[i]);
+		tbh_pack_cstr(&pk, spec->argv[i]);
 	}
 	if (spec->env != NULL) {
-		pack_cstr(&pk, "env");
+		tbh_pack_cstr(&pk, "env");
 		msgpack_pack_map(&pk, nenv);
 		for (size_t i = 0; i < nenv; i++) {
-			pack_cstr(&pk, spec->env[2 * i]);
-			pack_cstr(&pk, spec->env[2 * i + 1]);
+			tbh_pack_cstr(&pk, spec->env[2 * i]);
+			tbh_pack_cstr(&pk, spec->env[2 * i + 1]);
 		}
 	}
 	if (spec->cwd != NULL) {
-		pack_cstr(&pk, "cwd");
-		pack_cstr(&pk, spec->cwd);
+		tbh_pack_cstr(&pk, "cwd");
+		tbh_pack_cstr(&pk, spec->cwd);
 	}
 	if (spec->has_in) {
-		pack_cstr(&pk, "stdin");
+		tbh_pack_cstr(&pk, "stdin");
 		if (spec->in_bin) {
 			msgpack_pack_bin_with_body(
 			    &pk, spec->in, spec->in_len);
@@ -334,48 +325,6 @@ count_lines(const char *text)
 		n += *p == '\n';
 	}
 	return (n);
-}
-
-// make_marker writes a sleep argument no other process has: "1NNN.PID"
-// with a per-call counter NNN.
-static void
-make_marker(char *buf, size_t size)
-{
-	static int n;
-
-	n++;
-	snprintf(buf, size, "1%03d.%d", n, (int) getpid());
-}
-
-// wait_procs waits up to timeout_ms until at least n processes have the
-// argument marker or, if n is 0, until none has. Returns the last count.
-static int
-wait_procs(const char *marker, int n, int timeout_ms)
-{
-	int64_t deadline = tbh_now_ms() + timeout_ms;
-	int     got;
-
-	for (;;) {
-		got = tbh_procs_with_arg(marker, NULL, 0);
-		if ((n == 0 && got == 0) || (n > 0 && got >= n) ||
-		    tbh_now_ms() >= deadline) {
-			return (got);
-		}
-		tbh_sleep_ms(10);
-	}
-}
-
-// kill_marked kills (SIGKILL) what a failed test left behind: the
-// processes with the argument marker. They were started for this test.
-static void
-kill_marked(const char *marker)
-{
-	pid_t pids[64];
-	int   n = tbh_procs_with_arg(marker, pids, 64);
-
-	for (int i = 0; i < n && i < 64; i++) {
-		kill(pids[i], SIGKILL);
-	}
 }
 
 // proc_threads reads "Threads:" of /proc/PID/status, or -1.
@@ -795,7 +744,7 @@ test_timeout_sends_sigterm_to_the_group_first(void **state)
 	char          *got;
 	int            n;
 
-	make_marker(marker, sizeof(marker));
+	tbh_marker_make(marker, sizeof(marker));
 	tbh_fix_start(f, NULL); // --exec-kill-grace 5s: TERM must do it
 	snprintf(mfile, sizeof(mfile), "%s/termed", f->b.dir);
 	snprintf(script, sizeof(script),
@@ -806,7 +755,7 @@ test_timeout_sends_sigterm_to_the_group_first(void **state)
 	{
 		exec_spec s  = { .argv = argv };
 		tb_id     id = submit_exec(f, &s, &o);
-		if ((n = wait_procs(marker, 1, TBH_MS(3000))) < 1) {
+		if ((n = tbh_marker_wait(marker, 1, TBH_MS(3000))) < 1) {
 			print_error(
 			    "the shell's sleep %s never ran\n", marker);
 			fail();
@@ -817,7 +766,7 @@ test_timeout_sends_sigterm_to_the_group_first(void **state)
 		print_error("the task took %lld ms to end; SIGTERM should end "
 		            "it well before the 5 s kill grace\n",
 		    (long long) (tbh_now_ms() - t0));
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		tb_task_free(t);
 		fail();
 	}
@@ -829,7 +778,7 @@ test_timeout_sends_sigterm_to_the_group_first(void **state)
 		            "want 0, 0 (it exits from its TERM trap)\n",
 		    (long long) r.exit_status, (long long) r.term_signal);
 		res_free(&r);
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		fail();
 	}
 	res_free(&r);
@@ -838,15 +787,15 @@ test_timeout_sends_sigterm_to_the_group_first(void **state)
 		print_error("the TERM trap's file %s: %s\n", mfile,
 		    got != NULL ? got : "(missing)");
 		free(got);
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		fail();
 	}
 	free(got);
-	if ((n = wait_procs(marker, 0, TBH_MS(2000))) != 0) {
+	if ((n = tbh_marker_wait(marker, 0, TBH_MS(2000))) != 0) {
 		print_error("%d processes with argument %s survive the "
 		            "group's SIGTERM\n",
 		    n, marker);
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		fail();
 	}
 	f->passed = true;
@@ -868,7 +817,7 @@ test_group_ignoring_sigterm_is_killed_after_grace(void **state)
 	tb_id             id;
 	int               n;
 
-	make_marker(marker, sizeof(marker));
+	tbh_marker_make(marker, sizeof(marker));
 	snprintf(script, sizeof(script), "trap '' TERM; sleep %s; sleep %s",
 	    marker, marker);
 	tbh_fix_start(f, args);
@@ -877,7 +826,7 @@ test_group_ignoring_sigterm_is_killed_after_grace(void **state)
 		exec_spec s = { .argv = argv };
 		id          = submit_exec(f, &s, &o);
 	}
-	if ((n = wait_procs(marker, 1, TBH_MS(3000))) < 1) {
+	if ((n = tbh_marker_wait(marker, 1, TBH_MS(3000))) < 1) {
 		print_error("sleep %s never ran\n", marker);
 		fail();
 	}
@@ -889,7 +838,7 @@ test_group_ignoring_sigterm_is_killed_after_grace(void **state)
 		            "want ~0.8 s (timeout 500 ms + grace 300 ms)\n",
 		    (long long) took);
 		tb_task_free(t);
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		fail();
 	}
 	expect_end(t, TB_STATE_DEAD, 1, "timed out");
@@ -900,15 +849,15 @@ test_group_ignoring_sigterm_is_killed_after_grace(void **state)
 		            "want SIGKILL\n",
 		    (long long) r.term_signal, (long long) r.exit_status);
 		res_free(&r);
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		fail();
 	}
 	res_free(&r);
-	if ((n = wait_procs(marker, 0, TBH_MS(1000))) != 0) {
+	if ((n = tbh_marker_wait(marker, 0, TBH_MS(1000))) != 0) {
 		print_error("%d processes with argument %s survive the "
 		            "group's SIGKILL\n",
 		    n, marker);
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		fail();
 	}
 	f->passed = true;

@@ -71,41 +71,6 @@ print_events(tb_event **evs, size_t n)
 	}
 }
 
-// expect_state fails unless t is in state want, naming both; on failure
-// it frees t (the test ends there, and sanitizer runs stay leak-free).
-static void
-expect_state(tb_task *t, int want)
-{
-	if (tb_task_state(t) != want) {
-		print_error("task %llu is %s, want %s (attempts %u, error %s)\n",
-		    (unsigned long long) tb_task_id(t),
-		    tb_state_name(tb_task_state(t)), tb_state_name(want),
-		    tb_task_attempts(t),
-		    tb_task_error(t) != NULL ? tb_task_error(t) : "(none)");
-		tb_task_free(t);
-		fail();
-	}
-}
-
-// map_get returns the value under key in the msgpack map m, or NULL.
-static const msgpack_object *
-map_get(const msgpack_object *m, const char *key)
-{
-	size_t klen = strlen(key);
-
-	if (m->type != MSGPACK_OBJECT_MAP) {
-		return (NULL);
-	}
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object *k = &m->via.map.ptr[i].key;
-		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-		    memcmp(k->via.str.ptr, key, klen) == 0) {
-			return (&m->via.map.ptr[i].val);
-		}
-	}
-	return (NULL);
-}
-
 // run_and_check submits one task of handler with payload, waits for its
 // start and final events and its final state, and checks they agree.
 // Returns the final task (free it).
@@ -146,7 +111,7 @@ run_and_check(tbh_fix *f, const char *handler, const void *payload,
 	free_events(evs, n);
 
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, want_state);
+	tbh_expect_state(t, want_state);
 	assert_int_equal(tb_task_id(t), id);
 	assert_string_equal(tb_task_handler(t), handler);
 	assert_string_equal(tb_task_queue(t), "default");
@@ -279,8 +244,8 @@ test_block_with_one_worker_runs_one_at_a_time(void **state)
 	free(p);
 	t1 = tbh_wait_final(f->c, id1, WAIT_MS);
 	t2 = tbh_wait_final(f->c, id2, WAIT_MS);
-	expect_state(t1, TB_STATE_DONE);
-	expect_state(t2, TB_STATE_DONE);
+	tbh_expect_state(t1, TB_STATE_DONE);
+	tbh_expect_state(t2, TB_STATE_DONE);
 	gap = tb_task_finished_at(t2) - tb_task_finished_at(t1);
 	if (gap < 0) {
 		gap = -gap;
@@ -333,15 +298,15 @@ test_exec_echo_ends_done_with_output(void **state)
 	assert_int_equal(msgpack_unpack_next(&u, r, rlen, NULL),
 	    MSGPACK_UNPACK_SUCCESS);
 	assert_int_equal(u.data.type, MSGPACK_OBJECT_MAP);
-	v = map_get(&u.data, "exit_status");
+	v = tbh_map_get(&u.data, "exit_status");
 	assert_non_null(v);
 	assert_int_equal(v->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
 	assert_int_equal(v->via.u64, 0);
-	v = map_get(&u.data, "term_signal");
+	v = tbh_map_get(&u.data, "term_signal");
 	assert_non_null(v);
 	assert_true(v->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
 	    v->via.u64 == 0);
-	v = map_get(&u.data, "stdout");
+	v = tbh_map_get(&u.data, "stdout");
 	assert_non_null(v);
 	if (v->type == MSGPACK_OBJECT_BIN) {
 		assert_int_equal(v->via.bin.size, 3);
@@ -352,7 +317,7 @@ test_exec_echo_ends_done_with_output(void **state)
 		    (int) v->type);
 		fail();
 	}
-	v = map_get(&u.data, "stderr");
+	v = tbh_map_get(&u.data, "stderr");
 	assert_non_null(v);
 	assert_true(v->type == MSGPACK_OBJECT_BIN && v->via.bin.size == 0);
 	msgpack_unpacked_destroy(&u);
@@ -482,7 +447,7 @@ test_batch_of_100_noop_gets_increasing_ids_and_all_end_done(void **state)
 	}
 	for (int i = 0; i < 100; i++) {
 		tb_task *t = tbh_wait_final(f->c, ids[i], WAIT_MS);
-		expect_state(t, TB_STATE_DONE);
+		tbh_expect_state(t, TB_STATE_DONE);
 		assert_int_equal(tb_task_attempts(t), 1);
 		tb_task_free(t);
 	}
@@ -592,7 +557,7 @@ test_fail_with_3_attempts_retries_then_ends_dead(void **state)
 	free_events(evs, n);
 
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	assert_int_equal(tb_task_attempts(t), 3);
 	assert_int_equal(tb_task_max_attempts(t), 3);
 	assert_non_null(tb_task_error(t));
@@ -614,18 +579,18 @@ test_cancel_pending_task_ends_cancelled(void **state)
 	o.delay_ms = 60000;
 	id         = tbh_submit(f->c, "noop", NULL, 0, &o);
 	TBH_OK(tb_status(f->c, id, &t));
-	expect_state(t, TB_STATE_PENDING);
+	tbh_expect_state(t, TB_STATE_PENDING);
 	tb_task_free(t);
 	t = NULL;
 
 	TBH_OK(tb_cancel(f->c, id, &t));
 	assert_non_null(t);
-	expect_state(t, TB_STATE_CANCELLED);
+	tbh_expect_state(t, TB_STATE_CANCELLED);
 	tb_task_free(t);
 	t = NULL;
 
 	TBH_OK(tb_status(f->c, id, &t));
-	expect_state(t, TB_STATE_CANCELLED);
+	tbh_expect_state(t, TB_STATE_CANCELLED);
 	assert_int_equal(tb_task_attempts(t), 0);
 	tb_task_free(t);
 
@@ -652,7 +617,7 @@ test_cancel_done_task_is_wrong_state(void **state)
 	tbh_fix_start(f, NULL);
 	id = tbh_submit(f->c, "noop", NULL, 0, NULL);
 	t  = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 	TBH_RV(tb_cancel(f->c, id, NULL), TB_ESTATE);
 	f->passed = true;
@@ -724,7 +689,7 @@ test_timeout_ms_ends_a_long_attempt(void **state)
 	              "error: %s\n",
 	    tb_state_name(tb_task_state(t)), (long long) (tbh_now_ms() - t0),
 	    tb_task_error(t) ? tb_task_error(t) : "(none)");
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	assert_int_equal(tb_task_attempts(t), 1);
 	assert_non_null(tb_task_error(t));
 	tb_task_free(t);

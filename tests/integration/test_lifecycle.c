@@ -5,101 +5,14 @@
 // graceful shutdown, cancel, and forever tasks. Each test starts its own
 // broker.
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include "harness.h"
 
 #define EVENT_MS TBH_MS(5000)
 #define WAIT_MS TBH_MS(10000)
-
-// wall_us is the wall clock in Unix microseconds, as the broker's times.
-static int64_t
-wall_us(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return ((int64_t) tv.tv_sec * 1000000 + tv.tv_usec);
-}
-
-// expect_state fails unless t is in state want, naming both; on failure it
-// frees t.
-static void
-expect_state(tb_task *t, int want)
-{
-	if (tb_task_state(t) != want) {
-		print_error("task %llu is %s, want %s (attempts %u, error %s)\n",
-		    (unsigned long long) tb_task_id(t),
-		    tb_state_name(tb_task_state(t)), tb_state_name(want),
-		    tb_task_attempts(t),
-		    tb_task_error(t) != NULL ? tb_task_error(t) : "(none)");
-		tb_task_free(t);
-		fail();
-	}
-}
-
-// status_of fetches id, asserting success.
-static tb_task *
-status_of(tb_client *c, tb_id id)
-{
-	tb_task *t = NULL;
-
-	TBH_OK(tb_status(c, id, &t));
-	assert_non_null(t);
-	return (t);
-}
-
-// start_with_config writes ini as the broker's config file and starts the
-// fixture's broker with --config FILE followed by args (may be NULL).
-static void
-start_with_config(tbh_fix *f, const char *ini, const char *const *args)
-{
-	char        path[TBH_PATH];
-	const char *all[TBH_MAX_ARGS + 1];
-	int         n = 0;
-
-	if (tbh_write_config(&f->b, "broker.ini", ini, path, sizeof(path)) !=
-	    0) {
-		print_error("could not write the config file\n");
-		fail();
-	}
-	all[n++] = "--config";
-	all[n++] = path;
-	for (int i = 0; args != NULL && args[i] != NULL && n < TBH_MAX_ARGS;
-	     i++) {
-		all[n++] = args[i];
-	}
-	all[n] = NULL;
-	tbh_fix_start(f, all);
-}
-
-// restart_broker stops the broker gracefully (SIGTERM), checks it exited 0
-// and starts it again in the same dir; the subscription, if any, is
-// reopened.
-static void
-restart_broker(tbh_fix *f)
-{
-	int code;
-
-	tbh_log_note(&f->b, "=== test: SIGTERM and restart ===");
-	if ((code = tbh_stop(&f->b, TBH_MS(15000))) != 0) {
-		print_error("broker stop: exit %d, want 0\n", code);
-		fail();
-	}
-	if (tbh_restart(&f->b) != 0) {
-		print_error("broker did not come back after a restart\n");
-		fail();
-	}
-	if (f->sub != NULL) {
-		tb_sub_close(f->sub);
-		f->sub = tbh_sub_open(&f->b, f->c, "tb.");
-	}
-}
 
 // kill9_restart kills the broker with SIGKILL and starts it again.
 static void
@@ -203,7 +116,7 @@ test_priority_order_within_a_queue(void **state)
 	int            got;
 	tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
 
-	start_with_config(f, concurrency1_ini, NULL);
+	tbh_fix_start_config(f, concurrency1_ini, NULL);
 	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
 	TBH_OK(tb_pause(f->c, "q"));
 	o.queue = "q";
@@ -231,13 +144,13 @@ test_priority_order_within_a_queue(void **state)
 	// The store agrees: started_at increases in the same order.
 	for (int i = 0; i < 6; i++) {
 		tb_task *t = tbh_wait_final(f->c, ids[want[i]], WAIT_MS);
-		expect_state(t, TB_STATE_DONE);
+		tbh_expect_state(t, TB_STATE_DONE);
 		assert_int_equal(tb_task_priority(t), prio[want[i]]);
 		tb_task_free(t);
 	}
 	for (int i = 1; i < 6; i++) {
-		tb_task *a = status_of(f->c, ids[want[i - 1]]);
-		tb_task *b = status_of(f->c, ids[want[i]]);
+		tb_task *a = tbh_status(f->c, ids[want[i - 1]]);
+		tb_task *b = tbh_status(f->c, ids[want[i]]);
 		bool     ok = tb_task_started_at(b) >= tb_task_finished_at(a);
 
 		if (!ok) {
@@ -264,7 +177,7 @@ test_fifo_among_equal_priorities(void **state)
 	int            got;
 	tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
 
-	start_with_config(f, concurrency1_ini, NULL);
+	tbh_fix_start_config(f, concurrency1_ini, NULL);
 	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
 	TBH_OK(tb_pause(f->c, "q"));
 	o.queue    = "q";
@@ -293,10 +206,10 @@ test_fifo_among_equal_priorities(void **state)
 static void
 check_held_until(tbh_fix *f, tb_id id, int64_t not_before_us)
 {
-	tb_task *t = status_of(f->c, id);
+	tb_task *t = tbh_status(f->c, id);
 	int      rv;
 
-	expect_state(t, TB_STATE_PENDING);
+	tbh_expect_state(t, TB_STATE_PENDING);
 	assert_int_equal(tb_task_attempts(t), 0);
 	if (tb_task_run_at(t) < not_before_us - 1000) {
 		print_error("run_at %lld is before %lld\n",
@@ -314,12 +227,12 @@ check_held_until(tbh_fix *f, tb_id id, int64_t not_before_us)
 		tb_task_free(t);
 		fail();
 	}
-	expect_state(t, TB_STATE_PENDING);
+	tbh_expect_state(t, TB_STATE_PENDING);
 	assert_int_equal(tb_task_started_at(t), 0);
 	tb_task_free(t);
 
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	print_message("task %llu started %lld ms after its earliest start\n",
 	    (unsigned long long) id,
 	    (long long) (tb_task_started_at(t) - not_before_us) / 1000);
@@ -346,7 +259,7 @@ test_delay_ms_holds_the_task_pending_until_due(void **state)
 	tbh_fix_start(f, NULL);
 	o.delay_ms = 1500;
 	id         = tbh_submit(f->c, "noop", NULL, 0, &o);
-	t          = status_of(f->c, id);
+	t          = tbh_status(f->c, id);
 	// The delay counts from acceptance, which created_at records.
 	int64_t due = tb_task_created_at(t) + 1500000;
 	tb_task_free(t);
@@ -362,7 +275,7 @@ test_run_at_holds_the_task_pending_until_then(void **state)
 	tb_id          id;
 
 	tbh_fix_start(f, NULL);
-	o.run_at = wall_us() + 1500000;
+	o.run_at = tbh_wall_us() + 1500000;
 	id       = tbh_submit(f->c, "noop", NULL, 0, &o);
 	check_held_until(f, id, o.run_at);
 	f->passed = true;
@@ -414,7 +327,7 @@ test_max_attempts_with_backoff_ends_dead_with_last_error(void **state)
 			retry_us[nretry++] = tb_event_time(e);
 			if (nretry == 1) {
 				// Between attempts it waits as failed.
-				tb_task *w = status_of(f->c, id);
+				tb_task *w = tbh_status(f->c, id);
 				saw_failed =
 				    tb_task_state(w) == TB_STATE_FAILED &&
 				    tb_task_attempts(w) == 1 &&
@@ -459,7 +372,7 @@ test_max_attempts_with_backoff_ends_dead_with_last_error(void **state)
 		}
 	}
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	assert_int_equal(tb_task_attempts(t), 3);
 	assert_int_equal(tb_task_max_attempts(t), 3);
 	assert_non_null(tb_task_error(t));
@@ -486,7 +399,7 @@ test_retry_by_id_reruns_a_dead_task_with_attempts_reset(void **state)
 	o.max_attempts = 2;
 	id             = tbh_submit(f->c, "fail", NULL, 0, &o);
 	t              = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	assert_int_equal(tb_task_attempts(t), 2);
 	first_finish = tb_task_finished_at(t);
 	tb_task_free(t);
@@ -513,7 +426,7 @@ test_retry_by_id_reruns_a_dead_task_with_attempts_reset(void **state)
 		starts++;
 	}
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	assert_int_equal(tb_task_attempts(t), 2);
 	assert_true(tb_task_finished_at(t) > first_finish);
 	tb_task_free(t);
@@ -522,7 +435,7 @@ test_retry_by_id_reruns_a_dead_task_with_attempts_reset(void **state)
 	// A done task cannot be retried; nor can an unknown one.
 	ok_id = tbh_submit(f->c, "noop", NULL, 0, NULL);
 	t     = tbh_wait_final(f->c, ok_id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 	TBH_RV(tb_retry(f->c, ok_id), TB_ESTATE);
 	TBH_RV(tb_retry(f->c, 987654321), TB_ENOTFOUND);
@@ -550,7 +463,7 @@ test_retry_by_id_of_a_dead_task_can_end_done(void **state)
 	id = tbh_submit(f->c, "exec", p, len, NULL);
 	free(p);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	assert_int_equal(tb_task_attempts(t), 1);
 	assert_non_null(tb_task_error(t));
 	tb_task_free(t);
@@ -559,7 +472,7 @@ test_retry_by_id_of_a_dead_task_can_end_done(void **state)
 	fclose(fp);
 	TBH_OK(tb_retry(f->c, id));
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	assert_int_equal(tb_task_attempts(t), 1);
 	assert_null(tb_task_error(t));
 	tb_task_free(t);
@@ -587,15 +500,15 @@ test_retry_queue_requeues_only_that_queues_dead_tasks(void **state)
 	other   = tbh_submit(f->c, "fail", NULL, 0, &o);
 	for (int i = 0; i < 3; i++) {
 		t = tbh_wait_final(f->c, dead_ids[i], WAIT_MS);
-		expect_state(t, TB_STATE_DEAD);
+		tbh_expect_state(t, TB_STATE_DEAD);
 		tb_task_free(t);
 	}
 	t = tbh_wait_final(f->c, other, WAIT_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	other_finish = tb_task_finished_at(t);
 	tb_task_free(t);
 	t = tbh_wait_final(f->c, done_id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	done_finish = tb_task_finished_at(t);
 	tb_task_free(t);
 
@@ -607,16 +520,16 @@ test_retry_queue_requeues_only_that_queues_dead_tasks(void **state)
 	}
 	for (int i = 0; i < 3; i++) {
 		t = tbh_wait_final(f->c, dead_ids[i], WAIT_MS);
-		expect_state(t, TB_STATE_DEAD);
+		tbh_expect_state(t, TB_STATE_DEAD);
 		assert_int_equal(tb_task_attempts(t), 1);
 		tb_task_free(t);
 	}
-	t = status_of(f->c, other);
-	expect_state(t, TB_STATE_DEAD);
+	t = tbh_status(f->c, other);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	assert_int_equal(tb_task_finished_at(t), other_finish);
 	tb_task_free(t);
-	t = status_of(f->c, done_id);
-	expect_state(t, TB_STATE_DONE);
+	t = tbh_status(f->c, done_id);
+	tbh_expect_state(t, TB_STATE_DONE);
 	assert_int_equal(tb_task_finished_at(t), done_finish);
 	tb_task_free(t);
 
@@ -676,7 +589,7 @@ test_timeout_is_a_failed_attempt_and_is_retried(void **state)
 		fail();
 	}
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	assert_int_equal(tb_task_attempts(t), 2);
 	assert_int_equal(tb_task_timeout_ms(t), 300);
 	assert_non_null(tb_task_error(t));
@@ -688,48 +601,6 @@ test_timeout_is_a_failed_attempt_and_is_retried(void **state)
 	}
 	tb_task_free(t);
 	f->passed = true;
-}
-
-// make_marker writes a sleep argument no other process has: "1NNN.PID"
-// with a per-call counter NNN.
-static void
-make_marker(char *buf, size_t size)
-{
-	static int n;
-
-	n++;
-	snprintf(buf, size, "1%03d.%d", n, (int) getpid());
-}
-
-// wait_procs waits up to timeout_ms until at least n processes have the
-// argument marker or, if n is 0, until none has. Returns the last count.
-static int
-wait_procs(const char *marker, int n, int timeout_ms)
-{
-	int64_t deadline = tbh_now_ms() + timeout_ms;
-	int     got;
-
-	for (;;) {
-		got = tbh_procs_with_arg(marker, NULL, 0);
-		if ((n == 0 && got == 0) || (n > 0 && got >= n) ||
-		    tbh_now_ms() >= deadline) {
-			return (got);
-		}
-		tbh_sleep_ms(20);
-	}
-}
-
-// kill_marked kills (SIGKILL) what a failed test left behind: the
-// processes with the argument marker. They were started for this test.
-static void
-kill_marked(const char *marker)
-{
-	pid_t pids[16];
-	int   n = tbh_procs_with_arg(marker, pids, 16);
-
-	for (int i = 0; i < n && i < 16; i++) {
-		kill(pids[i], SIGKILL);
-	}
 }
 
 // shell_argv_payload packs an exec payload running a shell that starts a
@@ -760,18 +631,18 @@ test_exec_timeout_kills_the_process_group(void **state)
 	tb_task          *t;
 	tb_id             id;
 
-	make_marker(marker, sizeof(marker));
+	tbh_marker_make(marker, sizeof(marker));
 	p = shell_argv_payload(marker, &len);
 	tbh_fix_start(f, args);
 	o.timeout_ms = 1500;
 	id           = tbh_submit(f->c, "exec", p, len, &o);
 	free(p);
-	n = wait_procs(marker, 2, TBH_MS(1200));
+	n = tbh_marker_wait(marker, 2, TBH_MS(1200));
 	if (n < 2) {
 		print_error("exec task %llu: %d processes with argument %s, "
 		            "want 2 (the shell's two sleeps)\n",
 		    (unsigned long long) id, n, marker);
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		fail();
 	}
 	t = tbh_wait_final(f->c, id, WAIT_MS);
@@ -782,17 +653,17 @@ test_exec_timeout_kills_the_process_group(void **state)
 		    tb_state_name(tb_task_state(t)),
 		    tb_task_error(t) ? tb_task_error(t) : "(none)");
 		tb_task_free(t);
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		fail();
 	}
 	tb_task_free(t);
-	n = wait_procs(marker, 0, TBH_MS(3000));
+	n = tbh_marker_wait(marker, 0, TBH_MS(3000));
 	if (n != 0) {
 		print_error("after the exec task timed out, %d processes with "
 		            "argument %s survive (the process group was not "
 		            "killed)\n",
 		    n, marker);
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		fail();
 	}
 	f->passed = true;
@@ -820,7 +691,7 @@ test_idempotency_key_returns_the_unfinished_task(void **state)
 	id1        = tbh_submit(f->c, "noop", NULL, 0, &o);
 	id2        = tbh_submit(f->c, "noop", NULL, 0, &o);
 	assert_int_equal(id2, id1);
-	t = status_of(f->c, id1);
+	t = tbh_status(f->c, id1);
 	assert_non_null(tb_task_key(t));
 	assert_string_equal(tb_task_key(t), "k1");
 	tb_task_free(t);
@@ -853,7 +724,7 @@ test_idempotency_key_returns_the_unfinished_task(void **state)
 	o.delay_ms = 0;
 	id1        = tbh_submit(f->c, "noop", NULL, 0, &o);
 	t          = tbh_wait_final(f->c, id1, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 	id2 = tbh_submit(f->c, "noop", NULL, 0, &o);
 	assert_true(id2 != id1);
@@ -877,7 +748,7 @@ test_idempotency_key_holds_across_restart(void **state)
 	o.delay_ms = 60000;
 	o.queue    = "keys";
 	id1        = tbh_submit(f->c, "noop", NULL, 0, &o);
-	restart_broker(f);
+	tbh_fix_restart(f);
 	memset(&spec, 0, sizeof(spec));
 	spec.handler = "noop";
 	spec.opts    = &o;
@@ -916,7 +787,7 @@ test_attempts_counted_before_start_across_kill9(void **state)
 			    (unsigned long long) id, k);
 			fail();
 		}
-		t = status_of(f->c, id);
+		t = tbh_status(f->c, id);
 		print_message("attempt %u running, attempts %u\n", k,
 		    tb_task_attempts(t));
 		assert_int_equal(tb_task_attempts(t), k);
@@ -927,7 +798,7 @@ test_attempts_counted_before_start_across_kill9(void **state)
 	print_message("after two kill -9: %s, attempts %u, error %s\n",
 	    tb_state_name(tb_task_state(t)), tb_task_attempts(t),
 	    tb_task_error(t) ? tb_task_error(t) : "(none)");
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	assert_int_equal(tb_task_attempts(t), 2);
 	tb_task_free(t);
 	f->passed = true;
@@ -955,11 +826,11 @@ test_graceful_shutdown_does_not_count_an_attempt(void **state)
 		    (unsigned long long) id);
 		fail();
 	}
-	restart_broker(f);
+	tbh_fix_restart(f);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
 	print_message("after a graceful restart: %s, attempts %u\n",
 	    tb_state_name(tb_task_state(t)), tb_task_attempts(t));
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	assert_int_equal(tb_task_attempts(t), 1);
 	tb_task_free(t);
 	f->passed = true;
@@ -981,16 +852,16 @@ test_cancel_pending_delayed_task_survives_restart(void **state)
 	o.max_attempts = 3;
 	id             = tbh_submit(f->c, "noop", NULL, 0, &o);
 	TBH_OK(tb_cancel(f->c, id, &t));
-	expect_state(t, TB_STATE_CANCELLED);
+	tbh_expect_state(t, TB_STATE_CANCELLED);
 	assert_int_equal(tb_task_attempts(t), 0);
 	tb_task_free(t);
-	restart_broker(f);
+	tbh_fix_restart(f);
 	// Until past its due time (the absence under test) it stays
 	// cancelled and never starts.
 	deadline = tbh_now_ms() + 1300;
 	do {
-		t = status_of(f->c, id);
-		expect_state(t, TB_STATE_CANCELLED);
+		t = tbh_status(f->c, id);
+		tbh_expect_state(t, TB_STATE_CANCELLED);
 		assert_int_equal(tb_task_attempts(t), 0);
 		assert_int_equal(tb_task_started_at(t), 0);
 		tb_task_free(t);
@@ -1029,7 +900,7 @@ test_cancel_running_sleep_ends_cancelled_without_retry(void **state)
 	TBH_OK(tb_cancel(f->c, id, &t));
 	print_message("cancel of a running sleep returned after %lld ms\n",
 	    (long long) (tbh_now_ms() - t0));
-	expect_state(t, TB_STATE_CANCELLED);
+	tbh_expect_state(t, TB_STATE_CANCELLED);
 	assert_int_equal(tb_task_attempts(t), 1);
 	tb_task_free(t);
 	assert_true(tbh_now_ms() - t0 < TBH_MS(3000));
@@ -1040,8 +911,8 @@ test_cancel_running_sleep_ends_cancelled_without_retry(void **state)
 		    again);
 		fail();
 	}
-	t = status_of(f->c, id);
-	expect_state(t, TB_STATE_CANCELLED);
+	t = tbh_status(f->c, id);
+	tbh_expect_state(t, TB_STATE_CANCELLED);
 	assert_int_equal(tb_task_attempts(t), 1);
 	tb_task_free(t);
 	f->passed = true;
@@ -1060,16 +931,16 @@ test_cancel_running_exec_kills_its_processes(void **state)
 	int            n;
 	tb_id          id;
 
-	make_marker(marker, sizeof(marker));
+	tbh_marker_make(marker, sizeof(marker));
 	p = shell_argv_payload(marker, &len);
 	tbh_fix_start(f, NULL);
 	o.max_attempts = 3;
 	id             = tbh_submit(f->c, "exec", p, len, &o);
 	free(p);
-	if ((n = wait_procs(marker, 2, TBH_MS(5000))) < 2) {
+	if ((n = tbh_marker_wait(marker, 2, TBH_MS(5000))) < 2) {
 		print_error("exec task: %d processes with argument %s, want 2\n",
 		    n, marker);
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		fail();
 	}
 	TBH_OK(tb_cancel(f->c, id, &t));
@@ -1077,20 +948,20 @@ test_cancel_running_exec_kills_its_processes(void **state)
 		print_error("cancelled exec task is %s\n",
 		    tb_state_name(tb_task_state(t)));
 		tb_task_free(t);
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		fail();
 	}
 	tb_task_free(t);
-	n = wait_procs(marker, 0, TBH_MS(3000));
+	n = tbh_marker_wait(marker, 0, TBH_MS(3000));
 	if (n != 0) {
 		print_error("after cancel, %d processes with argument %s "
 		            "survive\n",
 		    n, marker);
-		kill_marked(marker);
+		tbh_marker_kill(marker);
 		fail();
 	}
-	t = status_of(f->c, id);
-	expect_state(t, TB_STATE_CANCELLED);
+	t = tbh_status(f->c, id);
+	tbh_expect_state(t, TB_STATE_CANCELLED);
 	assert_int_equal(tb_task_attempts(t), 1);
 	tb_task_free(t);
 	f->passed = true;
@@ -1131,7 +1002,7 @@ test_forever_task_restarts_until_cancelled(void **state)
 		    restarts);
 		fail();
 	}
-	t = status_of(f->c, id);
+	t = tbh_status(f->c, id);
 	assert_int_equal(tb_task_forever(t), 1);
 	assert_false(tb_state_is_final(tb_task_state(t)));
 	if (tb_task_attempts(t) < 3) {
@@ -1146,13 +1017,13 @@ test_forever_task_restarts_until_cancelled(void **state)
 
 	t = NULL;
 	TBH_OK(tb_cancel(f->c, id, &t));
-	expect_state(t, TB_STATE_CANCELLED);
+	tbh_expect_state(t, TB_STATE_CANCELLED);
 	tb_task_free(t);
 	// Stopped for good: no start or restart for 700 ms.
 	after = count_events(f->sub, id, NULL, TBH_MS(700));
 	// The cancelled event itself may still be in flight.
-	t = status_of(f->c, id);
-	expect_state(t, TB_STATE_CANCELLED);
+	t = tbh_status(f->c, id);
+	tbh_expect_state(t, TB_STATE_CANCELLED);
 	tb_task_free(t);
 	if (after > 1) {
 		print_error("%d events for the forever task after cancel\n",
@@ -1242,7 +1113,7 @@ test_forever_task_stops_at_shutdown_and_runs_after_restart(void **state)
 		fail();
 	}
 	t0 = tbh_now_ms();
-	restart_broker(f);
+	tbh_fix_restart(f);
 	print_message("stop and restart with a running forever task: %lld "
 	              "ms\n",
 	    (long long) (tbh_now_ms() - t0));
@@ -1250,7 +1121,7 @@ test_forever_task_stops_at_shutdown_and_runs_after_restart(void **state)
 		print_error("forever sleep did not run again after restart\n");
 		fail();
 	}
-	t = status_of(f->c, id);
+	t = tbh_status(f->c, id);
 	assert_int_equal(tb_task_forever(t), 1);
 	tb_task_free(t);
 	TBH_OK(tb_stats_get(f->c, &st));
@@ -1280,7 +1151,7 @@ test_forever_task_runs_again_after_kill9(void **state)
 	}
 	tb_event_free(e);
 	kill9_restart(f);
-	t      = status_of(f->c, id);
+	t      = tbh_status(f->c, id);
 	before = tb_task_attempts(t);
 	tb_task_free(t);
 	if ((e = tbh_sub_expect(f->sub, id, "restart", EVENT_MS)) == NULL) {
@@ -1289,7 +1160,7 @@ test_forever_task_runs_again_after_kill9(void **state)
 		fail();
 	}
 	tb_event_free(e);
-	t = status_of(f->c, id);
+	t = tbh_status(f->c, id);
 	assert_true(tb_task_attempts(t) > before);
 	assert_false(tb_state_is_final(tb_task_state(t)));
 	tb_task_free(t);

@@ -18,22 +18,6 @@
 #define WAIT_MS TBH_MS(10000)
 #define STOP_MS TBH_MS(3000) // a cancel or timeout ends an attempt by then
 
-// expect_state fails unless t is in state want, naming both; on failure
-// it frees t.
-static void
-expect_state(tb_task *t, int want)
-{
-	if (tb_task_state(t) != want) {
-		print_error("task %llu is %s, want %s (attempts %u, error %s)\n",
-		    (unsigned long long) tb_task_id(t),
-		    tb_state_name(tb_task_state(t)), tb_state_name(want),
-		    tb_task_attempts(t),
-		    tb_task_error(t) != NULL ? tb_task_error(t) : "(none)");
-		tb_task_free(t);
-		fail();
-	}
-}
-
 // expect_str_result fails unless t's result is the msgpack string want.
 static void
 expect_str_result(tb_task *t, const char *want)
@@ -83,30 +67,6 @@ pack_upper(const char *text, uint64_t ms, size_t *lenp)
 	return (sb.data); // the caller frees it
 }
 
-// start_with_config writes ini as DIR/broker.ini and starts the fixture's
-// broker with --config DIR/broker.ini followed by args.
-static void
-start_with_config(tbh_fix *f, const char *ini, const char *const *args)
-{
-	char        path[TBH_PATH];
-	const char *all[TBH_MAX_ARGS + 1];
-	int         n = 0;
-
-	if (tbh_write_config(&f->b, "broker.ini", ini, path, sizeof(path)) !=
-	    0) {
-		print_error("could not write the config file\n");
-		fail();
-	}
-	all[n++] = "--config";
-	all[n++] = path;
-	for (int i = 0; args != NULL && args[i] != NULL && n < TBH_MAX_ARGS;
-	     i++) {
-		all[n++] = args[i];
-	}
-	all[n] = NULL;
-	tbh_fix_start(f, all);
-}
-
 // expect_refused starts the broker with args and checks that it exits
 // with status 1 without ever answering, and that its log has every string
 // of want (NULL-terminated).
@@ -150,7 +110,7 @@ test_pool_handler_returns_text_upper_cased(void **state)
 	id = tbh_submit(f->c, "hello.slow_upper", p, len, NULL);
 	free(p);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	expect_str_result(t, "HELLO, PLUGIN 42");
 	// It blocked for its 100 ms on a worker thread.
 	assert_true(tb_task_finished_at(t) - tb_task_started_at(t) >= 90000);
@@ -174,7 +134,7 @@ test_pool_handler_without_text_ends_dead_without_retry(void **state)
 	id             = tbh_submit(f->c, "hello.slow_upper", p, len, &o);
 	free(p);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	assert_int_equal(tb_task_attempts(t), 1); // tb_run_set_no_retry
 	assert_non_null(tb_task_error(t));
 	assert_non_null(strstr(tb_task_error(t), "text"));
@@ -201,7 +161,7 @@ test_pool_handler_cancel_ends_it_cancelled_soon(void **state)
 	t0 = tbh_now_ms();
 	TBH_OK(tb_cancel(f->c, id, NULL));
 	t = tbh_wait_final(f->c, id, STOP_MS);
-	expect_state(t, TB_STATE_CANCELLED);
+	tbh_expect_state(t, TB_STATE_CANCELLED);
 	tb_task_free(t);
 	assert_true(tbh_now_ms() - t0 < STOP_MS);
 	// The worker saw tb_run_cancelled and is free again: a second task
@@ -211,7 +171,7 @@ test_pool_handler_cancel_ends_it_cancelled_soon(void **state)
 	id = tbh_submit(f->c, "hello.slow_upper", p, len, NULL);
 	free(p);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	expect_str_result(t, "AGAIN");
 	tb_task_free(t);
 	assert_int_equal(tbh_stop(&f->b, TBH_MS(10000)), 0);
@@ -234,7 +194,7 @@ test_pool_handler_timeout_fails_the_attempt(void **state)
 	id           = tbh_submit(f->c, "hello.slow_upper", p, len, &o);
 	free(p);
 	t = tbh_wait_final(f->c, id, STOP_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	assert_non_null(tb_task_error(t));
 	assert_non_null(strstr(tb_task_error(t), "timed out"));
 	assert_true(tb_task_finished_at(t) - tb_task_started_at(t) <
@@ -258,7 +218,7 @@ test_loop_handler_greets_world_by_default(void **state)
 	id = tbh_submit(f->c, "hello.greet", p, len, NULL);
 	free(p);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	expect_str_result(t, "hello, world");
 	assert_true(tb_task_finished_at(t) - tb_task_started_at(t) >= 90000);
 	tb_task_free(t);
@@ -275,7 +235,7 @@ test_loop_handler_greets_the_name_of_its_config_section(void **state)
 	tb_id             id;
 	tb_task          *t;
 
-	start_with_config(f,
+	tbh_fix_start_config(f,
 	    "[plugin hello]\n"
 	    "greeting_name = plugin tester\n"
 	    "\n"
@@ -285,7 +245,7 @@ test_loop_handler_greets_the_name_of_its_config_section(void **state)
 	id = tbh_submit(f->c, "hello.greet", p, len, NULL);
 	free(p);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	expect_str_result(t, "hello, plugin tester");
 	tb_task_free(t);
 	f->passed = true;
@@ -308,7 +268,7 @@ test_loop_handler_cancel_stops_its_timer(void **state)
 	    tbh_wait_state(f->c, id, TB_STATE_RUNNING, WAIT_MS), 0);
 	TBH_OK(tb_cancel(f->c, id, NULL));
 	t = tbh_wait_final(f->c, id, STOP_MS);
-	expect_state(t, TB_STATE_CANCELLED);
+	tbh_expect_state(t, TB_STATE_CANCELLED);
 	tb_task_free(t);
 	// A timer left running would keep the loop, and the broker, alive.
 	assert_int_equal(tbh_stop(&f->b, TBH_MS(10000)), 0);
@@ -331,7 +291,7 @@ test_loop_handler_timeout_fails_the_attempt(void **state)
 	id           = tbh_submit(f->c, "hello.greet", p, len, &o);
 	free(p);
 	t = tbh_wait_final(f->c, id, STOP_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	assert_non_null(tb_task_error(t));
 	assert_non_null(strstr(tb_task_error(t), "timed out"));
 	tb_task_free(t);
@@ -378,7 +338,7 @@ test_cli_submit_wait_prints_the_greeting(void **state)
 	char *out = NULL, *err = NULL;
 	int   rv;
 
-	start_with_config(f, "[plugin hello]\ngreeting_name = README\n", args);
+	tbh_fix_start_config(f, "[plugin hello]\ngreeting_name = README\n", args);
 	rv = tbh_cli(&f->b, &out, &err, cli);
 	if (rv != 0 || out == NULL || strcmp(out, "hello, README\n") != 0) {
 		print_error("taskbroker exited %d, stdout \"%s\", stderr "

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <jansson.h>
 
@@ -14,15 +13,6 @@
 
 #define EVENT_MS TBH_MS(5000)
 #define WAIT_MS TBH_MS(10000)
-
-static int64_t
-wall_us(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return ((int64_t) tv.tv_sec * 1000000 + tv.tv_usec);
-}
 
 // sched is the part of a tb_schedule_info the tests compare.
 typedef struct sched {
@@ -176,7 +166,7 @@ test_every_1s_fires_about_once_a_second_one_task_each(void **state)
 	assert_int_equal(s.every_ms, 1000);
 	assert_string_equal(s.queue, "sq");
 	assert_string_equal(s.handler, "noop");
-	assert_true(s.next_at > wall_us() - 100000);
+	assert_true(s.next_at > tbh_wall_us() - 100000);
 	// The window is the behaviour under test, not a deadline: unscaled.
 	nf = fired_events(f->sub, "sq", 3500, fired, times, 16);
 	for (int i = 0; i < nf && i < 16; i++) {
@@ -244,7 +234,7 @@ test_cron_schedule_next_at_is_a_future_whole_minute(void **state)
 	sp.name = "hourly";
 	sp.cron = "@hourly";
 	TBH_OK(tb_schedule_add(f->c, &sp));
-	now = wall_us();
+	now = tbh_wall_us();
 
 	s = must_sched(f->c, "minutely");
 	assert_string_equal(s.cron, "* * * * *");
@@ -327,7 +317,7 @@ test_schedule_pause_stops_firing_and_resume_restarts(void **state)
 	s2 = must_sched(f->c, "p");
 	assert_int_equal(s2.paused, 0);
 	// Resumed: the paused time is not made up, next_at is ahead.
-	assert_true(s2.next_at > wall_us() - 50000);
+	assert_true(s2.next_at > tbh_wall_us() - 50000);
 	n = 0;
 	for (int64_t deadline = tbh_now_ms() + TBH_MS(2500);
 	     n == 0 && tbh_now_ms() < deadline;) {
@@ -452,7 +442,7 @@ stop_gap_restart(tbh_fix *f, const char *name, int gap_ms,
 		print_error("broker stop: exit %d\n", code);
 		fail();
 	}
-	*stopped_us = wall_us();
+	*stopped_us = tbh_wall_us();
 	t0          = tbh_now_ms();
 	// The broker being down for a while is the point of the test.
 	while (tbh_now_ms() < t0 + gap_ms) {
@@ -535,7 +525,7 @@ test_missed_due_times_fire_once_after_restart(void **state)
 	c1 = first_after(f->c, "mq", stopped);
 	// Tasks fired for missed due times come in one pass, within
 	// milliseconds; the next regular fire is on the 1 s grid.
-	while (wall_us() < c1 + 200000) {
+	while (tbh_wall_us() < c1 + 200000) {
 		tbh_sleep_ms(20);
 	}
 	burst = count_between(f->c, "mq", stopped, c1 + 100000);
@@ -584,7 +574,7 @@ test_catch_up_fires_each_missed_due_time_once(void **state)
 	add_every(f->c, "cu", "cuq", 1000, 1);
 	stop_gap_restart(f, "cu", GAP_MS, &stopped);
 	c1 = first_after(f->c, "cuq", stopped);
-	while (wall_us() < c1 + 200000) {
+	while (tbh_wall_us() < c1 + 200000) {
 		tbh_sleep_ms(20);
 	}
 	n = queue_tasks(f->c, "cuq", ids, created, 64);

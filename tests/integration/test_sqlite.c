@@ -44,8 +44,7 @@ mp_init(mp *m)
 static void
 mp_str(mp *m, const char *s)
 {
-	msgpack_pack_str(&m->pk, strlen(s));
-	msgpack_pack_str_body(&m->pk, s, strlen(s));
+	tbh_pack_cstr(&m->pk, s);
 }
 
 // mp_sql_head starts {"db": db, "sql": sql, "params": ...}; the caller packs
@@ -78,21 +77,6 @@ sql_task(tb_client *c, const char *db, const char *sql,
 	return (tbh_wait_final(c, id, WAIT_MS));
 }
 
-// expect_done fails unless t ended done, printing its error otherwise.
-static void
-expect_state(tb_task *t, int want)
-{
-	if (tb_task_state(t) != want) {
-		print_error("task %llu is %s, want %s (attempts %u, error %s)\n",
-		    (unsigned long long) tb_task_id(t),
-		    tb_state_name(tb_task_state(t)), tb_state_name(want),
-		    tb_task_attempts(t),
-		    tb_task_error(t) ? tb_task_error(t) : "none");
-		tb_task_free(t);
-		fail();
-	}
-}
-
 static void
 expect_error_has(tb_task *t, const char *part)
 {
@@ -107,25 +91,6 @@ expect_error_has(tb_task *t, const char *part)
 }
 
 // Reading results.
-
-// res_get returns the value of key in the result map.
-static const msgpack_object *
-res_get(const msgpack_object *m, const char *key)
-{
-	if (m->type != MSGPACK_OBJECT_MAP) {
-		return (NULL);
-	}
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object_kv *kv = &m->via.map.ptr[i];
-
-		if (kv->key.type == MSGPACK_OBJECT_STR &&
-		    kv->key.via.str.size == strlen(key) &&
-		    memcmp(kv->key.via.str.ptr, key, strlen(key)) == 0) {
-			return (&kv->val);
-		}
-	}
-	return (NULL);
-}
 
 static int64_t
 obj_int(const msgpack_object *o)
@@ -245,7 +210,7 @@ test_sqlite_insert_select_round_trip_every_type(void **state)
 	    "CREATE TABLE v(id INTEGER PRIMARY KEY, n, i, neg, fl, s, b, "
 	    "yes, no)",
 	    NULL);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 
 	// Positional: one of each msgpack type.
@@ -267,14 +232,14 @@ test_sqlite_insert_select_round_trip_every_type(void **state)
 	id = tbh_submit(f->c, "sqlite", m.sb.data, m.sb.size, NULL);
 	msgpack_sbuffer_destroy(&m.sb);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	msgpack_unpacked_init(&up);
 	res = tb_task_result(t, &len);
 	assert_int_equal(msgpack_unpack_next(&up, res, len, &off),
 	    MSGPACK_UNPACK_SUCCESS);
-	assert_int_equal(obj_int(res_get(&up.data, "changes")), 1);
-	assert_int_equal(obj_int(res_get(&up.data, "last_insert_rowid")), 1);
-	assert_null(res_get(&up.data, "rows")); // an INSERT returns none
+	assert_int_equal(obj_int(tbh_map_get(&up.data, "changes")), 1);
+	assert_int_equal(obj_int(tbh_map_get(&up.data, "last_insert_rowid")), 1);
+	assert_null(tbh_map_get(&up.data, "rows")); // an INSERT returns none
 	msgpack_unpacked_destroy(&up);
 	tb_task_free(t);
 
@@ -295,7 +260,7 @@ test_sqlite_insert_select_round_trip_every_type(void **state)
 	id = tbh_submit(f->c, "sqlite", m.sb.data, m.sb.size, NULL);
 	msgpack_sbuffer_destroy(&m.sb);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 
 	// Read both rows back through the handler: every SQLite type.
@@ -303,21 +268,21 @@ test_sqlite_insert_select_round_trip_every_type(void **state)
 	    "SELECT id, n, i, neg, fl, s, b, yes, no, typeof(b) FROM v "
 	    "ORDER BY id",
 	    NULL);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	msgpack_unpacked_init(&up);
 	off = 0;
 	res = tb_task_result(t, &len);
 	assert_int_equal(msgpack_unpack_next(&up, res, len, &off),
 	    MSGPACK_UNPACK_SUCCESS);
-	const msgpack_object *cols = res_get(&up.data, "columns");
-	const msgpack_object *rows = res_get(&up.data, "rows");
+	const msgpack_object *cols = tbh_map_get(&up.data, "columns");
+	const msgpack_object *rows = tbh_map_get(&up.data, "rows");
 	assert_non_null(cols);
 	assert_int_equal(cols->via.array.size, 10);
 	expect_str(&cols->via.array.ptr[5], "s");
 	assert_non_null(rows);
 	assert_int_equal(rows->type, MSGPACK_OBJECT_ARRAY);
 	assert_int_equal(rows->via.array.size, 2);
-	assert_int_equal(res_get(&up.data, "truncated")->via.boolean, false);
+	assert_int_equal(tbh_map_get(&up.data, "truncated")->via.boolean, false);
 	const msgpack_object *r0 = rows->via.array.ptr[0].via.array.ptr;
 	const msgpack_object *r1 = rows->via.array.ptr[1].via.array.ptr;
 	assert_int_equal(r0[1].type, MSGPACK_OBJECT_NIL);
@@ -343,14 +308,14 @@ test_sqlite_insert_select_round_trip_every_type(void **state)
 	    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
 	    "WHERE x < 5000) SELECT x FROM c",
 	    NULL);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	msgpack_unpacked_init(&up);
 	off = 0;
 	res = tb_task_result(t, &len);
 	assert_int_equal(msgpack_unpack_next(&up, res, len, &off),
 	    MSGPACK_UNPACK_SUCCESS);
-	assert_int_equal(res_get(&up.data, "rows")->via.array.size, 1000);
-	assert_int_equal(res_get(&up.data, "truncated")->via.boolean, true);
+	assert_int_equal(tbh_map_get(&up.data, "rows")->via.array.size, 1000);
+	assert_int_equal(tbh_map_get(&up.data, "truncated")->via.boolean, true);
 	msgpack_unpacked_destroy(&up);
 	tb_task_free(t);
 
@@ -391,14 +356,14 @@ test_sqlite_statements_of_a_task_commit_together(void **state)
 
 	start_with_db(f, false);
 	t = sql_task(f->c, "app", "CREATE TABLE kv(k INTEGER UNIQUE)", NULL);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 
 	pack_statements(&m, ok, 3);
 	id = tbh_submit(f->c, "sqlite", m.sb.data, m.sb.size, NULL);
 	msgpack_sbuffer_destroy(&m.sb);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 	assert_int_equal(db_count(f, "SELECT count(*) FROM kv"), 3);
 
@@ -407,7 +372,7 @@ test_sqlite_statements_of_a_task_commit_together(void **state)
 	id = tbh_submit(f->c, "sqlite", m.sb.data, m.sb.size, NULL);
 	msgpack_sbuffer_destroy(&m.sb);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	expect_error_has(t, "statements[2]: UNIQUE constraint failed");
 	tb_task_free(t);
 	assert_int_equal(db_count(f, "SELECT count(*) FROM kv"), 3);
@@ -449,7 +414,7 @@ test_sqlite_failing_task_fails_alone_in_a_shared_batch(void **state)
 	    tbh_submit(f->c, "sqlite", ms[0].sb.data, ms[0].sb.size, NULL),
 	    WAIT_MS);
 	msgpack_sbuffer_destroy(&ms[0].sb);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 
 	// One request, so the tasks reach the writer together: k = i, except
@@ -472,15 +437,15 @@ test_sqlite_failing_task_fails_alone_in_a_shared_batch(void **state)
 	for (int i = 0; i < NBATCH; i++) {
 		t = tbh_wait_final(f->c, ids[i], WAIT_MS);
 		if (i == 100 || i == 200) {
-			expect_state(t, TB_STATE_DEAD);
+			tbh_expect_state(t, TB_STATE_DEAD);
 			expect_error_has(t, "UNIQUE constraint failed: u.k");
 			ndead++;
 		} else if (i == 150) {
-			expect_state(t, TB_STATE_DEAD);
+			tbh_expect_state(t, TB_STATE_DEAD);
 			expect_error_has(t, "negative k");
 			ndead++;
 		} else {
-			expect_state(t, TB_STATE_DONE);
+			tbh_expect_state(t, TB_STATE_DONE);
 			ndone++;
 		}
 		tb_task_free(t);
@@ -546,7 +511,7 @@ test_sqlite_refuses_names_that_are_not_configured(void **state)
 	o.max_attempts = 3;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		t = sql_task(f->c, cases[i].db, cases[i].sql, &o);
-		expect_state(t, TB_STATE_DEAD);
+		tbh_expect_state(t, TB_STATE_DEAD);
 		expect_error_has(t, cases[i].error);
 		assert_int_equal(tb_task_attempts(t), 1);
 		tb_task_free(t);
@@ -565,7 +530,7 @@ test_sqlite_without_databases_tasks_end_dead(void **state)
 
 	tbh_fix_start(f, NULL);
 	t = sql_task(f->c, "app", "SELECT 1", NULL);
-	expect_state(t, TB_STATE_DEAD);
+	tbh_expect_state(t, TB_STATE_DEAD);
 	expect_error_has(t, "no sqlite databases are configured");
 	tb_task_free(t);
 	f->passed = true;
@@ -632,7 +597,7 @@ test_sqlite_cancelled_long_read_ends_and_frees_the_writer(void **state)
 	assert_true(tbh_now_ms() - t0 < TBH_MS(5000));
 	// The writer is free for the next task.
 	t = sql_task(f->c, "app", "SELECT 1", NULL);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 	f->passed = true;
 }
@@ -651,7 +616,7 @@ test_sqlite_shutdown_midway_then_restart_applies_each_once(void **state)
 
 	start_with_db(f, false);
 	t = sql_task(f->c, "app", "CREATE TABLE r(i INTEGER NOT NULL)", NULL);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 
 	// No constraint on r: a task applied twice would show as a second
@@ -753,7 +718,7 @@ test_sqlite_eight_producers_5000_rows_each_none_lost_none_locked(
 	    "CREATE TABLE rows(p INTEGER NOT NULL, i INTEGER NOT NULL, "
 	    "PRIMARY KEY(p, i))",
 	    NULL);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 
 	snprintf(nstr, sizeof(nstr), "%d", PER_PRODUCER);
@@ -823,7 +788,7 @@ test_sqlite_crash_after_commit_does_not_apply_twice(void **state)
 	t = sql_task(f->c, "app",
 	    "CREATE TABLE once(id INTEGER PRIMARY KEY AUTOINCREMENT, v)",
 	    NULL);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 
 	o.max_attempts = 3;
@@ -840,15 +805,15 @@ test_sqlite_crash_after_commit_does_not_apply_twice(void **state)
 	tbh_log_note(&f->b, "restart without the fault hook");
 	assert_int_equal(tbh_restart(&f->b), 0);
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	expect_state(t, TB_STATE_DONE);
+	tbh_expect_state(t, TB_STATE_DONE);
 	assert_int_equal(tb_task_attempts(t), 2);
 	// The second attempt reports the first one's result.
 	msgpack_unpacked_init(&up);
 	res = tb_task_result(t, &len);
 	assert_int_equal(msgpack_unpack_next(&up, res, len, &off),
 	    MSGPACK_UNPACK_SUCCESS);
-	assert_int_equal(obj_int(res_get(&up.data, "changes")), 1);
-	assert_int_equal(obj_int(res_get(&up.data, "last_insert_rowid")), 1);
+	assert_int_equal(obj_int(tbh_map_get(&up.data, "changes")), 1);
+	assert_int_equal(obj_int(tbh_map_get(&up.data, "last_insert_rowid")), 1);
 	msgpack_unpacked_destroy(&up);
 	tb_task_free(t);
 	assert_int_equal(db_count(f, "SELECT count(*) FROM once"), 1);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -674,7 +675,7 @@ tbh_pack_empty(size_t *lenp)
 	return (tbh_sbuf_take(&sb, lenp));
 }
 
-static void
+void
 tbh_pack_cstr(msgpack_packer *pk, const char *s)
 {
 	size_t n = strlen(s);
@@ -730,6 +731,25 @@ tbh_pack_argv(const char *const *argv, size_t *lenp)
 		tbh_pack_cstr(&pk, argv[i]);
 	}
 	return (tbh_sbuf_take(&sb, lenp));
+}
+
+const msgpack_object *
+tbh_map_get(const msgpack_object *m, const char *key)
+{
+	size_t klen = strlen(key);
+
+	if (m->type != MSGPACK_OBJECT_MAP) {
+		return (NULL);
+	}
+	for (uint32_t i = 0; i < m->via.map.size; i++) {
+		const msgpack_object *k = &m->via.map.ptr[i].key;
+
+		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
+		    memcmp(k->via.str.ptr, key, klen) == 0) {
+			return (&m->via.map.ptr[i].val);
+		}
+	}
+	return (NULL);
 }
 
 // Client conveniences.
@@ -1159,4 +1179,138 @@ tbh_procs_with_arg(const char *arg, pid_t *pids, int max)
 	}
 	closedir(d);
 	return (found);
+}
+
+// Shared checks.
+
+int64_t
+tbh_wall_us(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return ((int64_t) tv.tv_sec * 1000000 + tv.tv_usec);
+}
+
+void
+tbh_expect_state(tb_task *t, int want)
+{
+	if (tb_task_state(t) != want) {
+		print_error("task %llu is %s, want %s (attempts %u, error %s)\n",
+		    (unsigned long long) tb_task_id(t),
+		    tb_state_name(tb_task_state(t)), tb_state_name(want),
+		    tb_task_attempts(t),
+		    tb_task_error(t) != NULL ? tb_task_error(t) : "(none)");
+		tb_task_free(t);
+		fail();
+	}
+}
+
+tb_task *
+tbh_status(tb_client *c, tb_id id)
+{
+	tb_task *t = NULL;
+
+	TBH_OK(tb_status(c, id, &t));
+	assert_non_null(t);
+	return (t);
+}
+
+void
+tbh_fix_start_config(tbh_fix *f, const char *ini, const char *const *args)
+{
+	char        path[TBH_PATH];
+	const char *all[TBH_MAX_ARGS + 1];
+	int         n = 0;
+
+	if (tbh_write_config(&f->b, "broker.ini", ini, path, sizeof(path)) !=
+	    0) {
+		print_error("could not write the config file\n");
+		fail();
+	}
+	all[n++] = "--config";
+	all[n++] = path;
+	for (int i = 0; args != NULL && args[i] != NULL && n < TBH_MAX_ARGS;
+	     i++) {
+		all[n++] = args[i];
+	}
+	all[n] = NULL;
+	tbh_fix_start(f, all);
+}
+
+void
+tbh_fix_restart(tbh_fix *f)
+{
+	int code;
+
+	tbh_log_note(&f->b, "=== test: SIGTERM and restart ===");
+	if ((code = tbh_stop(&f->b, TBH_MS(15000))) != 0) {
+		print_error("broker stop: exit %d, want 0\n", code);
+		fail();
+	}
+	if (tbh_restart(&f->b) != 0) {
+		print_error("broker did not come back after a restart\n");
+		fail();
+	}
+	if (f->sub != NULL) {
+		tb_sub_close(f->sub);
+		f->sub = tbh_sub_open(&f->b, f->c, "tb.");
+	}
+}
+
+char *
+tbh_cli_ok(const tbh_broker *b, const char *const *args)
+{
+	char *out = NULL, *err = NULL;
+	int   code = tbh_cli(b, &out, &err, args);
+
+	print_message("cli %s ... -> exit %d\n", args[0], code);
+	if (code != 0) {
+		print_error("taskbroker %s: exit %d, want 0\nstdout: %s\n"
+		            "stderr: %s\n",
+		    args[0], code, out ? out : "", err ? err : "");
+		free(out);
+		free(err);
+		fail();
+	}
+	free(err);
+	return (out);
+}
+
+// Processes marked by an argument.
+
+void
+tbh_marker_make(char *buf, size_t size)
+{
+	static int n;
+
+	n++;
+	snprintf(buf, size, "1%03d.%d", n, (int) getpid());
+}
+
+int
+tbh_marker_wait(const char *marker, int n, int timeout_ms)
+{
+	int64_t deadline = tbh_now_ms() + timeout_ms;
+	int     got;
+
+	for (;;) {
+		got = tbh_procs_with_arg(marker, NULL, 0);
+		if ((n == 0 && got == 0) || (n > 0 && got >= n) ||
+		    tbh_now_ms() >= deadline) {
+			return (got);
+		}
+		tbh_sleep_ms(10);
+	}
+}
+
+void
+tbh_marker_kill(const char *marker)
+{
+	pid_t pids[64];
+	int   n = tbh_procs_with_arg(marker, pids, 64);
+
+	for (int i = 0; i < n && i < 64; i++) {
+		kill(pids[i], SIGKILL);
+	}
 }

@@ -36,6 +36,7 @@
 
 #include <cmocka.h>
 
+#include <msgpack.h>
 #include <nng/nng.h>
 #include <taskbroker.h>
 
@@ -170,6 +171,13 @@ void *tbh_pack_ms(uint64_t ms, size_t *lenp);
 void *tbh_pack_message(const char *msg, size_t *lenp);
 // tbh_pack_argv packs {"argv": [argv...]} (exec); argv NULL-terminated.
 void *tbh_pack_argv(const char *const *argv, size_t *lenp);
+// tbh_pack_cstr packs the NUL-terminated s as a msgpack string, for tests
+// that build their own payloads.
+void tbh_pack_cstr(msgpack_packer *pk, const char *s);
+
+// tbh_map_get returns the value under key in the msgpack map m, or NULL (also
+// when m is not a map). The value points into m.
+const msgpack_object *tbh_map_get(const msgpack_object *m, const char *key);
 
 // Convenience on top of the client.
 
@@ -289,5 +297,50 @@ int tbh_cli(const tbh_broker *b, char **outp, char **errp,
 // argument equal to arg (zombies have no cmdline and are not counted). Up
 // to max pids go to pids (may be NULL). Returns how many it found.
 int tbh_procs_with_arg(const char *arg, pid_t *pids, int max);
+
+// Checks and helpers shared by the integration tests. The expect_ ones fail
+// the test (cmocka fail()) with a message naming what was wanted.
+
+// tbh_wall_us returns the wall clock in Unix microseconds, as the broker's
+// times (created_at, started_at, ...).
+int64_t tbh_wall_us(void);
+
+// tbh_expect_state fails unless t is in state want, naming both with t's
+// attempts and error; on failure it frees t (the test ends there, and
+// sanitizer runs stay leak-free).
+void tbh_expect_state(tb_task *t, int want);
+
+// tbh_status fetches task id, asserting success; free it with tb_task_free.
+tb_task *tbh_status(tb_client *c, tb_id id);
+
+// tbh_fix_start_config writes ini as DIR/broker.ini and starts the fixture's
+// broker with --config DIR/broker.ini followed by args (NULL-terminated, may
+// be NULL), as tbh_fix_start.
+void tbh_fix_start_config(tbh_fix *f, const char *ini,
+    const char *const *args);
+
+// tbh_fix_restart stops the fixture's broker gracefully (SIGTERM), fails
+// unless it exited 0, and starts it again in the same dir with the same
+// arguments; the subscription f->sub, if open, is reopened.
+void tbh_fix_restart(tbh_fix *f);
+
+// tbh_cli_ok runs the CLI as tbh_cli and fails unless it exits 0, printing
+// its stdout and stderr. Returns its stdout (free it).
+char *tbh_cli_ok(const tbh_broker *b, const char *const *args);
+
+// Processes marked by an argument: a test starts `sleep MARKER` children
+// (through exec tasks) and finds them again in /proc by that argument.
+
+// tbh_marker_make writes into buf (size bytes) a sleep argument no other
+// process has: "1NNN.PID" with a per-call counter NNN.
+void tbh_marker_make(char *buf, size_t size);
+
+// tbh_marker_wait waits up to timeout_ms until at least n processes have the
+// argument marker or, if n is 0, until none has. Returns the last count.
+int tbh_marker_wait(const char *marker, int n, int timeout_ms);
+
+// tbh_marker_kill kills (SIGKILL) what a failed test left behind: the
+// processes with the argument marker. They were started for this test.
+void tbh_marker_kill(const char *marker);
 
 #endif // TBH_HARNESS_H
