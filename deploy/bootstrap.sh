@@ -49,19 +49,19 @@ build() { # build DIR [cmake args...]
 }
 
 if [ "$mode" = start ]; then
-	build build -DTB_TESTS=OFF
+	build build -DTB_TESTS=OFF -DTB_BENCH=OFF
 	echo "starting taskbrokerd (Ctrl-C stops it gracefully)"
 	exec ./build/broker/taskbrokerd
 fi
 
 werror=OFF
 [ "${CI:-}" = true ] && werror=ON
-build build -DTB_WERROR=$werror
+build build -DTB_WERROR=$werror -DTB_TESTS=ON -DTB_BENCH=ON
 (cd build && ctest --output-on-failure -j "$jobs")
 
 # The same suite under ASan + UBSan: any report fails the run.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-build build-asan -DTB_WERROR=$werror -DTB_BENCH=OFF \
+build build-asan -DTB_WERROR=$werror -DTB_TESTS=ON -DTB_BENCH=OFF \
 	-DCMAKE_BUILD_TYPE=Debug -DTB_SANITIZER=address,undefined
 (cd build-asan && ctest --output-on-failure -j "$jobs")
