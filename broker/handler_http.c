@@ -433,13 +433,13 @@ http_add_headers(http_req *h, const msgpack_object *m, char *err, size_t n)
 		     j++) {
 			if (strcasecmp(name, http_reserved_headers[j]) == 0) {
 				snprintf(err, n,
-				    "header \"%s\" is set by the handler",
+				    "header \"%.200s\" is set by the handler",
 				    name);
 				return (TB_EBADREQ);
 			}
 		}
 		if ((rv = nng_http_req_add_header(h->req, name, value)) != 0) {
-			snprintf(err, n, "header \"%s\": %s", name,
+			snprintf(err, n, "header \"%.200s\": %s", name,
 			    nng_strerror(rv));
 			return (rv == NNG_ENOMEM ? TB_ENOMEM : TB_EBADREQ);
 		}
@@ -519,7 +519,7 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 	memcpy(buf, v->via.str.ptr, v->via.str.size);
 	buf[v->via.str.size] = '\0';
 	if ((rv = nng_url_parse(&h->url, buf)) != 0) {
-		snprintf(err, n, "\"url\" %s: %s", buf, nng_strerror(rv));
+		snprintf(err, n, "\"url\" %.200s: %s", buf, nng_strerror(rv));
 		rv = rv == NNG_ENOMEM ? TB_ENOMEM : TB_EBADREQ;
 		goto fail;
 	}
@@ -529,12 +529,12 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 		h->https = true;
 	} else {
 		snprintf(err, n,
-		    "\"url\" %s: the scheme must be http or https", buf);
+		    "\"url\" %.200s: the scheme must be http or https", buf);
 		rv = TB_EBADREQ;
 		goto fail;
 	}
 	if (h->url->u_hostname == NULL || h->url->u_hostname[0] == '\0') {
-		snprintf(err, n, "\"url\" %s has no host", buf);
+		snprintf(err, n, "\"url\" %.200s has no host", buf);
 		rv = TB_EBADREQ;
 		goto fail;
 	}

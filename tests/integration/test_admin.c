@@ -7,9 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
-#include "harness.h"
+#include "harness_json.h"
 
 #define EVENT_MS TBH_MS(5000)
 #define WAIT_MS TBH_MS(10000)
@@ -761,20 +759,6 @@ test_stats_count_schedules_and_forever_tasks(void **state)
 
 // The CLI.
 
-static json_t *
-parse_json(const char *what, const char *s)
-{
-	json_error_t jerr;
-	json_t      *j = json_loads(s, 0, &jerr);
-
-	if (j == NULL) {
-		print_error("%s: not one JSON value: %s (line %d)\n%s\n", what,
-		    jerr.text, jerr.line, s);
-		fail();
-	}
-	return (j);
-}
-
 // expect_time checks that key of o is a number of Unix seconds that
 // matches us (Unix µs) to the millisecond and has a fraction.
 static void
@@ -827,7 +811,7 @@ test_cli_status_json_has_every_field(void **state)
 	snprintf(idstr, sizeof(idstr), "%llu", (unsigned long long) id);
 	const char *const args[] = { "status", "--json", idstr, NULL };
 	out = tbh_cli_ok(&f->b, args);
-	j   = parse_json("status --json", out);
+	j   = tbh_json_parse("status --json", out);
 	free(out);
 	assert_true(json_is_object(j));
 	for (int i = 0; keys[i] != NULL; i++) {
@@ -991,7 +975,7 @@ test_cli_stats_json_has_queues_array(void **state)
 	tb_task_free(tbh_wait_final(f->c, id, WAIT_MS));
 	const char *const args[] = { "stats", "--json", NULL };
 	out = tbh_cli_ok(&f->b, args);
-	j   = parse_json("stats --json", out);
+	j   = tbh_json_parse("stats --json", out);
 	free(out);
 	qs = json_object_get(j, "queues");
 	if (!json_is_array(qs)) {

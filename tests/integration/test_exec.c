@@ -564,21 +564,20 @@ test_output_keeps_the_last_bytes(void **state)
 
 	tbh_fix_start(f, NULL);
 	run_ok(f, &s, &r);
-	if (r.out_len != 4096 || !r.out_cut ||
-	    memcmp(r.out, all + n - 4096, 4096) != 0) {
-		print_error("stdout: %zu bytes, cut %d, last bytes %s; want "
-		            "the last 4096 of %zu, cut\n",
-		    r.out_len, (int) r.out_cut,
-		    r.out_len >= 4096 &&
-		            memcmp(r.out, all + n - 4096, 4096) == 0
-		        ? "equal"
-		        : "differ",
-		    n);
+	{
+		// Decide before freeing: fail() does not return.
+		bool last_equal = r.out_len >= 4096 &&
+		    memcmp(r.out, all + n - 4096, 4096) == 0;
 		free(all);
-		res_free(&r);
-		fail();
+		if (r.out_len != 4096 || !r.out_cut || !last_equal) {
+			print_error("stdout: %zu bytes, cut %d, last bytes %s; "
+			            "want the last 4096 of %zu, cut\n",
+			    r.out_len, (int) r.out_cut,
+			    last_equal ? "equal" : "differ", n);
+			res_free(&r);
+			fail();
+		}
 	}
-	free(all);
 	if (r.err_cut || r.err_len != 21 ||
 	    memcmp(r.err, "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n", 21) != 0) {
 		print_error("stderr: \"%s\" cut %d; want 1..10, not cut\n",

@@ -6,10 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
 #include <msgpack.h>
 
-#include "harness.h"
+#include "harness_json.h"
 
 #define EVENT_MS TBH_MS(5000)
 #define WAIT_MS TBH_MS(10000)
@@ -326,14 +325,14 @@ test_exec_echo_ends_done_with_output(void **state)
 	f->passed = true;
 }
 
+// expect_exec_dead runs an exec task of argv on a fresh broker and checks
+// that it ends dead with a non-empty error.
 static void
-test_exec_false_ends_dead_with_error(void **state)
+expect_exec_dead(tbh_fix *f, const char *const *argv)
 {
-	const char *const argv[] = { "/bin/false", NULL };
-	tbh_fix          *f      = *state;
-	tb_task          *t;
-	size_t            len;
-	void             *p = tbh_pack_argv(argv, &len);
+	tb_task *t;
+	size_t   len;
+	void    *p = tbh_pack_argv(argv, &len);
 
 	tbh_fix_start(f, NULL);
 	t = run_and_check(f, "exec", p, len, TB_STATE_DEAD);
@@ -341,6 +340,15 @@ test_exec_false_ends_dead_with_error(void **state)
 	assert_non_null(tb_task_error(t));
 	assert_true(strlen(tb_task_error(t)) > 0);
 	tb_task_free(t);
+}
+
+static void
+test_exec_false_ends_dead_with_error(void **state)
+{
+	const char *const argv[] = { "/bin/false", NULL };
+	tbh_fix          *f      = *state;
+
+	expect_exec_dead(f, argv);
 	f->passed = true;
 }
 
@@ -350,16 +358,8 @@ test_exec_missing_program_ends_dead_with_error(void **state)
 	const char *const argv[] = { "/nonexistent/tbh-no-such-program",
 		NULL };
 	tbh_fix          *f      = *state;
-	tb_task          *t;
-	size_t            len;
-	void             *p = tbh_pack_argv(argv, &len);
 
-	tbh_fix_start(f, NULL);
-	t = run_and_check(f, "exec", p, len, TB_STATE_DEAD);
-	free(p);
-	assert_non_null(tb_task_error(t));
-	assert_true(strlen(tb_task_error(t)) > 0);
-	tb_task_free(t);
+	expect_exec_dead(f, argv);
 	f->passed = true;
 }
 
@@ -724,95 +724,48 @@ test_named_queue_shows_in_task_and_topics(void **state)
 	f->passed = true;
 }
 
-// The CLI.
-
-static const char *
-cli_bin(void)
-{
-	const char *s = getenv("TB_CLI_BIN");
-
-	if (s == NULL || s[0] == '\0') {
-		print_error("TB_CLI_BIN is not set\n");
-		fail();
-	}
-	return (s);
-}
-
-// cli runs the CLI with args; returns its exit code, output in *outp.
-static int
-cli(tbh_fix *f, char **outp, char **errp, const char *const *args)
-{
-	char *argv[32];
-	int   n = 0, code;
-
-	argv[n++] = (char *) cli_bin();
-	for (int i = 0; args[i] != NULL && n < 31; i++) {
-		argv[n++] = (char *) args[i];
-	}
-	argv[n] = NULL;
-	code    = tbh_run(argv, TBH_MS(30000), outp, errp,
-	       f->b.dir[0] != '\0' ? f->b.dir : NULL);
-	print_message("cli %s ... -> exit %d\n", args[0], code);
-	return (code);
-}
+// The CLI (tbh_cli runs it with --broker and the broker's URL).
 
 static void
 test_cli_submit_exec_wait_prints_result(void **state)
 {
 	tbh_fix *f = *state;
-	char    *out = NULL, *err = NULL;
-	int      code;
+	char    *out;
 
 	tbh_fix_start(f, NULL);
-	const char *const args[] = { "--broker", f->b.url, "submit", "exec",
-		"--wait", "--", "/bin/echo", "hi", NULL };
-	code = cli(f, &out, &err, args);
-	if (code != 0 || out == NULL || strstr(out, "hi") == NULL) {
-		print_error("taskbroker submit exec --wait: exit %d\n"
-		            "stdout: %s\nstderr: %s\n",
-		    code, out != NULL ? out : "(none)",
-		    err != NULL ? err : "(none)");
+	const char *const args[] = { "submit", "exec", "--wait", "--",
+		"/bin/echo", "hi", NULL };
+	out = tbh_cli_ok(&f->b, args);
+	if (out == NULL || strstr(out, "hi") == NULL) {
+		print_error("taskbroker submit exec --wait: stdout: %s\n",
+		    out != NULL ? out : "(none)");
 		free(out);
-		free(err);
 		fail();
 	}
 	free(out);
-	free(err);
 	f->passed = true;
 }
 
 static void
 test_cli_status_json_prints_one_object(void **state)
 {
-	tbh_fix     *f = *state;
-	char        *out = NULL, *err = NULL;
-	char         idstr[32];
-	json_t      *j;
-	json_error_t jerr;
-	tb_task     *t;
-	tb_id        id;
-	int          code;
+	tbh_fix *f = *state;
+	char    *out;
+	char     idstr[32];
+	json_t  *j;
+	tb_task *t;
+	tb_id    id;
 
 	tbh_fix_start(f, NULL);
 	id = tbh_submit(f->c, "fail", NULL, 0, NULL);
 	t  = tbh_wait_final(f->c, id, WAIT_MS);
 	tb_task_free(t);
 	snprintf(idstr, sizeof(idstr), "%llu", (unsigned long long) id);
-	const char *const args[] = { "--broker", f->b.url, "status",
-		"--json", idstr, NULL };
-	code = cli(f, &out, &err, args);
-	if (code != 0 || out == NULL) {
-		print_error("taskbroker status --json: exit %d\nstderr: %s\n",
-		    code, err != NULL ? err : "(none)");
-		fail();
-	}
+	const char *const args[] = { "status", "--json", idstr, NULL };
+	out = tbh_cli_ok(&f->b, args);
+	assert_non_null(out);
 	// One object and nothing else (JSON_DISABLE_EOF_CHECK off).
-	if ((j = json_loads(out, 0, &jerr)) == NULL) {
-		print_error("status --json output is not one JSON value: %s "
-		            "(line %d)\n%s\n",
-		    jerr.text, jerr.line, out);
-		fail();
-	}
+	j = tbh_json_parse("status --json", out);
 	assert_true(json_is_object(j));
 	assert_true(json_is_integer(json_object_get(j, "id")));
 	assert_int_equal(json_integer_value(json_object_get(j, "id")), id);
@@ -831,73 +784,44 @@ test_cli_status_json_prints_one_object(void **state)
 	    "failed on purpose"));
 	json_decref(j);
 	free(out);
-	free(err);
 	f->passed = true;
 }
 
 static void
 test_cli_ping_ok_exits_0(void **state)
 {
-	tbh_fix *f = *state;
-	char    *out = NULL, *err = NULL;
-	int      code;
+	tbh_fix          *f      = *state;
+	const char *const args[] = { "ping", NULL };
 
 	tbh_fix_start(f, NULL);
-	const char *const args[] = { "--broker", f->b.url, "ping", NULL };
-	code = cli(f, &out, &err, args);
-	if (code != 0) {
-		print_error("taskbroker ping: exit %d\nstdout: %s\nstderr: %s\n",
-		    code, out ? out : "", err ? err : "");
-		fail();
-	}
-	free(out);
-	free(err);
+	free(tbh_cli_ok(&f->b, args));
 	f->passed = true;
 }
 
 static void
 test_cli_ping_unreachable_exits_3(void **state)
 {
-	tbh_fix *f = *state;
-	char    *out = NULL, *err = NULL;
-	int64_t  t0  = tbh_now_ms();
-	int      code;
+	tbh_fix          *f       = *state;
+	const char *const args[]  = { "ping", NULL };
+	tbh_broker        nowhere = { 0 }; // only its URL, no process
+	int64_t           t0      = tbh_now_ms();
 
-	const char *const args[] = { "--broker", "ipc:///nonexistent/x.sock",
-		"ping", NULL };
-	code = cli(f, &out, &err, args);
+	snprintf(nowhere.url, sizeof(nowhere.url), "%s",
+	    "ipc:///nonexistent/x.sock");
+	free(tbh_cli_expect(&nowhere, 3, args));
 	print_message("unreachable ping took %lld ms\n",
 	    (long long) (tbh_now_ms() - t0));
-	if (code != 3) {
-		print_error("taskbroker ping (unreachable): exit %d, want 3\n"
-		            "stdout: %s\nstderr: %s\n",
-		    code, out ? out : "", err ? err : "");
-		fail();
-	}
-	free(out);
-	free(err);
 	f->passed = true;
 }
 
 static void
 test_cli_unknown_command_exits_2(void **state)
 {
-	tbh_fix *f = *state;
-	char    *out = NULL, *err = NULL;
-	int      code;
+	tbh_fix          *f      = *state;
+	const char *const args[] = { "tbh-frobnicate", NULL };
 
 	tbh_fix_start(f, NULL);
-	const char *const args[] = { "--broker", f->b.url, "tbh-frobnicate",
-		NULL };
-	code = cli(f, &out, &err, args);
-	if (code != 2) {
-		print_error("taskbroker tbh-frobnicate: exit %d, want 2\n"
-		            "stdout: %s\nstderr: %s\n",
-		    code, out ? out : "", err ? err : "");
-		fail();
-	}
-	free(out);
-	free(err);
+	free(tbh_cli_expect(&f->b, 2, args));
 	f->passed = true;
 }
 

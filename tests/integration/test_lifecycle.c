@@ -608,7 +608,7 @@ test_timeout_is_a_failed_attempt_and_is_retried(void **state)
 static void *
 shell_argv_payload(const char *marker, size_t *lenp)
 {
-	static char script[128];
+	static char script[256];
 
 	snprintf(script, sizeof(script), "sleep %s & sleep %s; wait", marker,
 	    marker);

@@ -335,33 +335,17 @@ test_cli_submit_wait_prints_the_greeting(void **state)
 	const char *const cli2[] = { "submit", "hello.slow_upper",
 		"--payload-json", "{\"text\": \"shout\", \"ms\": 10}", "--wait",
 		NULL };
-	char *out = NULL, *err = NULL;
-	int   rv;
+	char *out;
 
 	tbh_fix_start_config(f, "[plugin hello]\ngreeting_name = README\n", args);
-	rv = tbh_cli(&f->b, &out, &err, cli);
-	if (rv != 0 || out == NULL || strcmp(out, "hello, README\n") != 0) {
-		print_error("taskbroker exited %d, stdout \"%s\", stderr "
-		            "\"%s\"\n",
-		    rv, out != NULL ? out : "", err != NULL ? err : "");
-		free(out);
-		free(err);
-		fail();
-	}
+	out = tbh_cli_ok(&f->b, cli);
+	assert_non_null(out);
+	assert_string_equal(out, "hello, README\n");
 	free(out);
-	free(err);
-	out = err = NULL;
-	rv        = tbh_cli(&f->b, &out, &err, cli2);
-	if (rv != 0 || out == NULL || strcmp(out, "SHOUT\n") != 0) {
-		print_error("taskbroker exited %d, stdout \"%s\", stderr "
-		            "\"%s\"\n",
-		    rv, out != NULL ? out : "", err != NULL ? err : "");
-		free(out);
-		free(err);
-		fail();
-	}
+	out = tbh_cli_ok(&f->b, cli2);
+	assert_non_null(out);
+	assert_string_equal(out, "SHOUT\n");
 	free(out);
-	free(err);
 	f->passed = true;
 }
 

@@ -7,9 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
-#include "harness.h"
+#include "harness_json.h"
 
 #define EVENT_MS TBH_MS(5000)
 #define WAIT_MS TBH_MS(10000)
@@ -687,45 +685,23 @@ static void
 test_cli_schedule_add_and_ls_json(void **state)
 {
 	tbh_fix     *f = *state;
-	char        *out = NULL, *err = NULL;
-	json_t      *j, *arr, *it;
-	json_error_t jerr;
-	size_t       i;
-	bool         found = false;
-	int          code;
-	sched        s;
+	char   *out;
+	json_t *j, *arr, *it;
+	size_t  i;
+	bool    found = false;
+	sched   s;
 
 	tbh_fix_start(f, NULL);
 	const char *const add[] = { "schedule", "add", "clitick", "noop",
 		"--every", "1s", NULL };
 	const char *const ls[]  = { "schedule", "ls", "--json", NULL };
-	code = tbh_cli(&f->b, &out, &err, add);
-	if (code != 0) {
-		print_error("taskbroker schedule add: exit %d\nstdout: %s\n"
-		            "stderr: %s\n",
-		    code, out ? out : "", err ? err : "");
-		fail();
-	}
-	free(out);
-	free(err);
+	free(tbh_cli_ok(&f->b, add));
 	s = must_sched(f->c, "clitick");
 	assert_int_equal(s.every_ms, 1000);
-	out  = NULL;
-	err  = NULL;
-	code = tbh_cli(&f->b, &out, &err, ls);
-	if (code != 0 || out == NULL) {
-		print_error("taskbroker schedule ls --json: exit %d\nstderr: "
-		            "%s\n",
-		    code, err ? err : "");
-		fail();
-	}
-	if ((j = json_loads(out, 0, &jerr)) == NULL) {
-		print_error("schedule ls --json: not JSON: %s\n%s\n", jerr.text,
-		    out);
-		fail();
-	}
+	out = tbh_cli_ok(&f->b, ls);
+	assert_non_null(out);
+	j = tbh_json_parse("schedule ls --json", out);
 	free(out);
-	free(err);
 	// An array of schedules, or an object holding one.
 	arr = json_is_array(j) ? j : json_object_get(j, "schedules");
 	if (!json_is_array(arr)) {

@@ -1259,22 +1259,28 @@ tbh_fix_restart(tbh_fix *f)
 }
 
 char *
-tbh_cli_ok(const tbh_broker *b, const char *const *args)
+tbh_cli_expect(const tbh_broker *b, int want, const char *const *args)
 {
 	char *out = NULL, *err = NULL;
 	int   code = tbh_cli(b, &out, &err, args);
 
 	print_message("cli %s ... -> exit %d\n", args[0], code);
-	if (code != 0) {
-		print_error("taskbroker %s: exit %d, want 0\nstdout: %s\n"
+	if (code != want) {
+		print_error("taskbroker %s: exit %d, want %d\nstdout: %s\n"
 		            "stderr: %s\n",
-		    args[0], code, out ? out : "", err ? err : "");
+		    args[0], code, want, out ? out : "", err ? err : "");
 		free(out);
 		free(err);
 		fail();
 	}
 	free(err);
 	return (out);
+}
+
+char *
+tbh_cli_ok(const tbh_broker *b, const char *const *args)
+{
+	return (tbh_cli_expect(b, 0, args));
 }
 
 // Processes marked by an argument.

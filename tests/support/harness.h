@@ -324,8 +324,11 @@ void tbh_fix_start_config(tbh_fix *f, const char *ini,
 // arguments; the subscription f->sub, if open, is reopened.
 void tbh_fix_restart(tbh_fix *f);
 
-// tbh_cli_ok runs the CLI as tbh_cli and fails unless it exits 0, printing
-// its stdout and stderr. Returns its stdout (free it).
+// tbh_cli_expect runs the CLI as tbh_cli and fails unless it exits with
+// want, printing its stdout and stderr. Returns its stdout (free it).
+char *tbh_cli_expect(const tbh_broker *b, int want, const char *const *args);
+
+// tbh_cli_ok is tbh_cli_expect with want 0.
 char *tbh_cli_ok(const tbh_broker *b, const char *const *args);
 
 // Processes marked by an argument: a test starts `sleep MARKER` children
