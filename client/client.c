@@ -56,6 +56,7 @@
 #define CLIENT_RECONNMINT_MS      50
 #define CLIENT_RECONNMAXT_MS      1000
 #define CLIENT_RESENDTIME_MS      60000
+#define CLIENT_RESEND_MS          2000 // per request; see client_call_run
 #define CLIENT_WAIT_MAX_MS        3600000 // tb_wait with timeout < 0
 
 struct tb_client {
@@ -425,6 +426,8 @@ call_fini(client_call *call)
 // TB_OK only if the broker answered with status ok; with a broker error,
 // call->rep still holds the decoded reply. call_fini(call) must be called
 // afterwards whatever the result.
+static int64_t client_timeout(tb_client *c);
+
 static int
 client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
     int64_t timeout, client_call *call)
@@ -453,6 +456,18 @@ client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 		goto out;
 	}
 	have_ctx = true;
+	// A request can be lost with its connection (a broker killed just
+	// as it was sent); nng resends it after reconnecting, and also after
+	// this long without a reply. Resending is safe: submits carry their
+	// submission ids and the other ops can be repeated. A wait may last
+	// its whole timeout before the broker answers, so it is resent only
+	// after that.
+	{
+		int64_t extra  = timeout - client_timeout(c);
+		int64_t resend = CLIENT_RESEND_MS + (extra > 0 ? extra : 0);
+		(void) nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME,
+		    (nng_duration) clamp_ms(resend));
+	}
 
 	// req0 completes the send once the request is handed to a pipe, so
 	// with no broker connected this is where the time goes.

@@ -33,15 +33,6 @@ queue_get(tb_client *c, const char *name, tb_queue_info *qi)
 	return (found);
 }
 
-static size_t
-count(tb_client *c, const char *queue, int state)
-{
-	size_t n = 0;
-
-	TBH_OK(tbh_count_tasks(c, queue, state, &n));
-	return (n);
-}
-
 // starts_within counts start events of the tasks ids within ms: for
 // absence checks.
 static int
@@ -297,7 +288,7 @@ test_purge_pending_tasks_of_a_paused_queue(void **state)
 		TBH_RV(tb_status(f->c, ids[i], &t), TB_ENOTFOUND);
 		assert_null(t);
 	}
-	assert_int_equal(count(f->c, "xq", -1), 0);
+	assert_int_equal(tbh_count(f->c, "xq", -1), 0);
 	t = tbh_status(f->c, keep);
 	tbh_expect_state(t, TB_STATE_PENDING);
 	tb_task_free(t);
@@ -367,7 +358,7 @@ test_queue_max_pending_refuses_the_6th(void **state)
 		tbh_submit(f->c, "noop", NULL, 0, &o);
 	}
 	TBH_RV(tb_submit(f->c, "noop", NULL, 0, &o, &id), TB_EQUEUEFULL);
-	assert_int_equal(count(f->c, "bq", -1), 5);
+	assert_int_equal(tbh_count(f->c, "bq", -1), 5);
 
 	o.queue = "bq2";
 	for (int i = 0; i < 4; i++) {
@@ -378,10 +369,10 @@ test_queue_max_pending_refuses_the_6th(void **state)
 	specs[0].opts    = &o;
 	specs[1]         = specs[0];
 	TBH_RV(tb_submit_batch(f->c, specs, 2, ids), TB_EQUEUEFULL);
-	assert_int_equal(count(f->c, "bq2", -1), 4);
+	assert_int_equal(tbh_count(f->c, "bq2", -1), 4);
 	// One more fits.
 	TBH_OK(tb_submit_batch(f->c, specs, 1, ids));
-	assert_int_equal(count(f->c, "bq2", -1), 5);
+	assert_int_equal(tbh_count(f->c, "bq2", -1), 5);
 
 	// Another queue accepts.
 	id = tbh_submit(f->c, "noop", NULL, 0, NULL);
@@ -417,8 +408,8 @@ test_queue_max_pending_from_config(void **state)
 	for (int i = 0; i < 5; i++) {
 		tbh_submit(f->c, "noop", NULL, 0, &o);
 	}
-	assert_int_equal(count(f->c, "small", -1), 2);
-	assert_int_equal(count(f->c, "big", -1), 5);
+	assert_int_equal(tbh_count(f->c, "small", -1), 2);
+	assert_int_equal(tbh_count(f->c, "big", -1), 5);
 	f->passed = true;
 }
 
@@ -447,7 +438,7 @@ test_global_max_pending_counts_all_queues(void **state)
 	memset(&spec, 0, sizeof(spec));
 	spec.handler = "noop";
 	TBH_RV(tb_submit_batch(f->c, &spec, 1, &id), TB_EQUEUEFULL);
-	assert_int_equal(count(f->c, NULL, -1), 4);
+	assert_int_equal(tbh_count(f->c, NULL, -1), 4);
 	f->passed = true;
 }
 
@@ -496,31 +487,20 @@ test_retention_prunes_ended_tasks(void **state)
 	f->passed = true;
 }
 
-// list_ids lists with o (paging through everything) into ids; returns n.
+// list_ids lists with o (paging through everything) into ids (the first
+// max); returns how many tasks o selects.
 static int
 list_ids(tb_client *c, tb_list_opts o, tb_id *ids, int max)
 {
-	int n = 0;
+	tb_task **ts = NULL;
+	size_t    n  = 0;
 
-	o.limit = 1000;
-	for (;;) {
-		tb_task **ts = NULL;
-		size_t    k  = 0;
-
-		TBH_OK(tb_list(c, &o, &ts, &k));
-		for (size_t i = 0; i < k; i++) {
-			if (n < max) {
-				ids[n] = tb_task_id(ts[i]);
-			}
-			n++;
-		}
-		if (k == 0) {
-			tb_task_list_free(ts, k);
-			return (n);
-		}
-		o.after_id = tb_task_id(ts[k - 1]);
-		tb_task_list_free(ts, k);
+	TBH_OK(tbh_list_every(c, o, &ts, &n));
+	for (size_t i = 0; i < n && i < (size_t) max; i++) {
+		ids[i] = tb_task_id(ts[i]);
 	}
+	tb_task_list_free(ts, n);
+	return ((int) n);
 }
 
 static bool

@@ -377,29 +377,6 @@ test_unknown_handler_is_rejected(void **state)
 	f->passed = true;
 }
 
-// count_tasks lists every task in the store.
-static size_t
-count_tasks(tb_client *c)
-{
-	tb_list_opts o = TB_LIST_OPTS_INIT;
-	size_t       total = 0;
-
-	o.limit = 1000;
-	for (;;) {
-		tb_task **ts = NULL;
-		size_t    n  = 0;
-
-		TBH_OK(tb_list(c, &o, &ts, &n));
-		if (n == 0) {
-			tb_task_list_free(ts, n);
-			return (total);
-		}
-		total += n;
-		o.after_id = tb_task_id(ts[n - 1]);
-		tb_task_list_free(ts, n);
-	}
-}
-
 static void
 test_batch_with_unknown_handler_creates_nothing(void **state)
 {
@@ -409,13 +386,13 @@ test_batch_with_unknown_handler_creates_nothing(void **state)
 	size_t       before;
 
 	tbh_fix_start(f, NULL);
-	before = count_tasks(f->c);
+	before = tbh_count(f->c, NULL, -1);
 	memset(specs, 0, sizeof(specs));
 	specs[0].handler = "noop";
 	specs[1].handler = "tbh_no_such_handler";
 	specs[2].handler = "noop";
 	TBH_RV(tb_submit_batch(f->c, specs, 3, ids), TB_ENOHANDLER);
-	assert_int_equal(count_tasks(f->c), before);
+	assert_int_equal(tbh_count(f->c, NULL, -1), before);
 	f->passed = true;
 }
 
@@ -428,7 +405,7 @@ test_batch_of_100_noop_gets_increasing_ids_and_all_end_done(void **state)
 	size_t       before;
 
 	tbh_fix_start(f, NULL);
-	before = count_tasks(f->c);
+	before = tbh_count(f->c, NULL, -1);
 	memset(specs, 0, sizeof(specs));
 	memset(ids, 0, sizeof(ids));
 	for (int i = 0; i < 100; i++) {
@@ -451,7 +428,7 @@ test_batch_of_100_noop_gets_increasing_ids_and_all_end_done(void **state)
 		assert_int_equal(tb_task_attempts(t), 1);
 		tb_task_free(t);
 	}
-	assert_int_equal(count_tasks(f->c), before + 100);
+	assert_int_equal(tbh_count(f->c, NULL, -1), before + 100);
 	f->passed = true;
 }
 

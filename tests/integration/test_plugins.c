@@ -337,7 +337,8 @@ test_cli_submit_wait_prints_the_greeting(void **state)
 		NULL };
 	char *out;
 
-	tbh_fix_start_config(f, "[plugin hello]\ngreeting_name = README\n", args);
+	tbh_fix_start_config(
+	    f, "[plugin hello]\ngreeting_name = README\n", args);
 	out = tbh_cli_ok(&f->b, cli);
 	assert_non_null(out);
 	assert_string_equal(out, "hello, README\n");

@@ -78,30 +78,18 @@ static int
 queue_tasks(tb_client *c, const char *queue, tb_id *ids, int64_t *created,
     int max)
 {
-	tb_list_opts o = TB_LIST_OPTS_INIT;
-	int          n = 0;
+	tb_list_opts o  = TB_LIST_OPTS_INIT;
+	tb_task    **ts = NULL;
+	size_t       n  = 0;
 
 	o.queue = queue;
-	o.limit = 1000;
-	for (;;) {
-		tb_task **ts = NULL;
-		size_t    k  = 0;
-
-		TBH_OK(tb_list(c, &o, &ts, &k));
-		for (size_t i = 0; i < k; i++) {
-			if (n < max) {
-				ids[n]     = tb_task_id(ts[i]);
-				created[n] = tb_task_created_at(ts[i]);
-			}
-			n++;
-		}
-		if (k == 0) {
-			tb_task_list_free(ts, k);
-			return (n);
-		}
-		o.after_id = tb_task_id(ts[k - 1]);
-		tb_task_list_free(ts, k);
+	TBH_OK(tbh_list_every(c, o, &ts, &n));
+	for (size_t i = 0; i < n && i < (size_t) max; i++) {
+		ids[i]     = tb_task_id(ts[i]);
+		created[i] = tb_task_created_at(ts[i]);
 	}
+	tb_task_list_free(ts, n);
+	return ((int) n);
 }
 
 // fired_events receives events for ms and keeps the task ids of the

@@ -238,7 +238,8 @@ test_sqlite_insert_select_round_trip_every_type(void **state)
 	assert_int_equal(msgpack_unpack_next(&up, res, len, &off),
 	    MSGPACK_UNPACK_SUCCESS);
 	assert_int_equal(obj_int(tbh_map_get(&up.data, "changes")), 1);
-	assert_int_equal(obj_int(tbh_map_get(&up.data, "last_insert_rowid")), 1);
+	assert_int_equal(
+	    obj_int(tbh_map_get(&up.data, "last_insert_rowid")), 1);
 	assert_null(tbh_map_get(&up.data, "rows")); // an INSERT returns none
 	msgpack_unpacked_destroy(&up);
 	tb_task_free(t);
@@ -282,7 +283,8 @@ test_sqlite_insert_select_round_trip_every_type(void **state)
 	assert_non_null(rows);
 	assert_int_equal(rows->type, MSGPACK_OBJECT_ARRAY);
 	assert_int_equal(rows->via.array.size, 2);
-	assert_int_equal(tbh_map_get(&up.data, "truncated")->via.boolean, false);
+	assert_int_equal(
+	    tbh_map_get(&up.data, "truncated")->via.boolean, false);
 	const msgpack_object *r0 = rows->via.array.ptr[0].via.array.ptr;
 	const msgpack_object *r1 = rows->via.array.ptr[1].via.array.ptr;
 	assert_int_equal(r0[1].type, MSGPACK_OBJECT_NIL);
@@ -813,7 +815,8 @@ test_sqlite_crash_after_commit_does_not_apply_twice(void **state)
 	assert_int_equal(msgpack_unpack_next(&up, res, len, &off),
 	    MSGPACK_UNPACK_SUCCESS);
 	assert_int_equal(obj_int(tbh_map_get(&up.data, "changes")), 1);
-	assert_int_equal(obj_int(tbh_map_get(&up.data, "last_insert_rowid")), 1);
+	assert_int_equal(
+	    obj_int(tbh_map_get(&up.data, "last_insert_rowid")), 1);
 	msgpack_unpacked_destroy(&up);
 	tb_task_free(t);
 	assert_int_equal(db_count(f, "SELECT count(*) FROM once"), 1);

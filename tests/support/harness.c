@@ -1112,6 +1112,54 @@ tbh_count_tasks(tb_client *c, const char *queue, int state, size_t *np)
 	}
 }
 
+size_t
+tbh_count(tb_client *c, const char *queue, int state)
+{
+	size_t n = 0;
+
+	TBH_OK(tbh_count_tasks(c, queue, state, &n));
+	return (n);
+}
+
+int
+tbh_list_every(tb_client *c, tb_list_opts o, tb_task ***tsp, size_t *np)
+{
+	tb_task **all = NULL;
+	size_t    n   = 0;
+	int       rv;
+
+	*tsp    = NULL;
+	*np     = 0;
+	o.limit = 1000;
+	for (;;) {
+		tb_task **ts = NULL;
+		tb_task **na;
+		size_t    k = 0;
+
+		if ((rv = tb_list(c, &o, &ts, &k)) != TB_OK) {
+			tb_task_list_free(all, n);
+			return (rv);
+		}
+		if (k == 0) {
+			tb_task_list_free(ts, k);
+			break;
+		}
+		if ((na = realloc(all, (n + k) * sizeof(*all))) == NULL) {
+			tb_task_list_free(ts, k);
+			tb_task_list_free(all, n);
+			return (TB_ENOMEM);
+		}
+		all = na;
+		memcpy(all + n, ts, k * sizeof(*ts));
+		n += k;
+		o.after_id = tb_task_id(ts[k - 1]);
+		free(ts); // its tasks belong to all from here
+	}
+	*tsp = all;
+	*np  = n;
+	return (TB_OK);
+}
+
 int
 tbh_cli(const tbh_broker *b, char **outp, char **errp,
     const char *const *args)

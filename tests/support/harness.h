@@ -286,6 +286,16 @@ int tbh_write_config(tbh_broker *b, const char *name, const char *text,
 // by paging through tb_list. Returns a tb_err code; the count in *np.
 int tbh_count_tasks(tb_client *c, const char *queue, int state, size_t *np);
 
+// tbh_count is tbh_count_tasks that fails the test on an error and returns
+// the count.
+size_t tbh_count(tb_client *c, const char *queue, int state);
+
+// tbh_list_every lists every task that o selects (paging through them all,
+// o.limit and o.after_id are its own) into one malloc'd array (*tsp, *np;
+// free it with tb_task_list_free). Returns a tb_err code; on an error
+// nothing is left to free.
+int tbh_list_every(tb_client *c, tb_list_opts o, tb_task ***tsp, size_t *np);
+
 // tbh_cli runs TB_CLI_BIN --broker URL args... (args NULL-terminated) in
 // the broker's dir (deadline 30 s, scaled) and returns its exit code as
 // tbh_run; stdout and stderr in *outp and *errp (either may be NULL; free
