@@ -24,7 +24,8 @@ cd "$top"
 
 # The Debian 12 packages we build against (see README: Dependencies).
 pkgs=(gcc make cmake pkg-config libnng-dev libmsgpack-dev libsqlite3-dev
-	libuv1-dev libjansson-dev libinih-dev uthash-dev libcmocka-dev)
+	libuv1-dev libjansson-dev libinih-dev uthash-dev libcmocka-dev
+	openssl)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -3,8 +3,9 @@
 // real broker calls it. Each test starts its own broker; the servers live
 // for the whole group and count the requests they see.
 //
-// TLS material: tests/data/http_tls (see its README): ca.pem signs the
-// server's certificate for 127.0.0.1; other_ca.pem does not.
+// TLS material: made afresh for each run by tests/data/http_tls/gen.sh
+// (openssl) in a temporary directory: ca.pem signs the server's
+// certificate for 127.0.0.1; other_ca.pem does not.
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <msgpack.h>
 #include <nng/nng.h>
@@ -62,7 +64,7 @@ typedef struct server {
 
 static server http_srv;
 static server https_srv;
-static char   data_dir[TBH_PATH]; // tests/data/http_tls
+static char   data_dir[TBH_PATH]; // the generated TLS material
 static char   ca_arg[TBH_PATH + 32]; // its ca.pem
 static char   other_ca_arg[TBH_PATH + 32];
 
@@ -391,6 +393,34 @@ raw_stop(void)
 	}
 }
 
+// make_tls_material runs gen.sh into a fresh temporary directory: a test
+// CA, a server certificate it signs, and an unrelated CA.
+static int
+make_tls_material(const char *test_data)
+{
+	char  gen[TBH_PATH + 32];
+	char  log[TBH_PATH + 32];
+	pid_t pid;
+	int   status = 0;
+
+	snprintf(data_dir, sizeof(data_dir), "/tmp/tbtls-XXXXXX");
+	if (mkdtemp(data_dir) == NULL) {
+		print_error("mkdtemp: %s\n", strerror(errno));
+		return (-1);
+	}
+	snprintf(gen, sizeof(gen), "%s/http_tls/gen.sh", test_data);
+	snprintf(log, sizeof(log), "%s/gen.log", data_dir);
+	char *const argv[] = { "/bin/sh", gen, data_dir, NULL };
+	(void) status;
+	if (tbh_spawn(&pid, argv, log, log) != 0 ||
+	    tbh_waitpid(pid, 30000) != 0) {
+		print_error("%s failed; see %s (is openssl installed?)\n", gen,
+		    log);
+		return (-1);
+	}
+	return (0);
+}
+
 static int
 group_setup(void **state)
 {
@@ -402,7 +432,9 @@ group_setup(void **state)
 		print_error("TB_TEST_DATA is not set\n");
 		return (-1);
 	}
-	snprintf(data_dir, sizeof(data_dir), "%s/http_tls", d);
+	if (make_tls_material(d) != 0) {
+		return (-1);
+	}
 	snprintf(ca_arg, sizeof(ca_arg), "%s/ca.pem", data_dir);
 	snprintf(other_ca_arg, sizeof(other_ca_arg), "%s/other_ca.pem",
 	    data_dir);
@@ -425,6 +457,9 @@ group_teardown(void **state)
 	raw_stop();
 	server_stop(&https_srv);
 	server_stop(&http_srv);
+	if (data_dir[0] != '\0') {
+		tbh_rmtree(data_dir);
+	}
 	return (0);
 }
 

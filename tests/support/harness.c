@@ -616,6 +616,12 @@ tbh_rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
 }
 
 void
+tbh_rmtree(const char *dir)
+{
+	nftw(dir, tbh_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void
 tbh_cleanup(tbh_broker *b, bool failed)
 {
 	if (tbh_running(b)) {

@@ -139,6 +139,9 @@ int tbh_spawn(pid_t *pidp, char *const argv[], const char *out_path,
 int tbh_spawn_self(pid_t *pidp, const char *const *args, const char *out_path,
     const char *err_path);
 
+// tbh_rmtree removes dir and everything below it.
+void tbh_rmtree(const char *dir);
+
 // tbh_waitpid waits up to timeout_ms for pid to exit. Returns its exit code
 // (128+signal if killed), or -1 on timeout (still running).
 int tbh_waitpid(pid_t pid, int timeout_ms);

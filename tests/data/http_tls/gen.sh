@@ -2,8 +2,10 @@
 # gen.sh regenerates the test TLS material for tests/integration/test_http.c:
 # a test CA, a server certificate for 127.0.0.1 and localhost signed by it,
 # and an unrelated CA (other_ca.pem) that must NOT verify the server.
-# Valid for 100 years; run from this directory with openssl 3.
+# test_http runs it at each start into a temporary directory given as the
+# only argument (default: the current directory); needs openssl.
 set -e
+cd "${1:-.}"
 days=36500
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
   -keyout ca.key -out ca.pem -days $days -subj "/CN=taskbroker test CA" \
