@@ -621,6 +621,10 @@ write_task(broker *b, task *t, int kind, const char *event, uint64_t dur,
 static void
 run_free(run *r)
 {
+	if (r->h != NULL && r->h->mode == HANDLER_POOL) {
+		// A pool run owns a copy of the payload (see launch).
+		free((void *) r->payload);
+	}
 	free(r->result);
 	free(r->error);
 	free(r);
@@ -878,8 +882,15 @@ launch(broker *b, task *t)
 {
 	const handler *h = handlers_find(t->handler, strlen(t->handler));
 	run           *r;
+	uint8_t       *pcopy = NULL;
 
-	if ((r = calloc(1, sizeof(*r))) == NULL) {
+	// A pool run gets its own copy of the payload: a worker may still
+	// read it after the loop gave up on the run (timeout, cancel,
+	// shutdown) and the task, with its payload, was freed.
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (h->mode == HANDLER_POOL && t->payload_len > 0 &&
+	        (pcopy = malloc(t->payload_len)) == NULL)) {
+		free(r);
 		// Handled as an interrupted attempt: back to pending, refunded.
 		log_err("task %" PRIu64 ": no memory to start it", t->id);
 		slot_free(b, t);
@@ -893,6 +904,10 @@ launch(broker *b, task *t)
 	r->attempt     = t->attempts;
 	r->payload     = t->payload;
 	r->payload_len = t->payload_len;
+	if (pcopy != NULL) {
+		memcpy(pcopy, t->payload, t->payload_len);
+		r->payload = pcopy;
+	}
 	r->loop        = &b->loop;
 	r->h           = h;
 	r->done        = on_run_done;
@@ -1628,6 +1643,7 @@ handle_list(broker *b, srv_req *req)
 	store_rec    **recs = NULL;
 	size_t         n    = 0;
 	tbp_task_info *infos;
+	size_t         nout;
 	uint32_t       limit = req->req.limit;
 	size_t         bytes = 0;
 	char          *queue = NULL;
@@ -1675,6 +1691,7 @@ handle_list(broker *b, srv_req *req)
 		rv = TB_ENOMEM;
 		goto out;
 	}
+	nout = n;
 	for (size_t i = 0; i < n; i++) {
 		task *t = task_find(b, recs[i]->id);
 		if (t != NULL && t->durable) {
@@ -1684,11 +1701,13 @@ handle_list(broker *b, srv_req *req)
 		}
 		bytes += infos[i].result.n + infos[i].error.n;
 		if (bytes > LIST_BYTES_MAX && i > 0) {
-			n = i; // the client pages on with after_id
+			nout = i; // the client pages on with after_id
 			break;
 		}
 	}
-	rv = tbp_enc_rep_tasks(&req->out, req->req.req_id, infos, (uint32_t) n);
+	// Every record is freed below, also those past nout.
+	rv = tbp_enc_rep_tasks(
+	    &req->out, req->req.req_id, infos, (uint32_t) nout);
 	free(infos);
 out:
 	for (size_t i = 0; i < n; i++) {
@@ -2106,6 +2125,9 @@ purge_memory(broker *b, multi_ctx *mc, const char *qname, uint32_t state,
 		t->q->counts[state]--;
 		if (t->forever) {
 			t->q->forever--;
+			if (t->crashloop) {
+				t->q->crashloop--;
+			}
 		}
 		task_unindex(b, t);
 		task_free(t);
@@ -2551,7 +2573,8 @@ handle_sched_add(broker *b, srv_req *req)
 	if ((rv = sched_load(b, sc)) != TB_OK) {
 		return (rv);
 	}
-	HASH_FIND_STR(b->scheds, sc->name, s);
+	// sched_load may have freed sc (a definition it ignores).
+	HASH_FIND(hh, b->scheds, in->name.p, in->name.n, s);
 	if (s == NULL) {
 		return (TB_EINVAL);
 	}
@@ -2703,6 +2726,24 @@ static const op_handler ops[] = {
 _Static_assert(sizeof(ops) / sizeof(ops[0]) == TBP_OP_COUNT,
     "every op in TBP_OPS needs a handler");
 
+// op_read_only says whether op answers at once without writing.
+static bool
+op_read_only(uint32_t op)
+{
+	switch (op) {
+	case TBP_OP_PING:
+	case TBP_OP_STATUS:
+	case TBP_OP_LIST:
+	case TBP_OP_STATS:
+	case TBP_OP_SHUTDOWN:
+	case TBP_OP_QUEUES:
+	case TBP_OP_SCHED_LIST:
+		return (true);
+	default:
+		return (false);
+	}
+}
+
 // broker_handle is the dispatcher: decode result in, one reply out. It is
 // the only place that turns an error code into an error reply.
 static void
@@ -2720,6 +2761,13 @@ broker_handle(srv_req *req, void *arg)
 		return;
 	}
 	msgpack_sbuffer_clear(&req->out);
+	if (b->phase >= PHASE_FINISHING && !op_read_only(req->req.op)) {
+		// The last writes are being flushed and the socket closes
+		// soon: a request held now (wait, drain, cancel) or answered
+		// after a commit would outlive the server's records.
+		reply_error(req, TB_ESHUTTINGDOWN, NULL);
+		return;
+	}
 	rv = ops[req->req.op](b, req);
 	if (rv == REPLY_LATER) {
 		return;
@@ -2945,6 +2993,18 @@ linger_tick(uv_timer_t *timer)
 		return;
 	}
 	uv_timer_stop(timer);
+	{
+		// Attempts that ignored their cancel: their timers must neither
+		// keep the loop alive nor fire once the event socket is gone.
+		task *t;
+		task *tmp;
+		HASH_ITER(hh, b->by_id, t, tmp)
+		{
+			if (t->run != NULL) {
+				run_timer_stop(t->run);
+			}
+		}
+	}
 	srv_close(b->sv);
 	b->sv = NULL;
 	events_close(b->ev);

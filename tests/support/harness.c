@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -1010,6 +1011,25 @@ tbh_filter_from_env(void)
 	}
 }
 
+// A test that hangs would only show as a ctest timeout. The watchdog
+// prints where this process is stuck first, then lets SIGALRM end it.
+#define TBH_WATCHDOG_S 100
+
+static void
+tbh_watchdog(int sig)
+{
+	static const char msg[] = "\n=== harness: watchdog: this test has run "
+	                          "for 100 s; stack of the stuck thread:\n";
+	void *frames[64];
+	int   n;
+
+	(void) !write(STDERR_FILENO, msg, sizeof(msg) - 1);
+	n = backtrace(frames, 64);
+	backtrace_symbols_fd(frames, n, STDERR_FILENO);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 int
 tbh_setup(void **state)
 {
@@ -1019,6 +1039,8 @@ tbh_setup(void **state)
 		return (-1);
 	}
 	*state = f;
+	signal(SIGALRM, tbh_watchdog);
+	alarm((unsigned) (TBH_WATCHDOG_S * tbh_scale()));
 	return (0);
 }
 
@@ -1027,6 +1049,7 @@ tbh_teardown(void **state)
 {
 	tbh_fix *f = *state;
 
+	alarm(0);
 	if (f == NULL) {
 		return (0);
 	}
