@@ -110,8 +110,10 @@ tb_run_finish(tb_run *r)
 	// A loop run does not use its pool link: it carries the queue.
 	r->job.next = (pool_job *) finish_q;
 	finish_q    = r;
-	pthread_mutex_unlock(&finish_mtx);
+	// Sent under the lock: handlers_stop closes the handle under it too,
+	// so a late caller can never signal a closed handle.
 	uv_async_send(&finish_async);
+	pthread_mutex_unlock(&finish_mtx);
 }
 
 uint64_t

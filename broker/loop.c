@@ -55,6 +55,7 @@ enum wop_kind {
 	W_PURGE,   // a delete; adjust the counts by what it removed
 	W_PRUNE,   // a background delete of expired ended tasks
 	W_SCHED,   // a schedule's state; nothing to do when committed
+	W_REINSERT, // a retried task's row, in case a delete took it
 };
 
 // queue is one named queue: its settings, its ready tasks and its figures.
@@ -1795,6 +1796,42 @@ multi_ctx_seal(multi_ctx *mc)
 
 // revive puts an ended (dead or cancelled) task back to pending with its
 // attempts reset; the write is one part of mc.
+// reinsert_op is an INSERT of one task with the room it needs.
+typedef struct reinsert_op {
+	wop        w; // first: freed as a wop
+	store_rec  rec;
+	store_rec *recp;
+	uint64_t   dup;
+} reinsert_op;
+
+// reinsert queues the row of a task being retried again. The loop read
+// the row from the store, but a prune or purge already queued may delete
+// it before the retry's update lands; inserting it first (a no-op when
+// the row is still there: same submission id) means the retried task is
+// on disk whatever the order.
+static void
+reinsert(broker *b, task *t)
+{
+	reinsert_op *ri = calloc(1, sizeof(*ri));
+
+	if (ri == NULL) {
+		log_warn("task %" PRIu64 ": no memory to re-insert its row",
+		    t->id);
+		return;
+	}
+	ri->w.kind       = W_REINSERT;
+	ri->w.t          = t;
+	ri->w.op.arg     = &ri->w;
+	rec_view(&ri->rec, t);
+	ri->recp         = &ri->rec;
+	ri->w.op.kind    = STORE_OP_INSERT;
+	ri->w.op.recs    = &ri->recp;
+	ri->w.op.nrecs   = 1;
+	ri->w.op.dup_ids = &ri->dup;
+	t->writes++;
+	store_submit(b->st, &ri->w.op);
+}
+
 static void
 revive(broker *b, task *t, multi_ctx *mc)
 {
@@ -1820,6 +1857,7 @@ revive(broker *b, task *t, multi_ctx *mc)
 	t->result     = NULL;
 	t->result_len = 0;
 	mc->count++;
+	reinsert(b, t);
 	if ((w = write_task(b, t, W_END, NULL, 0, NULL)) != NULL) {
 		// The op is only read by the writer; its context is ours.
 		w->mc = mc;
@@ -2883,6 +2921,9 @@ op_committed(broker *b, wop *w)
 		}
 		break;
 	case W_SCHED:
+		break;
+	case W_REINSERT:
+		t->writes--;
 		break;
 	}
 	if (w->mc != NULL) {
