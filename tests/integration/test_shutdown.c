@@ -93,14 +93,13 @@ expect_exit_0(tbh_fix *f, int64_t t0, int min_ms, int ms, const char *what)
 static void
 restart(tbh_fix *f)
 {
-	tb_client_close(f->c);
-	f->c = NULL;
+	// The client is kept: it reconnects by itself. Closing it while its
+	// dialer retries a dead broker can hang in nng 1.5.2's nng_close
+	// (seen here once in some fifteen runs; fixed in later nng).
 	if (tbh_restart(&f->b) != 0) {
 		print_error("the broker did not restart on its data dir\n");
 		fail();
 	}
-	f->c = tbh_client(&f->b, 10000);
-	assert_non_null(f->c);
 }
 
 static void

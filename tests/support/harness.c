@@ -1049,12 +1049,20 @@ tbh_teardown(void **state)
 {
 	tbh_fix *f = *state;
 
-	alarm(0);
 	if (f == NULL) {
+		alarm(0);
 		return (0);
+	}
+	// nng 1.5.2's nng_close can hang when it races a dialer retrying a
+	// broker that is gone. A test that left its broker dead gets it back
+	// first, so the client and subscription close while connected.
+	if ((f->c != NULL || f->sub != NULL) && f->b.starts > 0 &&
+	    !tbh_running(&f->b) && f->passed) {
+		(void) tbh_restart(&f->b);
 	}
 	tb_sub_close(f->sub);
 	tb_client_close(f->c);
+	alarm(0);
 	tbh_cleanup(&f->b, !f->passed);
 	free(f);
 	*state = NULL;
