@@ -915,10 +915,19 @@ http_next(http_req *h, int rv)
 		rv = NNG_ECANCELED; // the abort came after the step ended
 	}
 	if (rv != 0) {
-		// Without a length, the body ends where the connection does.
-		if (h->step == HTTP_BODY && h->mode == BODY_EOF &&
+		if (h->step == HTTP_BODY &&
 		    (rv == NNG_ECLOSED || rv == NNG_ECONNSHUT)) {
-			return (-1);
+			// The server closed the connection. Bytes that came
+			// with the close still count; without a length, the
+			// body ends where the connection does.
+			size_t n = nng_aio_count(h->aio);
+			done     = false;
+			if (n > 0 && http_body_feed(h, h->rbuf, n, &done) != 0) {
+				return (rv);
+			}
+			if (done || h->mode == BODY_EOF) {
+				return (-1);
+			}
 		}
 		return (rv);
 	}
