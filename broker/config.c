@@ -332,7 +332,6 @@ typedef struct config_file_ctx {
 	config     *cfg;
 	FILE       *err;
 	const char *path;
-	const char *only; // if set, apply only this option name
 	bool        failed;
 } config_file_ctx;
 
@@ -388,9 +387,6 @@ config_ini_cb(void *arg, const char *section, const char *key,
 			if (e->offset == OFF(config_file)) {
 				break; // no nesting of config files
 			}
-			if (x->only != NULL && strcmp(x->only, e->name) != 0) {
-				return (1);
-			}
 			if (config_set(x->cfg, e, val, x->err) != CONFIG_OK) {
 				fprintf(x->err, "taskbrokerd: in %s [%s]\n",
 				    x->path, section);
@@ -401,9 +397,6 @@ config_ini_cb(void *arg, const char *section, const char *key,
 		}
 	} else if (strncmp(section, "queue ", 6) == 0 && section[6] != '\0') {
 		config_queue *q;
-		if (x->only != NULL) {
-			return (1);
-		}
 		if ((q = config_queue_get(x->cfg, section + 6)) == NULL) {
 			fprintf(x->err, "taskbrokerd: out of memory\n");
 			x->failed = true;
@@ -427,9 +420,6 @@ config_ini_cb(void *arg, const char *section, const char *key,
 		}
 	} else if (strncmp(section, "plugin ", 7) == 0 && section[7] != '\0') {
 		config_kv *kv;
-		if (x->only != NULL) {
-			return (1);
-		}
 		if ((kv = calloc(1, sizeof(*kv))) == NULL ||
 		    (kv->section = strdup(section + 7)) == NULL ||
 		    (kv->key = strdup(key)) == NULL ||
@@ -468,7 +458,7 @@ config_ini_cb(void *arg, const char *section, const char *key,
 static int
 config_load(config *cfg, const char *path, FILE *err)
 {
-	config_file_ctx x = { cfg, err, path, NULL, false };
+	config_file_ctx x = { cfg, err, path, false };
 	int             rv;
 
 	rv = ini_parse(path, config_ini_cb, &x);

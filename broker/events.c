@@ -81,11 +81,6 @@ events_publish(events *ev, const char *event, const task *t,
 	}
 }
 
-uint64_t
-events_seq(events *ev)
-{
-	return (ev->seq);
-}
 
 void
 events_close(events *ev)

@@ -24,8 +24,6 @@ int events_open(events **ep, const char *url);
 void events_publish(events *ev, const char *event, const task *t,
     uint32_t state, uint32_t attempt, uint64_t duration_us);
 
-// events_seq returns the sequence number of the last event published.
-uint64_t events_seq(events *ev);
 
 // events_close closes the socket. Accepts NULL.
 void events_close(events *ev);

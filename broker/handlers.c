@@ -1088,14 +1088,3 @@ handlers_find(const char *name, size_t len)
 	return (NULL);
 }
 
-size_t
-handlers_count(void)
-{
-	return (nregistry);
-}
-
-const handler *
-handlers_get(size_t i)
-{
-	return (i < nregistry ? &registry[i] : NULL);
-}

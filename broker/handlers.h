@@ -97,9 +97,6 @@ void handlers_fini(void);
 // handlers_find returns the handler named name (len bytes), or NULL.
 const handler *handlers_find(const char *name, size_t len);
 
-// handlers_count / handlers_get enumerate the registered handlers.
-size_t         handlers_count(void);
-const handler *handlers_get(size_t i);
 
 // run_set_result stores a copy of the result bytes (cut to
 // HANDLER_RESULT_MAX). Clears failed.

@@ -1013,34 +1013,6 @@ dec_rep_submit(tbp_rep *r, const msgpack_object *ids,
 }
 
 static int
-dec_rep_list(tbp_rep *r, const msgpack_object *tasks)
-{
-	uint32_t n;
-	int      rv;
-
-	if (tasks == NULL || tasks->type != MSGPACK_OBJECT_ARRAY) {
-		return (TB_EBADREQ);
-	}
-	if ((n = tasks->via.array.size) > TBP_MAX_LIST) {
-		return (TB_ETOOBIG);
-	}
-	if (n == 0) {
-		return (TB_OK);
-	}
-	if ((r->tasks = zalloc(&r->priv_, n, sizeof(*r->tasks))) == NULL) {
-		return (TB_ENOMEM);
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		rv = dec_task_info(&r->tasks[i], &tasks->via.array.ptr[i]);
-		if (rv != TB_OK) {
-			return (rv);
-		}
-	}
-	r->ntasks = n;
-	return (TB_OK);
-}
-
-static int
 dec_qstat(tbp_qstat *q, const msgpack_object *o)
 {
 	bool have_name = false;
@@ -1096,62 +1068,57 @@ dec_qstat(tbp_qstat *q, const msgpack_object *o)
 	return (TB_OK);
 }
 
-// dec_rep_scheds and dec_rep_queues, like dec_rep_list, allocate from the
-// element count only after tbp_check has proved that many objects present.
+// dec_rep_array decodes an array reply field (tasks, schedules, queues) of
+// at most max elements of size bytes each, with dec for one element. The
+// array is allocated from the element count only after tbp_check has
+// proved that many objects are present.
 static int
-dec_rep_scheds(tbp_rep *r, const msgpack_object *a)
+dec_rep_array(tbp_rep *r, const msgpack_object *a, uint32_t max, size_t size,
+    int (*dec)(void *elem, const msgpack_object *o), void **arrp,
+    uint32_t *np)
 {
 	uint32_t n;
+	char    *arr;
 	int      rv;
 
 	if (a == NULL || a->type != MSGPACK_OBJECT_ARRAY) {
 		return (TB_EBADREQ);
 	}
-	if ((n = a->via.array.size) > TBP_MAX_SCHEDULES) {
+	if ((n = a->via.array.size) > max) {
 		return (TB_ETOOBIG);
 	}
 	if (n == 0) {
 		return (TB_OK);
 	}
-	if ((r->scheds = zalloc(&r->priv_, n, sizeof(*r->scheds))) == NULL) {
+	if ((arr = zalloc(&r->priv_, n, size)) == NULL) {
 		return (TB_ENOMEM);
 	}
 	for (uint32_t i = 0; i < n; i++) {
-		rv = dec_sched(&r->scheds[i], &a->via.array.ptr[i], true);
-		if (rv != TB_OK) {
+		if ((rv = dec(arr + i * size, &a->via.array.ptr[i])) != TB_OK) {
 			return (rv);
 		}
 	}
-	r->nscheds = n;
+	*arrp = arr;
+	*np   = n;
 	return (TB_OK);
 }
 
 static int
-dec_rep_queues(tbp_rep *r, const msgpack_object *a)
+dec_task_elem(void *elem, const msgpack_object *o)
 {
-	uint32_t n;
-	int      rv;
+	return (dec_task_info(elem, o));
+}
 
-	if (a == NULL || a->type != MSGPACK_OBJECT_ARRAY) {
-		return (TB_EBADREQ);
-	}
-	if ((n = a->via.array.size) > TBP_MAX_QUEUES) {
-		return (TB_ETOOBIG);
-	}
-	if (n == 0) {
-		return (TB_OK);
-	}
-	if ((r->queues = zalloc(&r->priv_, n, sizeof(*r->queues))) == NULL) {
-		return (TB_ENOMEM);
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		rv = dec_qstat(&r->queues[i], &a->via.array.ptr[i]);
-		if (rv != TB_OK) {
-			return (rv);
-		}
-	}
-	r->nqueues = n;
-	return (TB_OK);
+static int
+dec_sched_elem(void *elem, const msgpack_object *o)
+{
+	return (dec_sched(elem, o, true));
+}
+
+static int
+dec_qstat_elem(void *elem, const msgpack_object *o)
+{
+	return (dec_qstat(elem, o));
 }
 
 // dec_rep_body reads the body of an ok reply to r->op.
@@ -1281,11 +1248,15 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 		}
 		return (rv);
 	case TBP_OP_LIST:
-		return (dec_rep_list(r, tasks));
+		return (dec_rep_array(r, tasks, TBP_MAX_LIST, sizeof(*r->tasks),
+		    dec_task_elem, (void **) &r->tasks, &r->ntasks));
 	case TBP_OP_SCHED_LIST:
-		return (dec_rep_scheds(r, arr));
+		return (dec_rep_array(r, arr, TBP_MAX_SCHEDULES,
+		    sizeof(*r->scheds), dec_sched_elem, (void **) &r->scheds,
+		    &r->nscheds));
 	case TBP_OP_QUEUES:
-		return (dec_rep_queues(r, arr));
+		return (dec_rep_array(r, arr, TBP_MAX_QUEUES, sizeof(*r->queues),
+		    dec_qstat_elem, (void **) &r->queues, &r->nqueues));
 	default:
 		return (TB_OK);
 	}
