@@ -46,7 +46,7 @@ events_open(events **ep, const char *url)
 }
 
 void
-events_publish(events *ev, const char *event, const task *t,
+events_publish(events *ev, const char *event, const taskrec *t,
     uint32_t state, uint32_t attempt, uint64_t duration_us)
 {
 	tbp_event e;

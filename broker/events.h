@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "task.h"
+#include "taskrec.h"
 
 typedef struct events events;
 
@@ -18,10 +18,10 @@ typedef struct events events;
 // TB_OK, TB_EINVAL (bad url), TB_EBUSY (address in use) or TB_ESYSTEM.
 int events_open(events **ep, const char *url);
 
-// events_publish announces event ("start", "done", ...) for t, reporting
-// state and attempt as given (the task may have moved on since) and
-// duration_us, the attempt's running time (0 if none).
-void events_publish(events *ev, const char *event, const task *t,
+// events_publish announces event ("start", "done", ...) for the task t,
+// reporting state and attempt as given (the task may have moved on since)
+// and duration_us, the attempt's running time (0 if none).
+void events_publish(events *ev, const char *event, const taskrec *t,
     uint32_t state, uint32_t attempt, uint64_t duration_us);
 
 

@@ -31,8 +31,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "taskrec.h"
+
 #define STORE_SCHEMA_VERSION 2
-#define STORE_SID_LEN 16
 
 typedef struct store store;
 
@@ -41,30 +42,10 @@ enum store_durability {
 	STORE_NORMAL = 1,
 };
 
-// store_rec is one row of the task table. Every pointer is owned by the
-// record (freed by store_rec_free) unless the comment says otherwise.
-typedef struct store_rec {
-	uint64_t id;
-	uint8_t  sid[STORE_SID_LEN];
-	char    *queue;
-	char    *handler;
-	uint8_t *payload;
-	size_t   payload_len;
-	int32_t  priority;
-	uint32_t state; // tb_state
-	uint32_t attempts;
-	uint32_t max_attempts;
-	uint32_t timeout_ms;
-	int64_t  run_at; // Unix µs; earliest start
-	int64_t  created_at;
-	int64_t  started_at;
-	int64_t  finished_at;
-	uint8_t *result;
-	size_t   result_len;
-	char    *error;
-	char    *key;     // idempotency key; NULL: none (schema 2)
-	bool     forever; // restarted whenever it ends (schema 2)
-} store_rec;
+// store_rec is one row of the task table: a task's stored fields
+// (taskrec.h). Every pointer is owned by the record (freed by
+// store_rec_free) unless the holder says it is a view.
+typedef taskrec store_rec;
 
 // store_sched is one periodic schedule (schema 2). Owned strings and bytes,
 // freed by store_sched_free.

@@ -1,180 +1,273 @@
-// task.c: see task.h.
+// task.c: the task table (by id, submission id and key) and every
+// conversion between a task's shapes: the stored row, the submitted entry,
+// the loop's record and the wire's task info.
+//
+// Threads: loop thread only.
+// Ownership: the table owns the records it indexes; task_from_rec takes
+// over a stored row's memory.
 
-#include "task.h"
-
+#include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
-bool
-sched_before(int kind, const task *a, const task *b)
-{
-	if (kind == SCHED_DUE) {
-		if (a->run_at != b->run_at) {
-			return (a->run_at < b->run_at);
-		}
-		return (a->id < b->id);
-	}
-	if (a->priority != b->priority) {
-		return (a->priority > b->priority);
-	}
-	return (a->id < b->id);
-}
+#include "brokerimpl.h"
+#include "log.h"
+#include "util.h"
 
 void
-sched_heapq_init(sched_heapq *h, int kind)
+task_free(task *t)
 {
-	h->v    = NULL;
-	h->n    = 0;
-	h->cap  = 0;
-	h->kind = kind;
-}
-
-void
-sched_heapq_fini(sched_heapq *h)
-{
-	free(h->v);
-	h->v   = NULL;
-	h->n   = 0;
-	h->cap = 0;
-}
-
-static void
-sched_set(sched_heapq *h, size_t i, task *t)
-{
-	h->v[i]     = t;
-	t->heap_idx = i;
-}
-
-static void
-sched_up(sched_heapq *h, size_t i)
-{
-	task *t = h->v[i];
-
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (!sched_before(h->kind, t, h->v[p])) {
-			break;
-		}
-		sched_set(h, i, h->v[p]);
-		i = p;
+	if (t == NULL) {
+		return;
 	}
-	sched_set(h, i, t);
-}
-
-static void
-sched_down(sched_heapq *h, size_t i)
-{
-	task *t = h->v[i];
-
-	for (;;) {
-		size_t l = 2 * i + 1;
-		size_t m;
-		if (l >= h->n) {
-			break;
-		}
-		m = l;
-		if (l + 1 < h->n && sched_before(h->kind, h->v[l + 1], h->v[l])) {
-			m = l + 1;
-		}
-		if (!sched_before(h->kind, h->v[m], t)) {
-			break;
-		}
-		sched_set(h, i, h->v[m]);
-		i = m;
-	}
-	sched_set(h, i, t);
-}
-
-int
-sched_push(sched_heapq *h, task *t)
-{
-	if (h->n == h->cap) {
-		size_t cap = h->cap ? h->cap * 2 : 64;
-		task **v   = realloc(h->v, cap * sizeof(*v));
-		if (v == NULL) {
-			return (-1);
-		}
-		h->v   = v;
-		h->cap = cap;
-	}
-	t->heap = h->kind;
-	h->n++;
-	sched_set(h, h->n - 1, t);
-	sched_up(h, h->n - 1);
-	return (0);
+	free(t->queue);
+	free(t->handler);
+	free(t->payload);
+	free(t->result);
+	free(t->error);
+	free(t->key);
+	free(t);
 }
 
 task *
-sched_peek(const sched_heapq *h)
+task_find(broker *b, uint64_t id)
 {
-	return (h->n > 0 ? h->v[0] : NULL);
-}
+	task *t;
 
-void
-sched_remove(sched_heapq *h, task *t)
-{
-	size_t i = t->heap_idx;
-
-	h->n--;
-	if (i != h->n) {
-		sched_set(h, i, h->v[h->n]);
-		// The moved entry may belong above or below its new place.
-		sched_up(h, i);
-		sched_down(h, h->v[i]->heap_idx);
-	}
-	t->heap     = SCHED_NONE;
-	t->heap_idx = 0;
+	HASH_FIND(hh, b->by_id, &id, sizeof(id), t);
+	return (t);
 }
 
 task *
-sched_pop(sched_heapq *h)
+task_find_key(broker *b, const char *key, size_t len)
 {
-	task *t = sched_peek(h);
+	task *t;
 
-	if (t != NULL) {
-		sched_remove(h, t);
+	HASH_FIND(hh_key, b->by_key, key, len, t);
+	return (t);
+}
+
+task *
+task_known(broker *b, const tbp_task_in *in, bool *existingp)
+{
+	task *t;
+
+	*existingp = false;
+	HASH_FIND(hh_sid, b->by_sid, in->sid.p, TBP_SID_LEN, t);
+	if (t == NULL && in->key.n > 0 &&
+	    (t = task_find_key(b, (const char *) in->key.p, in->key.n)) !=
+	        NULL) {
+		*existingp = true;
 	}
 	return (t);
 }
 
-int64_t
-sched_backoff_us(uint32_t attempts, int64_t base_us, int64_t cap_us, double r)
+void
+task_key_index(broker *b, task *t)
 {
-	int64_t d = base_us;
-
-	for (uint32_t i = 1; i < attempts && d < cap_us; i++) {
-		d *= 2;
+	if (t->key != NULL && !t->key_indexed &&
+	    task_find_key(b, t->key, strlen(t->key)) == NULL) {
+		HASH_ADD_KEYPTR(hh_key, b->by_key, t->key, strlen(t->key), t);
+		t->key_indexed = true;
 	}
-	if (d > cap_us) {
-		d = cap_us;
-	}
-	return (d / 2 + (int64_t) ((double) (d / 2) * r));
 }
 
-int64_t
-sched_next_due(int64_t every_us, const tbt_cron *cron, int64_t due, int64_t t)
+static void
+task_key_unindex(broker *b, task *t)
 {
-	if (cron != NULL) {
-		return (tbt_cron_next(cron, t));
+	if (t->key_indexed) {
+		HASH_DELETE(hh_key, b->by_key, t);
+		t->key_indexed = false;
 	}
-	if (t < due) {
-		return (due);
-	}
-	return (due + ((t - due) / every_us + 1) * every_us);
 }
 
 void
-sched_sid(const char *name, int64_t due, uint8_t sid[SCHED_SID_LEN])
+task_index(broker *b, task *t)
 {
-	uint64_t h = 1469598103934665603ULL; // FNV-1a, 64 bits
-
-	for (const char *p = name; *p != '\0'; p++) {
-		h ^= (uint8_t) *p;
-		h *= 1099511628211ULL;
+	HASH_ADD(hh, b->by_id, id, sizeof(t->id), t);
+	HASH_ADD(hh_sid, b->by_sid, sid, TBP_SID_LEN, t);
+	if (!util_state_final((int) t->state)) {
+		task_key_index(b, t);
 	}
-	// Half name, half due time: two schedules collide only if their
-	// names hash alike and they fire at the same microsecond.
-	for (int i = 0; i < 8; i++) {
-		sid[i]     = (uint8_t) (h >> (8 * i));
-		sid[8 + i] = (uint8_t) ((uint64_t) due >> (8 * i));
+}
+
+void
+task_unindex(broker *b, task *t)
+{
+	HASH_DELETE(hh, b->by_id, t);
+	HASH_DELETE(hh_sid, b->by_sid, t);
+	task_key_unindex(b, t);
+}
+
+void
+task_forget(broker *b, task *t)
+{
+	task_unindex(b, t);
+	task_free(t);
+}
+
+void
+task_set_state(broker *b, task *t, uint32_t state)
+{
+	b->counts[t->state]--;
+	t->q->counts[t->state]--;
+	t->state = state;
+	b->counts[state]++;
+	t->q->counts[state]++;
+	if (util_state_final((int) state)) {
+		task_key_unindex(b, t);
+		if (t->forever) {
+			t->q->forever--;
+			if (t->fv.crashloop) {
+				t->q->crashloop--;
+				t->fv.crashloop = false;
+			}
+		}
+	}
+	b->check_drain = true;
+}
+
+void
+task_end(broker *b, task *t, uint32_t state, const char *why)
+{
+	task_set_state(b, t, state);
+	t->finished_at = util_now_us();
+	if (why != NULL) {
+		free(t->error);
+		t->error = strdup(why); // NULL without memory: no text
+	}
+	b->completed++;
+}
+
+// task_set_handler_mode notes whether t's handler runs on the pool.
+static void
+task_set_handler_mode(task *t)
+{
+	const handler *h = handlers_find(t->handler, strlen(t->handler));
+
+	t->pool = h != NULL && h->mode == HANDLER_POOL;
+}
+
+void
+task_info(const taskrec *c, tbp_task_info *ti)
+{
+	memset(ti, 0, sizeof(*ti));
+	ti->id           = c->id;
+	ti->queue        = tbp_str(c->queue);
+	ti->handler      = tbp_str(c->handler);
+	ti->state        = c->state;
+	ti->attempts     = c->attempts;
+	ti->max_attempts = c->max_attempts;
+	ti->priority     = c->priority;
+	ti->created_at   = c->created_at;
+	ti->started_at   = c->started_at;
+	ti->finished_at  = c->finished_at;
+	ti->result.p     = c->result;
+	ti->result.n     = (uint32_t) c->result_len;
+	ti->error        = tbp_str(c->error);
+	ti->run_at       = c->run_at;
+	ti->timeout_ms   = c->timeout_ms;
+	ti->forever      = c->forever;
+	ti->key          = tbp_str(c->key);
+}
+
+task *
+task_from_rec(broker *b, store_rec *r)
+{
+	task *t;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL ||
+	    (t->q = queue_get(b, r->queue)) == NULL) {
+		free(t);
+		store_rec_free(r);
+		return (NULL);
+	}
+	t->core    = *r; // the row's strings and bytes are the task's now
+	t->durable = true;
+	free(r);
+	task_set_handler_mode(t);
+	return (t);
+}
+
+task *
+task_from_in(broker *b, queue *q, const tbp_task_in *in, int64_t now)
+{
+	task *t;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		return (NULL);
+	}
+	memcpy(t->sid, in->sid.p, TBP_SID_LEN);
+	t->q       = q;
+	t->queue   = strdup(q->name);
+	t->handler = tbp_bytes_dup(in->handler);
+	if (in->payload.n > 0 && (t->payload = malloc(in->payload.n)) != NULL) {
+		memcpy(t->payload, in->payload.p, in->payload.n);
+		t->payload_len = in->payload.n;
+	}
+	if (in->key.n > 0) {
+		t->key = tbp_bytes_dup(in->key);
+	}
+	if (t->queue == NULL || t->handler == NULL ||
+	    (in->payload.n > 0 && t->payload == NULL) ||
+	    (in->key.n > 0 && t->key == NULL)) {
+		task_free(t);
+		return (NULL);
+	}
+	t->id           = b->next_id++;
+	t->priority     = in->priority;
+	t->state        = TB_STATE_PENDING;
+	t->max_attempts = in->max_attempts > 0 ? in->max_attempts
+	                                       : q->max_attempts;
+	t->timeout_ms   = in->timeout_ms > 0 ? in->timeout_ms : q->timeout_ms;
+	t->created_at   = now;
+	t->run_at       = in->run_at > 0 ? in->run_at
+	                                 : now + (int64_t) in->delay_ms * 1000;
+	t->forever      = in->forever;
+	task_set_handler_mode(t);
+	return (t);
+}
+
+// task_heap_of returns the heap a waiting task belongs in: the due heap
+// until its run_at, then its queue's ready heap of its handler's kind.
+// Pool tasks wait in their own heap so that they start only when a worker
+// is free (and so are reported running only while one runs them), without
+// holding up loop tasks behind them.
+static sched_heapq *
+task_heap_of(broker *b, const task *t, int64_t now)
+{
+	if (t->run_at > now) {
+		return (&b->due);
+	}
+	return (t->pool ? &t->q->ready_pool : &t->q->ready);
+}
+
+int
+task_push(broker *b, task *t, int64_t now)
+{
+	return (sched_push(task_heap_of(b, t, now), t));
+}
+
+void
+task_schedule(broker *b, task *t)
+{
+	if (task_push(b, t, util_now_us()) != 0) {
+		// Out of memory for the heap: the task stays in the store and
+		// runs after a restart; say so rather than lose it silently.
+		log_err("task %" PRIu64 ": no memory to schedule it; it will "
+		        "run after a restart",
+		    t->id);
+		return;
+	}
+	b->need_dispatch = true;
+}
+
+void
+task_unschedule(broker *b, task *t)
+{
+	if (t->heap == SCHED_DUE) {
+		sched_remove(&b->due, t);
+	} else if (t->heap == SCHED_READY) {
+		sched_remove(t->pool ? &t->q->ready_pool : &t->q->ready, t);
 	}
 }

@@ -103,28 +103,32 @@
 #define TBP_MAX_SCHEDULES 1000u     // schedules in one list reply
 #define TBP_MAX_QUEUES 1000u        // queues in one queues reply
 
-// TBP_OPS is the one list of operations: X(NAME, value, "name").
+// TBP_OPS is the one list of operations: X(NAME, value, "name", ident,
+// read_only). ident names the op in generated identifiers (the broker's
+// handle_<ident>); read_only is 1 for an op that writes nothing and is
+// answered at once, so a broker that is flushing its last writes can still
+// serve it.
 #define TBP_OPS(X)                                                          \
-	X(PING, 0, "ping")                                                  \
-	X(SUBMIT, 1, "submit")                                              \
-	X(STATUS, 2, "status")                                              \
-	X(WAIT, 3, "wait")                                                  \
-	X(CANCEL, 4, "cancel")                                              \
-	X(LIST, 5, "list")                                                  \
-	X(STATS, 6, "stats")                                                \
-	X(SHUTDOWN, 7, "shutdown")                                          \
-	X(RETRY, 8, "retry")                                                \
-	X(PAUSE, 9, "pause")                                                \
-	X(RESUME, 10, "resume")                                             \
-	X(DRAIN, 11, "drain")                                               \
-	X(PURGE, 12, "purge")                                               \
-	X(SCHED_ADD, 13, "schedule_add")                                    \
-	X(SCHED_LIST, 14, "schedule_list")                                  \
-	X(SCHED_RM, 15, "schedule_rm")                                      \
-	X(SCHED_PAUSE, 16, "schedule_pause")                                \
-	X(QUEUES, 17, "queues")
+	X(PING, 0, "ping", ping, 1)                                         \
+	X(SUBMIT, 1, "submit", submit, 0)                                   \
+	X(STATUS, 2, "status", status, 1)                                   \
+	X(WAIT, 3, "wait", wait, 0)                                         \
+	X(CANCEL, 4, "cancel", cancel, 0)                                   \
+	X(LIST, 5, "list", list, 1)                                         \
+	X(STATS, 6, "stats", stats, 1)                                      \
+	X(SHUTDOWN, 7, "shutdown", shutdown, 1)                             \
+	X(RETRY, 8, "retry", retry, 0)                                      \
+	X(PAUSE, 9, "pause", pause, 0)                                      \
+	X(RESUME, 10, "resume", resume, 0)                                  \
+	X(DRAIN, 11, "drain", drain, 0)                                     \
+	X(PURGE, 12, "purge", purge, 0)                                     \
+	X(SCHED_ADD, 13, "schedule_add", sched_add, 0)                      \
+	X(SCHED_LIST, 14, "schedule_list", sched_list, 1)                   \
+	X(SCHED_RM, 15, "schedule_rm", sched_rm, 0)                         \
+	X(SCHED_PAUSE, 16, "schedule_pause", sched_pause, 0)                \
+	X(QUEUES, 17, "queues", queues, 1)
 
-#define TBP_OP_ENUM_(n, v, s) TBP_OP_##n = v,
+#define TBP_OP_ENUM_(n, v, s, id, ro) TBP_OP_##n = v,
 enum tbp_op { TBP_OPS(TBP_OP_ENUM_) TBP_OP_COUNT };
 #undef TBP_OP_ENUM_
 

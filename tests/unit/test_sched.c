@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "scheduler.h"
 #include "task.h"
 
 #define N 200
