@@ -1,5 +1,7 @@
-// test_task.c: the scheduler's ordering (priority, FIFO, due time) and the
-// retry backoff, in broker/task.c. Pure data structures: no clock, no loop.
+// test_sched.c: the scheduler's ordering (priority, FIFO, due time), the
+// retry backoff and the pure decisions of broker/scheduler.c: how an ended
+// attempt ends its task, a forever task's restarts, backpressure. No
+// broker, no loop, no real clock: time and jitter are arguments.
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -227,6 +229,223 @@ test_schedule_sid_is_stable_and_distinct(void **state)
 	assert_memory_not_equal(a, d, 16);
 }
 
+// ---- outcome of an ended attempt ------------------------------------------
+
+static sched_end
+ended(bool failed, uint32_t attempts, uint32_t max)
+{
+	sched_end e;
+
+	memset(&e, 0, sizeof(e));
+	e.failed       = failed;
+	e.attempts     = attempts;
+	e.max_attempts = max;
+	return (e);
+}
+
+static void
+test_outcome_success_is_done(void **state)
+{
+	sched_end e = ended(false, 1, 1);
+
+	(void) state;
+	assert_int_equal(sched_outcome(&e), SCHED_DONE);
+	e.attempts = 3;
+	e.max_attempts = 5;
+	assert_int_equal(sched_outcome(&e), SCHED_DONE);
+}
+
+static void
+test_outcome_failure_retries_while_attempts_remain(void **state)
+{
+	sched_end e = ended(true, 1, 3);
+
+	(void) state;
+	assert_int_equal(sched_outcome(&e), SCHED_RETRY);
+	e.attempts = 2;
+	assert_int_equal(sched_outcome(&e), SCHED_RETRY);
+	e.attempts = 3;
+	assert_int_equal(sched_outcome(&e), SCHED_DEAD);
+	e = ended(true, 1, 1);
+	assert_int_equal(sched_outcome(&e), SCHED_DEAD);
+}
+
+static void
+test_outcome_no_retry_failure_is_dead_at_once(void **state)
+{
+	sched_end e = ended(true, 1, 10);
+
+	(void) state;
+	e.no_retry = true;
+	assert_int_equal(sched_outcome(&e), SCHED_DEAD);
+	e.failed = false; // no_retry only matters for a failure
+	assert_int_equal(sched_outcome(&e), SCHED_DONE);
+}
+
+static void
+test_outcome_cancel_wins_over_the_attempt(void **state)
+{
+	sched_end e = ended(false, 1, 3);
+
+	(void) state;
+	e.cancelling = true;
+	assert_int_equal(sched_outcome(&e), SCHED_CANCELLED);
+	e.failed = true;
+	assert_int_equal(sched_outcome(&e), SCHED_CANCELLED);
+	e.forever = true; // a cancel stops a forever task for good
+	assert_int_equal(sched_outcome(&e), SCHED_CANCELLED);
+}
+
+static void
+test_outcome_forever_restarts_however_it_ended(void **state)
+{
+	sched_end e = ended(false, 1, 1);
+
+	(void) state;
+	e.forever = true;
+	assert_int_equal(sched_outcome(&e), SCHED_RESTART);
+	e.failed = true;
+	assert_int_equal(sched_outcome(&e), SCHED_RESTART);
+	e.no_retry = true;
+	e.attempts = 7;
+	assert_int_equal(sched_outcome(&e), SCHED_RESTART);
+}
+
+static void
+test_outcome_interrupted_attempt_is_given_back(void **state)
+{
+	sched_end e = ended(true, 3, 3);
+
+	(void) state;
+	e.requeue    = true; // shutdown: whatever else holds
+	e.cancelling = true;
+	e.forever    = true;
+	assert_int_equal(sched_outcome(&e), SCHED_REQUEUE);
+}
+
+// ---- forever restarts -------------------------------------------------------
+
+static const sched_forever_cfg fcfg = {
+	.reset_us           = 10000000, // 10 s
+	.backoff_us         = 1000000,  // 1 s
+	.backoff_max_us     = 8000000,  // 8 s
+	.window_us          = 60000000, // 1 min
+	.crashloop_restarts = 3,
+};
+
+static void
+test_forever_quick_exits_back_off_exponentially(void **state)
+{
+	sched_forever f;
+	int64_t       mono = 1000000;
+	int           change;
+
+	(void) state;
+	memset(&f, 0, sizeof(f));
+	// With r = 0 the delay is the fixed half of the doubled backoff: the
+	// configured backoff itself, then twice, four times, up to the cap.
+	assert_int_equal(
+	    sched_forever_restart(&f, &fcfg, 100, mono, 0.0, &change), 1000000);
+	assert_int_equal(
+	    sched_forever_restart(&f, &fcfg, 100, mono, 0.0, &change), 2000000);
+	assert_int_equal(
+	    sched_forever_restart(&f, &fcfg, 100, mono, 0.0, &change), 4000000);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(sched_forever_restart(
+		                     &f, &fcfg, 100, mono, 0.0, NULL),
+		    8000000);
+	}
+	// r near 1 adds up to the other half.
+	assert_true(sched_forever_restart(&f, &fcfg, 100, mono, 0.999, NULL) >
+	    15000000);
+	assert_int_equal(f.quick_restarts, 9);
+}
+
+static void
+test_forever_long_run_restarts_at_once_and_resets(void **state)
+{
+	sched_forever f;
+
+	(void) state;
+	memset(&f, 0, sizeof(f));
+	(void) sched_forever_restart(&f, &fcfg, 100, 1, 0.0, NULL);
+	(void) sched_forever_restart(&f, &fcfg, 100, 2, 0.0, NULL);
+	assert_int_equal(f.quick_restarts, 2);
+	assert_int_equal(
+	    sched_forever_restart(&f, &fcfg, 10000000, 3, 0.5, NULL), 0);
+	assert_int_equal(f.quick_restarts, 0);
+	// The next quick exit starts the backoff from the beginning.
+	assert_int_equal(
+	    sched_forever_restart(&f, &fcfg, 100, 4, 0.0, NULL), 1000000);
+}
+
+static void
+test_forever_crashloop_within_window_and_recovery(void **state)
+{
+	sched_forever f;
+	int           change = -1;
+
+	(void) state;
+	memset(&f, 0, sizeof(f));
+	(void) sched_forever_restart(&f, &fcfg, 100, 1000000, 0.0, &change);
+	assert_int_equal(change, 0);
+	(void) sched_forever_restart(&f, &fcfg, 100, 2000000, 0.0, &change);
+	assert_int_equal(change, 0);
+	assert_false(f.crashloop);
+	// The third restart within the minute makes it a crash loop, once.
+	(void) sched_forever_restart(&f, &fcfg, 100, 3000000, 0.0, &change);
+	assert_int_equal(change, SCHED_FOREVER_LOOPING);
+	assert_true(f.crashloop);
+	(void) sched_forever_restart(&f, &fcfg, 100, 4000000, 0.0, &change);
+	assert_int_equal(change, 0);
+	// A long run ends it; the window started over long ago.
+	(void) sched_forever_restart(
+	    &f, &fcfg, 20000000, 200000000, 0.0, &change);
+	assert_int_equal(change, SCHED_FOREVER_RECOVERED);
+	assert_false(f.crashloop);
+	assert_int_equal(f.window_restarts, 1);
+}
+
+static void
+test_forever_restarts_spread_over_windows_are_no_crashloop(void **state)
+{
+	sched_forever f;
+	int           change;
+
+	(void) state;
+	memset(&f, 0, sizeof(f));
+	for (int i = 1; i <= 10; i++) {
+		// Two restarts per window of a minute, never three.
+		int64_t mono = (int64_t) i * 35000000;
+		(void) sched_forever_restart(&f, &fcfg, 100, mono, 0.0, &change);
+		assert_int_equal(change, 0);
+		assert_false(f.crashloop);
+	}
+}
+
+// ---- backpressure -----------------------------------------------------------
+
+static void
+test_admit_refuses_what_does_not_fit(void **state)
+{
+	(void) state;
+	assert_int_equal(sched_admit(0, 10, 10), TB_OK);
+	assert_int_equal(sched_admit(5, 5, 10), TB_OK);
+	assert_int_equal(sched_admit(5, 6, 10), TB_EQUEUEFULL);
+	assert_int_equal(sched_admit(10, 1, 10), TB_EQUEUEFULL);
+	// Nothing new, but already over (a lowered limit): refused.
+	assert_int_equal(sched_admit(11, 0, 10), TB_EQUEUEFULL);
+	assert_int_equal(sched_admit(10, 0, 10), TB_OK);
+}
+
+static void
+test_admit_without_limit_takes_everything(void **state)
+{
+	(void) state;
+	assert_int_equal(sched_admit(0, 0, 0), TB_OK);
+	assert_int_equal(sched_admit(UINT64_MAX / 2, 1000000, 0), TB_OK);
+}
+
 int
 main(void)
 {
@@ -245,6 +464,23 @@ main(void)
 		cmocka_unit_test(test_every_after_downtime_skips_or_catches_up),
 		cmocka_unit_test(test_cron_next_comes_from_the_cron),
 		cmocka_unit_test(test_schedule_sid_is_stable_and_distinct),
+		cmocka_unit_test(test_outcome_success_is_done),
+		cmocka_unit_test(
+		    test_outcome_failure_retries_while_attempts_remain),
+		cmocka_unit_test(test_outcome_no_retry_failure_is_dead_at_once),
+		cmocka_unit_test(test_outcome_cancel_wins_over_the_attempt),
+		cmocka_unit_test(test_outcome_forever_restarts_however_it_ended),
+		cmocka_unit_test(test_outcome_interrupted_attempt_is_given_back),
+		cmocka_unit_test(
+		    test_forever_quick_exits_back_off_exponentially),
+		cmocka_unit_test(
+		    test_forever_long_run_restarts_at_once_and_resets),
+		cmocka_unit_test(
+		    test_forever_crashloop_within_window_and_recovery),
+		cmocka_unit_test(
+		    test_forever_restarts_spread_over_windows_are_no_crashloop),
+		cmocka_unit_test(test_admit_refuses_what_does_not_fit),
+		cmocka_unit_test(test_admit_without_limit_takes_everything),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
