@@ -11,6 +11,7 @@
 #include <taskbroker.h>
 
 #include "log.h"
+#include "util.h"
 
 struct pool {
 	pthread_mutex_t mtx;  // protects everything below but threads/n
@@ -93,7 +94,7 @@ pool_open(pool **pp, int n, void (*notify)(void *arg), void *arg)
 	p->notify = notify;
 	p->arg    = arg;
 	for (int i = 0; i < n; i++) {
-		if ((rv = pthread_create(&p->threads[i], NULL, pool_worker, p)) !=
+		if ((rv = util_thread_start(&p->threads[i], pool_worker, p)) !=
 		    0) {
 			log_err("pool: cannot start worker %d: %d", i, rv);
 			p->n = i;

@@ -17,6 +17,7 @@
 #include "store.h"
 
 #include "log.h"
+#include "util.h"
 #include "taskbroker.h"
 
 #include <assert.h>
@@ -1196,21 +1197,14 @@ store_writer(void *arg)
 int
 store_start(store *s, void (*notify)(void *arg), void *arg)
 {
-	sigset_t all;
-	sigset_t old;
-	int      err;
+	int err;
 
 	if (s == NULL || s->started) {
 		return (TB_EINVAL);
 	}
 	s->notify     = notify;
 	s->notify_arg = arg;
-	// Signals go to the loop thread, never to the writer: block them all
-	// in the new thread (it inherits the mask).
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	err = pthread_create(&s->thread, NULL, store_writer, s);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	err = util_thread_start(&s->thread, store_writer, s);
 	if (err != 0) {
 		log_err("store: cannot start the writer thread: %s",
 		    strerror(err));

@@ -2,6 +2,7 @@
 
 #include "util.h"
 
+#include <signal.h>
 #include <time.h>
 
 #include <nng/nng.h>
@@ -64,4 +65,20 @@ util_state_final(int state)
 {
 	return (state == TB_STATE_DONE || state == TB_STATE_DEAD ||
 	    state == TB_STATE_CANCELLED);
+}
+
+int
+util_thread_start(pthread_t *tp, void *(*fn)(void *), void *arg)
+{
+	sigset_t all;
+	sigset_t old;
+	int      err;
+
+	// The new thread inherits the mask: block everything around the
+	// create, then restore the caller's.
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(tp, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return (err);
 }

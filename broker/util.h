@@ -3,6 +3,7 @@
 #ifndef UTIL_H
 #define UTIL_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 // util_now_us returns the wall clock as Unix microseconds.
@@ -21,4 +22,11 @@ const char *util_state_name(int state);
 
 // util_state_final is true for done, dead and cancelled.
 int util_state_final(int state);
+
+// util_thread_start starts fn(arg) on a new thread with every signal
+// blocked, so that signals reach only the loop thread (libuv handles them
+// there). Every thread the broker starts goes through it. Returns 0 or the
+// pthread_create error number. Any thread.
+int util_thread_start(pthread_t *tp, void *(*fn)(void *), void *arg);
+
 #endif // UTIL_H
