@@ -1352,27 +1352,7 @@ store_get(store *s, uint64_t id, store_rec **rp)
 }
 
 int
-store_list(store *s, const char *queue, int state, uint64_t after_id,
-    uint32_t limit, store_rec ***recsp, size_t *np)
-{
-	store_filter f = {
-		.queue    = queue,
-		.state    = state,
-		.after_id = after_id,
-		.limit    = limit,
-	};
-
-	if (limit == 0) {
-		// store_list2 reads 0 as its default; here it means none.
-		*recsp = NULL;
-		*np    = 0;
-		return (TB_OK);
-	}
-	return (store_list2(s, &f, recsp, np));
-}
-
-int
-store_list2(store *s, const store_filter *f, store_rec ***recsp, size_t *np)
+store_list(store *s, const store_filter *f, store_rec ***recsp, size_t *np)
 {
 	sqlite3_stmt *st;
 	store_rec   **recs  = NULL;

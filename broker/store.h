@@ -72,7 +72,7 @@ typedef struct store_sched {
 // store_sched_free frees sc and everything it owns. Accepts NULL.
 void store_sched_free(store_sched *sc);
 
-// store_filter selects tasks for store_list2. Zero values mean "any".
+// store_filter selects tasks for store_list. Zero values mean "any".
 typedef struct store_filter {
 	const char *queue;
 	int         state; // < 0: any
@@ -217,20 +217,17 @@ void store_close(store *s);
 // owns a new record. Returns TB_OK, TB_ENOTFOUND or TB_ESTORE.
 int store_get(store *s, uint64_t id, store_rec **rp);
 
-// store_list reads up to limit tasks with id > after_id in id order,
-// filtered by queue (NULL: any) and state (< 0: any). On success *recsp is
-// a malloc'd array of *np owned records (free each, then the array).
-int store_list(store *s, const char *queue, int state, uint64_t after_id,
-    uint32_t limit, store_rec ***recsp, size_t *np);
-
 // store_counters writes the number of transactions the store has committed
 // and of ops it has completed with TB_OK so far (either pointer may be
 // NULL). Group commit shows as *commitsp well below *opsp; a batch of
 // barriers only commits nothing. For tests and the benchmark. Any thread.
 void store_counters(store *s, uint64_t *commitsp, uint64_t *opsp);
 
-// store_list2 is store_list with the full filter (f->limit 0: 100).
-int store_list2(
+// store_list reads up to f->limit tasks (0: 100) with id > f->after_id in
+// id order, filtered as f says (store_filter). Loop thread. On success
+// *recsp is a malloc'd array of *np owned records (free each, then the
+// array). Returns TB_OK or TB_ESTORE.
+int store_list(
     store *s, const store_filter *f, store_rec ***recsp, size_t *np);
 
 #endif // STORE_H

@@ -294,7 +294,7 @@ admin_retry_all(broker *b, multi_ctx *mc, const char *queue, int state)
 		f.state    = state;
 		f.after_id = after;
 		f.limit    = 1000;
-		if ((rv = store_list2(b->st, &f, &recs, &n)) != TB_OK || n == 0) {
+		if ((rv = store_list(b->st, &f, &recs, &n)) != TB_OK || n == 0) {
 			free(recs);
 			break;
 		}

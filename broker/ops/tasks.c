@@ -154,7 +154,7 @@ handle_list(broker *b, srv_req *req)
 	if (in->max_age_ms > 0) {
 		f.created_after = now - (int64_t) in->max_age_ms * 1000;
 	}
-	rv = store_list2(b->st, &f, &recs, &n);
+	rv = store_list(b->st, &f, &recs, &n);
 	free(handler);
 	free(queue);
 	if (rv != TB_OK) {

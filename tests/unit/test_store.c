@@ -37,6 +37,22 @@ typedef struct fixture {
 	size_t          ndone;
 } fixture;
 
+// list_by lists through store_list with a filter of queue (NULL: any),
+// state (< 0: any), after_id and limit.
+static int
+list_by(store *s, const char *queue, int state, uint64_t after_id,
+    uint32_t limit, store_rec ***recsp, size_t *np)
+{
+	store_filter f = {
+		.queue    = queue,
+		.state    = state,
+		.after_id = after_id,
+		.limit    = limit,
+	};
+
+	return (store_list(s, &f, recsp, np));
+}
+
 static void
 notify_cb(void *arg)
 {
@@ -476,7 +492,7 @@ test_insert_duplicate_sid_across_batches(void **state)
 	assert_int_equal(store_get(fx->s, 1, &got), TB_OK);
 	assert_string_equal(got->queue, "q"); // the first one stays
 	store_rec_free(got);
-	assert_int_equal(store_list(fx->s, NULL, -1, 0, 100, &recs, &n), TB_OK);
+	assert_int_equal(list_by(fx->s, NULL, -1, 0, 100, &recs, &n), TB_OK);
 	assert_int_equal(n, 1);
 	store_rec_free(recs[0]);
 	free(recs);
@@ -517,7 +533,7 @@ test_insert_duplicate_sid_within_batch(void **state)
 	assert_int_equal(op3->dup_ids[1], 13);
 	assert_int_equal(op3->dup_ids[2], 12);
 
-	assert_int_equal(store_list(fx->s, NULL, -1, 0, 100, &recs, &n), TB_OK);
+	assert_int_equal(list_by(fx->s, NULL, -1, 0, 100, &recs, &n), TB_OK);
 	assert_int_equal(n, 3);
 	assert_int_equal(recs[0]->id, 10);
 	assert_int_equal(recs[1]->id, 12);
@@ -726,7 +742,7 @@ test_group_commit_under_load(void **state)
 	assert_int_equal(ops, total);
 	assert_true(commits >= 1);
 	assert_true(commits < total / 2);
-	assert_int_equal(store_list(fx->s, NULL, -1, 0, 5000, &recs, &n), TB_OK);
+	assert_int_equal(list_by(fx->s, NULL, -1, 0, 5000, &recs, &n), TB_OK);
 	assert_int_equal(n, total);
 	for (size_t i = 0; i < n; i++) {
 		store_rec_free(recs[i]);
@@ -767,7 +783,7 @@ test_stop_commits_what_was_queued(void **state)
 	fx->s = NULL;
 
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
-	assert_int_equal(store_list(fx->s, "q", -1, 0, 1000, &recs, &n), TB_OK);
+	assert_int_equal(list_by(fx->s, "q", -1, 0, 1000, &recs, &n), TB_OK);
 	assert_int_equal(n, 101);
 	for (size_t i = 0; i < n; i++) {
 		assert_int_equal(recs[i]->id, i + 1);
@@ -957,11 +973,11 @@ test_list_filters_queue_state_after_and_limit(void **state)
 	wait_done(fx, 1);
 	assert_int_equal(op->rv, TB_OK);
 
-	assert_int_equal(store_list(fx->s, NULL, -1, 0, 100, &recs, &n), TB_OK);
+	assert_int_equal(list_by(fx->s, NULL, -1, 0, 100, &recs, &n), TB_OK);
 	assert_int_equal(n, 10);
 	free_list(recs, n);
 
-	assert_int_equal(store_list(fx->s, "a", -1, 0, 100, &recs, &n), TB_OK);
+	assert_int_equal(list_by(fx->s, "a", -1, 0, 100, &recs, &n), TB_OK);
 	assert_int_equal(n, 5); // 1 3 5 7 9
 	for (size_t i = 0; i < n; i++) {
 		assert_int_equal(recs[i]->id, 2 * i + 1);
@@ -969,34 +985,35 @@ test_list_filters_queue_state_after_and_limit(void **state)
 	}
 	free_list(recs, n);
 
-	assert_int_equal(store_list(fx->s, NULL, 1, 0, 100, &recs, &n), TB_OK);
+	assert_int_equal(list_by(fx->s, NULL, 1, 0, 100, &recs, &n), TB_OK);
 	assert_int_equal(n, 4); // 1 4 7 10
 	assert_int_equal(recs[0]->id, 1);
 	assert_int_equal(recs[3]->id, 10);
 	free_list(recs, n);
 
-	assert_int_equal(store_list(fx->s, "b", 1, 0, 100, &recs, &n), TB_OK);
+	assert_int_equal(list_by(fx->s, "b", 1, 0, 100, &recs, &n), TB_OK);
 	assert_int_equal(n, 2); // 4 10
 	assert_int_equal(recs[0]->id, 4);
 	assert_int_equal(recs[1]->id, 10);
 	free_list(recs, n);
 
-	assert_int_equal(store_list(fx->s, NULL, -1, 4, 3, &recs, &n), TB_OK);
+	assert_int_equal(list_by(fx->s, NULL, -1, 4, 3, &recs, &n), TB_OK);
 	assert_int_equal(n, 3); // 5 6 7
 	assert_int_equal(recs[0]->id, 5);
 	assert_int_equal(recs[2]->id, 7);
 	free_list(recs, n);
 
-	assert_int_equal(store_list(fx->s, "a", 0, 3, 1, &recs, &n), TB_OK);
+	assert_int_equal(list_by(fx->s, "a", 0, 3, 1, &recs, &n), TB_OK);
 	assert_int_equal(n, 1); // a with state 0: 3 9 -> after 3: 9
 	assert_int_equal(recs[0]->id, 9);
 	free_list(recs, n);
 
-	assert_int_equal(store_list(fx->s, "none", -1, 0, 100, &recs, &n), TB_OK);
+	assert_int_equal(list_by(fx->s, "none", -1, 0, 100, &recs, &n), TB_OK);
 	assert_int_equal(n, 0);
 	free_list(recs, n);
-	assert_int_equal(store_list(fx->s, NULL, -1, 0, 0, &recs, &n), TB_OK);
-	assert_int_equal(n, 0);
+	// A limit of 0 means the default page of 100.
+	assert_int_equal(list_by(fx->s, NULL, -1, 0, 0, &recs, &n), TB_OK);
+	assert_int_equal(n, 10);
 	free_list(recs, n);
 }
 
@@ -1112,7 +1129,7 @@ list_ids(fixture *fx, const store_filter *f, uint64_t *ids, size_t max)
 	store_rec **recs;
 	size_t      n;
 
-	assert_int_equal(store_list2(fx->s, f, &recs, &n), TB_OK);
+	assert_int_equal(store_list(fx->s, f, &recs, &n), TB_OK);
 	assert_true(n <= max);
 	for (size_t i = 0; i < n; i++) {
 		ids[i] = recs[i]->id;
@@ -1179,7 +1196,7 @@ test_migrate_v1_keeps_rows(void **state)
 	k->key       = strdup("order-1");
 	insert_sync(fx, k);
 	assert_int_equal(
-	    store_list(fx->s, "mail", -1, 0, 10, &recs, &n), TB_OK);
+	    list_by(fx->s, "mail", -1, 0, 10, &recs, &n), TB_OK);
 	assert_int_equal(n, 2);
 	assert_null(recs[0]->key);
 	assert_string_equal(recs[1]->key, "order-1");
