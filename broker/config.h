@@ -3,6 +3,12 @@
 // One table (config.c) names every setting with its type, default, range
 // and help; it drives command-line parsing, validation and --help, so a new
 // setting is one row.
+//
+// Threads: the main thread parses before anything starts; afterwards the
+// settings are read-only, so any thread may read them.
+// Lock order: no locks.
+// Ownership: the caller owns the config (config_init, then config_fini);
+// config_parse fills it, and its strings live as long as it.
 
 #ifndef CONFIG_H
 #define CONFIG_H

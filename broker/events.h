@@ -4,6 +4,11 @@
 // a msgpack map (see proto/tbp.h). PUB is best effort: a slow subscriber
 // loses messages rather than slowing the broker, and clients can always ask
 // for a task's state. Loop thread only.
+//
+// Threads: loop thread only.
+// Lock order: no locks of ours (nng's PUB socket has its own).
+// Ownership: the publisher owns its socket; events_publish copies what it
+// sends.
 
 #ifndef EVENTS_H
 #define EVENTS_H

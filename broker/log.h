@@ -4,6 +4,10 @@
 // before formatting, so a debug line costs a comparison when it is off.
 // Any thread: each line is written with one write(2), so lines from
 // different threads do not interleave.
+//
+// Threads: any thread.
+// Lock order: no locks (one write(2) per line).
+// Ownership: nothing is kept; the message is formatted on the stack.
 
 #ifndef LOG_H
 #define LOG_H

@@ -2,9 +2,10 @@
 //
 // DESIGN. The loop thread owns the task table, the scheduler heaps, the
 // counters and the store's reader connection. Other threads reach it only
-// through three libuv async handles: the server's inbox (requests decoded
-// on nng threads), the store's done list (ops the writer committed) and the
-// pool's done list (attempts that ran on worker threads).
+// through libuv async handles: the server's inbox (requests decoded on nng
+// threads), the store's done list (ops the writer committed), the pool's
+// done list (attempts that ran on worker threads) and the handlers'
+// finish list (tb_run_finish from other threads).
 //
 // A task's path: a submit creates a task record (not yet durable) and
 // queues its INSERT; when the store reports the commit, the loop replies
@@ -21,6 +22,14 @@
 // seconds; then they are cancelled and put back to pending with their
 // attempt refunded. When every write has committed, the broker publishes a
 // final event, closes its sockets and broker_run returns 0.
+//
+// The work is split by subject over the files listed in brokerimpl.h,
+// their private header; this one is what main.c needs.
+//
+// Threads: every call on the main thread, which becomes the loop thread.
+// Lock order: see brokerimpl.h.
+// Ownership: broker_open returns a broker the caller frees with
+// broker_close.
 
 #ifndef LOOP_H
 #define LOOP_H

@@ -9,6 +9,11 @@
 // libuv pool is process-wide and also serves libuv's file work.
 //
 // Lock order: only pool.mtx exists.
+//
+// Threads: pool_open, pool_submit, pool_take_done, pool_stop and
+// pool_close on the loop thread; job->fn and notify on a worker.
+// Ownership: a submitted job stays the caller's; the pool borrows it until
+// pool_take_done (or pool_stop's unrun list) hands it back.
 
 #ifndef POOL_H
 #define POOL_H

@@ -13,6 +13,11 @@
 // contexts are closed when their send completes.
 //
 // Lock order: only srv.mtx (the inbox) exists.
+//
+// Threads: srv_open, srv_reply, srv_sending and srv_close on the loop
+// thread; receive, decode and send completions on nng threads.
+// Ownership: the server owns every srv_req; the loop borrows one from its
+// handle callback until srv_reply.
 
 #ifndef SERVER_H
 #define SERVER_H

@@ -23,6 +23,12 @@
 // Threads: store_open, store_recover, store_start, store_stop, store_close,
 // store_take_done and the read calls are for the loop thread (or the only
 // thread before store_start). store_submit may be called from any thread.
+//
+// Lock order: one leaf mutex inside the store (see store.c); notify is
+// called without it.
+// Ownership: a submitted op and what it points to stay the caller's; the
+// store borrows them until store_take_done hands the op back. Records read
+// (store_get, store_list, recovery) belong to the caller.
 
 #ifndef STORE_H
 #define STORE_H

@@ -1,4 +1,8 @@
 // util.h: small helpers shared by broker modules.
+//
+// Threads: any thread, unless a declaration says otherwise.
+// Lock order: no locks.
+// Ownership: nothing is allocated here.
 
 #ifndef UTIL_H
 #define UTIL_H
