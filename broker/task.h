@@ -36,7 +36,7 @@ typedef struct task {
 		};
 	};
 
-	// Scheduler state (sched.c).
+	// Scheduler state (scheduler.c).
 	int    heap; // enum sched_heap
 	size_t heap_idx;
 

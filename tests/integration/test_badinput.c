@@ -331,7 +331,7 @@ test_handler_name_of_10kb_is_too_big(void **state)
 	f->passed = true;
 }
 
-// raw_send_main is the child side of test_message_over_8mib...: it sends
+// raw_send_main is the child side of test_message_over_8mib_does_not_hurt_the_broker: it sends
 // the bytes of file to url on a raw req0 socket and prints the reply's
 // status. Exit 0: a reply came (status on stdout); 3: no reply. It leaves
 // with _exit and never closes the socket: in nng 1.5.2, nng_close can hang

@@ -48,7 +48,7 @@ mp_str(mp *m, const char *s)
 }
 
 // mp_sql_head starts {"db": db, "sql": sql, "params": ...}; the caller packs
-// the params value (nparams_keys 3) or nothing (2).
+// the params value (a map of 3 keys) or nothing (2 keys).
 static void
 mp_sql_head(mp *m, const char *db, const char *sql, bool with_params)
 {
