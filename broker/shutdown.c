@@ -96,16 +96,23 @@ shutdown_linger_tick(uv_timer_t *timer)
 		}
 	}
 	shutdown_teardown(b);
-	shutdown_close_handle((uv_handle_t *) &b->sigterm);
-	shutdown_close_handle((uv_handle_t *) &b->sigint);
-	shutdown_close_handle((uv_handle_t *) &b->due_timer);
-	shutdown_close_handle((uv_handle_t *) &b->shutdown_timer);
-	shutdown_close_handle((uv_handle_t *) &b->linger_timer);
-	shutdown_close_handle((uv_handle_t *) &b->sched_timer);
-	shutdown_close_handle((uv_handle_t *) &b->prune_timer);
-	shutdown_close_handle((uv_handle_t *) &b->prepare);
-	shutdown_close_handle((uv_handle_t *) &b->store_async);
-	shutdown_close_handle((uv_handle_t *) &b->pool_async);
+	{
+		uv_handle_t *const own[] = {
+			(uv_handle_t *) &b->sigterm,
+			(uv_handle_t *) &b->sigint,
+			(uv_handle_t *) &b->due_timer,
+			(uv_handle_t *) &b->shutdown_timer,
+			(uv_handle_t *) &b->linger_timer,
+			(uv_handle_t *) &b->sched_timer,
+			(uv_handle_t *) &b->prune_timer,
+			(uv_handle_t *) &b->prepare,
+			(uv_handle_t *) &b->store_async,
+			(uv_handle_t *) &b->pool_async,
+		};
+		for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+			shutdown_close_handle(own[i]);
+		}
+	}
 	// uv_run returns once these close callbacks have run.
 }
 

@@ -517,18 +517,23 @@ fail:
 }
 
 void
-store_rec_free(store_rec *r)
+store_rec_fini(store_rec *r)
 {
-	if (r == NULL) {
-		return;
-	}
 	free(r->queue);
 	free(r->handler);
 	free(r->payload);
 	free(r->result);
 	free(r->error);
 	free(r->key);
-	free(r);
+}
+
+void
+store_rec_free(store_rec *r)
+{
+	if (r != NULL) {
+		store_rec_fini(r);
+		free(r);
+	}
 }
 
 void

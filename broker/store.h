@@ -92,6 +92,10 @@ typedef struct store_filter {
 // store_rec_free frees r and everything it owns. Accepts NULL.
 void store_rec_free(store_rec *r);
 
+// store_rec_fini frees what r owns, not r itself (a record embedded in
+// another, as the loop's task record embeds its core).
+void store_rec_fini(store_rec *r);
+
 enum store_op_kind {
 	// STORE_OP_INSERT inserts recs[0..nrecs). A rec whose sid already
 	// exists is not inserted; dup_ids[i] receives the existing row's id

@@ -49,14 +49,7 @@ struct submit_ctx {
 void
 submit_ctx_free(submit_ctx *sc)
 {
-	free(sc->ids);
-	free(sc->dup);
-	free(sc->existing);
-	free(sc->tasks);
-	free(sc->recs);
-	free(sc->recp);
-	free(sc->dup_ids);
-	free(sc);
+	free(sc); // its arrays live in the same allocation
 }
 
 // submit_part_done completes one part of sc; the last answers the
@@ -222,29 +215,40 @@ submit_committed(broker *b, sop *w)
 	submit_part_done(sc);
 }
 
-// submit_ctx_alloc returns a context with room for n entries, or NULL.
+// submit_ctx_alloc returns a zeroed context with room for n entries, its
+// arrays in the same allocation (widest members first, so each is
+// aligned), or NULL.
 static submit_ctx *
 submit_ctx_alloc(uint32_t n)
 {
 	submit_ctx *sc;
+	uint8_t    *p;
 
-	if ((sc = calloc(1, sizeof(*sc))) == NULL) {
+	if ((sc = calloc(1, sizeof(*sc) + n * (sizeof(*sc->ids) +
+	                                          sizeof(*sc->dup_ids) +
+	                                          sizeof(*sc->tasks) +
+	                                          sizeof(*sc->recs) +
+	                                          sizeof(*sc->recp) +
+	                                          sizeof(*sc->dup) +
+	                                          sizeof(*sc->existing)))) ==
+	    NULL) {
 		return (NULL);
 	}
+	p            = (uint8_t *) (sc + 1);
 	sc->n        = n;
-	sc->ids      = calloc(n, sizeof(*sc->ids));
-	sc->dup      = calloc(n, sizeof(*sc->dup));
-	sc->existing = calloc(n, sizeof(*sc->existing));
-	sc->tasks    = calloc(n, sizeof(*sc->tasks));
-	sc->recs     = calloc(n, sizeof(*sc->recs));
-	sc->recp     = calloc(n, sizeof(*sc->recp));
-	sc->dup_ids  = calloc(n, sizeof(*sc->dup_ids));
-	if (sc->ids == NULL || sc->dup == NULL || sc->existing == NULL ||
-	    sc->tasks == NULL || sc->recs == NULL || sc->recp == NULL ||
-	    sc->dup_ids == NULL) {
-		submit_ctx_free(sc);
-		return (NULL);
-	}
+	sc->recs     = (store_rec *) p;
+	p           += n * sizeof(*sc->recs);
+	sc->ids      = (uint64_t *) p;
+	p           += n * sizeof(*sc->ids);
+	sc->dup_ids  = (uint64_t *) p;
+	p           += n * sizeof(*sc->dup_ids);
+	sc->tasks    = (task **) p;
+	p           += n * sizeof(*sc->tasks);
+	sc->recp     = (store_rec **) p;
+	p           += n * sizeof(*sc->recp);
+	sc->dup      = (bool *) p;
+	p           += n * sizeof(*sc->dup);
+	sc->existing = (bool *) p;
 	return (sc);
 }
 

@@ -17,16 +17,10 @@
 void
 task_free(task *t)
 {
-	if (t == NULL) {
-		return;
+	if (t != NULL) {
+		store_rec_fini(&t->core);
+		free(t);
 	}
-	free(t->queue);
-	free(t->handler);
-	free(t->payload);
-	free(t->result);
-	free(t->error);
-	free(t->key);
-	free(t);
 }
 
 task *
