@@ -6,7 +6,7 @@
 #include <time.h>
 
 #include <nng/nng.h>
-#include <taskbroker.h>
+#include <taskbroker/defs.h>
 
 int64_t
 util_now_us(void)

@@ -792,21 +792,21 @@ tb_submit_batch_flags(tb_client *c, const tb_task_spec *specs, size_t n,
 	msgpack_sbuffer_init(&b);
 	memset(&call, 0, sizeof(call));
 	if ((in = calloc(n, sizeof(*in))) == NULL ||
-	    (sids = malloc(n * TBP_SID_LEN)) == NULL) {
+	    (sids = malloc(n * TB_SID_LEN)) == NULL) {
 		rv = TB_ENOMEM;
 		goto out;
 	}
 	// Each task gets its own submission id, so the broker can recognise a
 	// copy resent after a reconnect task by task.
-	if ((rv = fill_random(sids, n * TBP_SID_LEN)) != TB_OK) {
+	if ((rv = fill_random(sids, n * TB_SID_LEN)) != TB_OK) {
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const tb_task_spec   *s = &specs[i];
 		const tb_submit_opts *o = s->opts != NULL ? s->opts : &dflt;
 
-		in[i].sid.p        = sids + i * TBP_SID_LEN;
-		in[i].sid.n        = TBP_SID_LEN;
+		in[i].sid.p        = sids + i * TB_SID_LEN;
+		in[i].sid.n        = TB_SID_LEN;
 		in[i].handler      = tbp_str(s->handler);
 		in[i].queue        = tbp_str(o->queue); // NULL: "default"
 		in[i].payload.p    = s->payload_len > 0 ? s->payload : NULL;

@@ -84,7 +84,7 @@
 
 #include <msgpack.h>
 
-#include <taskbroker.h>
+#include <taskbroker/defs.h>
 
 #define TBP_VERSION 1
 
@@ -97,7 +97,7 @@
 #define TBP_MAX_TASKS TB_MAX_BATCH  // tasks in one submit
 #define TBP_MAX_LIST 1000u          // tasks in one list reply
 #define TBP_MAX_DEPTH 32u           // nesting of arrays and maps
-#define TBP_SID_LEN 16u             // a submission id
+#define TBP_SID_LEN TB_SID_LEN      // a submission id (the old name)
 #define TBP_MAX_KEY 256u            // an idempotency key
 #define TBP_MAX_CRON 128u           // a cron expression
 #define TBP_MAX_SCHEDULES 1000u     // schedules in one list reply
@@ -150,7 +150,7 @@ typedef struct tbp_bytes {
 
 // tbp_task_in is one task of a submit.
 typedef struct tbp_task_in {
-	tbp_bytes sid;     // TBP_SID_LEN bytes
+	tbp_bytes sid;     // TB_SID_LEN bytes
 	tbp_bytes handler; // 1..TBP_MAX_NAME bytes
 	tbp_bytes queue;   // 0..TBP_MAX_NAME bytes; empty means "default"
 	tbp_bytes payload; // one msgpack object, or empty
