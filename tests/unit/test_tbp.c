@@ -11,9 +11,12 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <nng/nng.h>
 
 #include "tbp.h"
 
@@ -654,6 +657,154 @@ test_names_come_from_the_lists(void **state)
 	assert_string_equal(tbp_err_name(1000), "unknown");
 	assert_string_equal(tbp_err_message(TB_EBADREQ), "malformed request");
 	assert_string_equal(tbp_err_message(-1), "unknown error");
+}
+
+// The state names as they go over the wire, in the CLI's output and in
+// the broker's logs, spelled out here rather than taken from TB_STATES.
+static const struct {
+	int         state;
+	const char *name;
+	bool        final;
+} want_states[] = {
+	{ TB_STATE_PENDING, "pending", false },
+	{ TB_STATE_RUNNING, "running", false },
+	{ TB_STATE_DONE, "done", true },
+	{ TB_STATE_FAILED, "failed", false },
+	{ TB_STATE_DEAD, "dead", true },
+	{ TB_STATE_CANCELLED, "cancelled", true },
+};
+#define NWANT_STATES (sizeof(want_states) / sizeof(want_states[0]))
+
+static void
+test_state_names_round_trip(void **state)
+{
+	(void) state;
+	assert_int_equal(TBP_NSTATES, NWANT_STATES);
+	for (size_t i = 0; i < NWANT_STATES; i++) {
+		int st = -1;
+
+		assert_int_equal(want_states[i].state, (int) i); // dense
+		assert_string_equal(
+		    tbp_state_name(want_states[i].state), want_states[i].name);
+		assert_int_equal(
+		    tbp_state_parse(want_states[i].name, &st), TB_OK);
+		assert_int_equal(st, want_states[i].state);
+		assert_string_equal(tbp_state_name(st), want_states[i].name);
+	}
+}
+
+static void
+test_state_parse_refuses_unknown_names(void **state)
+{
+	static const char *const bad[] = { "", "DEAD", "Pending", "unknown",
+		"pending ", " done", "cancel", "cancelled\n", "doneX" };
+	int                      st;
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		st = 42;
+		assert_int_equal(tbp_state_parse(bad[i], &st), TB_EINVAL);
+		assert_int_equal(st, 42); // untouched
+	}
+	assert_int_equal(tbp_state_parse(NULL, &st), TB_EINVAL);
+	assert_int_equal(st, 42);
+	assert_int_equal(tbp_state_parse("done", NULL), TB_EINVAL);
+}
+
+static void
+test_state_name_of_no_state_is_unknown(void **state)
+{
+	(void) state;
+	assert_string_equal(tbp_state_name(-1), "unknown");
+	assert_string_equal(tbp_state_name(TBP_NSTATES), "unknown");
+	assert_string_equal(tbp_state_name(INT_MAX), "unknown");
+	assert_string_equal(tbp_state_name(INT_MIN), "unknown");
+}
+
+static void
+test_state_final_is_done_dead_cancelled(void **state)
+{
+	(void) state;
+	for (size_t i = 0; i < NWANT_STATES; i++) {
+		assert_int_equal(tbp_state_final(want_states[i].state),
+		    want_states[i].final);
+	}
+	assert_false(tbp_state_final(-1));
+	assert_false(tbp_state_final(TBP_NSTATES));
+	assert_false(tbp_state_final(INT_MAX));
+}
+
+// Every nng code tbp_nng_err does not send to TB_ESYSTEM in every context,
+// and what each context gets: the broker's and the client's maps as they
+// were before they became one.
+static const struct {
+	int nng;
+	int broker, client, dial;
+} want_nng[] = {
+	{ NNG_ENOMEM, TB_ENOMEM, TB_ENOMEM, TB_ENOMEM },
+	{ NNG_ETIMEDOUT, TB_ETIMEDOUT, TB_ETIMEDOUT, TB_ETIMEDOUT },
+	{ NNG_ECLOSED, TB_ECLOSED, TB_ECLOSED, TB_ECLOSED },
+	{ NNG_EINVAL, TB_EINVAL, TB_EINVAL, TB_EINVAL },
+	{ NNG_ENOTSUP, TB_EINVAL, TB_ESYSTEM, TB_EINVAL },
+	{ NNG_EADDRINVAL, TB_EINVAL, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_EADDRINUSE, TB_EBUSY, TB_ESYSTEM, TB_ESYSTEM },
+	{ NNG_EPROTO, TB_ESYSTEM, TB_EPROTO, TB_EPROTO },
+	{ NNG_ECONNREFUSED, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_ECONNRESET, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_ECONNSHUT, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_ECONNABORTED, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_ENOENT, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_EUNREACHABLE, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_EPEERAUTH, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_ECRYPTO, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_EPERM, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+};
+
+static void
+test_nng_err_maps_each_code(void **state)
+{
+	(void) state;
+	assert_int_equal(tbp_nng_err(0, TBP_NNG_BROKER), TB_OK);
+	assert_int_equal(tbp_nng_err(0, TBP_NNG_CLIENT), TB_OK);
+	assert_int_equal(tbp_nng_err(0, TBP_NNG_DIAL), TB_OK);
+	for (size_t i = 0; i < sizeof(want_nng) / sizeof(want_nng[0]); i++) {
+		assert_int_equal(tbp_nng_err(want_nng[i].nng, TBP_NNG_BROKER),
+		    want_nng[i].broker);
+		assert_int_equal(tbp_nng_err(want_nng[i].nng, TBP_NNG_CLIENT),
+		    want_nng[i].client);
+		assert_int_equal(tbp_nng_err(want_nng[i].nng, TBP_NNG_DIAL),
+		    want_nng[i].dial);
+	}
+}
+
+static void
+test_nng_err_defaults_to_system(void **state)
+{
+	static const int other[] = { NNG_EINTR, NNG_EBUSY, NNG_EAGAIN,
+		NNG_ESTATE, NNG_ENOSPC, NNG_EEXIST, NNG_EREADONLY,
+		NNG_EWRITEONLY, NNG_ECANCELED, NNG_ENOFILES, NNG_EAMBIGUOUS,
+		NNG_EBADTYPE, NNG_EINTERNAL, NNG_ESYSERR | 2, NNG_ETRANERR | 1,
+		-1, 12345 };
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		assert_int_equal(
+		    tbp_nng_err(other[i], TBP_NNG_BROKER), TB_ESYSTEM);
+		assert_int_equal(
+		    tbp_nng_err(other[i], TBP_NNG_CLIENT), TB_ESYSTEM);
+		assert_int_equal(
+		    tbp_nng_err(other[i], TBP_NNG_DIAL), TB_ESYSTEM);
+	}
+}
+
+static void
+test_nng_err_refuses_unknown_ctx(void **state)
+{
+	(void) state;
+	assert_int_equal(
+	    tbp_nng_err(NNG_ENOMEM, TBP_NNG_CTX_COUNT), TB_EINTERNAL);
+	assert_int_equal(
+	    tbp_nng_err(NNG_ENOMEM, (tbp_nng_ctx) -1), TB_EINTERNAL);
 }
 
 static void
@@ -2593,6 +2744,13 @@ main(void)
 		T(test_fini_twice_is_safe),
 		T(test_encoders_append_whole_messages),
 		T(test_names_come_from_the_lists),
+		T(test_state_names_round_trip),
+		T(test_state_parse_refuses_unknown_names),
+		T(test_state_name_of_no_state_is_unknown),
+		T(test_state_final_is_done_dead_cancelled),
+		T(test_nng_err_maps_each_code),
+		T(test_nng_err_defaults_to_system),
+		T(test_nng_err_refuses_unknown_ctx),
 		T(test_bytes_helpers),
 		T(test_req_rejects_every_truncation),
 		T(test_rep_rejects_every_truncation),
