@@ -908,7 +908,7 @@ tb_list(tb_client *c, const tb_list_opts *opts, tb_task ***tasksp, size_t *np)
 	msgpack_sbuffer_init(&b);
 	memset(&call, 0, sizeof(call));
 	req_id = client_next_req_id(c);
-	if ((rv = tbp_enc_list2(&b, req_id, opts->queue,
+	if ((rv = tbp_enc_list(&b, req_id, opts->queue,
 	         opts->state < 0 ? -1 : opts->state, opts->limit,
 	         opts->after_id, opts->handler, opts->min_age_ms,
 	         opts->max_age_ms)) != TB_OK) {

@@ -403,16 +403,14 @@ int tbp_enc_req_id(
     msgpack_sbuffer *b, uint32_t op, uint64_t req_id, uint64_t id);
 int tbp_enc_wait(
     msgpack_sbuffer *b, uint64_t req_id, uint64_t id, int64_t timeout_ms);
-// tbp_enc_list: queue may be NULL, state < 0 for all, limit 0 for default.
+// tbp_enc_list: queue may be NULL (all), state < 0 for all, limit 0 for
+// the default, handler NULL for any, ages 0 for no bound. Fields left at
+// those values are not sent.
 int tbp_enc_list(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
-    int32_t state, uint32_t limit, uint64_t after_id);
-// tbp_enc_req_empty encodes ping, stats or shutdown.
-int tbp_enc_req_empty(msgpack_sbuffer *b, uint32_t op, uint64_t req_id);
-// tbp_enc_list2 is tbp_enc_list with the lifecycle filters (handler NULL:
-// any; ages 0: no bound).
-int tbp_enc_list2(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
     int32_t state, uint32_t limit, uint64_t after_id, const char *handler,
     uint64_t min_age_ms, uint64_t max_age_ms);
+// tbp_enc_req_empty encodes ping, stats or shutdown.
+int tbp_enc_req_empty(msgpack_sbuffer *b, uint32_t op, uint64_t req_id);
 // tbp_enc_retry: by id (have_id), else by queue (NULL: all) and state.
 int tbp_enc_retry(msgpack_sbuffer *b, uint64_t req_id, bool have_id,
     uint64_t id, const char *queue, int32_t state);
@@ -434,10 +432,9 @@ int tbp_enc_sched_name(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 // message (NULL: tbp_err_message(status)).
 int tbp_enc_rep_error(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
     int status, const char *message);
+// tbp_enc_rep_submit encodes {"ids", "dup", "existing"} for n tasks; dup
+// and existing may be NULL (all false).
 int tbp_enc_rep_submit(msgpack_sbuffer *b, uint64_t req_id,
-    const uint64_t *ids, const bool *dup, uint32_t n);
-// tbp_enc_rep_submit2 adds the "existing" flags (may be NULL: all false).
-int tbp_enc_rep_submit2(msgpack_sbuffer *b, uint64_t req_id,
     const uint64_t *ids, const bool *dup, const bool *existing, uint32_t n);
 // tbp_enc_rep_count encodes a retry or purge reply {"count"}.
 int tbp_enc_rep_count(

@@ -294,8 +294,9 @@ test_list_round_trips(void **state)
 {
 	fx *f = *state;
 
-	assert_int_equal(
-	    tbp_enc_list(&f->sb, 9, "mail", TB_STATE_DEAD, 50, 1000), TB_OK);
+	assert_int_equal(tbp_enc_list(&f->sb, 9, "mail", TB_STATE_DEAD, 50,
+	                     1000, NULL, 0, 0),
+	    TB_OK);
 	assert_int_equal(dec_req(f), TB_OK);
 	assert_int_equal(f->req.op, TBP_OP_LIST);
 	assert_true(tbp_bytes_eq(f->req.queue, "mail"));
@@ -309,7 +310,8 @@ test_list_defaults_when_fields_absent(void **state)
 {
 	fx *f = *state;
 
-	assert_int_equal(tbp_enc_list(&f->sb, 9, NULL, -1, 0, 0), TB_OK);
+	assert_int_equal(
+	    tbp_enc_list(&f->sb, 9, NULL, -1, 0, 0, NULL, 0, 0), TB_OK);
 	assert_int_equal(dec_req(f), TB_OK);
 	assert_int_equal(f->req.queue.n, 0);
 	assert_int_equal(f->req.state, -1);
@@ -384,7 +386,8 @@ test_rep_submit_round_trips(void **state)
 	const uint64_t ids[] = { 10, 11, UINT64_MAX };
 	const bool     dup[] = { false, true, false };
 
-	assert_int_equal(tbp_enc_rep_submit(&f->sb, 4, ids, dup, 3), TB_OK);
+	assert_int_equal(
+	    tbp_enc_rep_submit(&f->sb, 4, ids, dup, NULL, 3), TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
 	assert_int_equal(f->rep.status, TB_OK);
 	assert_int_equal(f->rep.nids, 3);
@@ -400,7 +403,8 @@ test_rep_submit_without_dup_reads_false(void **state)
 	fx            *f     = *state;
 	const uint64_t ids[] = { 10, 11 };
 
-	assert_int_equal(tbp_enc_rep_submit(&f->sb, 4, ids, NULL, 2), TB_OK);
+	assert_int_equal(
+	    tbp_enc_rep_submit(&f->sb, 4, ids, NULL, NULL, 2), TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
 	assert_int_equal(f->rep.nids, 2);
 	assert_false(f->rep.dup[0]);
@@ -1795,7 +1799,8 @@ test_rep_rejects_too_many_ids(void **state)
 
 	assert_non_null(ids = calloc(TBP_MAX_TASKS + 1, sizeof(*ids)));
 	assert_int_equal(
-	    tbp_enc_rep_submit(&f->sb, 4, ids, NULL, TBP_MAX_TASKS + 1), TB_OK);
+	    tbp_enc_rep_submit(&f->sb, 4, ids, NULL, NULL, TBP_MAX_TASKS + 1),
+	    TB_OK);
 	free(ids);
 	assert_int_equal(dec_rep(f), TB_ETOOBIG);
 }
@@ -2011,11 +2016,11 @@ test_req_rejects_wrong_lifecycle_task_types(void **state)
 }
 
 static void
-test_list2_round_trips(void **state)
+test_list_round_trips_lifecycle_filters(void **state)
 {
 	fx *f = *state;
 
-	assert_int_equal(tbp_enc_list2(&f->sb, 8, "mail", TB_STATE_DEAD, 50,
+	assert_int_equal(tbp_enc_list(&f->sb, 8, "mail", TB_STATE_DEAD, 50,
 	                     1234, "exec", 60000, 3600000),
 	    TB_OK);
 	assert_int_equal(dec_req(f), TB_OK);
@@ -2030,7 +2035,7 @@ test_list2_round_trips(void **state)
 
 	reset(f);
 	assert_int_equal(
-	    tbp_enc_list2(&f->sb, 8, NULL, -1, 0, 0, NULL, 0, 0), TB_OK);
+	    tbp_enc_list(&f->sb, 8, NULL, -1, 0, 0, NULL, 0, 0), TB_OK);
 	assert_int_equal(dec_req(f), TB_OK);
 	assert_int_equal(f->req.handler.n, 0);
 	assert_int_equal(f->req.min_age_ms, 0);
@@ -2063,7 +2068,7 @@ test_rep_task_round_trips_lifecycle_fields(void **state)
 }
 
 static void
-test_rep_submit2_round_trips(void **state)
+test_rep_submit_round_trips_existing(void **state)
 {
 	fx            *f          = *state;
 	const uint64_t ids[3]     = { 10, 11, 5 };
@@ -2071,7 +2076,7 @@ test_rep_submit2_round_trips(void **state)
 	const bool     existing[3] = { false, false, true };
 
 	assert_int_equal(
-	    tbp_enc_rep_submit2(&f->sb, 4, ids, dup, existing, 3), TB_OK);
+	    tbp_enc_rep_submit(&f->sb, 4, ids, dup, existing, 3), TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
 	assert_int_equal(f->rep.nids, 3);
 	for (int i = 0; i < 3; i++) {
@@ -2081,7 +2086,7 @@ test_rep_submit2_round_trips(void **state)
 	}
 	reset(f);
 	assert_int_equal(
-	    tbp_enc_rep_submit2(&f->sb, 4, ids, NULL, NULL, 3), TB_OK);
+	    tbp_enc_rep_submit(&f->sb, 4, ids, NULL, NULL, 3), TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
 	for (int i = 0; i < 3; i++) {
 		assert_false(f->rep.dup[i]);
@@ -2092,12 +2097,21 @@ test_rep_submit2_round_trips(void **state)
 static void
 test_rep_submit_without_existing_reads_false(void **state)
 {
-	fx            *f      = *state;
-	const uint64_t ids[2] = { 1, 2 };
-	const bool     dup[2] = { true, false };
+	fx *f = *state;
 
-	assert_int_equal(tbp_enc_rep_submit(&f->sb, 4, ids, dup, 2), TB_OK);
+	// A submit reply as a broker from before idempotency keys sent it:
+	// {"ids", "dup"} and no "existing".
+	pk_rep_head(f, TBP_VERSION, TBP_OP_SUBMIT, 0, 2);
+	pk_key(f, "ids");
+	msgpack_pack_array(&f->pk, 2);
+	msgpack_pack_uint64(&f->pk, 1);
+	msgpack_pack_uint64(&f->pk, 2);
+	pk_key(f, "dup");
+	msgpack_pack_array(&f->pk, 2);
+	msgpack_pack_true(&f->pk);
+	msgpack_pack_false(&f->pk);
 	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.nids, 2);
 	assert_non_null(f->rep.existing);
 	assert_false(f->rep.existing[0]);
 	assert_false(f->rep.existing[1]);
@@ -2815,9 +2829,9 @@ main(void)
 		T(test_submit_round_trips_lifecycle_fields),
 		T(test_req_rejects_bad_key),
 		T(test_req_rejects_wrong_lifecycle_task_types),
-		T(test_list2_round_trips),
+		T(test_list_round_trips_lifecycle_filters),
 		T(test_rep_task_round_trips_lifecycle_fields),
-		T(test_rep_submit2_round_trips),
+		T(test_rep_submit_round_trips_existing),
 		T(test_rep_submit_without_existing_reads_false),
 		T(test_rep_submit_rejects_existing_mismatch),
 		T(test_retry_by_id_round_trips),
