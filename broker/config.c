@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include <ini.h>
-#include <taskbroker.h>
+#include <taskbroker/defs.h>
 #include <tbtime.h>
 
 #include "log.h"

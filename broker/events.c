@@ -39,7 +39,7 @@ events_open(events **ep, const char *url)
 	if ((rv = nng_listen(ev->sock, url, NULL, 0)) != 0) {
 		log_err("events: listen on %s: %s", url, nng_strerror(rv));
 		events_close(ev);
-		return (util_nng_err(rv));
+		return (tbp_nng_err(rv, TBP_NNG_BROKER));
 	}
 	*ep = ev;
 	return (TB_OK);

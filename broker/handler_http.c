@@ -54,7 +54,7 @@
 #include <nng/supplemental/tls/tls.h>
 #include <nng/supplemental/util/platform.h>
 
-#include <taskbroker.h>
+#include <taskbroker/defs.h>
 
 #include "handlers.h"
 #include <tbp.h>

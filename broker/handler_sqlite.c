@@ -59,7 +59,7 @@
 #include "handlers.h"
 #include <tbp.h>
 #include "log.h"
-#include "taskbroker.h"
+#include <taskbroker/defs.h>
 
 #include <errno.h>
 #include <inttypes.h>

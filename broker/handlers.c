@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <taskbroker.h>
+#include <taskbroker/defs.h>
 
 #include "log.h"
 

@@ -8,7 +8,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-#include <taskbroker.h>
+#include <taskbroker/defs.h>
 
 #include "config.h"
 #include "log.h"

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <taskbroker.h>
+#include <taskbroker/defs.h>
 #include <taskbroker/handler.h>
 
 #include "handlers.h"

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include <taskbroker.h>
+#include <taskbroker/defs.h>
 
 #include "log.h"
 #include "util.h"

@@ -9,7 +9,6 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "log.h"
-#include "util.h"
 
 enum srv_phase {
 	SRV_RECV = 0,
@@ -84,12 +83,12 @@ srv_add(srv *s)
 	msgpack_sbuffer_init(&r->out);
 	if ((rv = nng_aio_alloc(&r->aio, srv_aio_cb, r)) != 0) {
 		free(r);
-		return (util_nng_err(rv));
+		return (tbp_nng_err(rv, TBP_NNG_BROKER));
 	}
 	if ((rv = nng_ctx_open(&r->ctx, s->sock)) != 0) {
 		nng_aio_free(r->aio);
 		free(r);
-		return (util_nng_err(rv));
+		return (tbp_nng_err(rv, TBP_NNG_BROKER));
 	}
 	r->all_next = s->all;
 	if (s->all != NULL) {
@@ -227,7 +226,7 @@ srv_open(srv **sp, uv_loop_t *loop, const char *url,
 		nng_close(s->sock);
 		pthread_mutex_destroy(&s->mtx);
 		free(s);
-		return (util_nng_err(rv));
+		return (tbp_nng_err(rv, TBP_NNG_BROKER));
 	}
 	uv_async_init(loop, &s->async, srv_async_cb);
 	s->async.data = s;

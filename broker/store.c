@@ -18,7 +18,7 @@
 
 #include "log.h"
 #include "util.h"
-#include "taskbroker.h"
+#include <taskbroker/defs.h>
 
 #include <assert.h>
 #include <pthread.h>

@@ -21,7 +21,6 @@
 
 #include "brokerimpl.h"
 #include "log.h"
-#include "util.h"
 
 sop *
 sop_alloc(sop_done_fn done, task *t)
@@ -54,7 +53,7 @@ sop_write_task(broker *b, task *t, sop_done_fn done, const char *event,
 		// on restart the task is recovered from its last stored state
 		// (at-least-once still holds).
 		log_err("task %" PRIu64 ": no memory to record state %s", t->id,
-		    util_state_name((int) t->state));
+		    tbp_state_name((int) t->state));
 		if (req != NULL) {
 			reply_error(req, TB_ENOMEM, NULL);
 		}
@@ -95,7 +94,7 @@ sop_task_written(broker *b, sop *w)
 		task_info(&t->core, &ti);
 		reply_task(w->req, &ti, false);
 	}
-	if (util_state_final((int) t->state) && t->writes == 0 &&
+	if (tbp_state_final((int) t->state) && t->writes == 0 &&
 	    t->run == NULL) {
 		// Ended and committed: answer waiters; status reads the store
 		// from now on.
@@ -172,7 +171,7 @@ sop_complete_all(broker *b)
 			log_err("task %" PRIu64 ": store could not record state "
 			        "%s; the last stored state applies after a "
 			        "restart",
-			    w->t->id, util_state_name((int) w->op.state));
+			    w->t->id, tbp_state_name((int) w->op.state));
 		}
 		w->done(b, w);
 		sop_discard(w);

@@ -67,7 +67,7 @@ submit_part_done(submit_ctx *sc)
 	} else {
 		msgpack_sbuffer_clear(&sc->req->out);
 		reply_send(sc->req,
-		    tbp_enc_rep_submit2(&sc->req->out, sc->req->req.req_id,
+		    tbp_enc_rep_submit(&sc->req->out, sc->req->req.req_id,
 		        sc->ids, sc->dup, sc->existing, sc->n) == TB_OK
 		        ? TB_OK
 		        : TB_ENOMEM);

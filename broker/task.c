@@ -80,7 +80,7 @@ task_index(broker *b, task *t)
 {
 	HASH_ADD(hh, b->by_id, id, sizeof(t->id), t);
 	HASH_ADD(hh_sid, b->by_sid, sid, TBP_SID_LEN, t);
-	if (!util_state_final((int) t->state)) {
+	if (!tbp_state_final((int) t->state)) {
 		task_key_index(b, t);
 	}
 }
@@ -108,7 +108,7 @@ task_set_state(broker *b, task *t, uint32_t state)
 	t->state = state;
 	b->counts[state]++;
 	t->q->counts[state]++;
-	if (util_state_final((int) state)) {
+	if (tbp_state_final((int) state)) {
 		task_key_unindex(b, t);
 		if (t->forever) {
 			t->q->forever--;

@@ -5,9 +5,6 @@
 #include <signal.h>
 #include <time.h>
 
-#include <nng/nng.h>
-#include <taskbroker.h>
-
 int64_t
 util_now_us(void)
 {
@@ -24,47 +21,6 @@ util_mono_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
-}
-
-int
-util_nng_err(int rv)
-{
-	switch (rv) {
-	case 0:
-		return (TB_OK);
-	case NNG_ENOMEM:
-		return (TB_ENOMEM);
-	case NNG_EINVAL:
-	case NNG_EADDRINVAL:
-	case NNG_ENOTSUP:
-		return (TB_EINVAL);
-	case NNG_EADDRINUSE:
-		return (TB_EBUSY);
-	case NNG_ETIMEDOUT:
-		return (TB_ETIMEDOUT);
-	case NNG_ECLOSED:
-		return (TB_ECLOSED);
-	default:
-		return (TB_ESYSTEM);
-	}
-}
-
-const char *
-util_state_name(int state)
-{
-#define UTIL_STATE_(c, v, n) case v: return (n);
-	switch (state) {
-		TB_STATES(UTIL_STATE_)
-	}
-#undef UTIL_STATE_
-	return ("unknown");
-}
-
-int
-util_state_final(int state)
-{
-	return (state == TB_STATE_DONE || state == TB_STATE_DEAD ||
-	    state == TB_STATE_CANCELLED);
 }
 
 int

@@ -16,17 +16,6 @@ int64_t util_now_us(void);
 // util_mono_us returns a monotonic clock in microseconds.
 int64_t util_mono_us(void);
 
-// util_nng_err converts an nng error to a tb_err code.
-int util_nng_err(int nng_rv);
-
-
-
-// util_state_name returns the static name of a tb_state.
-const char *util_state_name(int state);
-
-// util_state_final is true for done, dead and cancelled.
-int util_state_final(int state);
-
 // util_thread_start starts fn(arg) on a new thread with every signal
 // blocked, so that signals reach only the loop thread (libuv handles them
 // there). Every thread the broker starts goes through it. Returns 0 or the

@@ -116,11 +116,6 @@ tb_errname(int code)
 	return (tbp_err_name(code));
 }
 
-#define TB_STATE_NAME_(c, v, n) [v] = n,
-static const char *const state_names[] = {TB_STATES(TB_STATE_NAME_)};
-#undef TB_STATE_NAME_
-#define NSTATES ((int) (sizeof(state_names) / sizeof(state_names[0])))
-
 // Error codes are dense and only ever appended, so a status at or above
 // NERRS is one this library does not know.
 #define TB_ERR_VAL_(c, v, n, m) v,
@@ -128,36 +123,24 @@ static const int err_values[] = {TB_ERRORS(TB_ERR_VAL_)};
 #undef TB_ERR_VAL_
 #define NERRS ((int) (sizeof(err_values) / sizeof(err_values[0])))
 
+// The state names and the nng error map are proto's (tbp_state_*,
+// tbp_nng_err), shared with the broker.
 const char *
 tb_state_name(int state)
 {
-	if (state < 0 || state >= NSTATES || state_names[state] == NULL) {
-		return ("unknown");
-	}
-	return (state_names[state]);
+	return (tbp_state_name(state));
 }
 
 int
 tb_state_parse(const char *name, int *statep)
 {
-	if (name == NULL || statep == NULL) {
-		return (TB_EINVAL);
-	}
-	for (int i = 0; i < NSTATES; i++) {
-		if (state_names[i] != NULL &&
-		    strcmp(state_names[i], name) == 0) {
-			*statep = i;
-			return (TB_OK);
-		}
-	}
-	return (TB_EINVAL);
+	return (tbp_state_parse(name, statep));
 }
 
 int
 tb_state_is_final(int state)
 {
-	return (state == TB_STATE_DONE || state == TB_STATE_DEAD ||
-	    state == TB_STATE_CANCELLED);
+	return (tbp_state_final(state) ? 1 : 0);
 }
 
 static const char *
@@ -178,50 +161,6 @@ const char *
 tb_default_events_url(void)
 {
 	return (env_or("TASKBROKER_EVENTS_URL", TB_DEFAULT_EVENTS_URL));
-}
-
-int
-tbc_nng_err(int rv)
-{
-	switch (rv) {
-	case 0:
-		return (TB_OK);
-	case NNG_ETIMEDOUT:
-		return (TB_ETIMEDOUT);
-	case NNG_ECLOSED:
-		return (TB_ECLOSED);
-	case NNG_ENOMEM:
-		return (TB_ENOMEM);
-	case NNG_EINVAL:
-		return (TB_EINVAL);
-	case NNG_EPROTO:
-		return (TB_EPROTO);
-	case NNG_ECONNREFUSED:
-	case NNG_ECONNRESET:
-	case NNG_ECONNSHUT:
-	case NNG_ECONNABORTED:
-	case NNG_ENOENT:
-	case NNG_EADDRINVAL:
-	case NNG_EUNREACHABLE:
-	case NNG_EPEERAUTH:
-	case NNG_ECRYPTO:
-	case NNG_EPERM:
-		return (TB_EUNREACHABLE);
-	default:
-		return (TB_ESYSTEM);
-	}
-}
-
-int
-tbc_dial_err(int rv)
-{
-	switch (rv) {
-	case NNG_EINVAL:
-	case NNG_ENOTSUP:
-		return (TB_EINVAL);
-	default:
-		return (tbc_nng_err(rv));
-	}
 }
 
 bool
@@ -324,7 +263,7 @@ client_dial_locked(tb_client *c)
 	int        rv;
 
 	if ((rv = nng_req0_open(&s)) != 0) {
-		return (tbc_nng_err(rv));
+		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
 	}
 	// Option failures are not fatal for correctness, but they mean
 	// something is badly wrong with nng, so report them.
@@ -337,13 +276,13 @@ client_dial_locked(tb_client *c)
 	    (rv = nng_socket_set_ms(
 	         s, NNG_OPT_REQ_RESENDTIME, CLIENT_RESENDTIME_MS)) != 0) {
 		nng_close(s);
-		return (tbc_nng_err(rv));
+		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
 	}
 	// Flags 0: dial synchronously, so that a missing broker is reported
 	// now instead of every request timing out.
 	if ((rv = nng_dial(s, c->url, NULL, 0)) != 0) {
 		nng_close(s);
-		return (tbc_dial_err(rv));
+		return (tbp_nng_err(rv, TBP_NNG_DIAL));
 	}
 	c->sock = s;
 	c->open = true;
@@ -448,11 +387,11 @@ client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 	if ((rv = nng_msg_alloc(&msg, 0)) != 0 ||
 	    (rv = nng_msg_append(msg, b->data, b->size)) != 0 ||
 	    (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
-		rv = tbc_nng_err(rv);
+		rv = tbp_nng_err(rv, TBP_NNG_CLIENT);
 		goto out;
 	}
 	if ((rv = nng_ctx_open(&ctx, sock)) != 0) {
-		rv = tbc_nng_err(rv);
+		rv = tbp_nng_err(rv, TBP_NNG_CLIENT);
 		goto out;
 	}
 	have_ctx = true;
@@ -476,7 +415,8 @@ client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 	nng_ctx_send(ctx, aio);
 	nng_aio_wait(aio);
 	if ((rv = nng_aio_result(aio)) != 0) {
-		rv = tbc_nng_err(rv); // msg is still ours, freed below
+		// msg is still ours, freed below.
+		rv = tbp_nng_err(rv, TBP_NNG_CLIENT);
 		goto out;
 	}
 	msg = NULL; // nng owns the request from here
@@ -485,7 +425,7 @@ client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 	nng_ctx_recv(ctx, aio);
 	nng_aio_wait(aio);
 	if ((rv = nng_aio_result(aio)) != 0) {
-		rv = tbc_nng_err(rv);
+		rv = tbp_nng_err(rv, TBP_NNG_CLIENT);
 		goto out;
 	}
 	call->msg = nng_aio_get_msg(aio);
@@ -792,21 +732,21 @@ tb_submit_batch_flags(tb_client *c, const tb_task_spec *specs, size_t n,
 	msgpack_sbuffer_init(&b);
 	memset(&call, 0, sizeof(call));
 	if ((in = calloc(n, sizeof(*in))) == NULL ||
-	    (sids = malloc(n * TBP_SID_LEN)) == NULL) {
+	    (sids = malloc(n * TB_SID_LEN)) == NULL) {
 		rv = TB_ENOMEM;
 		goto out;
 	}
 	// Each task gets its own submission id, so the broker can recognise a
 	// copy resent after a reconnect task by task.
-	if ((rv = fill_random(sids, n * TBP_SID_LEN)) != TB_OK) {
+	if ((rv = fill_random(sids, n * TB_SID_LEN)) != TB_OK) {
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const tb_task_spec   *s = &specs[i];
 		const tb_submit_opts *o = s->opts != NULL ? s->opts : &dflt;
 
-		in[i].sid.p        = sids + i * TBP_SID_LEN;
-		in[i].sid.n        = TBP_SID_LEN;
+		in[i].sid.p        = sids + i * TB_SID_LEN;
+		in[i].sid.n        = TB_SID_LEN;
 		in[i].handler      = tbp_str(s->handler);
 		in[i].queue        = tbp_str(o->queue); // NULL: "default"
 		in[i].payload.p    = s->payload_len > 0 ? s->payload : NULL;
@@ -962,13 +902,13 @@ tb_list(tb_client *c, const tb_list_opts *opts, tb_task ***tasksp, size_t *np)
 	if (opts == NULL) {
 		opts = &dflt;
 	}
-	if (opts->limit > TBP_MAX_LIST || opts->state >= NSTATES) {
+	if (opts->limit > TBP_MAX_LIST || opts->state >= TBP_NSTATES) {
 		return (TB_EINVAL);
 	}
 	msgpack_sbuffer_init(&b);
 	memset(&call, 0, sizeof(call));
 	req_id = client_next_req_id(c);
-	if ((rv = tbp_enc_list2(&b, req_id, opts->queue,
+	if ((rv = tbp_enc_list(&b, req_id, opts->queue,
 	         opts->state < 0 ? -1 : opts->state, opts->limit,
 	         opts->after_id, opts->handler, opts->min_age_ms,
 	         opts->max_age_ms)) != TB_OK) {

@@ -69,7 +69,7 @@ tb_sub_open(tb_sub **sp, const char *url, const char *prefix)
 	s->pid = getpid();
 	if ((rv = nng_sub0_open(&s->sock)) != 0) {
 		free(s);
-		return (tbc_nng_err(rv));
+		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
 	}
 	if ((rv = nng_socket_set_size(
 	         s->sock, NNG_OPT_RECVMAXSZ, SUB_RECVMAXSZ)) != 0 ||
@@ -79,13 +79,13 @@ tb_sub_open(tb_sub **sp, const char *url, const char *prefix)
 	         s->sock, NNG_OPT_RECONNMAXT, SUB_RECONNMAXT_MS)) != 0 ||
 	    (rv = nng_socket_set(s->sock, NNG_OPT_SUB_SUBSCRIBE, prefix,
 	         strlen(prefix))) != 0) {
-		rv = tbc_nng_err(rv);
+		rv = tbp_nng_err(rv, TBP_NNG_CLIENT);
 		goto fail;
 	}
 	// Non-blocking: a broker that is not up yet is dialled in the
 	// background. Only a malformed url fails here.
 	if ((rv = nng_dial(s->sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-		rv = tbc_dial_err(rv);
+		rv = tbp_nng_err(rv, TBP_NNG_DIAL);
 		goto fail;
 	}
 	*sp = s;
@@ -177,10 +177,10 @@ tb_sub_recv(tb_sub *s, int timeout_ms, tb_event **ep)
 	rv = nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO,
 	    timeout_ms < 0 ? NNG_DURATION_INFINITE : timeout_ms);
 	if (rv != 0) {
-		return (tbc_nng_err(rv));
+		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
 	}
 	if ((rv = nng_recvmsg(s->sock, &msg, 0)) != 0) {
-		return (tbc_nng_err(rv));
+		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
 	}
 	if (tbp_event_decode(&ev, nng_msg_body(msg), nng_msg_len(msg)) ==
 	    TB_OK) {

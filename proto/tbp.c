@@ -1,6 +1,6 @@
-// tbp.c: names of ops and error codes, and the helpers for tbp_bytes views.
-// The encoders live in tbp_encode.c, the checker and decoders in
-// tbp_decode.c.
+// tbp.c: names of ops, error codes and task states, and the helpers for
+// tbp_bytes views. The encoders live in tbp_encode.c, the checker and
+// decoders in tbp_decode.c, the nng error map in tbp_nng.c.
 
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +50,49 @@ tbp_err_message(int code)
 	default:
 		return ("unknown error");
 	}
+}
+
+// tbp_states is the one table of state names, for the client and the
+// broker. It is searched rather than indexed by state, like the error
+// texts above, so that no value can read out of bounds.
+#define TBP_STATE_ROW_(c, v, n) { v, n },
+static const struct {
+	int         state;
+	const char *name;
+} tbp_states[TBP_NSTATES] = { TB_STATES(TBP_STATE_ROW_) };
+#undef TBP_STATE_ROW_
+
+const char *
+tbp_state_name(int state)
+{
+	for (int i = 0; i < TBP_NSTATES; i++) {
+		if (tbp_states[i].state == state) {
+			return (tbp_states[i].name);
+		}
+	}
+	return ("unknown");
+}
+
+int
+tbp_state_parse(const char *name, int *statep)
+{
+	if (name == NULL || statep == NULL) {
+		return (TB_EINVAL);
+	}
+	for (int i = 0; i < TBP_NSTATES; i++) {
+		if (strcmp(tbp_states[i].name, name) == 0) {
+			*statep = tbp_states[i].state;
+			return (TB_OK);
+		}
+	}
+	return (TB_EINVAL);
+}
+
+bool
+tbp_state_final(int state)
+{
+	return (state == TB_STATE_DONE || state == TB_STATE_DEAD ||
+	    state == TB_STATE_CANCELLED);
 }
 
 bool

@@ -84,7 +84,7 @@
 
 #include <msgpack.h>
 
-#include <taskbroker.h>
+#include <taskbroker/defs.h>
 
 #define TBP_VERSION 1
 
@@ -97,7 +97,7 @@
 #define TBP_MAX_TASKS TB_MAX_BATCH  // tasks in one submit
 #define TBP_MAX_LIST 1000u          // tasks in one list reply
 #define TBP_MAX_DEPTH 32u           // nesting of arrays and maps
-#define TBP_SID_LEN 16u             // a submission id
+#define TBP_SID_LEN TB_SID_LEN      // a submission id (the old name)
 #define TBP_MAX_KEY 256u            // an idempotency key
 #define TBP_MAX_CRON 128u           // a cron expression
 #define TBP_MAX_SCHEDULES 1000u     // schedules in one list reply
@@ -140,6 +140,64 @@ const char *tbp_op_name(uint32_t op);
 const char *tbp_err_name(int code);
 const char *tbp_err_message(int code);
 
+#define TBP_STATE_PLUS1_(c, v, n) +1
+// TBP_NSTATES is the number of task states. Their values are dense, 0 to
+// TBP_NSTATES - 1, so a value at or above it is no state.
+enum { TBP_NSTATES = 0 TB_STATES(TBP_STATE_PLUS1_) };
+#undef TBP_STATE_PLUS1_
+
+// tbp_state_name returns the static name of a tb_state ("pending"), as
+// TB_STATES spells it, or "unknown" for a value that is no state. The
+// client's tb_state_name and the broker's logs both use it. Any thread.
+const char *tbp_state_name(int state);
+
+// tbp_state_parse writes the tb_state named name (exactly: "dead", not
+// "DEAD") to *statep and returns TB_OK. It returns TB_EINVAL, leaving
+// *statep alone, if name or statep is NULL or name is no state's. Any
+// thread.
+int tbp_state_parse(const char *name, int *statep);
+
+// tbp_state_final is true for done, dead and cancelled, the states in which
+// a task runs no more attempts unless a retry puts it back, and false for
+// pending, running, failed and any value that is no state. Any thread.
+bool tbp_state_final(int state);
+
+// tbp_nng_ctx says where a failed nng call was made, for tbp_nng_err. The
+// same nng code means different things on the two sides. To the broker,
+// which listens on addresses from its configuration, an address that is
+// malformed or taken is the operator's to fix (TB_EINVAL, TB_EBUSY) and a
+// refused path a system error. To a client, an address that leads nowhere
+// means the broker cannot be reached (TB_EUNREACHABLE).
+typedef enum tbp_nng_ctx {
+	TBP_NNG_BROKER = 0, // the broker's sockets: listen, contexts, aios
+	TBP_NNG_CLIENT = 1, // a client's calls other than nng_dial
+	TBP_NNG_DIAL   = 2, // a client's nng_dial
+	TBP_NNG_CTX_COUNT
+} tbp_nng_ctx;
+
+// tbp_nng_err converts rv, the result of an nng call made in ctx, to a
+// tb_err; 0 is TB_OK. The one map, for broker and client alike:
+//
+//   nng code                  BROKER        CLIENT           DIAL
+//   NNG_ENOMEM                TB_ENOMEM     TB_ENOMEM        TB_ENOMEM
+//   NNG_ETIMEDOUT             TB_ETIMEDOUT  TB_ETIMEDOUT     TB_ETIMEDOUT
+//   NNG_ECLOSED               TB_ECLOSED    TB_ECLOSED       TB_ECLOSED
+//   NNG_EINVAL                TB_EINVAL     TB_EINVAL        TB_EINVAL
+//   NNG_ENOTSUP               TB_EINVAL     TB_ESYSTEM       TB_EINVAL
+//   NNG_EADDRINVAL            TB_EINVAL     TB_EUNREACHABLE  TB_EUNREACHABLE
+//   NNG_EADDRINUSE            TB_EBUSY      TB_ESYSTEM       TB_ESYSTEM
+//   NNG_EPROTO                TB_ESYSTEM    TB_EPROTO        TB_EPROTO
+//   NNG_ECONNREFUSED, NNG_ECONNRESET, NNG_ECONNSHUT, NNG_ECONNABORTED,
+//   NNG_ENOENT, NNG_EUNREACHABLE, NNG_EPEERAUTH, NNG_ECRYPTO, NNG_EPERM
+//                             TB_ESYSTEM    TB_EUNREACHABLE  TB_EUNREACHABLE
+//   any other code            TB_ESYSTEM    TB_ESYSTEM       TB_ESYSTEM
+//
+// NNG_ENOTSUP from nng_dial or nng_listen is a url scheme this nng does
+// not support, the caller's mistake; from a client's other calls it means
+// the nng library lacks something, not the caller. A ctx out of range is a
+// caller's bug and gets TB_EINTERNAL. Any thread.
+int tbp_nng_err(int rv, tbp_nng_ctx ctx);
+
 // tbp_bytes is a view of a string or byte string inside a decoded message.
 // Strings are NOT NUL-terminated. A view stays valid until the message
 // (tbp_req, tbp_rep, tbp_event) it came from is finished.
@@ -150,7 +208,7 @@ typedef struct tbp_bytes {
 
 // tbp_task_in is one task of a submit.
 typedef struct tbp_task_in {
-	tbp_bytes sid;     // TBP_SID_LEN bytes
+	tbp_bytes sid;     // TB_SID_LEN bytes
 	tbp_bytes handler; // 1..TBP_MAX_NAME bytes
 	tbp_bytes queue;   // 0..TBP_MAX_NAME bytes; empty means "default"
 	tbp_bytes payload; // one msgpack object, or empty
@@ -345,16 +403,14 @@ int tbp_enc_req_id(
     msgpack_sbuffer *b, uint32_t op, uint64_t req_id, uint64_t id);
 int tbp_enc_wait(
     msgpack_sbuffer *b, uint64_t req_id, uint64_t id, int64_t timeout_ms);
-// tbp_enc_list: queue may be NULL, state < 0 for all, limit 0 for default.
+// tbp_enc_list: queue may be NULL (all), state < 0 for all, limit 0 for
+// the default, handler NULL for any, ages 0 for no bound. Fields left at
+// those values are not sent.
 int tbp_enc_list(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
-    int32_t state, uint32_t limit, uint64_t after_id);
-// tbp_enc_req_empty encodes ping, stats or shutdown.
-int tbp_enc_req_empty(msgpack_sbuffer *b, uint32_t op, uint64_t req_id);
-// tbp_enc_list2 is tbp_enc_list with the lifecycle filters (handler NULL:
-// any; ages 0: no bound).
-int tbp_enc_list2(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
     int32_t state, uint32_t limit, uint64_t after_id, const char *handler,
     uint64_t min_age_ms, uint64_t max_age_ms);
+// tbp_enc_req_empty encodes ping, stats or shutdown.
+int tbp_enc_req_empty(msgpack_sbuffer *b, uint32_t op, uint64_t req_id);
 // tbp_enc_retry: by id (have_id), else by queue (NULL: all) and state.
 int tbp_enc_retry(msgpack_sbuffer *b, uint64_t req_id, bool have_id,
     uint64_t id, const char *queue, int32_t state);
@@ -376,10 +432,9 @@ int tbp_enc_sched_name(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 // message (NULL: tbp_err_message(status)).
 int tbp_enc_rep_error(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
     int status, const char *message);
+// tbp_enc_rep_submit encodes {"ids", "dup", "existing"} for n tasks; dup
+// and existing may be NULL (all false).
 int tbp_enc_rep_submit(msgpack_sbuffer *b, uint64_t req_id,
-    const uint64_t *ids, const bool *dup, uint32_t n);
-// tbp_enc_rep_submit2 adds the "existing" flags (may be NULL: all false).
-int tbp_enc_rep_submit2(msgpack_sbuffer *b, uint64_t req_id,
     const uint64_t *ids, const bool *dup, const bool *existing, uint32_t n);
 // tbp_enc_rep_count encodes a retry or purge reply {"count"}.
 int tbp_enc_rep_count(

@@ -564,7 +564,7 @@ dec_task_in(tbp_task_in *t, const msgpack_object *o)
 		}
 		if (key_is(k, "sid")) {
 			rv = get_bytes(v, UINT32_MAX, &t->sid);
-			if (rv == TB_OK && t->sid.n != TBP_SID_LEN) {
+			if (rv == TB_OK && t->sid.n != TB_SID_LEN) {
 				rv = TB_EBADREQ;
 			}
 			have_sid = true;

@@ -400,14 +400,6 @@ tbp_enc_wait(
 
 int
 tbp_enc_list(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
-    int32_t state, uint32_t limit, uint64_t after_id)
-{
-	return (tbp_enc_list2(
-	    b, req_id, queue, state, limit, after_id, NULL, 0, 0));
-}
-
-int
-tbp_enc_list2(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
     int32_t state, uint32_t limit, uint64_t after_id, const char *handler,
     uint64_t min_age_ms, uint64_t max_age_ms)
 {
@@ -604,33 +596,12 @@ tbp_enc_rep_error(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 	return (enc_end(&e));
 }
 
-// dup may be NULL: no task was a duplicate. An old-style reply has no
-// "existing", which the decoder reads as all false.
+// dup and existing may be NULL: no task was a duplicate or matched a key.
+// (A reply of an older broker has no "existing", which the decoder reads as
+// all false.)
 int
 tbp_enc_rep_submit(msgpack_sbuffer *b, uint64_t req_id, const uint64_t *ids,
-    const bool *dup, uint32_t n)
-{
-	tbp_enc e;
-
-	enc_begin(&e, b);
-	enc_rep_head(&e, TBP_OP_SUBMIT, req_id, TB_OK);
-	enc_map(&e, 2);
-	enc_key(&e, "ids");
-	enc_array(&e, n);
-	for (uint32_t i = 0; i < n; i++) {
-		enc_u64(&e, ids[i]);
-	}
-	enc_key(&e, "dup");
-	enc_array(&e, n);
-	for (uint32_t i = 0; i < n; i++) {
-		enc_bool(&e, dup != NULL && dup[i]);
-	}
-	return (enc_end(&e));
-}
-
-int
-tbp_enc_rep_submit2(msgpack_sbuffer *b, uint64_t req_id,
-    const uint64_t *ids, const bool *dup, const bool *existing, uint32_t n)
+    const bool *dup, const bool *existing, uint32_t n)
 {
 	tbp_enc e;
 

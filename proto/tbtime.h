@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <taskbroker.h>
+#include <taskbroker/defs.h>
 
 // TBT_DURATION_BUFSZ is a buffer size that tbt_format_duration never
 // truncates: the longest output is "213503982334d14h25m51s615ms" (27

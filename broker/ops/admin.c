@@ -506,7 +506,7 @@ handle_purge(broker *b, srv_req *req)
 	}
 	free(qname);
 	log_info("purge: %s tasks of %s older than %" PRIu64 " ms",
-	    util_state_name(in->state),
+	    tbp_state_name(in->state),
 	    in->queue.n > 0 ? "one queue" : "every queue", in->min_age_ms);
 	held_multi_seal(b, mc, rv);
 	return (TB_OK);

@@ -88,7 +88,7 @@ handle_cancel(broker *b, srv_req *req)
 		}
 		return (rv);
 	}
-	if (util_state_final((int) t->state)) {
+	if (tbp_state_final((int) t->state)) {
 		return (TB_ESTATE);
 	}
 	if (t->state == TB_STATE_RUNNING) {

@@ -8,7 +8,7 @@
 //
 // Build: cc -shared -fPIC -o hello.so hello.c
 //            $(pkg-config --cflags --libs libuv msgpack)
-//        (one line; add -I taskbroker/broker/include if handler.h is not
+//        (one line; add -I taskbroker/include if handler.h is not
 //        installed)
 // Load:  taskbrokerd --plugin ./hello.so   (README.md has the details)
 

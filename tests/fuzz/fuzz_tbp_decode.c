@@ -90,7 +90,7 @@ reencode_req(msgpack_sbuffer *b, const tbp_req *r)
 		rv = tbp_enc_wait(b, r->req_id, r->id, r->timeout_ms);
 		break;
 	case TBP_OP_LIST:
-		rv = tbp_enc_list2(b, r->req_id, queue, r->state, r->limit,
+		rv = tbp_enc_list(b, r->req_id, queue, r->state, r->limit,
 		    r->after_id, handler, r->min_age_ms, r->max_age_ms);
 		break;
 	case TBP_OP_RETRY:
@@ -312,7 +312,7 @@ check_rep(const uint8_t *data, size_t size)
 		REQUIRE(r2.timed_out == r.timed_out);
 		tbp_rep_fini(&r2);
 	} else if (r.status == TB_OK && r.op == TBP_OP_SUBMIT) {
-		REQUIRE(tbp_enc_rep_submit2(&b, r.req_id, r.ids, r.dup,
+		REQUIRE(tbp_enc_rep_submit(&b, r.req_id, r.ids, r.dup,
 		            r.existing, r.nids) == TB_OK);
 		REQUIRE(tbp_rep_decode(&r2, b.data, b.size) == TB_OK);
 		REQUIRE(r2.nids == r.nids);

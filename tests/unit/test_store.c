@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "store.h"
-#include "taskbroker.h"
+#include <taskbroker/defs.h>
 
 #define WAIT_MS 20000 // generous: a loaded CI box fsyncs slowly
 #define MAX_DONE 4096

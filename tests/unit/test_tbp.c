@@ -11,9 +11,12 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <nng/nng.h>
 
 #include "tbp.h"
 
@@ -291,8 +294,9 @@ test_list_round_trips(void **state)
 {
 	fx *f = *state;
 
-	assert_int_equal(
-	    tbp_enc_list(&f->sb, 9, "mail", TB_STATE_DEAD, 50, 1000), TB_OK);
+	assert_int_equal(tbp_enc_list(&f->sb, 9, "mail", TB_STATE_DEAD, 50,
+	                     1000, NULL, 0, 0),
+	    TB_OK);
 	assert_int_equal(dec_req(f), TB_OK);
 	assert_int_equal(f->req.op, TBP_OP_LIST);
 	assert_true(tbp_bytes_eq(f->req.queue, "mail"));
@@ -306,7 +310,8 @@ test_list_defaults_when_fields_absent(void **state)
 {
 	fx *f = *state;
 
-	assert_int_equal(tbp_enc_list(&f->sb, 9, NULL, -1, 0, 0), TB_OK);
+	assert_int_equal(
+	    tbp_enc_list(&f->sb, 9, NULL, -1, 0, 0, NULL, 0, 0), TB_OK);
 	assert_int_equal(dec_req(f), TB_OK);
 	assert_int_equal(f->req.queue.n, 0);
 	assert_int_equal(f->req.state, -1);
@@ -381,7 +386,8 @@ test_rep_submit_round_trips(void **state)
 	const uint64_t ids[] = { 10, 11, UINT64_MAX };
 	const bool     dup[] = { false, true, false };
 
-	assert_int_equal(tbp_enc_rep_submit(&f->sb, 4, ids, dup, 3), TB_OK);
+	assert_int_equal(
+	    tbp_enc_rep_submit(&f->sb, 4, ids, dup, NULL, 3), TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
 	assert_int_equal(f->rep.status, TB_OK);
 	assert_int_equal(f->rep.nids, 3);
@@ -397,7 +403,8 @@ test_rep_submit_without_dup_reads_false(void **state)
 	fx            *f     = *state;
 	const uint64_t ids[] = { 10, 11 };
 
-	assert_int_equal(tbp_enc_rep_submit(&f->sb, 4, ids, NULL, 2), TB_OK);
+	assert_int_equal(
+	    tbp_enc_rep_submit(&f->sb, 4, ids, NULL, NULL, 2), TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
 	assert_int_equal(f->rep.nids, 2);
 	assert_false(f->rep.dup[0]);
@@ -654,6 +661,154 @@ test_names_come_from_the_lists(void **state)
 	assert_string_equal(tbp_err_name(1000), "unknown");
 	assert_string_equal(tbp_err_message(TB_EBADREQ), "malformed request");
 	assert_string_equal(tbp_err_message(-1), "unknown error");
+}
+
+// The state names as they go over the wire, in the CLI's output and in
+// the broker's logs, spelled out here rather than taken from TB_STATES.
+static const struct {
+	int         state;
+	const char *name;
+	bool        final;
+} want_states[] = {
+	{ TB_STATE_PENDING, "pending", false },
+	{ TB_STATE_RUNNING, "running", false },
+	{ TB_STATE_DONE, "done", true },
+	{ TB_STATE_FAILED, "failed", false },
+	{ TB_STATE_DEAD, "dead", true },
+	{ TB_STATE_CANCELLED, "cancelled", true },
+};
+#define NWANT_STATES (sizeof(want_states) / sizeof(want_states[0]))
+
+static void
+test_state_names_round_trip(void **state)
+{
+	(void) state;
+	assert_int_equal(TBP_NSTATES, NWANT_STATES);
+	for (size_t i = 0; i < NWANT_STATES; i++) {
+		int st = -1;
+
+		assert_int_equal(want_states[i].state, (int) i); // dense
+		assert_string_equal(
+		    tbp_state_name(want_states[i].state), want_states[i].name);
+		assert_int_equal(
+		    tbp_state_parse(want_states[i].name, &st), TB_OK);
+		assert_int_equal(st, want_states[i].state);
+		assert_string_equal(tbp_state_name(st), want_states[i].name);
+	}
+}
+
+static void
+test_state_parse_refuses_unknown_names(void **state)
+{
+	static const char *const bad[] = { "", "DEAD", "Pending", "unknown",
+		"pending ", " done", "cancel", "cancelled\n", "doneX" };
+	int                      st;
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		st = 42;
+		assert_int_equal(tbp_state_parse(bad[i], &st), TB_EINVAL);
+		assert_int_equal(st, 42); // untouched
+	}
+	assert_int_equal(tbp_state_parse(NULL, &st), TB_EINVAL);
+	assert_int_equal(st, 42);
+	assert_int_equal(tbp_state_parse("done", NULL), TB_EINVAL);
+}
+
+static void
+test_state_name_of_no_state_is_unknown(void **state)
+{
+	(void) state;
+	assert_string_equal(tbp_state_name(-1), "unknown");
+	assert_string_equal(tbp_state_name(TBP_NSTATES), "unknown");
+	assert_string_equal(tbp_state_name(INT_MAX), "unknown");
+	assert_string_equal(tbp_state_name(INT_MIN), "unknown");
+}
+
+static void
+test_state_final_is_done_dead_cancelled(void **state)
+{
+	(void) state;
+	for (size_t i = 0; i < NWANT_STATES; i++) {
+		assert_int_equal(tbp_state_final(want_states[i].state),
+		    want_states[i].final);
+	}
+	assert_false(tbp_state_final(-1));
+	assert_false(tbp_state_final(TBP_NSTATES));
+	assert_false(tbp_state_final(INT_MAX));
+}
+
+// Every nng code tbp_nng_err does not send to TB_ESYSTEM in every context,
+// and what each context gets: the broker's and the client's maps as they
+// were before they became one.
+static const struct {
+	int nng;
+	int broker, client, dial;
+} want_nng[] = {
+	{ NNG_ENOMEM, TB_ENOMEM, TB_ENOMEM, TB_ENOMEM },
+	{ NNG_ETIMEDOUT, TB_ETIMEDOUT, TB_ETIMEDOUT, TB_ETIMEDOUT },
+	{ NNG_ECLOSED, TB_ECLOSED, TB_ECLOSED, TB_ECLOSED },
+	{ NNG_EINVAL, TB_EINVAL, TB_EINVAL, TB_EINVAL },
+	{ NNG_ENOTSUP, TB_EINVAL, TB_ESYSTEM, TB_EINVAL },
+	{ NNG_EADDRINVAL, TB_EINVAL, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_EADDRINUSE, TB_EBUSY, TB_ESYSTEM, TB_ESYSTEM },
+	{ NNG_EPROTO, TB_ESYSTEM, TB_EPROTO, TB_EPROTO },
+	{ NNG_ECONNREFUSED, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_ECONNRESET, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_ECONNSHUT, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_ECONNABORTED, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_ENOENT, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_EUNREACHABLE, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_EPEERAUTH, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_ECRYPTO, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_EPERM, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+};
+
+static void
+test_nng_err_maps_each_code(void **state)
+{
+	(void) state;
+	assert_int_equal(tbp_nng_err(0, TBP_NNG_BROKER), TB_OK);
+	assert_int_equal(tbp_nng_err(0, TBP_NNG_CLIENT), TB_OK);
+	assert_int_equal(tbp_nng_err(0, TBP_NNG_DIAL), TB_OK);
+	for (size_t i = 0; i < sizeof(want_nng) / sizeof(want_nng[0]); i++) {
+		assert_int_equal(tbp_nng_err(want_nng[i].nng, TBP_NNG_BROKER),
+		    want_nng[i].broker);
+		assert_int_equal(tbp_nng_err(want_nng[i].nng, TBP_NNG_CLIENT),
+		    want_nng[i].client);
+		assert_int_equal(tbp_nng_err(want_nng[i].nng, TBP_NNG_DIAL),
+		    want_nng[i].dial);
+	}
+}
+
+static void
+test_nng_err_defaults_to_system(void **state)
+{
+	static const int other[] = { NNG_EINTR, NNG_EBUSY, NNG_EAGAIN,
+		NNG_ESTATE, NNG_ENOSPC, NNG_EEXIST, NNG_EREADONLY,
+		NNG_EWRITEONLY, NNG_ECANCELED, NNG_ENOFILES, NNG_EAMBIGUOUS,
+		NNG_EBADTYPE, NNG_EINTERNAL, NNG_ESYSERR | 2, NNG_ETRANERR | 1,
+		-1, 12345 };
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		assert_int_equal(
+		    tbp_nng_err(other[i], TBP_NNG_BROKER), TB_ESYSTEM);
+		assert_int_equal(
+		    tbp_nng_err(other[i], TBP_NNG_CLIENT), TB_ESYSTEM);
+		assert_int_equal(
+		    tbp_nng_err(other[i], TBP_NNG_DIAL), TB_ESYSTEM);
+	}
+}
+
+static void
+test_nng_err_refuses_unknown_ctx(void **state)
+{
+	(void) state;
+	assert_int_equal(
+	    tbp_nng_err(NNG_ENOMEM, TBP_NNG_CTX_COUNT), TB_EINTERNAL);
+	assert_int_equal(
+	    tbp_nng_err(NNG_ENOMEM, (tbp_nng_ctx) -1), TB_EINTERNAL);
 }
 
 static void
@@ -1644,7 +1799,8 @@ test_rep_rejects_too_many_ids(void **state)
 
 	assert_non_null(ids = calloc(TBP_MAX_TASKS + 1, sizeof(*ids)));
 	assert_int_equal(
-	    tbp_enc_rep_submit(&f->sb, 4, ids, NULL, TBP_MAX_TASKS + 1), TB_OK);
+	    tbp_enc_rep_submit(&f->sb, 4, ids, NULL, NULL, TBP_MAX_TASKS + 1),
+	    TB_OK);
 	free(ids);
 	assert_int_equal(dec_rep(f), TB_ETOOBIG);
 }
@@ -1860,11 +2016,11 @@ test_req_rejects_wrong_lifecycle_task_types(void **state)
 }
 
 static void
-test_list2_round_trips(void **state)
+test_list_round_trips_lifecycle_filters(void **state)
 {
 	fx *f = *state;
 
-	assert_int_equal(tbp_enc_list2(&f->sb, 8, "mail", TB_STATE_DEAD, 50,
+	assert_int_equal(tbp_enc_list(&f->sb, 8, "mail", TB_STATE_DEAD, 50,
 	                     1234, "exec", 60000, 3600000),
 	    TB_OK);
 	assert_int_equal(dec_req(f), TB_OK);
@@ -1879,7 +2035,7 @@ test_list2_round_trips(void **state)
 
 	reset(f);
 	assert_int_equal(
-	    tbp_enc_list2(&f->sb, 8, NULL, -1, 0, 0, NULL, 0, 0), TB_OK);
+	    tbp_enc_list(&f->sb, 8, NULL, -1, 0, 0, NULL, 0, 0), TB_OK);
 	assert_int_equal(dec_req(f), TB_OK);
 	assert_int_equal(f->req.handler.n, 0);
 	assert_int_equal(f->req.min_age_ms, 0);
@@ -1912,7 +2068,7 @@ test_rep_task_round_trips_lifecycle_fields(void **state)
 }
 
 static void
-test_rep_submit2_round_trips(void **state)
+test_rep_submit_round_trips_existing(void **state)
 {
 	fx            *f          = *state;
 	const uint64_t ids[3]     = { 10, 11, 5 };
@@ -1920,7 +2076,7 @@ test_rep_submit2_round_trips(void **state)
 	const bool     existing[3] = { false, false, true };
 
 	assert_int_equal(
-	    tbp_enc_rep_submit2(&f->sb, 4, ids, dup, existing, 3), TB_OK);
+	    tbp_enc_rep_submit(&f->sb, 4, ids, dup, existing, 3), TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
 	assert_int_equal(f->rep.nids, 3);
 	for (int i = 0; i < 3; i++) {
@@ -1930,7 +2086,7 @@ test_rep_submit2_round_trips(void **state)
 	}
 	reset(f);
 	assert_int_equal(
-	    tbp_enc_rep_submit2(&f->sb, 4, ids, NULL, NULL, 3), TB_OK);
+	    tbp_enc_rep_submit(&f->sb, 4, ids, NULL, NULL, 3), TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
 	for (int i = 0; i < 3; i++) {
 		assert_false(f->rep.dup[i]);
@@ -1941,12 +2097,21 @@ test_rep_submit2_round_trips(void **state)
 static void
 test_rep_submit_without_existing_reads_false(void **state)
 {
-	fx            *f      = *state;
-	const uint64_t ids[2] = { 1, 2 };
-	const bool     dup[2] = { true, false };
+	fx *f = *state;
 
-	assert_int_equal(tbp_enc_rep_submit(&f->sb, 4, ids, dup, 2), TB_OK);
+	// A submit reply as a broker from before idempotency keys sent it:
+	// {"ids", "dup"} and no "existing".
+	pk_rep_head(f, TBP_VERSION, TBP_OP_SUBMIT, 0, 2);
+	pk_key(f, "ids");
+	msgpack_pack_array(&f->pk, 2);
+	msgpack_pack_uint64(&f->pk, 1);
+	msgpack_pack_uint64(&f->pk, 2);
+	pk_key(f, "dup");
+	msgpack_pack_array(&f->pk, 2);
+	msgpack_pack_true(&f->pk);
+	msgpack_pack_false(&f->pk);
 	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.nids, 2);
 	assert_non_null(f->rep.existing);
 	assert_false(f->rep.existing[0]);
 	assert_false(f->rep.existing[1]);
@@ -2593,6 +2758,13 @@ main(void)
 		T(test_fini_twice_is_safe),
 		T(test_encoders_append_whole_messages),
 		T(test_names_come_from_the_lists),
+		T(test_state_names_round_trip),
+		T(test_state_parse_refuses_unknown_names),
+		T(test_state_name_of_no_state_is_unknown),
+		T(test_state_final_is_done_dead_cancelled),
+		T(test_nng_err_maps_each_code),
+		T(test_nng_err_defaults_to_system),
+		T(test_nng_err_refuses_unknown_ctx),
 		T(test_bytes_helpers),
 		T(test_req_rejects_every_truncation),
 		T(test_rep_rejects_every_truncation),
@@ -2657,9 +2829,9 @@ main(void)
 		T(test_submit_round_trips_lifecycle_fields),
 		T(test_req_rejects_bad_key),
 		T(test_req_rejects_wrong_lifecycle_task_types),
-		T(test_list2_round_trips),
+		T(test_list_round_trips_lifecycle_filters),
 		T(test_rep_task_round_trips_lifecycle_fields),
-		T(test_rep_submit2_round_trips),
+		T(test_rep_submit_round_trips_existing),
 		T(test_rep_submit_without_existing_reads_false),
 		T(test_rep_submit_rejects_existing_mismatch),
 		T(test_retry_by_id_round_trips),

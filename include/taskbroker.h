@@ -17,6 +17,9 @@
 // - A tb_client is safe to use from many threads at once. A tb_sub is used
 //   by one thread at a time.
 // - The library never aborts or exits and prints nothing.
+// - Error codes (TB_E*), task states (TB_STATE_*), limits and the default
+//   endpoints are defined in <taskbroker/defs.h>, which this header
+//   includes.
 // - nng is not fork-safe: a client opened (or first used) in one process and
 //   then used in a child after fork() returns TB_EFORK instead of touching
 //   its sockets. Open a new client in the child.
@@ -27,50 +30,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <taskbroker/defs.h> // error codes, states, limits, default urls
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define TB_VERSION_MAJOR 0
-#define TB_VERSION_MINOR 1
-#define TB_VERSION_PATCH 0
-#define TB_VERSION_STRING "0.1.0"
-
-// TB_ERRORS is the one list of error codes. Each row is
-// X(CONSTANT, value, wire name, message). The value is also the status code
-// of a reply on the wire, so rows are only ever appended.
-#define TB_ERRORS(X)                                                        \
-	X(TB_OK, 0, "ok", "success")                                        \
-	X(TB_EINVAL, 1, "invalid_argument", "invalid argument")             \
-	X(TB_ENOMEM, 2, "out_of_memory", "out of memory")                   \
-	X(TB_ETIMEDOUT, 3, "timed_out", "timed out")                        \
-	X(TB_EUNREACHABLE, 4, "unreachable", "broker unreachable")          \
-	X(TB_ECLOSED, 5, "closed", "object closed")                         \
-	X(TB_EFORK, 6, "forked",                                            \
-	    "client used in a child process after fork(); open a new one")  \
-	X(TB_EPROTO, 7, "protocol_error", "protocol error")                 \
-	X(TB_EVERSION, 8, "unsupported_version",                            \
-	    "unsupported protocol version")                                 \
-	X(TB_EUNKNOWNOP, 9, "unknown_op", "unknown operation")              \
-	X(TB_EBADREQ, 10, "bad_request", "malformed request")               \
-	X(TB_ETOOBIG, 11, "too_big", "message or field over its limit")    \
-	X(TB_ENOTFOUND, 12, "not_found", "no such task")                    \
-	X(TB_ENOHANDLER, 13, "unknown_handler", "no such handler")          \
-	X(TB_ESHUTTINGDOWN, 14, "shutting_down",                            \
-	    "broker is shutting down")                                      \
-	X(TB_ESTATE, 15, "wrong_state",                                     \
-	    "operation not allowed in the task's state")                    \
-	X(TB_ESTORE, 16, "store_error", "storage error")                    \
-	X(TB_EINTERNAL, 17, "internal_error", "internal error")             \
-	X(TB_EBUSY, 18, "busy", "broker busy, try again")                   \
-	X(TB_ESYSTEM, 19, "system_error", "system call failed")             \
-	X(TB_EQUEUEFULL, 20, "queue_full",                                  \
-	    "too many pending tasks; try again later")
-
-#define TB_ERR_ENUM_(c, v, n, m) c = v,
-// tb_err: the error codes. TB_OK is 0.
-typedef enum tb_err { TB_ERRORS(TB_ERR_ENUM_) } tb_err;
-#undef TB_ERR_ENUM_
 
 // tb_strerror returns a static human-readable message for code; unknown
 // codes get a generic message. Any thread.
@@ -79,21 +43,6 @@ const char *tb_strerror(int code);
 // tb_errname returns the static wire name of code ("not_found"), or
 // "unknown" for a code this library does not know. Any thread.
 const char *tb_errname(int code);
-
-// TB_STATES lists task states: X(CONSTANT, value, name).
-#define TB_STATES(X)                                                        \
-	X(TB_STATE_PENDING, 0, "pending")                                   \
-	X(TB_STATE_RUNNING, 1, "running")                                   \
-	X(TB_STATE_DONE, 2, "done")                                         \
-	X(TB_STATE_FAILED, 3, "failed")                                     \
-	X(TB_STATE_DEAD, 4, "dead")                                         \
-	X(TB_STATE_CANCELLED, 5, "cancelled")
-
-#define TB_STATE_ENUM_(c, v, n) c = v,
-// tb_state: a task's state. pending and failed (waiting for a retry) and
-// running are not ended; done, dead and cancelled are final.
-typedef enum tb_state { TB_STATES(TB_STATE_ENUM_) } tb_state;
-#undef TB_STATE_ENUM_
 
 // tb_state_name returns the static name of state ("pending"), or "unknown".
 const char *tb_state_name(int state);
@@ -106,16 +55,13 @@ int tb_state_parse(const char *name, int *statep);
 int tb_state_is_final(int state);
 
 // tb_default_url returns the request endpoint the client uses when given
-// NULL: $TASKBROKER_URL if set and non-empty, else the broker's default.
+// NULL: $TASKBROKER_URL if set and non-empty, else the broker's default
+// (TB_DEFAULT_URL).
 const char *tb_default_url(void);
 
 // tb_default_events_url is the same for the events endpoint
-// ($TASKBROKER_EVENTS_URL).
+// ($TASKBROKER_EVENTS_URL, TB_DEFAULT_EVENTS_URL).
 const char *tb_default_events_url(void);
-
-// The broker's built-in defaults, relative to its working directory.
-#define TB_DEFAULT_URL "ipc://run/taskbroker.sock"
-#define TB_DEFAULT_EVENTS_URL "ipc://run/taskbroker-events.sock"
 
 typedef uint64_t      tb_id;
 typedef struct tb_client tb_client;
@@ -181,8 +127,6 @@ int tb_submit(tb_client *c, const char *handler, const void *payload,
 // All or nothing: on error no task of the batch was accepted.
 int tb_submit_batch(tb_client *c, const tb_task_spec *specs, size_t n,
     tb_id *ids);
-
-#define TB_MAX_BATCH 1000
 
 // Flags tb_submit_batch_flags reports per task.
 #define TB_SUBMIT_DUP 1u      // a resent copy of an earlier submission
