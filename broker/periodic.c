@@ -96,13 +96,13 @@ periodic_fire_one(broker *b, periodic *s, int64_t due)
 {
 	store_sched *sc = s->sc;
 	tbp_task_in  in;
-	uint8_t      sid[TBP_SID_LEN];
+	uint8_t      sid[TB_SID_LEN];
 	uint64_t     next = b->next_id;
 	int          rv;
 
 	memset(&in, 0, sizeof(in));
 	sched_sid(sc->name, due, sid);
-	in.sid          = (tbp_bytes) { sid, TBP_SID_LEN };
+	in.sid          = (tbp_bytes) { sid, TB_SID_LEN };
 	in.handler      = tbp_str(sc->handler);
 	in.queue        = tbp_str(sc->queue);
 	in.payload      = (tbp_bytes) { sc->payload, (uint32_t) sc->payload_len };

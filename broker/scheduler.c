@@ -165,7 +165,7 @@ sched_next_due(int64_t every_us, const tbt_cron *cron, int64_t due, int64_t t)
 }
 
 void
-sched_sid(const char *name, int64_t due, uint8_t sid[TBP_SID_LEN])
+sched_sid(const char *name, int64_t due, uint8_t sid[TB_SID_LEN])
 {
 	uint64_t h = 1469598103934665603ULL; // FNV-1a, 64 bits
 

@@ -153,6 +153,6 @@ int64_t sched_next_due(
 // sched_sid writes the submission id of the task a schedule named name
 // fires for due time due: always the same for the same pair, so a fire
 // repeated after a crash is recognised by the store as the same task.
-void sched_sid(const char *name, int64_t due, uint8_t sid[TBP_SID_LEN]);
+void sched_sid(const char *name, int64_t due, uint8_t sid[TB_SID_LEN]);
 
 #endif // SCHEDULER_H

@@ -613,7 +613,7 @@ store_read_row(sqlite3_stmt *st, store_rec **rp)
 	sid   = sqlite3_column_blob(st, 1);
 	n     = sqlite3_column_bytes(st, 1);
 	if (sid != NULL && n > 0) {
-		memcpy(r->sid, sid, (size_t) n < TBP_SID_LEN ? (size_t) n : TBP_SID_LEN);
+		memcpy(r->sid, sid, (size_t) n < TB_SID_LEN ? (size_t) n : TB_SID_LEN);
 	}
 	if ((rv = store_col_text(st, 2, &r->queue)) != TB_OK ||
 	    (rv = store_col_text(st, 3, &r->handler)) != TB_OK ||
@@ -865,7 +865,7 @@ store_insert_rec(store *s, const store_rec *r, uint64_t *dupp)
 
 	*dupp = 0;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64) r->id);
-	sqlite3_bind_blob(st, 2, r->sid, TBP_SID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, r->sid, TB_SID_LEN, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, r->queue, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, r->handler, -1, SQLITE_STATIC);
 	store_bind_blob(st, 5, r->payload, r->payload_len);
@@ -893,7 +893,7 @@ store_insert_rec(store *s, const store_rec *r, uint64_t *dupp)
 	}
 	// ON CONFLICT(sid) DO NOTHING skipped it: report the stored id.
 	st = s->st_find_sid;
-	sqlite3_bind_blob(st, 1, r->sid, TBP_SID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 1, r->sid, TB_SID_LEN, SQLITE_STATIC);
 	if ((src = sqlite3_step(st)) == SQLITE_ROW) {
 		*dupp = (uint64_t) sqlite3_column_int64(st, 0);
 		src   = SQLITE_DONE;

@@ -47,7 +47,7 @@ task_known(broker *b, const tbp_task_in *in, bool *existingp)
 	task *t;
 
 	*existingp = false;
-	HASH_FIND(hh_sid, b->by_sid, in->sid.p, TBP_SID_LEN, t);
+	HASH_FIND(hh_sid, b->by_sid, in->sid.p, TB_SID_LEN, t);
 	if (t == NULL && in->key.n > 0 &&
 	    (t = task_find_key(b, (const char *) in->key.p, in->key.n)) !=
 	        NULL) {
@@ -79,7 +79,7 @@ void
 task_index(broker *b, task *t)
 {
 	HASH_ADD(hh, b->by_id, id, sizeof(t->id), t);
-	HASH_ADD(hh_sid, b->by_sid, sid, TBP_SID_LEN, t);
+	HASH_ADD(hh_sid, b->by_sid, sid, TB_SID_LEN, t);
 	if (!tbp_state_final((int) t->state)) {
 		task_key_index(b, t);
 	}
@@ -191,7 +191,7 @@ task_from_in(broker *b, queue *q, const tbp_task_in *in, int64_t now)
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
 		return (NULL);
 	}
-	memcpy(t->sid, in->sid.p, TBP_SID_LEN);
+	memcpy(t->sid, in->sid.p, TB_SID_LEN);
 	t->q       = q;
 	t->queue   = strdup(q->name);
 	t->handler = tbp_bytes_dup(in->handler);

@@ -19,11 +19,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <tbp.h> // MERGE: <taskbroker/defs.h>, TB_SID_LEN
+#include <taskbroker/defs.h>
 
 #define TASKREC_FIELDS                                                      \
 	uint64_t id;                                                        \
-	uint8_t  sid[TBP_SID_LEN]; /* the submission id */                   \
+	uint8_t  sid[TB_SID_LEN]; /* the submission id */                   \
 	char    *queue;                                                     \
 	char    *handler;                                                   \
 	uint8_t *payload;                                                   \

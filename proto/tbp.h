@@ -97,7 +97,6 @@
 #define TBP_MAX_TASKS TB_MAX_BATCH  // tasks in one submit
 #define TBP_MAX_LIST 1000u          // tasks in one list reply
 #define TBP_MAX_DEPTH 32u           // nesting of arrays and maps
-#define TBP_SID_LEN TB_SID_LEN      // a submission id (the old name)
 #define TBP_MAX_KEY 256u            // an idempotency key
 #define TBP_MAX_CRON 128u           // a cron expression
 #define TBP_MAX_SCHEDULES 1000u     // schedules in one list reply

@@ -177,7 +177,7 @@ check_req(const uint8_t *data, size_t size)
 	for (uint32_t i = 0; i < r.ntasks; i++) {
 		const tbp_task_in *t = &r.tasks[i];
 
-		REQUIRE(t->sid.n == TBP_SID_LEN);
+		REQUIRE(t->sid.n == TB_SID_LEN);
 		REQUIRE(t->handler.n >= 1 && t->handler.n <= TBP_MAX_NAME);
 		REQUIRE(t->queue.n <= TBP_MAX_NAME);
 		REQUIRE(t->payload.n <= TBP_MAX_PAYLOAD);

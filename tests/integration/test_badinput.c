@@ -162,7 +162,7 @@ test_truncated_submit_gets_bad_request(void **state)
 	tbh_fix        *f = *state;
 	msgpack_sbuffer sb;
 	tbp_task_in     t;
-	uint8_t         sid[TBP_SID_LEN] = { 1, 2, 3 };
+	uint8_t         sid[TB_SID_LEN] = { 1, 2, 3 };
 
 	tbh_fix_start(f, NULL);
 	memset(&t, 0, sizeof(t));
@@ -270,7 +270,7 @@ test_payload_over_1mib_is_too_big(void **state)
 	msgpack_sbuffer sb, pb;
 	msgpack_packer  pk;
 	tbp_task_in     t;
-	uint8_t         sid[TBP_SID_LEN] = { 9, 9, 9 };
+	uint8_t         sid[TB_SID_LEN] = { 9, 9, 9 };
 	char           *big;
 	size_t          n = TBP_MAX_PAYLOAD + 100;
 	tb_id           id = 0;
@@ -310,7 +310,7 @@ test_handler_name_of_10kb_is_too_big(void **state)
 	tbh_fix        *f = *state;
 	msgpack_sbuffer sb;
 	tbp_task_in     t;
-	uint8_t         sid[TBP_SID_LEN] = { 7, 7, 7 };
+	uint8_t         sid[TB_SID_LEN] = { 7, 7, 7 };
 	char           *name;
 	size_t          n = 10 * 1024;
 
@@ -438,7 +438,7 @@ submit_sid(tbh_fix *f, const uint8_t *sid, uint64_t req_id, bool *dupp)
 	int             rv;
 
 	memset(&t, 0, sizeof(t));
-	t.sid     = (tbp_bytes) { sid, TBP_SID_LEN };
+	t.sid     = (tbp_bytes) { sid, TB_SID_LEN };
 	t.handler = tbp_str("noop");
 	msgpack_sbuffer_init(&sb);
 	TBH_OK(tbp_enc_submit(&sb, req_id, &t, 1));
@@ -476,7 +476,7 @@ count_tasks(tbh_fix *f)
 	return (n);
 }
 
-static const uint8_t fixed_sid[TBP_SID_LEN] = { 0x5e, 0x1d, 0xde, 0xad,
+static const uint8_t fixed_sid[TB_SID_LEN] = { 0x5e, 0x1d, 0xde, 0xad,
 	0xbe, 0xef, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
 	0x09 };
 

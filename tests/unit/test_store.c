@@ -387,7 +387,7 @@ static void
 assert_rec_equal(const store_rec *a, const store_rec *b)
 {
 	assert_int_equal(a->id, b->id);
-	assert_memory_equal(a->sid, b->sid, TBP_SID_LEN);
+	assert_memory_equal(a->sid, b->sid, TB_SID_LEN);
 	assert_string_equal(a->queue, b->queue);
 	assert_string_equal(a->handler, b->handler);
 	assert_int_equal(a->payload_len, b->payload_len);
@@ -435,7 +435,7 @@ test_insert_get_round_trips_every_field(void **state)
 	store_rec      *got;
 	store_op       *op;
 
-	for (unsigned i = 0; i < TBP_SID_LEN; i++) {
+	for (unsigned i = 0; i < TB_SID_LEN; i++) {
 		a->sid[i] = (uint8_t) (i * 17); // includes a NUL byte
 	}
 	a->payload     = malloc(sizeof(pl));

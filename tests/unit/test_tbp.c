@@ -136,7 +136,7 @@ pk_req_head(fx *f, uint64_t version, uint64_t op, uint32_t nbody)
 	msgpack_pack_map(&f->pk, nbody);
 }
 
-static const uint8_t SID[TBP_SID_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+static const uint8_t SID[TB_SID_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
 	12, 13, 14, 15, 16 };
 
 // pk_submit_head packs a submit of one task whose map has ntask pairs and
@@ -218,8 +218,8 @@ test_submit_round_trips(void **state)
 	assert_int_equal(f->req.req_id, 99);
 	assert_int_equal(f->req.ntasks, 2);
 	t = &f->req.tasks[0];
-	assert_int_equal(t->sid.n, TBP_SID_LEN);
-	assert_memory_equal(t->sid.p, SID, TBP_SID_LEN);
+	assert_int_equal(t->sid.n, TB_SID_LEN);
+	assert_memory_equal(t->sid.p, SID, TB_SID_LEN);
 	assert_true(tbp_bytes_eq(t->handler, "exec"));
 	assert_true(tbp_bytes_eq(t->queue, "mail"));
 	assert_int_equal(t->payload.n, 4);
@@ -1406,8 +1406,8 @@ test_req_rejects_wrong_sid_length(void **state)
 {
 	fx *f = *state;
 
-	for (size_t n = 0; n <= TBP_SID_LEN + 1; n++) {
-		if (n == TBP_SID_LEN) {
+	for (size_t n = 0; n <= TB_SID_LEN + 1; n++) {
+		if (n == TB_SID_LEN) {
 			continue;
 		}
 		reset(f);
