@@ -23,7 +23,11 @@
 // marks the client closing, closes the socket (their aios then end with
 // NNG_ECLOSED, which they return as TB_ECLOSED) and waits until the last of
 // them has let go of the client before it frees it.
-//
+////
+// Threads: any thread, on one tb_client at once.
+// Ownership: every tb_task and list the library returns is the caller's,
+// with a matching free.
+
 // Lock order: only one lock, tb_client.mtx. No nng call that waits for
 // another thread's progress is made while it is held, except the first dial
 // (which does not depend on other calls).

@@ -1,5 +1,7 @@
 // client_impl.h: helpers shared by the files of libtaskbroker. Private: not
 // installed, not exported.
+//
+// Threads: any thread. Lock order: no locks. Ownership: nothing kept.
 
 #ifndef TB_CLIENT_IMPL_H
 #define TB_CLIENT_IMPL_H

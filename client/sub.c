@@ -6,6 +6,12 @@
 // of the opening process is recorded and checked before every nng call,
 // because nng aborts when used in a forked child. A tb_sub is used by one
 // thread at a time, so it needs no lock.
+//
+// Threads: a tb_sub is used by one thread at a time; tb_event is plain
+// data, usable from any thread.
+// Lock order: no locks.
+// Ownership: tb_sub_recv hands each event to the caller (tb_event_free);
+// its strings live as long as the event.
 
 #include <stdbool.h>
 #include <stdlib.h>

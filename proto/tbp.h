@@ -74,6 +74,11 @@
 // allocating and rejects any length that runs past the end of the buffer or
 // over a limit, and only then does msgpack-c unpack the message, so memory
 // use is bounded by the message's real size.
+//
+// Threads: any thread; nothing here keeps state between calls.
+// Lock order: no locks.
+// Ownership: a decoded message owns the memory behind its views until its
+// _fini; encoders append to a buffer the caller owns.
 
 #ifndef TBP_H
 #define TBP_H

@@ -7,6 +7,11 @@
 // too: "0 9 * * *" fires at 09:00 UTC whatever the host's TZ says, so a
 // broker moved between zones, or living through a DST change, keeps the
 // same schedule.
+//
+// Threads: any thread; the clock is read only where a function says so.
+// Lock order: no locks.
+// Ownership: a parsed cron is a plain value the caller owns; nothing is
+// allocated.
 
 #ifndef TBTIME_H
 #define TBTIME_H

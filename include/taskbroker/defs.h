@@ -7,6 +7,8 @@
 // <taskbroker.h>, which includes it; it is installed beside
 // <taskbroker/handler.h>. The values of codes and states are also their
 // values on the wire and in the store, so rows are only ever appended.
+//
+// Threads, Lock order, Ownership: none; definitions only.
 
 #ifndef TASKBROKER_DEFS_H
 #define TASKBROKER_DEFS_H
