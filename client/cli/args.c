@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,86 @@ getopt_fail(const char *cmd, int ch, char **argv)
 }
 
 int
+opt_common(cli *c, const char *cmd, const char *help, int ch, char **argv)
+{
+	switch (ch) {
+	case 'j':
+		c->json = true;
+		return (-1);
+	case 'h':
+		fputs(help, stdout);
+		return (EXIT_OK);
+	default:
+		return (getopt_fail(cmd, ch, argv));
+	}
+}
+
+int
+opt_wait_timeout(
+    const char *cmd, const char *name, const char *arg, int64_t *msp)
+{
+	if (!parse_dur_int(arg, msp)) {
+		return (
+		    usage_error(cmd, "bad --%s '%s': " BAD_DUR, name, arg));
+	}
+	return (-1);
+}
+
+int
+opt_priority(const char *cmd, const char *arg, int32_t *prip)
+{
+	int64_t v;
+
+	if (!parse_i64(arg, INT32_MIN, INT32_MAX, &v)) {
+		return (usage_error(
+		    cmd, "bad --priority '%s': not an integer", arg));
+	}
+	*prip = (int32_t) v;
+	return (-1);
+}
+
+int
+opt_max_attempts(const char *cmd, const char *arg, uint32_t *maxp)
+{
+	int64_t v;
+
+	if (!parse_i64(arg, 1, UINT32_MAX, &v)) {
+		return (usage_error(cmd,
+		    "bad --max-attempts '%s': not a positive integer", arg));
+	}
+	*maxp = (uint32_t) v;
+	return (-1);
+}
+
+int
+opt_attempt_timeout(const char *cmd, const char *arg, uint32_t *msp)
+{
+	uint64_t ms;
+
+	if (!parse_dur(arg, UINT32_MAX, &ms)) {
+		return (usage_error(cmd,
+		    "bad --timeout '%s': " BAD_DUR " of at most 49d", arg));
+	}
+	*msp = (uint32_t) ms;
+	return (-1);
+}
+
+int
+argv_split(int argc, char **argv, char ***argsp, int *nargsp)
+{
+	*argsp  = NULL;
+	*nargsp = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			*argsp  = argv + i + 1;
+			*nargsp = argc - i - 1;
+			return (i);
+		}
+	}
+	return (argc);
+}
+
+int
 build_payload(const char *cmd, const char *pjson, int nargs, char **args,
     msgpack_sbuffer *b, bool *emptyp)
 {
@@ -154,29 +235,68 @@ build_payload(const char *cmd, const char *pjson, int nargs, char **args,
 	return (EXIT_OK);
 }
 
-int
-simple_opts(cli *c, const char *cmd, const char *help, int argc, char **argv)
+// parse_opts is simple_opts and timeout_opts: --json, --help and, when
+// timeoutp is not NULL, --timeout.
+static int
+parse_opts(cli *c, const char *cmd, const char *help, int argc, char **argv,
+    int64_t *timeoutp)
 {
-	static const struct option longopts[] = {
+	static const struct option json_help[] = {
 	    {"json", no_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	int ch;
+	static const struct option with_timeout[] = {
+	    {"timeout", required_argument, NULL, 't'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const struct option *longopts;
+	const char          *optstr;
+	int                  ch, rv;
 
-	optind = 0;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":jh", longopts, NULL)) != -1) {
+	longopts = timeoutp != NULL ? with_timeout : json_help;
+	optstr   = timeoutp != NULL ? ":t:jh" : ":jh";
+	optind   = 0;
+	opterr   = 0;
+	while ((ch = getopt_long(argc, argv, optstr, longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'j':
-			c->json = true;
+		case 't':
+			if ((rv = opt_wait_timeout(
+			         cmd, "timeout", optarg, timeoutp)) >= 0) {
+				return (rv);
+			}
 			break;
-		case 'h':
-			fputs(help, stdout);
-			return (EXIT_OK);
 		default:
-			return (getopt_fail(cmd, ch, argv));
+			if ((rv = opt_common(c, cmd, help, ch, argv)) >= 0) {
+				return (rv);
+			}
+			break;
 		}
+	}
+	return (-1);
+}
+
+int
+simple_opts(cli *c, const char *cmd, const char *help, int argc, char **argv)
+{
+	return (parse_opts(c, cmd, help, argc, argv, NULL));
+}
+
+int
+timeout_opts(cli *c, const char *cmd, const char *help, int argc, char **argv,
+    int64_t *msp)
+{
+	return (parse_opts(c, cmd, help, argc, argv, msp));
+}
+
+int
+no_args(const char *cmd, int argc, char **argv)
+{
+	if (optind < argc) {
+		return (usage_error(
+		    cmd, "unexpected argument '%s'", argv[optind]));
 	}
 	return (-1);
 }

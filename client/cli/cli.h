@@ -95,10 +95,49 @@ bool parse_dur_int(const char *s, int64_t *msp);
 // error of cmd (NULL: the global options) and returns EXIT_USAGE.
 int getopt_fail(const char *cmd, int ch, char **argv);
 
+// opt_common handles what the getopt loops of all commands share: -j,
+// --json sets c->json; -h, --help prints help (the command's text); and
+// anything getopt_long rejected is a usage error of cmd (getopt_fail). A
+// loop calls it for every option it does not handle itself. Returns -1 to
+// go on, else an exit status.
+int opt_common(cli *c, const char *cmd, const char *help, int ch, char **argv);
+
+// opt_wait_timeout parses the value arg of option --NAME, a DURATION that
+// bounds a wait (up to INT_MAX ms: --timeout of wait, drain and watch,
+// --wait-timeout of submit), into *msp. Returns -1 to go on, else
+// EXIT_USAGE after saying why. The opt_ functions below do the same for
+// other options that several commands share.
+int opt_wait_timeout(
+    const char *cmd, const char *name, const char *arg, int64_t *msp);
+
+// opt_priority parses the value of --priority of a task into *prip.
+int opt_priority(const char *cmd, const char *arg, int32_t *prip);
+
+// opt_max_attempts parses the value of --max-attempts of a task into *maxp.
+int opt_max_attempts(const char *cmd, const char *arg, uint32_t *maxp);
+
+// opt_attempt_timeout parses the value of --timeout of a task (the limit
+// of each attempt, at most 49 days) into *msp.
+int opt_attempt_timeout(const char *cmd, const char *arg, uint32_t *msp);
+
+// argv_split finds the first "--" in argv: what follows it is ARGV (*argsp,
+// *nargsp words; NULL and 0 without a "--"), and the count of words before
+// it, which is what getopt is given, is returned.
+int argv_split(int argc, char **argv, char ***argsp, int *nargsp);
+
 // simple_opts parses the options of a command that has only --json and
 // --help (help is its text). Returns -1 to go on, else an exit status.
 int simple_opts(
     cli *c, const char *cmd, const char *help, int argc, char **argv);
+
+// timeout_opts is simple_opts for a command that also has --timeout
+// DURATION (opt_wait_timeout), stored in *msp when given.
+int timeout_opts(cli *c, const char *cmd, const char *help, int argc,
+    char **argv, int64_t *msp);
+
+// no_args checks that no argument is left after the options of cmd.
+// Returns -1 to go on, else EXIT_USAGE after saying why.
+int no_args(const char *cmd, int argc, char **argv);
 
 // one_id parses the single ID argument of cmd, at argv[optind], into *idp.
 // Returns -1 to go on, else an exit status.

@@ -96,12 +96,9 @@ cmd_stats(cli *c, int argc, char **argv)
 	size_t         nq = 0;
 	int            rv;
 
-	if ((rv = simple_opts(c, "stats", stats_help, argc, argv)) >= 0) {
+	if ((rv = simple_opts(c, "stats", stats_help, argc, argv)) >= 0 ||
+	    (rv = no_args("stats", argc, argv)) >= 0) {
 		return (rv);
-	}
-	if (optind < argc) {
-		return (usage_error(
-		    "stats", "unexpected argument '%s'", argv[optind]));
 	}
 	if ((rv = cli_client(c, &tc)) != EXIT_OK) {
 		return (rv);
@@ -180,12 +177,9 @@ cmd_ping(cli *c, int argc, char **argv)
 	char      *version = NULL;
 	int        rv;
 
-	if ((rv = simple_opts(c, "ping", ping_help, argc, argv)) >= 0) {
+	if ((rv = simple_opts(c, "ping", ping_help, argc, argv)) >= 0 ||
+	    (rv = no_args("ping", argc, argv)) >= 0) {
 		return (rv);
-	}
-	if (optind < argc) {
-		return (usage_error(
-		    "ping", "unexpected argument '%s'", argv[optind]));
 	}
 	if ((rv = cli_client(c, &tc)) != EXIT_OK) {
 		return (rv);
@@ -216,12 +210,9 @@ cmd_shutdown(cli *c, int argc, char **argv)
 	int        rv;
 
 	if ((rv = simple_opts(c, "shutdown", shutdown_help, argc, argv)) >=
-	    0) {
+	        0 ||
+	    (rv = no_args("shutdown", argc, argv)) >= 0) {
 		return (rv);
-	}
-	if (optind < argc) {
-		return (usage_error(
-		    "shutdown", "unexpected argument '%s'", argv[optind]));
 	}
 	if ((rv = cli_client(c, &tc)) != EXIT_OK) {
 		return (rv);
@@ -304,14 +295,12 @@ cmd_retry(cli *c, int argc, char **argv)
 				    optarg));
 			}
 			break;
-		case 'j':
-			c->json = true;
-			break;
-		case 'h':
-			fputs(retry_help, stdout);
-			return (EXIT_OK);
 		default:
-			return (getopt_fail("retry", ch, argv));
+			if ((rv = opt_common(
+			         c, "retry", retry_help, ch, argv)) >= 0) {
+				return (rv);
+			}
+			break;
 		}
 	}
 	if (queue != NULL && all) {
@@ -417,36 +406,14 @@ static const char drain_help[] =
 static int
 cmd_drain(cli *c, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"timeout", required_argument, NULL, 't'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
 	const char *queue   = NULL;
 	int64_t     timeout = -1, start, reply_ms;
 	tb_client  *tc;
-	int         ch, rv;
+	int         rv;
 
-	optind = 0;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":t:jh", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 't':
-			if (!parse_dur_int(optarg, &timeout)) {
-				return (usage_error("drain",
-				    "bad --timeout '%s': " BAD_DUR, optarg));
-			}
-			break;
-		case 'j':
-			c->json = true;
-			break;
-		case 'h':
-			fputs(drain_help, stdout);
-			return (EXIT_OK);
-		default:
-			return (getopt_fail("drain", ch, argv));
-		}
+	if ((rv = timeout_opts(
+	         c, "drain", drain_help, argc, argv, &timeout)) >= 0) {
+		return (rv);
 	}
 	if (optind + 1 < argc) {
 		return (usage_error(
@@ -547,19 +514,16 @@ cmd_purge(cli *c, int argc, char **argv)
 				    optarg));
 			}
 			break;
-		case 'j':
-			c->json = true;
-			break;
-		case 'h':
-			fputs(purge_help, stdout);
-			return (EXIT_OK);
 		default:
-			return (getopt_fail("purge", ch, argv));
+			if ((rv = opt_common(
+			         c, "purge", purge_help, ch, argv)) >= 0) {
+				return (rv);
+			}
+			break;
 		}
 	}
-	if (optind < argc) {
-		return (usage_error(
-		    "purge", "unexpected argument '%s'", argv[optind]));
+	if ((rv = no_args("purge", argc, argv)) >= 0) {
+		return (rv);
 	}
 	if (state < 0) {
 		return (usage_error("purge", "missing --state"));

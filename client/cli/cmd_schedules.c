@@ -106,23 +106,14 @@ sched_add(cli *c, int argc, char **argv)
 	static const char *cmd  = "schedule add";
 	tb_schedule_spec   spec = TB_SCHEDULE_SPEC_INIT;
 	const char        *pjson = NULL, *why = NULL;
-	int                nopt = argc, nargs = 0, ch, rv;
-	char             **args = NULL;
-	int64_t            v;
-	uint64_t           ms;
+	int                nopt, nargs, ch, rv;
+	char             **args;
 	tbt_cron           cron;
 	msgpack_sbuffer    b;
 	bool               empty;
 	tb_client         *tc;
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--") == 0) {
-			nopt  = i;
-			args  = argv + i + 1;
-			nargs = argc - i - 1;
-			break;
-		}
-	}
+	nopt   = argv_split(argc, argv, &args, &nargs); // ARGV as for submit
 	optind = 0;
 	opterr = 0;
 	while ((ch = getopt_long(nopt, argv, ":e:c:q:P:p:m:t:Cjh", longopts,
@@ -153,42 +144,32 @@ sched_add(cli *c, int argc, char **argv)
 			pjson = optarg;
 			break;
 		case 'p':
-			if (!parse_i64(optarg, INT32_MIN, INT32_MAX, &v)) {
-				return (usage_error(cmd,
-				    "bad --priority '%s': not an integer",
-				    optarg));
+			if ((rv = opt_priority(cmd, optarg, &spec.priority)) >=
+			    0) {
+				return (rv);
 			}
-			spec.priority = (int32_t) v;
 			break;
 		case 'm':
-			if (!parse_i64(optarg, 1, UINT32_MAX, &v)) {
-				return (usage_error(cmd,
-				    "bad --max-attempts '%s': not a positive "
-				    "integer",
-				    optarg));
+			if ((rv = opt_max_attempts(
+			         cmd, optarg, &spec.max_attempts)) >= 0) {
+				return (rv);
 			}
-			spec.max_attempts = (uint32_t) v;
 			break;
 		case 't':
-			if (!parse_dur(optarg, UINT32_MAX, &ms)) {
-				return (usage_error(cmd,
-				    "bad --timeout '%s': " BAD_DUR
-				    " of at most 49d",
-				    optarg));
+			if ((rv = opt_attempt_timeout(
+			         cmd, optarg, &spec.timeout_ms)) >= 0) {
+				return (rv);
 			}
-			spec.timeout_ms = (uint32_t) ms;
 			break;
 		case 'C':
 			spec.catch_up = 1;
 			break;
-		case 'j':
-			c->json = true;
-			break;
-		case 'h':
-			fputs(schedule_add_help, stdout);
-			return (EXIT_OK);
 		default:
-			return (getopt_fail(cmd, ch, argv));
+			if ((rv = opt_common(
+			         c, cmd, schedule_add_help, ch, argv)) >= 0) {
+				return (rv);
+			}
+			break;
 		}
 	}
 	if (optind + 2 > nopt) {
@@ -273,13 +254,10 @@ sched_ls(cli *c, int argc, char **argv)
 	table             t;
 	int               rv;
 
-	if ((rv = simple_opts(c, "schedule ls", schedule_ls_help, argc,
-	         argv)) >= 0) {
+	if ((rv = simple_opts(
+	         c, "schedule ls", schedule_ls_help, argc, argv)) >= 0 ||
+	    (rv = no_args("schedule ls", argc, argv)) >= 0) {
 		return (rv);
-	}
-	if (optind < argc) {
-		return (usage_error(
-		    "schedule ls", "unexpected argument '%s'", argv[optind]));
 	}
 	if ((rv = cli_client(c, &tc)) != EXIT_OK) {
 		return (rv);

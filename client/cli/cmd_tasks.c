@@ -247,10 +247,10 @@ cmd_submit(cli *c, int argc, char **argv)
 	tb_submit_opts  o       = TB_SUBMIT_OPTS_INIT;
 	const char     *pjson   = NULL;
 	bool            wait    = false, have_delay = false;
-	int64_t         wait_ms = -1, v;
-	uint64_t        delay = 0, ms;
-	int             nopt = argc, nargs = 0, ch, rv;
-	char          **args = NULL;
+	int64_t         wait_ms = -1;
+	uint64_t        delay   = 0;
+	int             nopt, nargs, ch, rv;
+	char          **args;
 	msgpack_sbuffer b;
 	bool            empty;
 	tb_client      *tc;
@@ -261,14 +261,7 @@ cmd_submit(cli *c, int argc, char **argv)
 
 	// Everything after the first "--" is ARGV; getopt only sees what
 	// comes before it.
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--") == 0) {
-			nopt  = i;
-			args  = argv + i + 1;
-			nargs = argc - i - 1;
-			break;
-		}
-	}
+	nopt   = argv_split(argc, argv, &args, &nargs);
 	optind = 0;
 	opterr = 0;
 	while ((ch = getopt_long(nopt, argv, ":q:p:m:t:d:r:k:fP:wW:jh",
@@ -278,30 +271,22 @@ cmd_submit(cli *c, int argc, char **argv)
 			o.queue = optarg;
 			break;
 		case 'p':
-			if (!parse_i64(optarg, INT32_MIN, INT32_MAX, &v)) {
-				return (usage_error("submit",
-				    "bad --priority '%s': not an integer",
-				    optarg));
+			if ((rv = opt_priority(
+			         "submit", optarg, &o.priority)) >= 0) {
+				return (rv);
 			}
-			o.priority = (int32_t) v;
 			break;
 		case 'm':
-			if (!parse_i64(optarg, 1, UINT32_MAX, &v)) {
-				return (usage_error("submit",
-				    "bad --max-attempts '%s': not a positive "
-				    "integer",
-				    optarg));
+			if ((rv = opt_max_attempts(
+			         "submit", optarg, &o.max_attempts)) >= 0) {
+				return (rv);
 			}
-			o.max_attempts = (uint32_t) v;
 			break;
 		case 't':
-			if (!parse_dur(optarg, UINT32_MAX, &ms)) {
-				return (usage_error("submit",
-				    "bad --timeout '%s': " BAD_DUR
-				    " of at most 49d",
-				    optarg));
+			if ((rv = opt_attempt_timeout(
+			         "submit", optarg, &o.timeout_ms)) >= 0) {
+				return (rv);
 			}
-			o.timeout_ms = (uint32_t) ms;
 			break;
 		case 'd':
 			if (!parse_dur(optarg, DELAY_MAX_MS, &delay)) {
@@ -338,20 +323,17 @@ cmd_submit(cli *c, int argc, char **argv)
 			wait = true;
 			break;
 		case 'W':
-			if (!parse_dur_int(optarg, &wait_ms)) {
-				return (usage_error("submit",
-				    "bad --wait-timeout '%s': " BAD_DUR,
-				    optarg));
+			if ((rv = opt_wait_timeout("submit", "wait-timeout",
+			         optarg, &wait_ms)) >= 0) {
+				return (rv);
 			}
 			break;
-		case 'j':
-			c->json = true;
-			break;
-		case 'h':
-			fputs(submit_help, stdout);
-			return (EXIT_OK);
 		default:
-			return (getopt_fail("submit", ch, argv));
+			if ((rv = opt_common(
+			         c, "submit", submit_help, ch, argv)) >= 0) {
+				return (rv);
+			}
+			break;
 		}
 	}
 	if (optind >= nopt) {
@@ -477,36 +459,14 @@ static const char wait_help[] =
 static int
 cmd_wait(cli *c, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"timeout", required_argument, NULL, 't'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
 	int64_t    timeout = -1, deadline = 0, left;
 	json_t    *arr = NULL;
 	tb_client *tc;
-	int        ch, rv, worst = EXIT_OK, first;
+	int        rv, worst = EXIT_OK, first;
 
-	optind = 0;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":t:jh", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 't':
-			if (!parse_dur_int(optarg, &timeout)) {
-				return (usage_error("wait",
-				    "bad --timeout '%s': " BAD_DUR, optarg));
-			}
-			break;
-		case 'j':
-			c->json = true;
-			break;
-		case 'h':
-			fputs(wait_help, stdout);
-			return (EXIT_OK);
-		default:
-			return (getopt_fail("wait", ch, argv));
-		}
+	if ((rv = timeout_opts(c, "wait", wait_help, argc, argv, &timeout)) >=
+	    0) {
+		return (rv);
 	}
 	if (optind >= argc) {
 		return (usage_error("wait", "missing ID"));
@@ -659,19 +619,16 @@ cmd_ls(cli *c, int argc, char **argv)
 				    optarg));
 			}
 			break;
-		case 'j':
-			c->json = true;
-			break;
-		case 'h':
-			fputs(ls_help, stdout);
-			return (EXIT_OK);
 		default:
-			return (getopt_fail("ls", ch, argv));
+			if ((rv = opt_common(c, "ls", ls_help, ch, argv)) >=
+			    0) {
+				return (rv);
+			}
+			break;
 		}
 	}
-	if (optind < argc) {
-		return (usage_error(
-		    "ls", "unexpected argument '%s'", argv[optind]));
+	if ((rv = no_args("ls", argc, argv)) >= 0) {
+		return (rv);
 	}
 	if ((rv = cli_client(c, &tc)) != EXIT_OK) {
 		return (rv);

@@ -112,24 +112,21 @@ cmd_watch(cli *c, int argc, char **argv)
 			}
 			break;
 		case 't':
-			if (!parse_dur_int(optarg, &timeout)) {
-				return (usage_error("watch",
-				    "bad --timeout '%s': " BAD_DUR, optarg));
+			if ((rv = opt_wait_timeout(
+			         "watch", "timeout", optarg, &timeout)) >= 0) {
+				return (rv);
 			}
 			break;
-		case 'j':
-			c->json = true;
-			break;
-		case 'h':
-			fputs(watch_help, stdout);
-			return (EXIT_OK);
 		default:
-			return (getopt_fail("watch", ch, argv));
+			if ((rv = opt_common(
+			         c, "watch", watch_help, ch, argv)) >= 0) {
+				return (rv);
+			}
+			break;
 		}
 	}
-	if (optind < argc) {
-		return (usage_error(
-		    "watch", "unexpected argument '%s'", argv[optind]));
+	if ((rv = no_args("watch", argc, argv)) >= 0) {
+		return (rv);
 	}
 	if ((rv = tb_sub_open(&s, c->events_url, prefix)) != TB_OK) {
 		if (rv == TB_EINVAL) {
