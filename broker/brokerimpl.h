@@ -59,7 +59,7 @@
 
 #include "config.h"
 #include "events.h"
-#include "handlers.h"
+#include "handlers/handlers.h"
 #include "loop.h"
 #include "pool.h"
 #include "scheduler.h"

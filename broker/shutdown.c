@@ -18,8 +18,8 @@
 #include <string.h>
 
 #include "brokerimpl.h"
-#include "handler_http.h"
-#include "handler_sqlite.h"
+#include "handlers/http.h"
+#include "handlers/sqlite.h"
 #include "log.h"
 
 #define FINISH_GRACE_MS 5000 // for cancelled attempts to end

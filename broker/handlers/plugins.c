@@ -6,7 +6,7 @@
 // against the broker itself. Plugins are opened RTLD_LOCAL: one plugin's
 // symbols never satisfy another's, and two plugins may use the same names.
 
-#include "plugins.h"
+#include "handlers/plugins.h"
 
 #include <dlfcn.h>
 #include <stdbool.h>
@@ -16,7 +16,7 @@
 #include <taskbroker/defs.h>
 #include <taskbroker/handler.h>
 
-#include "handlers.h"
+#include "handlers/handlers.h"
 #include "log.h"
 
 // tb_plugin_host is one loaded plugin. Opaque to the plugin.

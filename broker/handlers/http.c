@@ -35,7 +35,7 @@
 // with it held, never the other way round. The TLS cache and the settings
 // are the loop thread's.
 
-#include "handler_http.h"
+#include "handlers/http.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -56,7 +56,7 @@
 
 #include <taskbroker/defs.h>
 
-#include "handlers.h"
+#include "handlers/handlers.h"
 #include <tbp.h>
 #include "log.h"
 

@@ -1,7 +1,7 @@
 // handlers.c: the built-in handlers and the run helpers. Loop thread,
 // except block_start, which runs on a worker thread.
 
-#include "handlers.h"
+#include "handlers/handlers.h"
 
 #include <dirent.h>
 #include <errno.h>

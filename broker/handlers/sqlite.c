@@ -54,9 +54,9 @@
 // the writer, except name and path (read-only) and started (loop thread).
 // The globals in sqlh are loop-thread only.
 
-#include "handler_sqlite.h"
+#include "handlers/sqlite.h"
 
-#include "handlers.h"
+#include "handlers/handlers.h"
 #include <tbp.h>
 #include "log.h"
 #include <taskbroker/defs.h>
