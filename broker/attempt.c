@@ -12,7 +12,7 @@
 // discards the worker's late result.
 //
 // Threads: loop thread only; pool runs are touched by a worker only while
-// the pool holds them (see handlers.h).
+// the pool holds them (see handlers/handlers.h).
 // Ownership: the task owns its run (t->run) until the attempt ends; a pool
 // run given up is owned by the pool until it comes back, then freed.
 

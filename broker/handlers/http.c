@@ -1,4 +1,5 @@
-// handler_http.c: the "http" handler, one HTTP(S) request per attempt.
+// handlers/http.c: the "http" handler, one HTTP(S) request per attempt;
+// see http.h.
 //
 // DESIGN. An attempt is one request (http_req) driven by one nng aio through
 // four steps: connect (TCP, plus TLS for https), write the request, read
@@ -14,9 +15,9 @@
 // and the callback ends the attempt with "cancelled". Both sides hold
 // http_mtx while they read or set cancelled and start or abort the aio, so
 // an abort cannot fall between two steps and be lost. nng does the same in
-// its own http_txn_cb / http_txn_cancel: an aborted aio completes on nng's
-// task threads, never inside the abort call, so holding http_mtx there
-// cannot deadlock.
+// its own http_txn_cb / http_txn_cancel (src/supplemental/http/
+// http_client.c): an aborted aio completes on nng's task threads, never
+// inside the abort call, so holding http_mtx there cannot deadlock.
 //
 // A request is on the http_live list from run until its callback ends the
 // attempt; cancel finds it there. It leaves the list under http_mtx before
@@ -65,9 +66,9 @@
 #define HTTP_STOP_WAIT_S 10            // for aborted requests at stop
 #define HTTP_TLS_CACHE 16              // hosts with a TLS config kept
 
-// Limits. The result is cut to HANDLER_RESULT_MAX by the broker; the body
-// leaves 4 KiB for the status and the selected headers, so a result is
-// never cut in the middle of its msgpack.
+// Limits. A result over HANDLER_RESULT_MAX would fail the attempt
+// (run_set_result); the body leaves 4 KiB of it for the status and the
+// selected headers, so a result always fits.
 #define HTTP_BODY_MAX (HANDLER_RESULT_MAX - 4096u)
 #define HTTP_HDR_VALUE_MAX 512u // per selected response header
 #define HTTP_URL_MAX 8192u

@@ -1,6 +1,19 @@
-// handler_http.h: the "http" handler, one HTTP(S) request per attempt
-// through nng's HTTP client (handler_http.md describes the payload, the
-// result and which failures are retried).
+// handlers/http.h: the built-in "http" handler, one HTTP(S) request per
+// attempt through nng's HTTP client.
+//
+// DESIGN. An attempt is one request driven by one nng aio through its
+// steps (connect, write, read the head, read the body) on nng's threads,
+// which end the attempt with tb_run_finish; cancel aborts the aio. http.c
+// says more; README.md's section on the http handler describes the
+// payload, the result and which failures are retried.
+//
+// Threads: init, stop, run and cancel on the loop thread; the request's
+// callbacks on nng's threads.
+// Lock order: one leaf mutex (the requests in flight); nng's locks are
+// taken inside nng calls made with it held, never the other way round.
+// Ownership: a request belongs to its attempt until the callback ends it;
+// its aio and client are then freed on the loop thread. The TLS settings
+// are this module's until http_handler_stop.
 
 #ifndef HANDLER_HTTP_H
 #define HANDLER_HTTP_H

@@ -1,5 +1,6 @@
-// plugins.c: see plugins.h. Everything here runs on the loop thread, at
-// start (plugins_load) or after the loop has ended (plugins_unload).
+// handlers/plugins.c: see plugins.h. Everything here runs on the loop
+// thread, at start (plugins_load) or after the loop has ended
+// (plugins_unload).
 //
 // The executable exports its symbols (ENABLE_EXPORTS in CMake), so a
 // plugin's calls to tb_register_handler and the tb_run_* accessors resolve

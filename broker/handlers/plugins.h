@@ -1,11 +1,20 @@
-// plugins.h: handler plugins, shared objects named by --plugin PATH.
+// handlers/plugins.h: handler plugins, shared objects named by
+// --plugin PATH.
 //
-// A plugin exports tb_plugin_init and tb_plugin_abi_version (both declared
-// in taskbroker/handler.h; TB_PLUGIN_DECLARE() defines the second). It is
-// loaded once at start, after the built-in handlers are registered, and
-// stays loaded until the loop has ended: its handlers' functions live in
-// it. This module also defines the broker side of the plugin interface,
-// tb_register_handler and tb_plugin_config.
+// DESIGN. A plugin exports tb_plugin_init and tb_plugin_abi_version (both
+// declared in taskbroker/handler.h; TB_PLUGIN_DECLARE() defines the
+// second). It is loaded once at start, after the built-in handlers are
+// registered, and stays loaded until the loop has ended: its handlers'
+// functions live in it. This module also defines the broker side of the
+// plugin interface, tb_register_handler and tb_plugin_config.
+//
+// Threads: loop thread only, at start (plugins_load) and after the loop
+// has ended (plugins_unload). The plugin's handlers then run as any
+// other's (handlers.h).
+// Lock order: none; nothing here locks.
+// Ownership: this module owns the dlopen handles and one host per plugin
+// until plugins_unload; the registry keeps the handler definitions, whose
+// functions point into the plugins.
 
 #ifndef PLUGINS_H
 #define PLUGINS_H

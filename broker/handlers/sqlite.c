@@ -1,4 +1,4 @@
-// handler_sqlite.c: the "sqlite" handler; see handler_sqlite.h.
+// handlers/sqlite.c: the "sqlite" handler; see sqlite.h.
 //
 // DESIGN. Each configured database has one connection, owned by one writer
 // thread. The run function (loop thread) validates the payload, keeps a

@@ -1,14 +1,25 @@
-// handler_sqlite.h: the built-in "sqlite" handler, which runs parameterised
-// SQL against databases the operator named with --sqlite-db NAME=PATH.
+// handlers/sqlite.h: the built-in "sqlite" handler, which runs
+// parameterised SQL against databases the operator named with
+// --sqlite-db NAME=PATH.
 //
-// A task names a database (never a path), one statement (sql, params) or
-// several (statements: [{sql, params}, ...]); they run in one transaction
-// on that database's writer thread, batched with other tasks, each task
-// behind its own savepoint. The task's writes and a row in the table
-// _taskbroker_applied commit together, so an attempt that runs again after
-// a crash finds its record and succeeds with the stored result instead of
-// applying the SQL twice. handler_sqlite.md describes the payload, the
-// result and the failure semantics for users.
+// DESIGN. A task names a database (never a path), one statement (sql,
+// params) or several (statements: [{sql, params}, ...]); they run in one
+// transaction on that database's writer thread, batched with other tasks,
+// each task behind its own savepoint. The task's writes and a row in the
+// table _taskbroker_applied commit together, so an attempt that runs again
+// after a crash finds its record and succeeds with the stored result
+// instead of applying the SQL twice. sqlite.c says more (batches,
+// cancellation, the authorizer); README.md's section on the sqlite handler
+// describes the payload, the result and the failure semantics for users.
+//
+// Threads: init and stop on the loop thread; the handler's run function on
+// the loop thread; one writer thread per database, which ends attempts
+// with tb_run_finish.
+// Lock order: one leaf mutex per database (its queue), never held while
+// SQLite runs or a tb_run_* call is made.
+// Ownership: each writer owns its database connection; a queued attempt's
+// job (a copy of its payload) belongs to the writer until the attempt has
+// been finished.
 
 #ifndef HANDLER_SQLITE_H
 #define HANDLER_SQLITE_H
