@@ -11,6 +11,7 @@
 #include <taskbroker/defs.h>
 
 #include "config.h"
+#include "fault.h"
 #include "log.h"
 #include "loop.h"
 
@@ -104,6 +105,11 @@ main(int argc, char **argv)
 		return (rv == CONFIG_EXIT ? 0 : 2);
 	}
 	log_threshold = cfg.log_level;
+	// Test builds only: arm the fault sites $TB_FAULT names (fault.h).
+	if (tb_fault_init_env() != 0) {
+		config_fini(&cfg);
+		return (2);
+	}
 	// A client that disappears mid-write must not kill the broker.
 	signal(SIGPIPE, SIG_IGN);
 

@@ -16,6 +16,7 @@
 
 #include "store.h"
 
+#include "fault.h"
 #include "log.h"
 #include "util.h"
 #include <taskbroker/defs.h>
@@ -1073,7 +1074,10 @@ store_run_batch(store *s, store_op *batch, uint64_t *okp)
 		return (0);
 	}
 
-	if ((src = store_step1(s->st_begin)) != SQLITE_DONE) {
+	// Fault sites (fault.h): each fails as SQLite would, on the same path.
+	if ((src = tb_fault(TB_FAULT_STORE_BEGIN)
+	            ? SQLITE_IOERR
+	            : store_step1(s->st_begin)) != SQLITE_DONE) {
 		goto fail;
 	}
 	for (op = batch; op != NULL; op = op->next) {
@@ -1083,8 +1087,10 @@ store_run_batch(store *s, store_op *batch, uint64_t *okp)
 		switch (op->kind) {
 		case STORE_OP_INSERT:
 			for (uint32_t i = 0; i < op->nrecs; i++) {
-				src = store_insert_rec(
-				    s, op->recs[i], &op->dup_ids[i]);
+				src = tb_fault(TB_FAULT_STORE_INSERT)
+				    ? SQLITE_IOERR
+				    : store_insert_rec(
+				          s, op->recs[i], &op->dup_ids[i]);
 				if (src != SQLITE_DONE) {
 					goto fail;
 				}
@@ -1120,7 +1126,9 @@ store_run_batch(store *s, store_op *batch, uint64_t *okp)
 			break;
 		}
 	}
-	if ((src = store_step1(s->st_commit)) != SQLITE_DONE) {
+	if ((src = tb_fault(TB_FAULT_STORE_COMMIT)
+	            ? SQLITE_IOERR
+	            : store_step1(s->st_commit)) != SQLITE_DONE) {
 		goto fail;
 	}
 	for (op = batch; op != NULL; op = op->next) {

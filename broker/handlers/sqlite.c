@@ -56,6 +56,7 @@
 
 #include "handlers/sqlite.h"
 
+#include "fault.h"
 #include "handlers/handlers.h"
 #include <tbp.h>
 #include "log.h"
@@ -67,7 +68,6 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +90,6 @@
 #define SQLH_PROGRESS_OPS 10000   // VM steps between cancel checks
 
 #define SQLH_SHUTTING_DOWN "broker shutting down"
-#define SQLH_FAULT_ENV "TB_FAULT_SQLITE_EXIT_AFTER_COMMIT"
 
 enum sqlh_state {
 	SQLH_PENDING = 0,
@@ -165,10 +164,6 @@ static struct {
 	bool     inited;
 	bool     stopped;
 } sqlh;
-
-// The test hook: _exit(137) after this many commits (0: never).
-static long        sqlh_fault_exit_after;
-static atomic_long sqlh_commits;
 
 static int sqlh_run(tb_run *r, void *hdata);
 
@@ -1242,10 +1237,11 @@ again:
 	}
 	log_debug("sqlite: %s: committed a batch of %zu tasks", d->name,
 	    npending);
-	if (sqlh_fault_exit_after > 0 &&
-	    atomic_fetch_add(&sqlh_commits, 1) + 1 == sqlh_fault_exit_after) {
-		log_warn("sqlite: %s: exiting after commit %ld (%s)", d->name,
-		    sqlh_fault_exit_after, SQLH_FAULT_ENV);
+	if (tb_fault(TB_FAULT_SQLITE_EXIT_AFTER_COMMIT)) {
+		// The broker dies between this commit and its own record of
+		// the outcome: the case the applied records are for.
+		log_warn("sqlite: %s: exiting after a commit (fault injection)",
+		    d->name);
 		_exit(137);
 	}
 }
@@ -1532,20 +1528,12 @@ int
 sqlite_handler_init(const config *cfg)
 {
 	const config_list *l = &cfg->sqlite_dbs;
-	const char        *fault;
 	int                rv;
 
 	if (sqlh.inited) {
 		return (TB_EINVAL);
 	}
 	sqlh.stopped = false;
-	if ((fault = getenv(SQLH_FAULT_ENV)) != NULL && fault[0] != '\0') {
-		sqlh_fault_exit_after = strtol(fault, NULL, 10);
-		atomic_store(&sqlh_commits, 0);
-		log_warn("sqlite: test hook %s=%ld: the broker exits after "
-		         "that many sqlite commits",
-		    SQLH_FAULT_ENV, sqlh_fault_exit_after);
-	}
 	if (l->n > 0 && (sqlh.dbs = calloc(l->n, sizeof(*sqlh.dbs))) == NULL) {
 		return (TB_ENOMEM);
 	}

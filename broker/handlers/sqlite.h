@@ -35,10 +35,10 @@
 // error. Returns TB_OK; TB_EINVAL for a malformed entry or a duplicate
 // name, TB_ESTORE for a database that cannot be opened or set up, or the
 // code of handlers_register, each after a log line; on error nothing is
-// left open or running. The environment variable
-// TB_FAULT_SQLITE_EXIT_AFTER_COMMIT=N is a test hook: the process calls
-// _exit(137) right after the Nth commit of any sqlite writer (logged as a
-// warning at start). Loop thread, once, at start (after handlers_init).
+// left open or running. In test builds the fault site
+// sqlite_exit_after_commit (fault.h) makes the process _exit(137) right
+// after a commit of any sqlite writer. Loop thread, once, at start (after
+// handlers_init).
 int sqlite_handler_init(const config *cfg);
 
 // sqlite_handler_stop lets each writer finish the batch it is running;
