@@ -8,11 +8,11 @@
 #include <unistd.h>
 
 #include "brokerimpl.h"
-#include "handler_http.h"
-#include "handler_sqlite.h"
+#include "handlers/http.h"
+#include "handlers/plugins.h"
+#include "handlers/sqlite.h"
 #include "log.h"
 #include "ops/ops.h"
-#include "plugins.h"
 #include "util.h"
 
 // loop_store_async is woken by the store writer after each commit.

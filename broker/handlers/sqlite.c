@@ -60,6 +60,7 @@
 #include "handlers/handlers.h"
 #include <tbp.h>
 #include "log.h"
+#include "util.h"
 #include <taskbroker/defs.h>
 
 #include <errno.h>
@@ -1586,14 +1587,8 @@ sqlite_handler_init(const config *cfg)
 	}
 	for (size_t i = 0; i < sqlh.n; i++) {
 		sqlh_db *d = &sqlh.dbs[i];
-		sigset_t all, old;
-		int      err;
-
 		// Signals go to the loop thread, never to a writer.
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		err = pthread_create(&d->thread, NULL, sqlh_writer, d);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		int err = util_thread_start(&d->thread, sqlh_writer, d);
 		if (err != 0) {
 			log_err("sqlite: cannot start the writer thread of "
 			        "\"%s\": %s",
