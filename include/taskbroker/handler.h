@@ -108,8 +108,10 @@ const void *tb_run_payload(const tb_run *r, size_t *lenp); // msgpack
 void       *tb_run_loop(tb_run *r); // the uv_loop_t * (LOOP handlers)
 uint32_t    tb_run_timeout_ms(const tb_run *r); // 0: none
 
-// tb_run_set_result stores a copy of msgpack bytes as the result (cut to
-// 64 KiB) and marks the attempt successful. Returns 0 or -1 (no memory).
+// tb_run_set_result stores a copy of msgpack bytes as the result and marks
+// the attempt successful. Returns 0, or -1 when out of memory or when the
+// result is over 64 KiB: bytes cut short would not decode, so such an
+// attempt fails instead, and is not retried.
 int tb_run_set_result(tb_run *r, const void *msgpack, size_t len);
 
 // tb_run_set_error marks the attempt failed with a message (cut to 4 KiB).
