@@ -188,58 +188,58 @@ static const struct fig_info {
 	bool        is_rate;
 	bool        ours;
 } figs[F_COUNT] = {
-	[F_NNG_RATE]      = { "nng_rtt_rate", "nng REQ/REP round trips",
-            "/s", false, false },
+	[F_NNG_RATE]      = { "nng_rtt_rate", "nng REQ/REP round trips", "/s",
+	         false, false },
 	[F_NNG_P50]       = { "nng_rtt_p50", "nng round trip p50", "ms", false,
-            false },
+	          false },
 	[F_NNG_P99]       = { "nng_rtt_p99", "nng round trip p99", "ms", false,
-            false },
+	          false },
 	[F_NNG_SCPU]      = { "nng_server_cpu_per_rtt",
-            "nng echo server CPU per round trip", "us", false, false },
+	         "nng echo server CPU per round trip", "us", false, false },
 	[F_NNG_CCPU]      = { "nng_client_cpu_per_rtt",
-            "nng client CPU per round trip", "us", false, false },
+	         "nng client CPU per round trip", "us", false, false },
 	[F_SQL1_ROWS]     = { "sqlite_rows_txn1",
-            "SQLite insert+commit, 1 row/txn", "rows/s", false, false },
+	        "SQLite insert+commit, 1 row/txn", "rows/s", false, false },
 	[F_SQLPC_ROWS]    = { "sqlite_rows_txnPC",
-            "SQLite insert+commit, P*C rows/txn", "rows/s", false, false },
+	       "SQLite insert+commit, P*C rows/txn", "rows/s", false, false },
 	[F_SQLB_ROWS]     = { "sqlite_rows_txnB",
-            "SQLite insert+commit, B rows/txn", "rows/s", false, false },
+	        "SQLite insert+commit, B rows/txn", "rows/s", false, false },
 	[F_SQLB_COMMITS]  = { "sqlite_commits_txnB",
-            "SQLite commits, B rows/txn", "commits/s", false, false },
+	     "SQLite commits, B rows/txn", "commits/s", false, false },
 	[F_SINGLE_SUBMIT] = { "single_submit_rate",
-            "single: submit throughput", "tasks/s", true, true },
-	[F_SINGLE_P50]    = { "single_ack_p50", "single: ack latency p50", "ms",
-            false, true },
-	[F_SINGLE_P99]    = { "single_ack_p99", "single: ack latency p99", "ms",
-            false, true },
-	[F_SINGLE_E2E]    = { "single_e2e_rate",
-            "single: end-to-end throughput", "tasks/s", true, true },
-	[F_SINGLE_BCPU]   = { "single_broker_cpu_per_task",
-            "single: broker CPU per task", "us", false, true },
-	[F_SINGLE_CCPU]   = { "single_client_cpu_per_task",
-            "single: producer CPU per task", "us", false, true },
-	[F_BATCH_SUBMIT]  = { "batch_submit_rate", "batch: submit throughput",
-            "tasks/s", true, true },
-	[F_BATCH_P50]     = { "batch_ack_p50", "batch: ack latency p50 (per batch)",
-            "ms", false, true },
-	[F_BATCH_P99]     = { "batch_ack_p99", "batch: ack latency p99 (per batch)",
-            "ms", false, true },
-	[F_BATCH_E2E]     = { "batch_e2e_rate", "batch: end-to-end throughput",
-            "tasks/s", true, true },
-	[F_BATCH_BCPU]    = { "batch_broker_cpu_per_task",
-            "batch: broker CPU per task", "us", false, true },
-	[F_BATCH_CCPU]    = { "batch_client_cpu_per_task",
-            "batch: producer CPU per task", "us", false, true },
-	[F_PACED_RATE]    = { "paced_rate", "paced: achieved submit rate",
-            "tasks/s", false, true },
-	[F_PACED_P50]     = { "paced_ack_p50", "paced: ack latency p50", "ms",
-            false, true },
-	[F_PACED_P99]     = { "paced_ack_p99", "paced: ack latency p99", "ms",
-            false, true },
-	[F_PACED_P999]    = { "paced_ack_p999", "paced: ack latency p99.9", "ms",
-            false, true },
-	[F_PACED_MAX]     = { "paced_ack_max", "paced: ack latency max", "ms",
-            false, true },
+	    "single: submit throughput", "tasks/s", true, true },
+	[F_SINGLE_P50]  = { "single_ack_p50", "single: ack latency p50", "ms",
+	     false, true },
+	[F_SINGLE_P99]  = { "single_ack_p99", "single: ack latency p99", "ms",
+	     false, true },
+	[F_SINGLE_E2E]  = { "single_e2e_rate", "single: end-to-end throughput",
+	     "tasks/s", true, true },
+	[F_SINGLE_BCPU] = { "single_broker_cpu_per_task",
+	    "single: broker CPU per task", "us", false, true },
+	[F_SINGLE_CCPU] = { "single_client_cpu_per_task",
+	    "single: producer CPU per task", "us", false, true },
+	[F_BATCH_SUBMIT] = { "batch_submit_rate", "batch: submit throughput",
+	    "tasks/s", true, true },
+	[F_BATCH_P50]    = { "batch_ack_p50",
+	       "batch: ack latency p50 (per batch)", "ms", false, true },
+	[F_BATCH_P99]    = { "batch_ack_p99",
+	       "batch: ack latency p99 (per batch)", "ms", false, true },
+	[F_BATCH_E2E]    = { "batch_e2e_rate", "batch: end-to-end throughput",
+	       "tasks/s", true, true },
+	[F_BATCH_BCPU]   = { "batch_broker_cpu_per_task",
+	      "batch: broker CPU per task", "us", false, true },
+	[F_BATCH_CCPU]   = { "batch_client_cpu_per_task",
+	      "batch: producer CPU per task", "us", false, true },
+	[F_PACED_RATE]   = { "paced_rate", "paced: achieved submit rate",
+	      "tasks/s", false, true },
+	[F_PACED_P50]    = { "paced_ack_p50", "paced: ack latency p50", "ms",
+	       false, true },
+	[F_PACED_P99]    = { "paced_ack_p99", "paced: ack latency p99", "ms",
+	       false, true },
+	[F_PACED_P999] = { "paced_ack_p999", "paced: ack latency p99.9", "ms",
+	    false, true },
+	[F_PACED_MAX]  = { "paced_ack_max", "paced: ack latency max", "ms",
+	     false, true },
 };
 
 // vals[f][run] holds each figure of each run; NAN if the run failed it.
@@ -367,7 +367,8 @@ rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 	(void) flag;
 	(void) ftw;
 	if (remove(path) != 0 && errno != ENOENT) {
-		fprintf(stderr, "bench: remove %s: %s\n", path, strerror(errno));
+		fprintf(
+		    stderr, "bench: remove %s: %s\n", path, strerror(errno));
 	}
 	return (0);
 }
@@ -386,7 +387,8 @@ make_tmpdir(const bench_cfg *cfg, char *buf, size_t len, const char *what)
 {
 	snprintf(buf, len, "%s/tb-bench-%s.XXXXXX", cfg->tmpdir, what);
 	if (mkdtemp(buf) == NULL) {
-		fprintf(stderr, "bench: mkdtemp %s: %s\n", buf, strerror(errno));
+		fprintf(
+		    stderr, "bench: mkdtemp %s: %s\n", buf, strerror(errno));
 		buf[0] = '\0';
 		return (-1);
 	}
@@ -429,8 +431,8 @@ spawn_child(pid_t *pidp, char *const argv[], int in_fd, int out_fd,
 		    &fa, 0, "/dev/null", O_RDONLY, 0);
 	}
 	if (log_path != NULL) {
-		posix_spawn_file_actions_addopen(&fa, 1, log_path,
-		    O_WRONLY | O_CREAT | O_APPEND, 0644);
+		posix_spawn_file_actions_addopen(
+		    &fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	} else if (out_fd >= 0) {
 		posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
@@ -448,7 +450,8 @@ spawn_child(pid_t *pidp, char *const argv[], int in_fd, int out_fd,
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	if (rv != 0) {
-		fprintf(stderr, "bench: spawn %s: %s\n", argv[0], strerror(rv));
+		fprintf(
+		    stderr, "bench: spawn %s: %s\n", argv[0], strerror(rv));
 		return (-1);
 	}
 	return (0);
@@ -488,11 +491,13 @@ child_stop(pid_t pid, int sig, int wait_ms, int *statusp, double *cpup)
 			break;
 		}
 		if (now_ns() > deadline) {
-			fprintf(stderr, "bench: pid %d did not exit in %d ms; "
-			    "SIGKILL\n", (int) pid, wait_ms);
+			fprintf(stderr,
+			    "bench: pid %d did not exit in %d ms; "
+			    "SIGKILL\n",
+			    (int) pid, wait_ms);
 			kill(pid, SIGKILL);
-			while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-			}
+			while (
+			    waitpid(pid, &status, 0) < 0 && errno == EINTR) { }
 			if (statusp != NULL) {
 				*statusp = status;
 			}
@@ -543,8 +548,8 @@ print_tail(const char *path, int lines)
 	}
 	fseek(f, 0, SEEK_END);
 	size = ftell(f);
-	fseek(f, size > (long) sizeof(buf) - 1 ? size - (long) sizeof(buf) + 1
-	                                       : 0,
+	fseek(f,
+	    size > (long) sizeof(buf) - 1 ? size - (long) sizeof(buf) + 1 : 0,
 	    SEEK_SET);
 	n      = fread(buf, 1, sizeof(buf) - 1, f);
 	buf[n] = '\0';
@@ -590,7 +595,8 @@ broker_stop(const bench_cfg *cfg, broker *b)
 		        &b->cpu) != 0 ||
 		    !status_ok(status)) {
 			describe_status(desc, sizeof(desc), status);
-			fprintf(stderr, "bench: broker pid %d ended badly (%s)\n",
+			fprintf(stderr,
+			    "bench: broker pid %d ended badly (%s)\n",
 			    (int) b->pid, desc);
 			probs.broker_bad_exits++;
 			print_tail(b->log, 20);
@@ -622,7 +628,8 @@ broker_start(const bench_cfg *cfg, broker *b)
 	snprintf(b->evurl, sizeof(b->evurl), "ipc://%s/ev.sock", b->dir);
 	snprintf(b->log, sizeof(b->log), "%s/broker.log", b->dir);
 	if (mkdir(datadir, 0700) != 0) {
-		fprintf(stderr, "bench: mkdir %s: %s\n", datadir, strerror(errno));
+		fprintf(
+		    stderr, "bench: mkdir %s: %s\n", datadir, strerror(errno));
 		goto fail;
 	}
 
@@ -674,16 +681,18 @@ broker_start(const bench_cfg *cfg, broker *b)
 			goto fail;
 		}
 		if (now_ns() > deadline || g_stop) {
-			fprintf(stderr, "bench: broker did not answer ping in "
-			    "%d ms (last: %s)\n", BROKER_START_MS,
-			    tb_strerror(rv));
+			fprintf(stderr,
+			    "bench: broker did not answer ping in "
+			    "%d ms (last: %s)\n",
+			    BROKER_START_MS, tb_strerror(rv));
 			print_tail(b->log, 20);
 			goto fail;
 		}
 		sleep_ms(10);
 	}
 	if (version != NULL) {
-		snprintf(broker_version, sizeof(broker_version), "%s", version);
+		snprintf(
+		    broker_version, sizeof(broker_version), "%s", version);
 		free(version);
 	}
 	tb_client_set_timeout(b->c, 5000);
@@ -756,7 +765,7 @@ read_full(int fd, void *buf, size_t len)
 static int
 wait_ready(const int *fds, int n, int ms)
 {
-	int64_t deadline = now_ns() + (int64_t) ms * NS_PER_MS;
+	int64_t deadline             = now_ns() + (int64_t) ms * NS_PER_MS;
 	bool    ready[MAX_PRODUCERS] = { false };
 	int     left                 = n;
 	char    c;
@@ -774,10 +783,12 @@ wait_ready(const int *fds, int n, int ms)
 			if (r == 1 && c == 'R') {
 				ready[i] = true;
 				left--;
-			} else if (r == 0 || (r < 0 && errno != EAGAIN &&
-			                         errno != EINTR)) {
-				fprintf(stderr, "bench: producer %d failed to "
-				    "start\n", i);
+			} else if (r == 0 ||
+			    (r < 0 && errno != EAGAIN && errno != EINTR)) {
+				fprintf(stderr,
+				    "bench: producer %d failed to "
+				    "start\n",
+				    i);
 				return (-1);
 			}
 		}
@@ -785,8 +796,8 @@ wait_ready(const int *fds, int n, int ms)
 			break;
 		}
 		if (now_ns() > deadline || g_stop) {
-			fprintf(stderr, "bench: producers not ready in %d ms\n",
-			    ms);
+			fprintf(stderr,
+			    "bench: producers not ready in %d ms\n", ms);
 			return (-1);
 		}
 		sleep_ms(1);
@@ -797,8 +808,8 @@ wait_ready(const int *fds, int n, int ms)
 // read_results reads one producer's result file and appends its latencies
 // to lat (capacity cap, count *np).
 static int
-read_results(const char *path, prod_hdr *h, uint64_t *lat, size_t cap,
-    size_t *np)
+read_results(
+    const char *path, prod_hdr *h, uint64_t *lat, size_t cap, size_t *np)
 {
 	FILE *f;
 	int   rv = -1;
@@ -834,7 +845,7 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 	int       rd[MAX_PRODUCERS], wr[MAX_PRODUCERS];
 	bool      exited[MAX_PRODUCERS] = { false };
 	char      outs[MAX_PRODUCERS][PATH_MAX + 32];
-	uint64_t *lat = NULL;
+	uint64_t *lat  = NULL;
 	size_t    nlat = 0, cap = 0, nvalid;
 	tb_stats  st;
 	uint64_t  base_completed = 0, base_submitted = 0, target;
@@ -850,7 +861,8 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 		rd[i] = wr[i] = -1;
 	}
 	for (int i = 0; i < pr->nprod; i++) {
-		long tasks = pr->tasks / pr->nprod + (i < pr->tasks % pr->nprod);
+		long tasks =
+		    pr->tasks / pr->nprod + (i < pr->tasks % pr->nprod);
 		cap += (size_t) ((tasks + pr->batch - 1) / pr->batch);
 	}
 	if ((lat = malloc(cap * sizeof(*lat))) == NULL) {
@@ -867,9 +879,9 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 	}
 
 	for (int i = 0; i < pr->nprod; i++) {
-		int  to_child[2], from_child[2];
-		char threads[16], tasks[24], batch[16], rate[16], dl[16];
-		long n = pr->tasks / pr->nprod + (i < pr->tasks % pr->nprod);
+		int   to_child[2], from_child[2];
+		char  threads[16], tasks[24], batch[16], rate[16], dl[16];
+		long  n = pr->tasks / pr->nprod + (i < pr->tasks % pr->nprod);
 		char *argv[] = { (char *) cfg->self, "--producer",
 			(char *) pr->kind, (char *) pr->url, threads, tasks,
 			batch, rate, dl, outs[i], NULL };
@@ -889,8 +901,8 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 			close(to_child[1]);
 			goto out;
 		}
-		rv = spawn_child(&pids[i], argv, to_child[0], from_child[1],
-		    NULL);
+		rv = spawn_child(
+		    &pids[i], argv, to_child[0], from_child[1], NULL);
 		close(to_child[0]);
 		close(from_child[1]);
 		wr[i] = to_child[1];
@@ -909,7 +921,8 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 	start = now_ns() + 20 * NS_PER_MS;
 	for (int i = 0; i < pr->nprod; i++) {
 		if (write_full(wr[i], &start, sizeof(start)) != 0) {
-			fprintf(stderr, "bench: cannot start producer %d\n", i);
+			fprintf(
+			    stderr, "bench: cannot start producer %d\n", i);
 			goto out;
 		}
 	}
@@ -922,8 +935,9 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 		for (int i = 0; i < pr->nprod; i++) {
 			struct rusage ru;
 
-			if (!exited[i] && wait4(pids[i], &status[i], WNOHANG,
-			                      &ru) == pids[i]) {
+			if (!exited[i] &&
+			    wait4(pids[i], &status[i], WNOHANG, &ru) ==
+			        pids[i]) {
 				r->client_cpu += cpu_us(&ru);
 				exited[i] = true;
 				pids[i]   = 0;
@@ -933,16 +947,18 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 
 					describe_status(
 					    desc, sizeof(desc), status[i]);
-					fprintf(stderr, "bench: producer %d "
-					    "ended badly (%s)\n", i, desc);
+					fprintf(stderr,
+					    "bench: producer %d "
+					    "ended badly (%s)\n",
+					    i, desc);
 					goto out;
 				}
 			}
 		}
 		if (nexited == pr->nprod && !have_results) {
 			for (int i = 0; i < pr->nprod; i++) {
-				if (read_results(outs[i], &h, lat, cap, &nlat) !=
-				    0) {
+				if (read_results(
+				        outs[i], &h, lat, cap, &nlat) != 0) {
 					goto out;
 				}
 				r->ok_tasks += h.ok_tasks;
@@ -974,7 +990,8 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 			goto out;
 		}
 		if (t > deadline) {
-			fprintf(stderr, "bench: scenario did not finish in time "
+			fprintf(stderr,
+			    "bench: scenario did not finish in time "
 			    "(completed %" PRIu64 " of %" PRIu64 ")\n",
 			    pr->stats != NULL ? st.completed - base_completed
 			                      : 0,
@@ -986,7 +1003,8 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 
 	if (pr->stats != NULL && tb_stats_get(pr->stats, &st) == TB_OK &&
 	    st.submitted - base_submitted != r->ok_tasks) {
-		fprintf(stderr, "bench: broker counts %" PRIu64 " submitted, "
+		fprintf(stderr,
+		    "bench: broker counts %" PRIu64 " submitted, "
 		    "producers %" PRIu64 " accepted\n",
 		    st.submitted - base_submitted, r->ok_tasks);
 		r->dup_warning = true;
@@ -995,8 +1013,8 @@ run_producers(const bench_cfg *cfg, const prod_run *pr, scen_result *r)
 	for (nvalid = 0; nvalid < nlat && lat[nvalid] != LAT_NONE; nvalid++) {
 	}
 	if (nvalid > 0 && last > first) {
-		r->submit_rate = (double) r->ok_tasks * NS_PER_S /
-		    (double) (last - first);
+		r->submit_rate =
+		    (double) r->ok_tasks * NS_PER_S / (double) (last - first);
 		r->p50  = pct_ms(lat, nvalid, 0.50);
 		r->p99  = pct_ms(lat, nvalid, 0.99);
 		r->p999 = pct_ms(lat, nvalid, 0.999);
@@ -1116,8 +1134,8 @@ prod_thread(void *arg)
 			// Open loop: request i is due at start + i/rate and
 			// its latency counts from then, so time spent waiting
 			// for a free thread is not hidden.
-			sched = p->start + (int64_t) ((double) i * NS_PER_S /
-			                       p->rate);
+			sched = p->start +
+			    (int64_t) ((double) i * NS_PER_S / p->rate);
 			sleep_until(sched);
 		}
 		t0 = now_ns();
@@ -1137,13 +1155,16 @@ prod_thread(void *arg)
 		}
 		t->last_ack = t1;
 		if (rv == 0) {
-			p->lat[i] = (uint64_t) (t1 - (sched != 0 ? sched : t0));
+			p->lat[i] =
+			    (uint64_t) (t1 - (sched != 0 ? sched : t0));
 			t->ok_tasks += (uint64_t) n;
 		} else {
 			if (t->errors++ == 0) {
 				t->first_err = rv;
-				fprintf(stderr, "producer %d: %s\n", (int) getpid(),
-				    p->nng ? nng_strerror(rv) : tb_strerror(rv));
+				fprintf(stderr, "producer %d: %s\n",
+				    (int) getpid(),
+				    p->nng ? nng_strerror(rv)
+				           : tb_strerror(rv));
 			}
 		}
 	}
@@ -1333,8 +1354,7 @@ echo_cb(void *arg)
 	nng_msg  *m;
 
 	if (atomic_load(&echo_closing)) {
-		if (e->state == ECHO_SEND &&
-		    nng_aio_result(e->aio) != 0) {
+		if (e->state == ECHO_SEND && nng_aio_result(e->aio) != 0) {
 			nng_msg_free(nng_aio_get_msg(e->aio));
 		}
 		return;
@@ -1362,10 +1382,10 @@ echo_cb(void *arg)
 static int
 echo_main(int argc, char **argv)
 {
-	nng_socket sock;
-	echo_ctx  *ctxs;
-	sigset_t   set;
-	int        rv, fd, sig;
+	nng_socket      sock;
+	echo_ctx       *ctxs;
+	sigset_t        set;
+	int             rv, fd, sig;
 	struct timespec limit = { 600, 0 };
 
 	if (argc != 2) {
@@ -1426,11 +1446,11 @@ echo_main(int argc, char **argv)
 static int
 bench_nng(const bench_cfg *cfg, scen_result *r)
 {
-	char     dir[PATH_MAX], url[PATH_MAX + 16], ready[PATH_MAX + 16];
-	pid_t    pid = 0;
-	int64_t  deadline;
-	int      rv = -1;
-	prod_run pr;
+	char        dir[PATH_MAX], url[PATH_MAX + 16], ready[PATH_MAX + 16];
+	pid_t       pid = 0;
+	int64_t     deadline;
+	int         rv = -1;
+	prod_run    pr;
 	struct stat sb;
 
 	if (make_tmpdir(cfg, dir, sizeof(dir), "nng") != 0) {
@@ -1494,8 +1514,8 @@ sql_exec(sqlite3 *db, const char *sql)
 // and commits/s. The unique index on sid stands for the broker's
 // submission-id deduplication.
 static int
-bench_sqlite(const bench_cfg *cfg, int per_txn, double *rowsp,
-    double *commitsp)
+bench_sqlite(
+    const bench_cfg *cfg, int per_txn, double *rowsp, double *commitsp)
 {
 	char          dir[PATH_MAX], path[PATH_MAX + 16];
 	sqlite3      *db  = NULL;
@@ -1503,7 +1523,7 @@ bench_sqlite(const bench_cfg *cfg, int per_txn, double *rowsp,
 	uint8_t       sid[16];
 	uint64_t      rows = 0, commits = 0;
 	int64_t       t0, t1, end;
-	int           rv = -1;
+	int           rv   = -1;
 	bool          full = strcmp(cfg->durability, "full") == 0;
 
 	if (make_tmpdir(cfg, dir, sizeof(dir), "sqlite") != 0) {
@@ -1515,8 +1535,9 @@ bench_sqlite(const bench_cfg *cfg, int per_txn, double *rowsp,
 		goto out;
 	}
 	if (sql_exec(db, "PRAGMA journal_mode=WAL") != 0 ||
-	    sql_exec(db, full ? "PRAGMA synchronous=FULL"
-	                      : "PRAGMA synchronous=NORMAL") != 0 ||
+	    sql_exec(db,
+	        full ? "PRAGMA synchronous=FULL"
+	             : "PRAGMA synchronous=NORMAL") != 0 ||
 	    sql_exec(db,
 	        "CREATE TABLE tasks(id INTEGER PRIMARY KEY, sid BLOB NOT NULL,"
 	        " queue TEXT NOT NULL, handler TEXT NOT NULL, payload BLOB,"
@@ -1535,8 +1556,8 @@ bench_sqlite(const bench_cfg *cfg, int per_txn, double *rowsp,
 	    sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL) !=
 	        SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL) != SQLITE_OK) {
-		fprintf(stderr, "bench: sqlite prepare: %s\n",
-		    sqlite3_errmsg(db));
+		fprintf(
+		    stderr, "bench: sqlite prepare: %s\n", sqlite3_errmsg(db));
 		goto out;
 	}
 	memset(sid, 0, sizeof(sid));
@@ -1553,8 +1574,8 @@ bench_sqlite(const bench_cfg *cfg, int per_txn, double *rowsp,
 
 			memcpy(sid, &n, sizeof(n)); // unique, like a random id
 			sid[15] = (uint8_t) (n * 131);
-			sqlite3_bind_blob(ins, 1, sid, sizeof(sid),
-			    SQLITE_STATIC);
+			sqlite3_bind_blob(
+			    ins, 1, sid, sizeof(sid), SQLITE_STATIC);
 			sqlite3_bind_int64(ins, 2, us);
 			sqlite3_bind_int64(ins, 3, us);
 			if (sqlite3_step(ins) != SQLITE_DONE) {
@@ -1648,7 +1669,8 @@ quiesce(const bench_cfg *cfg)
 {
 	int fd;
 
-	if ((fd = open(cfg->tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+	if ((fd = open(cfg->tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >=
+	    0) {
 		syncfs(fd);
 		close(fd);
 	}
@@ -1700,8 +1722,9 @@ run_once(const bench_cfg *cfg, int run)
 	quiesce(cfg);
 	if (!(cfg->only & (1u << S_SQLITE))) {
 		// skipped
-	} else if (!g_stop && bench_sqlite(cfg, cfg->producers * cfg->inflight,
-	                          &rows, &commits) == 0) {
+	} else if (!g_stop &&
+	    bench_sqlite(
+	        cfg, cfg->producers * cfg->inflight, &rows, &commits) == 0) {
 		vals[F_SQLPC_ROWS][run] = rows;
 		fprintf(stderr, "  sqlite/%d %8.0f rows/s\n",
 		    cfg->producers * cfg->inflight, rows);
@@ -1711,8 +1734,8 @@ run_once(const bench_cfg *cfg, int run)
 	quiesce(cfg);
 	if (!(cfg->only & (1u << S_SQLITE))) {
 		// skipped
-	} else if (!g_stop && bench_sqlite(cfg, cfg->batch, &rows, &commits) ==
-	    0) {
+	} else if (!g_stop &&
+	    bench_sqlite(cfg, cfg->batch, &rows, &commits) == 0) {
 		vals[F_SQLB_ROWS][run]    = rows;
 		vals[F_SQLB_COMMITS][run] = commits;
 		fprintf(stderr, "  sqlite/%d %8.0f rows/s %8.0f commits/s\n",
@@ -1728,12 +1751,14 @@ run_once(const bench_cfg *cfg, int run)
 		vals[F_SINGLE_P50][run]    = r.p50;
 		vals[F_SINGLE_P99][run]    = r.p99;
 		vals[F_SINGLE_E2E][run]    = r.e2e_rate;
-		vals[F_SINGLE_BCPU][run]   = r.broker_cpu / (double) r.ok_tasks;
-		vals[F_SINGLE_CCPU][run]   = r.client_cpu / (double) r.ok_tasks;
+		vals[F_SINGLE_BCPU][run] = r.broker_cpu / (double) r.ok_tasks;
+		vals[F_SINGLE_CCPU][run] = r.client_cpu / (double) r.ok_tasks;
 		progress_rate("single", r.submit_rate, r.p50, r.p99);
-		fprintf(stderr, "  single   %10.0f /s end-to-end; CPU per task: "
-		    "broker %.1f us, producers %.1f us\n", r.e2e_rate,
-		    vals[F_SINGLE_BCPU][run], vals[F_SINGLE_CCPU][run]);
+		fprintf(stderr,
+		    "  single   %10.0f /s end-to-end; CPU per task: "
+		    "broker %.1f us, producers %.1f us\n",
+		    r.e2e_rate, vals[F_SINGLE_BCPU][run],
+		    vals[F_SINGLE_CCPU][run]);
 	} else {
 		probs.failed_scenarios++;
 	}
@@ -1748,9 +1773,11 @@ run_once(const bench_cfg *cfg, int run)
 		vals[F_BATCH_BCPU][run]   = r.broker_cpu / (double) r.ok_tasks;
 		vals[F_BATCH_CCPU][run]   = r.client_cpu / (double) r.ok_tasks;
 		progress_rate("batch", r.submit_rate, r.p50, r.p99);
-		fprintf(stderr, "  batch    %10.0f /s end-to-end; CPU per task: "
-		    "broker %.1f us, producers %.1f us\n", r.e2e_rate,
-		    vals[F_BATCH_BCPU][run], vals[F_BATCH_CCPU][run]);
+		fprintf(stderr,
+		    "  batch    %10.0f /s end-to-end; CPU per task: "
+		    "broker %.1f us, producers %.1f us\n",
+		    r.e2e_rate, vals[F_BATCH_BCPU][run],
+		    vals[F_BATCH_CCPU][run]);
 	} else {
 		probs.failed_scenarios++;
 	}
@@ -1806,8 +1833,8 @@ cpu_sample_take(cpu_sample *cs)
 		if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
 		        &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
 		        &v[7]) == 8) {
-			cs->busy = (double) (v[0] + v[1] + v[2] + v[5] + v[6]) /
-			    hz;
+			cs->busy =
+			    (double) (v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
 			cs->steal = (double) v[7] / hz;
 		}
 		fclose(f);
@@ -1843,9 +1870,8 @@ machine_load_end(machine *m, const cpu_sample *a)
 	cpu_sample_take(&b);
 	m->load_end = loadavg1();
 	wall        = (double) (b.t - a->t) / NS_PER_S * (double) m->ncpu;
-	m->other_cpu = wall > 0 ? ((b.busy - a->busy) - (b.ours - a->ours)) /
-	        wall
-	                        : NAN;
+	m->other_cpu =
+	    wall > 0 ? ((b.busy - a->busy) - (b.ours - a->ours)) / wall : NAN;
 	if (m->other_cpu < 0) {
 		m->other_cpu = 0;
 	}
@@ -1976,10 +2002,10 @@ print_human(const bench_cfg *cfg, const machine *m)
 		summarize(vals[f], cfg->runs, &med[f], &mn[f], &mx[f]);
 	}
 	printf("## taskbroker-bench\n\n");
-	printf("- machine: %ld CPU, %s, %.1f GiB RAM, %s\n", m->ncpu,
-	    m->model, m->mem_gib, m->kernel);
-	printf("- data directory filesystem: %s (%s)\n", m->fstype,
-	    cfg->tmpdir);
+	printf("- machine: %ld CPU, %s, %.1f GiB RAM, %s\n", m->ncpu, m->model,
+	    m->mem_gib, m->kernel);
+	printf(
+	    "- data directory filesystem: %s (%s)\n", m->fstype, cfg->tmpdir);
 	printf("- load average (1 min) %.2f at start, %.2f at end; other "
 	       "processes used %.0f%% of the CPUs during the run, host steal "
 	       "%.0f%%%s\n",
@@ -2009,7 +2035,8 @@ print_human(const bench_cfg *cfg, const machine *m)
 		snprintf(label, sizeof(label), "%s", figs[f].label);
 		if (f == F_SQLB_ROWS || f == F_SQLB_COMMITS) {
 			snprintf(label, sizeof(label), "%.*s%d rows/txn",
-			    (int) (strlen(figs[f].label) - strlen("B rows/txn")),
+			    (int) (strlen(figs[f].label) -
+			        strlen("B rows/txn")),
 			    figs[f].label, cfg->batch);
 		} else if (f == F_SQLPC_ROWS) {
 			snprintf(label, sizeof(label), "%.*s%d (P*C) rows/txn",
@@ -2068,18 +2095,23 @@ print_human(const bench_cfg *cfg, const machine *m)
 	printf("| target | measured (median) | result |\n|---|---:|---|\n");
 	fmt_val(a, sizeof(a), med[F_BATCH_E2E], "tasks/s");
 	printf("| end-to-end >= 50,000 tasks/s, batched submits | %s | %s |\n",
-	    a, isnan(med[F_BATCH_E2E]) ? "n/a"
-	        : med[F_BATCH_E2E] >= 50000 ? "PASS" : "FAIL");
+	    a,
+	    isnan(med[F_BATCH_E2E])         ? "n/a"
+	        : med[F_BATCH_E2E] >= 50000 ? "PASS"
+	                                    : "FAIL");
 	fmt_val(a, sizeof(a), med[F_SINGLE_E2E], "tasks/s");
 	printf("| end-to-end >= 20,000 tasks/s, one task per request | %s | "
 	       "%s |\n",
-	    a, isnan(med[F_SINGLE_E2E]) ? "n/a"
-	        : med[F_SINGLE_E2E] >= 20000 ? "PASS" : "FAIL");
+	    a,
+	    isnan(med[F_SINGLE_E2E])         ? "n/a"
+	        : med[F_SINGLE_E2E] >= 20000 ? "PASS"
+	                                     : "FAIL");
 	fmt_val(a, sizeof(a), med[F_PACED_P99], "ms");
 	printf("| ack p99 < 5 ms at 5,000 submits/s | %s ms at %d/s | %s |\n",
 	    a, cfg->rate,
 	    cfg->rate != 5000 || isnan(med[F_PACED_P99]) ? "n/a"
-	        : med[F_PACED_P99] < 5.0 ? "PASS" : "FAIL");
+	        : med[F_PACED_P99] < 5.0                 ? "PASS"
+	                                                 : "FAIL");
 
 	if (probs.failed_scenarios || probs.dup_warnings ||
 	    probs.broker_bad_exits || probs.nng_errors || probs.errors[0] ||
@@ -2102,8 +2134,9 @@ print_human(const bench_cfg *cfg, const machine *m)
 			    probs.nng_errors);
 		}
 		if (probs.dup_warnings) {
-			printf("- %d run(s) where the broker's submitted count "
-			       "differed from the accepted tasks\n",
+			printf(
+			    "- %d run(s) where the broker's submitted count "
+			    "differed from the accepted tasks\n",
 			    probs.dup_warnings);
 		}
 		if (probs.broker_bad_exits) {
@@ -2274,8 +2307,10 @@ parse_int(const char *name, const char *s, long min, long max, long *vp)
 	errno = 0;
 	v     = strtol(s, &end, 10);
 	if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
-		fprintf(stderr, "taskbroker-bench: %s must be an integer in "
-		    "%ld..%ld\n", name, min, max);
+		fprintf(stderr,
+		    "taskbroker-bench: %s must be an integer in "
+		    "%ld..%ld\n",
+		    name, min, max);
 		return (-1);
 	}
 	*vp = v;
@@ -2299,7 +2334,8 @@ parse_only(const char *list, unsigned *onlyp)
 			}
 		}
 		if (s == S_COUNT) {
-			fprintf(stderr, "taskbroker-bench: --only takes "
+			fprintf(stderr,
+			    "taskbroker-bench: --only takes "
 			    "single,batch,paced,nng,sqlite\n");
 			return (-1);
 		}
@@ -2390,8 +2426,8 @@ parse_args(bench_cfg *cfg, int argc, char **argv)
 			cfg->batch_tasks = v;
 			break;
 		case 'B':
-			if (parse_int("--batch", optarg, 1, TB_MAX_BATCH, &v) !=
-			    0) {
+			if (parse_int(
+			        "--batch", optarg, 1, TB_MAX_BATCH, &v) != 0) {
 				return (-1);
 			}
 			cfg->batch = (int) v;
@@ -2417,7 +2453,8 @@ parse_args(bench_cfg *cfg, int argc, char **argv)
 			cfg->sqlite_ms = (int) v;
 			break;
 		case 'K':
-			if (parse_int("--runs", optarg, 1, MAX_RUNS, &v) != 0) {
+			if (parse_int("--runs", optarg, 1, MAX_RUNS, &v) !=
+			    0) {
 				return (-1);
 			}
 			cfg->runs = (int) v;
@@ -2425,7 +2462,8 @@ parse_args(bench_cfg *cfg, int argc, char **argv)
 		case 'D':
 			if (strcmp(optarg, "full") != 0 &&
 			    strcmp(optarg, "normal") != 0) {
-				fprintf(stderr, "taskbroker-bench: --durability "
+				fprintf(stderr,
+				    "taskbroker-bench: --durability "
 				    "is full or normal\n");
 				return (-1);
 			}
@@ -2469,7 +2507,8 @@ parse_args(bench_cfg *cfg, int argc, char **argv)
 	}
 	// ipc paths live in sun_path (108 bytes).
 	if (strlen(cfg->tmpdir) > 60) {
-		fprintf(stderr, "taskbroker-bench: --tmpdir path too long for "
+		fprintf(stderr,
+		    "taskbroker-bench: --tmpdir path too long for "
 		    "ipc sockets\n");
 		return (-1);
 	}

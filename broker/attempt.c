@@ -89,8 +89,8 @@ attempt_restart(broker *b, task *t, uint64_t dur_us, int64_t now)
 	int     change;
 	int64_t delay;
 
-	delay = sched_forever_restart(&t->fv, &fc, dur_us, util_mono_us(),
-	    attempt_jitter(now), &change);
+	delay = sched_forever_restart(
+	    &t->fv, &fc, dur_us, util_mono_us(), attempt_jitter(now), &change);
 	if (change & SCHED_FOREVER_RECOVERED) {
 		t->q->crashloop--;
 	}
@@ -101,8 +101,8 @@ attempt_restart(broker *b, task *t, uint64_t dur_us, int64_t now)
 		log_warn("task %" PRIu64 ": forever task is crash looping: %u "
 		         "restarts within %ld ms",
 		    t->id, t->fv.window_restarts, cfg->crashloop_window_ms);
-		events_publish(b->ev, "crashloop", &t->core, t->state,
-		    t->attempts, 0);
+		events_publish(
+		    b->ev, "crashloop", &t->core, t->state, t->attempts, 0);
 	}
 	sop_write_task(b, t, sop_task_written, "restart", dur_us, NULL);
 	task_schedule(b, t);
@@ -126,10 +126,10 @@ attempt_take_outcome(task *t, run *r)
 	if (r->timed_out) {
 		// Whatever the cancelled handler said, the cause is the clock.
 		free(t->error);
-		t->error = NULL;
+		t->error  = NULL;
 		r->failed = true;
-		if (asprintf(&t->error, "timed out after %u ms", t->timeout_ms) <
-		    0) {
+		if (asprintf(&t->error, "timed out after %u ms",
+		        t->timeout_ms) < 0) {
 			t->error = NULL;
 		}
 	}
@@ -184,8 +184,9 @@ attempt_end(broker *b, task *t, run *r)
 		break;
 	case SCHED_RETRY:
 		task_set_state(b, t, TB_STATE_FAILED);
-		t->run_at = now + sched_backoff_us(t->attempts, t->q->backoff_us,
-		                      t->q->backoff_max_us, attempt_jitter(now));
+		t->run_at = now +
+		    sched_backoff_us(t->attempts, t->q->backoff_us,
+		        t->q->backoff_max_us, attempt_jitter(now));
 		sop_write_task(b, t, sop_task_written, "retry", dur, NULL);
 		log_info("task %" PRIu64 ": attempt %u failed (%s); retry in "
 		         "%.1f s",
@@ -295,7 +296,8 @@ attempt_launch(broker *b, task *t)
 	    (h->mode == HANDLER_POOL && t->payload_len > 0 &&
 	        (pcopy = malloc(t->payload_len)) == NULL)) {
 		free(r);
-		// Handled as an interrupted attempt: back to pending, refunded.
+		// Handled as an interrupted attempt: back to pending,
+		// refunded.
 		log_err("task %" PRIu64 ": no memory to start it", t->id);
 		attempt_slot_free(b, t);
 		attempt_refund(b, t);
@@ -320,7 +322,8 @@ attempt_launch(broker *b, task *t)
 	atomic_init(&r->cancelled, false);
 	t->run = r;
 	events_publish(b->ev, "start", &t->core, t->state, t->attempts, 0);
-	if (t->timeout_ms > 0 && (r->timer = malloc(sizeof(uv_timer_t))) != NULL) {
+	if (t->timeout_ms > 0 &&
+	    (r->timer = malloc(sizeof(uv_timer_t))) != NULL) {
 		uv_timer_init(&b->loop, r->timer);
 		r->timer->data = r;
 		uv_timer_start(r->timer, attempt_timeout, t->timeout_ms, 0);
@@ -333,7 +336,8 @@ attempt_launch(broker *b, task *t)
 	}
 	if (h->run(r, h->hdata) != TB_OK) {
 		if (!r->failed) {
-			run_set_error(r, "handler %s could not start", h->name);
+			run_set_error(
+			    r, "handler %s could not start", h->name);
 		}
 		attempt_end(b, t, r);
 	}
@@ -412,8 +416,7 @@ attempt_dispatch(broker *b)
 		queue *q;
 		queue *tmp;
 		progress = false;
-		HASH_ITER(hh, b->queues, q, tmp)
-		{
+		HASH_ITER (hh, b->queues, q, tmp) {
 			if (b->running >= (uint32_t) b->cfg->max_running) {
 				return;
 			}

@@ -84,24 +84,24 @@ typedef struct drainer    drainer;
 // queue is one named queue: its settings, its ready tasks and its figures.
 // Queues are created on first use and live as long as the broker.
 typedef struct queue {
-	char       *name;
-	bool        paused;
-	uint32_t    concurrency; // 0: no limit
-	uint64_t    max_pending; // 0: no limit
-	uint32_t    max_attempts;
-	uint32_t    timeout_ms;
-	int64_t     backoff_us;
-	int64_t     backoff_max_us;
-	sched_heapq ready;      // loop-handler tasks that may start
-	sched_heapq ready_pool; // pool-handler tasks that may start
-	uint64_t    counts[TB_STATE_CANCELLED + 1];
-	uint32_t    running;
-	uint64_t    inflight; // accepted, insert not yet committed
-	uint32_t    forever;
-	uint32_t    crashloop;
-	uint64_t    scratch;      // a pass's per-queue figure (see users)
-	int64_t     ring_sec[60]; // tasks done per second, last minute
-	uint32_t    ring_n[60];
+	char          *name;
+	bool           paused;
+	uint32_t       concurrency; // 0: no limit
+	uint64_t       max_pending; // 0: no limit
+	uint32_t       max_attempts;
+	uint32_t       timeout_ms;
+	int64_t        backoff_us;
+	int64_t        backoff_max_us;
+	sched_heapq    ready;      // loop-handler tasks that may start
+	sched_heapq    ready_pool; // pool-handler tasks that may start
+	uint64_t       counts[TB_STATE_CANCELLED + 1];
+	uint32_t       running;
+	uint64_t       inflight; // accepted, insert not yet committed
+	uint32_t       forever;
+	uint32_t       crashloop;
+	uint64_t       scratch;      // a pass's per-queue figure (see users)
+	int64_t        ring_sec[60]; // tasks done per second, last minute
+	uint32_t       ring_n[60];
 	UT_hash_handle hh;
 } queue;
 
@@ -120,19 +120,19 @@ typedef void (*sop_done_fn)(struct broker *b, sop *w);
 // sop is one store op with the loop's context. The prefix is sop_ rather
 // than store_ops_, which would read as store.c's own.
 struct sop {
-	store_op    op; // op.arg points back at the sop
-	sop_done_fn done;
-	task       *t;      // the task the op writes, if any
-	submit_ctx *sc;     // a submit's context
-	multi_ctx  *mc;     // a multi-part reply this op is one part of
-	queue      *q;      // a delete by queue: whose figures to adjust
-	uint64_t   *ids;    // a delete by ids: owned
-	store_sched *sc_own; // a schedule copy owned by the op
-	srv_req    *req;     // answered once committed
-	const char *event;   // published once committed
-	uint32_t    ev_state; // state and attempt the event reports
-	uint32_t    ev_attempt;
-	uint64_t    ev_dur;
+	store_op     op; // op.arg points back at the sop
+	sop_done_fn  done;
+	task        *t;        // the task the op writes, if any
+	submit_ctx  *sc;       // a submit's context
+	multi_ctx   *mc;       // a multi-part reply this op is one part of
+	queue       *q;        // a delete by queue: whose figures to adjust
+	uint64_t    *ids;      // a delete by ids: owned
+	store_sched *sc_own;   // a schedule copy owned by the op
+	srv_req     *req;      // answered once committed
+	const char  *event;    // published once committed
+	uint32_t     ev_state; // state and attempt the event reports
+	uint32_t     ev_attempt;
+	uint64_t     ev_dur;
 };
 
 struct broker {
@@ -167,7 +167,7 @@ struct broker {
 	bool        prune_more; // the last pass hit its limit
 	bool        check_drain;
 	bool        need_dispatch;
-	bool        req_held;   // the request being handled is held
+	bool        req_held;     // the request being handled is held
 	const char *shutdown_why; // a shutdown to begin at the next pass
 	uint64_t    next_id;
 	uint64_t    counts[TB_STATE_CANCELLED + 1];
@@ -367,8 +367,7 @@ void sop_done_nothing(broker *b, sop *w);
 // sop_reply queues a copy of tmpl that answers req with an empty ok once
 // committed (an error if it failed); own (may be NULL) is a schedule the
 // op owns and writes. Holds req. Returns TB_OK or TB_ENOMEM (own freed).
-int sop_reply(broker *b, srv_req *req, const store_op *tmpl,
-    store_sched *own);
+int sop_reply(broker *b, srv_req *req, const store_op *tmpl, store_sched *own);
 
 // sop_complete_all runs the done of every op the store has handed back.
 void sop_complete_all(broker *b);
@@ -384,8 +383,8 @@ void sop_discard(sop *w);
 // every task is checked before any is created. The reply (or, for a
 // schedule, the fired event) follows the commit. Returns TB_OK, or the
 // error for the dispatcher to answer (nothing was created).
-int submit_tasks(broker *b, srv_req *req, const tbp_task_in *tasks,
-    uint32_t n, const char *sched_name);
+int submit_tasks(broker *b, srv_req *req, const tbp_task_in *tasks, uint32_t n,
+    const char *sched_name);
 
 // submit_ctx_free frees a submit's context (at close).
 void submit_ctx_free(submit_ctx *sc);

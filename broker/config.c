@@ -26,14 +26,14 @@ enum config_type {
 };
 
 typedef struct config_entry {
-	const char  *name;
-	int          type;
-	const char  *def;
-	long         min;
-	long         max;
-	size_t       offset;
-	const char  *values[5]; // CFG_ENUM: names, index = value
-	const char  *help;
+	const char *name;
+	int         type;
+	const char *def;
+	long        min;
+	long        max;
+	size_t      offset;
+	const char *values[5]; // CFG_ENUM: names, index = value
+	const char *help;
 } config_entry;
 
 #define OFF(f) offsetof(config, f)
@@ -70,7 +70,8 @@ static const config_entry config_table[] = {
 	    { NULL },
 	    "delay before the first retry; doubles per attempt, with jitter" },
 	{ "retry-backoff-max", CFG_MS, "1m", 1, 604800000,
-	    OFF(retry_backoff_max_ms), { NULL }, "longest delay between retries" },
+	    OFF(retry_backoff_max_ms), { NULL },
+	    "longest delay between retries" },
 	{ "max-pending", CFG_LONG, "1000000", 0, 1000000000L, OFF(max_pending),
 	    { NULL },
 	    "tasks waiting to run, all queues together, past which a submit "
@@ -82,9 +83,10 @@ static const config_entry config_table[] = {
 	    { NULL },
 	    "how long ended tasks (and their results) are kept before they "
 	    "are pruned" },
-	{ "forever-backoff", CFG_MS, "1s", 0, 86400000, OFF(forever_backoff_ms),
-	    { NULL }, "delay before a forever task is restarted; doubles per "
-	              "quick restart" },
+	{ "forever-backoff", CFG_MS, "1s", 0, 86400000,
+	    OFF(forever_backoff_ms), { NULL },
+	    "delay before a forever task is restarted; doubles per "
+	    "quick restart" },
 	{ "forever-backoff-max", CFG_MS, "5m", 0, 86400000,
 	    OFF(forever_backoff_max_ms), { NULL },
 	    "longest delay between restarts of a forever task" },
@@ -98,12 +100,14 @@ static const config_entry config_table[] = {
 	    OFF(crashloop_window_ms), { NULL }, "see crashloop-restarts" },
 	{ "exec-kill-grace", CFG_MS, "5s", 0, 3600000, OFF(exec_kill_grace_ms),
 	    { NULL },
-	    "an exec task being stopped gets SIGTERM, then SIGKILL after this" },
+	    "an exec task being stopped gets SIGTERM, then SIGKILL after "
+	    "this" },
 	// Both tails and the map around them must fit in a task's result
 	// (64 KiB): hence the maximum.
 	{ "exec-output-max", CFG_LONG, "4096", 0, 32000, OFF(exec_output_max),
-	    { NULL }, "bytes of an exec task's stdout and of its stderr kept "
-	              "(the last ones)" },
+	    { NULL },
+	    "bytes of an exec task's stdout and of its stderr kept "
+	    "(the last ones)" },
 	{ "exec-allow", CFG_LIST, "", 0, 0, OFF(exec_allow), { NULL },
 	    "a program, or a directory ending in /, that exec tasks may run; "
 	    "repeatable; none given: any program" },
@@ -141,8 +145,8 @@ static const config_qkey config_qkeys[] = {
 	    "time limit of an attempt of a task that does not say" },
 	{ "retry-backoff", CFG_MS, 1, 86400000, QOFF(retry_backoff_ms),
 	    "delay before the first retry" },
-	{ "retry-backoff-max", CFG_MS, 1, 604800000, QOFF(retry_backoff_max_ms),
-	    "longest delay between retries" },
+	{ "retry-backoff-max", CFG_MS, 1, 604800000,
+	    QOFF(retry_backoff_max_ms), "longest delay between retries" },
 };
 
 #define NQKEYS (sizeof(config_qkeys) / sizeof(config_qkeys[0]))
@@ -152,16 +156,16 @@ static const config_qkey config_qkeys[] = {
 // config_number parses val as a whole number (CFG_INT, CFG_LONG) or a
 // duration in milliseconds (CFG_MS) within [min, max].
 static int
-config_number(const char *name, int type, const char *val, long min,
-    long max, long *vp, FILE *err)
+config_number(const char *name, int type, const char *val, long min, long max,
+    long *vp, FILE *err)
 {
 	char    *end;
 	long     v;
 	uint64_t ms;
 
 	if (type == CFG_MS) {
-		if (tbt_parse_duration(val, &ms) != TB_OK || ms > (uint64_t) max ||
-		    (long) ms < min) {
+		if (tbt_parse_duration(val, &ms) != TB_OK ||
+		    ms > (uint64_t) max || (long) ms < min) {
 			fprintf(err,
 			    "taskbrokerd: %s: '%s' is not a duration from %ld "
 			    "to %ld ms (e.g. 500ms, 30s, 5m, 1h30m)\n",
@@ -197,7 +201,8 @@ config_set(config *cfg, const config_entry *e, const char *val, FILE *err)
 		if (*val == '\0') {
 			return (CONFIG_OK); // the default: an empty list
 		}
-		if ((nv = realloc(l->v, (l->n + 2) * sizeof(char *))) == NULL ||
+		if ((nv = realloc(l->v, (l->n + 2) * sizeof(char *))) ==
+		        NULL ||
 		    (nv[l->n] = strdup(val)) == NULL) {
 			if (nv != NULL) {
 				l->v = nv;
@@ -205,8 +210,8 @@ config_set(config *cfg, const config_entry *e, const char *val, FILE *err)
 			fprintf(err, "taskbrokerd: out of memory\n");
 			return (CONFIG_BAD);
 		}
-		l->v          = nv;
-		l->v[++l->n]  = NULL;
+		l->v         = nv;
+		l->v[++l->n] = NULL;
 		return (CONFIG_OK);
 	}
 	case CFG_STR:
@@ -260,8 +265,8 @@ config_init(config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < NCONFIG; i++) {
 		// Defaults are valid by construction.
-		(void) config_set(cfg, &config_table[i], config_table[i].def,
-		    stderr);
+		(void) config_set(
+		    cfg, &config_table[i], config_table[i].def, stderr);
 	}
 }
 
@@ -270,16 +275,17 @@ config_fini(config *cfg)
 {
 	for (size_t i = 0; i < NCONFIG; i++) {
 		if (config_table[i].type == CFG_STR) {
-			char **p = (char **) ((char *) cfg +
-			    config_table[i].offset);
+			char **p =
+			    (char **) ((char *) cfg + config_table[i].offset);
 			free(*p);
 			*p = NULL;
 		}
 	}
 	for (size_t i = 0; i < NCONFIG; i++) {
 		if (config_table[i].type == CFG_LIST) {
-			config_list *l = (config_list *) (void *) ((char *) cfg +
-			    config_table[i].offset);
+			config_list *l =
+			    (config_list *) (void *) ((char *) cfg +
+			        config_table[i].offset);
 			for (size_t j = 0; j < l->n; j++) {
 				free(l->v[j]);
 			}
@@ -366,14 +372,13 @@ config_queue_get(config *cfg, const char *name)
 	}
 	q->concurrency = q->max_pending = q->max_attempts = -1;
 	q->timeout_ms = q->retry_backoff_ms = q->retry_backoff_max_ms = -1;
-	q->next                                                       = cfg->queues;
-	cfg->queues                                                   = q;
+	q->next     = cfg->queues;
+	cfg->queues = q;
 	return (q);
 }
 
 static int
-config_ini_cb(void *arg, const char *section, const char *key,
-    const char *val)
+config_ini_cb(void *arg, const char *section, const char *key, const char *val)
 {
 	config_file_ctx *x = arg;
 	char             what[300];
@@ -463,7 +468,8 @@ config_load(config *cfg, const char *path, FILE *err)
 
 	rv = ini_parse(path, config_ini_cb, &x);
 	if (rv < 0) {
-		fprintf(err, "taskbrokerd: cannot read config file %s\n", path);
+		fprintf(
+		    err, "taskbrokerd: cannot read config file %s\n", path);
 		return (CONFIG_BAD);
 	}
 	if (rv > 0 || x.failed) {
@@ -487,15 +493,16 @@ config_usage(FILE *out)
 		const config_entry *e = &config_table[i];
 		fprintf(out, "  --%s=%s\n      %s", e->name,
 		    e->type == CFG_INT || e->type == CFG_LONG ? "N"
-		    : e->type == CFG_MS                       ? "DURATION"
-		    : e->type == CFG_LIST                     ? "VALUE"
-		    : e->type == CFG_STR                      ? "VALUE"
+		        : e->type == CFG_MS                   ? "DURATION"
+		        : e->type == CFG_LIST                 ? "VALUE"
+		        : e->type == CFG_STR                  ? "VALUE"
 		                                              : "CHOICE",
 		    e->help);
 		if (e->type == CFG_ENUM) {
 			fprintf(out, " (");
 			for (int j = 0; e->values[j] != NULL; j++) {
-				fprintf(out, "%s%s", j ? "|" : "", e->values[j]);
+				fprintf(
+				    out, "%s%s", j ? "|" : "", e->values[j]);
 			}
 			fprintf(out, ")");
 		} else if (e->type == CFG_INT || e->type == CFG_LONG) {
@@ -533,11 +540,11 @@ config_parse(config *cfg, int argc, char **argv, FILE *out, FILE *err)
 		opts[i].flag    = NULL;
 		opts[i].val     = 0;
 	}
-	opts[NCONFIG]     = (struct option) { "help", no_argument, NULL, 'h' };
-	opts[NCONFIG + 1] = (struct option) { "version", no_argument, NULL,
-		'V' };
-	opts[NCONFIG + 2] = (struct option) { "print-config", no_argument, NULL,
-		'P' };
+	opts[NCONFIG] = (struct option) { "help", no_argument, NULL, 'h' };
+	opts[NCONFIG + 1] =
+	    (struct option) { "version", no_argument, NULL, 'V' };
+	opts[NCONFIG + 2] =
+	    (struct option) { "print-config", no_argument, NULL, 'P' };
 	opts[NCONFIG + 3] = (struct option) { NULL, 0, NULL, 0 };
 
 	// First pass: only --config, so the file is read before the other
@@ -606,11 +613,13 @@ config_print(const config *cfg, FILE *out)
 		const char         *p = (const char *) cfg + e->offset;
 		if (e->type == CFG_STR) {
 			fprintf(out, "%s = %s\n", e->name,
-			    *(char *const *) p != NULL ? *(char *const *) p : "");
+			    *(char *const *) p != NULL ? *(char *const *) p
+			                               : "");
 		} else if (e->type == CFG_INT) {
 			fprintf(out, "%s = %d\n", e->name, *(const int *) p);
 		} else if (e->type == CFG_LIST) {
-			const config_list *l = (const config_list *) (const void *) p;
+			const config_list *l =
+			    (const config_list *) (const void *) p;
 			for (size_t j = 0; j < l->n; j++) {
 				fprintf(out, "%s = %s\n", e->name, l->v[j]);
 			}

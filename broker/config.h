@@ -38,8 +38,8 @@ typedef struct config_kv {
 
 // config_list is a repeatable option's values, in the order given.
 typedef struct config_list {
-	char  **v;
-	size_t  n;
+	char **v;
+	size_t n;
 } config_list;
 
 typedef struct config {
@@ -66,11 +66,11 @@ typedef struct config {
 	long  crashloop_window_ms;  // ...within this window is a crash loop
 	long  exec_kill_grace_ms;   // SIGTERM, then SIGKILL after this
 	long  exec_output_max;      // bytes of stdout/stderr kept per stream
-	config_list exec_allow;     // programs or directories exec may run
-	config_list sqlite_dbs;     // NAME=PATH
-	config_list plugins;        // shared objects to load at start
-	config_list http_allow;     // hosts the http handler may call
-	char       *http_ca_file;   // CA bundle for https (empty: system)
+	config_list   exec_allow;   // programs or directories exec may run
+	config_list   sqlite_dbs;   // NAME=PATH
+	config_list   plugins;      // shared objects to load at start
+	config_list   http_allow;   // hosts the http handler may call
+	char         *http_ca_file; // CA bundle for https (empty: system)
 	config_queue *queues;
 	config_kv    *plugin_kv;
 } config;

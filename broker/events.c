@@ -46,8 +46,8 @@ events_open(events **ep, const char *url)
 }
 
 void
-events_publish(events *ev, const char *event, const taskrec *t,
-    uint32_t state, uint32_t attempt, uint64_t duration_us)
+events_publish(events *ev, const char *event, const taskrec *t, uint32_t state,
+    uint32_t attempt, uint64_t duration_us)
 {
 	tbp_event e;
 	int       rv;
@@ -80,7 +80,6 @@ events_publish(events *ev, const char *event, const taskrec *t,
 		    (unsigned long long) e.seq, nng_strerror(rv));
 	}
 }
-
 
 void
 events_close(events *ev)

@@ -29,7 +29,6 @@ int events_open(events **ep, const char *url);
 void events_publish(events *ev, const char *event, const taskrec *t,
     uint32_t state, uint32_t attempt, uint64_t duration_us);
 
-
 // events_close closes the socket. Accepts NULL.
 void events_close(events *ev);
 

@@ -118,16 +118,16 @@ fault_lookup(const char *name, size_t len)
 // fault_parse_entry parses one NAME:N or NAME:N+ entry of len bytes.
 // Returns 0 and the site in *idp, *atp, *persistentp, or -1.
 static int
-fault_parse_entry(const char *e, size_t len, int *idp, uint32_t *atp,
-    bool *persistentp)
+fault_parse_entry(
+    const char *e, size_t len, int *idp, uint32_t *atp, bool *persistentp)
 {
 	const char   *colon = memchr(e, ':', len);
 	const char   *num;
 	size_t        nlen;
 	unsigned long v = 0;
 
-	if (colon == NULL || (*idp = fault_lookup(e, (size_t) (colon - e))) ==
-	        0) {
+	if (colon == NULL ||
+	    (*idp = fault_lookup(e, (size_t) (colon - e))) == 0) {
 		return (-1);
 	}
 	num          = colon + 1;
@@ -171,7 +171,8 @@ tb_fault_arm(const char *spec)
 		if (n == FAULT_ENTRIES_MAX ||
 		    fault_parse_entry(p, len, &ids[n], &ats[n], &pers[n]) !=
 		        0) {
-			size_t shown = len < FAULT_NAME_MAX ? len : FAULT_NAME_MAX;
+			size_t shown =
+			    len < FAULT_NAME_MAX ? len : FAULT_NAME_MAX;
 
 			log_err("fault: bad %s entry \"%.*s\": want NAME:N or "
 			        "NAME:N+ (N from 1), NAME one of the sites in "

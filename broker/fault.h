@@ -58,17 +58,17 @@
 //                 handlers/sqlite.c: the process calls _exit(137) right
 //                 after a sqlite writer's COMMIT, before the outcome is
 //                 reported (the exactly-once test).
-#define TB_FAULTS(X)                                                        \
-	X(TB_FAULT_STORE_BEGIN, 1, "store_begin")                           \
-	X(TB_FAULT_STORE_INSERT, 2, "store_insert")                         \
-	X(TB_FAULT_STORE_COMMIT, 3, "store_commit")                         \
+#define TB_FAULTS(X)                                \
+	X(TB_FAULT_STORE_BEGIN, 1, "store_begin")   \
+	X(TB_FAULT_STORE_INSERT, 2, "store_insert") \
+	X(TB_FAULT_STORE_COMMIT, 3, "store_commit") \
 	X(TB_FAULT_SQLITE_EXIT_AFTER_COMMIT, 4, "sqlite_exit_after_commit")
 
 enum tb_fault_id {
 #define TB_FAULT_ENUM_(id, n, name) id = n,
 	TB_FAULTS(TB_FAULT_ENUM_)
 #undef TB_FAULT_ENUM_
-	TB_FAULT_END // one past the highest id
+	    TB_FAULT_END // one past the highest id
 };
 
 #ifdef TB_FAULT_INJECTION

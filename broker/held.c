@@ -136,12 +136,14 @@ held_drained(broker *b, const char *name)
 	queue *q;
 
 	if (name == NULL) {
-		return (b->counts[TB_STATE_PENDING] + b->counts[TB_STATE_FAILED] +
+		return (b->counts[TB_STATE_PENDING] +
+		        b->counts[TB_STATE_FAILED] +
 		        b->counts[TB_STATE_RUNNING] + b->inflight ==
 		    0);
 	}
 	HASH_FIND_STR(b->queues, name, q);
-	return (q == NULL || queue_waiting(q) + q->counts[TB_STATE_RUNNING] == 0);
+	return (
+	    q == NULL || queue_waiting(q) + q->counts[TB_STATE_RUNNING] == 0);
 }
 
 static void
@@ -168,8 +170,8 @@ held_drainer_end(broker *b, drainer *d, bool timed_out)
 	}
 	if (d->req != NULL) {
 		msgpack_sbuffer_clear(&d->req->out);
-		(void) tbp_enc_rep_drain(&d->req->out, d->req->req.req_id,
-		    timed_out);
+		(void) tbp_enc_rep_drain(
+		    &d->req->out, d->req->req.req_id, timed_out);
 		srv_reply(d->req);
 	}
 	uv_timer_stop(&d->timer);
@@ -234,8 +236,7 @@ held_fail_all(broker *b, int code)
 		d->req = NULL;
 		held_drainer_end(b, d, true);
 	}
-	HASH_ITER(hh, b->by_id, t, tmp)
-	{
+	HASH_ITER (hh, b->by_id, t, tmp) {
 		while (t->waiters != NULL) {
 			waiter *w = t->waiters;
 			reply_error(w->req, code, NULL);

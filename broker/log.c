@@ -37,7 +37,7 @@ log_write(int level, const char *fmt, ...)
 
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	n  = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
 	rv = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ",
 	    (long) (tv.tv_usec / 1000), log_names[level]);
 	n += (size_t) rv;
@@ -49,7 +49,7 @@ log_write(int level, const char *fmt, ...)
 		rv = 0;
 	}
 	n += (size_t) rv < sizeof(line) - n - 1 ? (size_t) rv
-	                                         : sizeof(line) - n - 2;
+	                                        : sizeof(line) - n - 2;
 	line[n++] = '\n';
 	// One write per line keeps lines from different threads whole; a
 	// failed write to stderr has nowhere to be reported.

@@ -30,11 +30,11 @@ int log_set_level(const char *name);
 void log_write(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-#define log_at_(lvl, ...)                                                   \
-	do {                                                                \
-		if ((lvl) <= log_threshold) {                               \
-			log_write((lvl), __VA_ARGS__);                      \
-		}                                                           \
+#define log_at_(lvl, ...)                              \
+	do {                                           \
+		if ((lvl) <= log_threshold) {          \
+			log_write((lvl), __VA_ARGS__); \
+		}                                      \
 	} while (0)
 
 #define log_err(...) log_at_(LOG_ERR, __VA_ARGS__)

@@ -146,8 +146,8 @@ loop_recover(broker *b, const char *path)
 	uint64_t max_id = 0;
 	int      rv;
 
-	if ((rv = store_recover(b->st, &max_id, b->counts, loop_recover_cb,
-	         b)) != TB_OK) {
+	if ((rv = store_recover(
+	         b->st, &max_id, b->counts, loop_recover_cb, b)) != TB_OK) {
 		log_err("store: recovery of %s failed", path);
 		return (rv);
 	}
@@ -157,7 +157,8 @@ loop_recover(broker *b, const char *path)
 	    path, (uint64_t) HASH_CNT(hh, b->by_id), b->next_id);
 	if ((rv = store_queue_counts(b->st, loop_queue_counts_cb, b)) !=
 	        TB_OK ||
-	    (rv = store_load_queues(b->st, loop_queue_paused_cb, b)) != TB_OK ||
+	    (rv = store_load_queues(b->st, loop_queue_paused_cb, b)) !=
+	        TB_OK ||
 	    (rv = store_load_schedules(b->st, loop_schedule_cb, b)) != TB_OK) {
 		log_err("store: cannot load queues and schedules of %s", path);
 		return (rv);
@@ -226,7 +227,8 @@ broker_open(broker **bp, const config *cfg)
 	loop_init_handles(b);
 	if ((rv = store_start(b->st, loop_wake_store, &b->store_async)) !=
 	        TB_OK ||
-	    (rv = pool_open(&b->pl, cfg->workers, loop_wake_pool, b)) != TB_OK ||
+	    (rv = pool_open(&b->pl, cfg->workers, loop_wake_pool, b)) !=
+	        TB_OK ||
 	    (rv = events_open(&b->ev, cfg->events)) != TB_OK ||
 	    (rv = srv_open(&b->sv, &b->loop, cfg->listen, ops_dispatch, b)) !=
 	        TB_OK) {
@@ -278,8 +280,7 @@ loop_free_tables(broker *b)
 	// The secondary indexes first: clearing one reads its head task.
 	HASH_CLEAR(hh_sid, b->by_sid);
 	HASH_CLEAR(hh_key, b->by_key);
-	HASH_ITER(hh, b->by_id, t, ttmp)
-	{
+	HASH_ITER (hh, b->by_id, t, ttmp) {
 		submit_ackwaits_free(t);
 		if (t->run != NULL && t->run->h->mode != HANDLER_POOL) {
 			free(t->run->timer); // closed by the walk
@@ -289,13 +290,11 @@ loop_free_tables(broker *b)
 		task_free(t);
 	}
 	sched_heapq_fini(&b->due);
-	HASH_ITER(hh, b->queues, q, qtmp)
-	{
+	HASH_ITER (hh, b->queues, q, qtmp) {
 		HASH_DEL(b->queues, q);
 		queue_free(q);
 	}
-	HASH_ITER(hh, b->scheds, s, stmp)
-	{
+	HASH_ITER (hh, b->scheds, s, stmp) {
 		HASH_DEL(b->scheds, s);
 		periodic_free(s);
 	}

@@ -21,9 +21,9 @@
 static int
 mkdir_p(const char *dir)
 {
-	char  *p;
-	char  *s;
-	int    rv = 0;
+	char *p;
+	char *s;
+	int   rv = 0;
 
 	if ((p = strdup(dir)) == NULL) {
 		return (-1);
@@ -68,7 +68,8 @@ ipc_dir(const char *url)
 	}
 	rv = mkdir_p(dir);
 	if (rv != 0) {
-		log_err("cannot create %s for %s: %s", dir, url, strerror(errno));
+		log_err(
+		    "cannot create %s for %s: %s", dir, url, strerror(errno));
 	}
 	free(dir);
 	return (rv);

@@ -45,7 +45,8 @@ periodic_copy(const store_sched *sc)
 	c->queue   = strdup(sc->queue);
 	c->cron    = sc->cron != NULL ? strdup(sc->cron) : NULL;
 	c->payload = NULL;
-	if (sc->payload_len > 0 && (c->payload = malloc(sc->payload_len)) != NULL) {
+	if (sc->payload_len > 0 &&
+	    (c->payload = malloc(sc->payload_len)) != NULL) {
 		memcpy(c->payload, sc->payload, sc->payload_len);
 	}
 	if (c->name == NULL || c->handler == NULL || c->queue == NULL ||
@@ -102,11 +103,11 @@ periodic_fire_one(broker *b, periodic *s, int64_t due)
 
 	memset(&in, 0, sizeof(in));
 	sched_sid(sc->name, due, sid);
-	in.sid          = (tbp_bytes) { sid, TB_SID_LEN };
-	in.handler      = tbp_str(sc->handler);
-	in.queue        = tbp_str(sc->queue);
-	in.payload      = (tbp_bytes) { sc->payload, (uint32_t) sc->payload_len };
-	in.priority     = sc->priority;
+	in.sid      = (tbp_bytes) { sid, TB_SID_LEN };
+	in.handler  = tbp_str(sc->handler);
+	in.queue    = tbp_str(sc->queue);
+	in.payload  = (tbp_bytes) { sc->payload, (uint32_t) sc->payload_len };
+	in.priority = sc->priority;
 	in.max_attempts = sc->max_attempts;
 	in.timeout_ms   = sc->timeout_ms;
 	if ((rv = submit_tasks(b, NULL, &in, 1, sc->name)) != TB_OK) {
@@ -133,19 +134,20 @@ periodic_fire(uv_timer_t *timer)
 	periodic *s;
 	periodic *tmp;
 
-	HASH_ITER(hh, b->scheds, s, tmp)
-	{
+	HASH_ITER (hh, b->scheds, s, tmp) {
 		store_sched *sc = s->sc;
 		int          n  = 0;
-		if (sc->paused || sc->next_at > now || b->phase != PHASE_RUNNING) {
+		if (sc->paused || sc->next_at > now ||
+		    b->phase != PHASE_RUNNING) {
 			continue;
 		}
 		do {
 			int64_t due = sc->next_at;
 			periodic_fire_one(b, s, due);
-			sc->next_at = periodic_next(s, due, sc->catch_up ? due : now);
-		} while (sc->catch_up && sc->next_at <= now &&
-		    ++n < CATCH_UP_MAX);
+			sc->next_at =
+			    periodic_next(s, due, sc->catch_up ? due : now);
+		} while (
+		    sc->catch_up && sc->next_at <= now && ++n < CATCH_UP_MAX);
 		if (periodic_write(b, s, NULL) != TB_OK) {
 			log_err("schedule %s: no memory to record its state",
 			    sc->name);
@@ -162,8 +164,7 @@ periodic_arm(broker *b)
 	int64_t   first = INT64_MAX;
 	int64_t   now   = util_now_us();
 
-	HASH_ITER(hh, b->scheds, s, tmp)
-	{
+	HASH_ITER (hh, b->scheds, s, tmp) {
 		if (!s->sc->paused && s->sc->next_at < first) {
 			first = s->sc->next_at;
 		}
@@ -187,14 +188,16 @@ periodic_load(broker *b, store_sched *sc)
 		return (TB_ENOMEM);
 	}
 	s->sc = sc;
-	if (sc->cron != NULL && tbt_cron_parse(&s->cron, sc->cron, &why) != TB_OK) {
+	if (sc->cron != NULL &&
+	    tbt_cron_parse(&s->cron, sc->cron, &why) != TB_OK) {
 		log_err("schedule %s: bad cron '%s': %s; ignored", sc->name,
 		    sc->cron, why != NULL ? why : "?");
 		periodic_free(s);
 		return (TB_OK);
 	}
 	if (sc->cron == NULL && sc->every_ms == 0) {
-		log_err("schedule %s: neither every nor cron; ignored", sc->name);
+		log_err(
+		    "schedule %s: neither every nor cron; ignored", sc->name);
 		periodic_free(s);
 		return (TB_OK);
 	}
@@ -217,11 +220,11 @@ periodic_info(const periodic *s, tbp_sched *o)
 	const store_sched *sc = s->sc;
 
 	memset(o, 0, sizeof(*o));
-	o->name         = tbp_str(sc->name);
-	o->handler      = tbp_str(sc->handler);
-	o->queue        = tbp_str(sc->queue);
-	o->payload      = (tbp_bytes) { sc->payload, (uint32_t) sc->payload_len };
-	o->priority     = sc->priority;
+	o->name     = tbp_str(sc->name);
+	o->handler  = tbp_str(sc->handler);
+	o->queue    = tbp_str(sc->queue);
+	o->payload  = (tbp_bytes) { sc->payload, (uint32_t) sc->payload_len };
+	o->priority = sc->priority;
 	o->max_attempts = sc->max_attempts;
 	o->timeout_ms   = sc->timeout_ms;
 	o->every_ms     = sc->every_ms;

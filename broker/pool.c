@@ -21,7 +21,7 @@ struct pool {
 	pool_job       *tail;
 	pool_job       *done; // finished, for the loop
 	pool_job       *done_tail;
-	uint32_t        busy; // queued + running
+	uint32_t        busy;    // queued + running
 	int             running; // jobs inside fn
 	int             alive;   // threads that have not exited
 	bool            stop;

@@ -38,8 +38,7 @@ prune_pass(broker *b)
 	    b->phase != PHASE_RUNNING) {
 		return;
 	}
-	HASH_ITER(hh, b->queues, q, tmp)
-	{
+	HASH_ITER (hh, b->queues, q, tmp) {
 		for (size_t i = 0; i < 3; i++) {
 			sop *w;
 			if (q->counts[finals[i]] == 0 ||
@@ -67,6 +66,6 @@ prune_tick(uv_timer_t *timer)
 void
 prune_start(broker *b)
 {
-	uv_timer_start(&b->prune_timer, prune_tick, PRUNE_EVERY_MS,
-	    PRUNE_EVERY_MS);
+	uv_timer_start(
+	    &b->prune_timer, prune_tick, PRUNE_EVERY_MS, PRUNE_EVERY_MS);
 }

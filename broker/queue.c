@@ -35,7 +35,7 @@ queue_get(broker *b, const char *name)
 	q->max_pending  = (uint64_t) v;
 	q->max_attempts = (uint32_t) QSET(max_attempts, cfg->max_attempts);
 	q->timeout_ms   = (uint32_t) QSET(timeout_ms, cfg->timeout_ms);
-	q->backoff_us   = QSET(retry_backoff_ms, cfg->retry_backoff_ms) * 1000LL;
+	q->backoff_us = QSET(retry_backoff_ms, cfg->retry_backoff_ms) * 1000LL;
 	q->backoff_max_us =
 	    QSET(retry_backoff_max_ms, cfg->retry_backoff_max_ms) * 1000LL;
 #undef QSET
@@ -55,7 +55,8 @@ queue_of_in(broker *b, const tbp_task_in *in)
 		return (queue_get(b, "default"));
 	}
 	if (n > TBP_MAX_NAME) {
-		return (NULL); // the decoder refuses these; a stored one may not
+		return (
+		    NULL); // the decoder refuses these; a stored one may not
 	}
 	memcpy(name, in->queue.p, n);
 	name[n] = '\0';
@@ -110,7 +111,8 @@ queue_waiting(const queue *q)
 bool
 queue_can_start(const queue *q)
 {
-	return (!q->paused && (q->concurrency == 0 || q->running < q->concurrency));
+	return (!q->paused &&
+	    (q->concurrency == 0 || q->running < q->concurrency));
 }
 
 void
@@ -125,19 +127,20 @@ void
 queue_info(const queue *q, int64_t now, tbp_qstat *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->name          = tbp_str(q->name);
-	s->pending       = q->counts[TB_STATE_PENDING];
-	s->running       = q->counts[TB_STATE_RUNNING];
-	s->failed        = q->counts[TB_STATE_FAILED];
-	s->dead          = q->counts[TB_STATE_DEAD];
-	s->done          = q->counts[TB_STATE_DONE];
-	s->cancelled     = q->counts[TB_STATE_CANCELLED];
-	s->paused        = q->paused;
-	s->concurrency   = q->concurrency;
-	s->max_pending   = q->max_pending;
-	s->done_last_min = queue_done_last_min(q, now);
-	s->oldest_pending_ms =
-	    q->scratch == 0 ? 0 : (uint64_t) (now - (int64_t) q->scratch) / 1000;
-	s->forever   = q->forever;
-	s->crashloop = q->crashloop;
+	s->name              = tbp_str(q->name);
+	s->pending           = q->counts[TB_STATE_PENDING];
+	s->running           = q->counts[TB_STATE_RUNNING];
+	s->failed            = q->counts[TB_STATE_FAILED];
+	s->dead              = q->counts[TB_STATE_DEAD];
+	s->done              = q->counts[TB_STATE_DONE];
+	s->cancelled         = q->counts[TB_STATE_CANCELLED];
+	s->paused            = q->paused;
+	s->concurrency       = q->concurrency;
+	s->max_pending       = q->max_pending;
+	s->done_last_min     = queue_done_last_min(q, now);
+	s->oldest_pending_ms = q->scratch == 0
+	    ? 0
+	    : (uint64_t) (now - (int64_t) q->scratch) / 1000;
+	s->forever           = q->forever;
+	s->crashloop         = q->crashloop;
 }

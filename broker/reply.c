@@ -11,8 +11,8 @@ void
 reply_error(srv_req *req, int code, const char *msg)
 {
 	msgpack_sbuffer_clear(&req->out);
-	if (tbp_enc_rep_error(&req->out, req->req.op, req->req.req_id, code,
-	        msg) != TB_OK) {
+	if (tbp_enc_rep_error(
+	        &req->out, req->req.op, req->req.req_id, code, msg) != TB_OK) {
 		msgpack_sbuffer_clear(&req->out);
 	}
 	srv_reply(req);
@@ -40,22 +40,23 @@ void
 reply_task(srv_req *req, const tbp_task_info *ti, bool timed_out)
 {
 	msgpack_sbuffer_clear(&req->out);
-	reply_encoded(req, tbp_enc_rep_task(&req->out, req->req.op,
-	                       req->req.req_id, ti, timed_out));
+	reply_encoded(req,
+	    tbp_enc_rep_task(
+	        &req->out, req->req.op, req->req.req_id, ti, timed_out));
 }
 
 void
 reply_count(srv_req *req, uint64_t count)
 {
 	msgpack_sbuffer_clear(&req->out);
-	reply_encoded(req, tbp_enc_rep_count(&req->out, req->req.op,
-	                       req->req.req_id, count));
+	reply_encoded(req,
+	    tbp_enc_rep_count(&req->out, req->req.op, req->req.req_id, count));
 }
 
 void
 reply_empty(srv_req *req)
 {
 	msgpack_sbuffer_clear(&req->out);
-	reply_encoded(req,
-	    tbp_enc_rep_empty(&req->out, req->req.op, req->req.req_id));
+	reply_encoded(
+	    req, tbp_enc_rep_empty(&req->out, req->req.op, req->req.req_id));
 }

@@ -74,7 +74,8 @@ sched_down(sched_heapq *h, size_t i)
 			break;
 		}
 		m = l;
-		if (l + 1 < h->n && sched_before(h->kind, h->v[l + 1], h->v[l])) {
+		if (l + 1 < h->n &&
+		    sched_before(h->kind, h->v[l + 1], h->v[l])) {
 			m = l + 1;
 		}
 		if (!sched_before(h->kind, h->v[m], t)) {

@@ -73,8 +73,8 @@ bool sched_before(int kind, const struct task *a, const struct task *b);
 // sched_backoff_us returns the delay before retry number `attempts` (the
 // attempt that just failed, from 1): base * 2^(attempts-1), capped, with
 // "equal jitter" (half fixed, half random from r in [0,1)).
-int64_t sched_backoff_us(uint32_t attempts, int64_t base_us, int64_t cap_us,
-    double r);
+int64_t sched_backoff_us(
+    uint32_t attempts, int64_t base_us, int64_t cap_us, double r);
 
 // sched_end is how an attempt ended, as far as the outcome depends on it.
 typedef struct sched_end {
@@ -113,10 +113,10 @@ typedef struct sched_forever {
 
 // sched_forever_cfg holds the broker's forever settings, in µs.
 typedef struct sched_forever_cfg {
-	int64_t  reset_us;       // a run this long resets the backoff
-	int64_t  backoff_us;     // first restart delay (before jitter)
-	int64_t  backoff_max_us; // its cap
-	int64_t  window_us;      // crash-loop window
+	int64_t  reset_us;           // a run this long resets the backoff
+	int64_t  backoff_us;         // first restart delay (before jitter)
+	int64_t  backoff_max_us;     // its cap
+	int64_t  window_us;          // crash-loop window
 	uint32_t crashloop_restarts; // restarts in a window that make a loop
 } sched_forever_cfg;
 

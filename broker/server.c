@@ -252,8 +252,8 @@ srv_reply(srv_req *r)
 		return;
 	}
 	if ((rv = nng_msg_alloc(&m, r->out.size)) != 0) {
-		log_err("server: no memory for a reply of %zu bytes",
-		    r->out.size);
+		log_err(
+		    "server: no memory for a reply of %zu bytes", r->out.size);
 		// Drop the reply; the client times out and may retry.
 		srv_recv(r);
 		return;
@@ -293,8 +293,7 @@ srv_close(srv *s)
 		srv_req_free(r);
 	}
 	pthread_mutex_destroy(&s->mtx);
-	if (uv_is_active((uv_handle_t *) &s->async) ||
-	    s->async.loop != NULL) {
+	if (uv_is_active((uv_handle_t *) &s->async) || s->async.loop != NULL) {
 		uv_close((uv_handle_t *) &s->async, srv_async_closed);
 	} else {
 		free(s);

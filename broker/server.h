@@ -31,8 +31,8 @@
 
 #include <tbp.h>
 
-#define SRV_RECEIVERS 64        // contexts kept receiving
-#define SRV_MAX_CONTEXTS 65536  // hard cap on contexts (memory bound)
+#define SRV_RECEIVERS 64       // contexts kept receiving
+#define SRV_MAX_CONTEXTS 65536 // hard cap on contexts (memory bound)
 
 typedef struct srv srv;
 
@@ -49,7 +49,7 @@ typedef struct srv_req {
 
 	void *data; // the loop's
 
-	struct srv_req *next;               // inbox link
+	struct srv_req *next;                // inbox link
 	struct srv_req *all_prev, *all_next; // every record (loop thread)
 } srv_req;
 

@@ -44,8 +44,8 @@ shutdown_stop_threads(broker *b)
 		if (pool_stop(b->pl, 1000, &unrun) == 0) {
 			pool_close(b->pl);
 		} else {
-			// A blocking handler ignored its cancel flag; its thread
-			// ends with the process.
+			// A blocking handler ignored its cancel flag; its
+			// thread ends with the process.
 			log_warn("pool: a worker is still busy; leaving it");
 		}
 		b->pl = NULL;
@@ -53,7 +53,8 @@ shutdown_stop_threads(broker *b)
 	}
 	for (pool_job *j = unrun; j != NULL;) {
 		pool_job *next = j->next;
-		attempt_run_free((run *) j); // given-up runs the pool never ran
+		attempt_run_free(
+		    (run *) j); // given-up runs the pool never ran
 		j = next;
 	}
 	if (b->st != NULL && !b->st_stopped) {
@@ -89,8 +90,7 @@ shutdown_linger_tick(uv_timer_t *timer)
 	uv_timer_stop(timer);
 	// Attempts that ignored their cancel: their timers must neither keep
 	// the loop alive nor fire once the event socket is gone.
-	HASH_ITER(hh, b->by_id, t, tmp)
-	{
+	HASH_ITER (hh, b->by_id, t, tmp) {
 		if (t->run != NULL) {
 			attempt_timer_stop(t->run);
 		}
@@ -181,8 +181,7 @@ shutdown_deadline(uv_timer_t *timer)
 		return;
 	}
 	if (b->running > 0 && uv_timer_get_repeat(timer) == 0) {
-		HASH_ITER(hh, b->by_id, t, tmp)
-		{
+		HASH_ITER (hh, b->by_id, t, tmp) {
 			run *r = t->run;
 			if (r == NULL) {
 				continue;

@@ -106,31 +106,31 @@ static const char *const migrations[] = {
 	"  ON tasks(queue, state, finished_at);",
 };
 
-_Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
-        STORE_SCHEMA_VERSION,
+_Static_assert(
+    sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
     "one migration step per schema version");
 
 // STORE_COLS is the column list store_read_row expects.
-#define STORE_COLS                                                          \
-	"id, sid, queue, handler, payload, priority, state, attempts, "     \
-	"max_attempts, timeout_ms, run_at, created_at, started_at, "        \
+#define STORE_COLS                                                      \
+	"id, sid, queue, handler, payload, priority, state, attempts, " \
+	"max_attempts, timeout_ms, run_at, created_at, started_at, "    \
 	"finished_at, result, error, key, forever"
 
 // STORE_SCHED_COLS is the column list store_read_sched expects, and the
 // order of st_sched_put's parameters.
-#define STORE_SCHED_COLS                                                    \
-	"name, handler, queue, payload, priority, max_attempts, "          \
-	"timeout_ms, every_ms, cron, catch_up, paused, created_at, "        \
+#define STORE_SCHED_COLS                                             \
+	"name, handler, queue, payload, priority, max_attempts, "    \
+	"timeout_ms, every_ms, cron, catch_up, paused, created_at, " \
 	"next_at, last_at, fired, last_task"
 
 // STORE_LIST_REST ends every list statement: ?5 handler (NULL: any), ?6
 // created_after and ?7 created_before (0: any), ?4 the limit.
-#define STORE_LIST_REST                                                     \
-	"AND (?5 IS NULL OR handler = ?5) "                                 \
-	"AND (?6 = 0 OR created_at > ?6) "                                  \
+#define STORE_LIST_REST                     \
+	"AND (?5 IS NULL OR handler = ?5) " \
+	"AND (?6 = 0 OR created_at > ?6) "  \
 	"AND (?7 = 0 OR created_at < ?7) ORDER BY id LIMIT ?4"
 
-#define STORE_INTERRUPTED                                                   \
+#define STORE_INTERRUPTED \
 	"interrupted: the broker stopped during the last attempt"
 
 struct store {
@@ -192,9 +192,9 @@ typedef struct {
 	const char *sql;
 } store_stmt_def;
 
-#define STORE_STMT(field, reader, sql)                                      \
-	{                                                                   \
-		offsetof(struct store, field), reader, sql                  \
+#define STORE_STMT(field, reader, sql)                     \
+	{                                                  \
+		offsetof(struct store, field), reader, sql \
 	}
 
 static const store_stmt_def store_stmts[] = {
@@ -264,19 +264,20 @@ static const store_stmt_def store_stmts[] = {
 	    "INSERT OR REPLACE INTO schedules(" STORE_SCHED_COLS ") "
 	    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
 	    "?14, ?15, ?16)"),
-	STORE_STMT(st_sched_del, false,
-	    "DELETE FROM schedules WHERE name = ?1"),
-	STORE_STMT(st_get, true, "SELECT " STORE_COLS " FROM tasks WHERE id = ?1"),
+	STORE_STMT(
+	    st_sched_del, false, "DELETE FROM schedules WHERE name = ?1"),
+	STORE_STMT(
+	    st_get, true, "SELECT " STORE_COLS " FROM tasks WHERE id = ?1"),
 	// The list statements differ in the terms an index can serve (queue
 	// and state); the other filters are checked on each row read.
 	STORE_STMT(st_list_all, true,
 	    "SELECT " STORE_COLS " FROM tasks WHERE id > ?3 " STORE_LIST_REST),
 	STORE_STMT(st_list_queue, true,
-	    "SELECT " STORE_COLS " FROM tasks WHERE queue = ?1 AND id > ?3 "
-	    STORE_LIST_REST),
+	    "SELECT " STORE_COLS
+	    " FROM tasks WHERE queue = ?1 AND id > ?3 " STORE_LIST_REST),
 	STORE_STMT(st_list_state, true,
-	    "SELECT " STORE_COLS " FROM tasks WHERE state = ?2 AND id > ?3 "
-	    STORE_LIST_REST),
+	    "SELECT " STORE_COLS
+	    " FROM tasks WHERE state = ?2 AND id > ?3 " STORE_LIST_REST),
 	STORE_STMT(st_list_queue_state, true,
 	    "SELECT " STORE_COLS " FROM tasks WHERE queue = ?1 AND state = ?2 "
 	    "AND id > ?3 " STORE_LIST_REST),
@@ -320,7 +321,8 @@ store_exec(sqlite3 *db, const char *what, const char *sql)
 	int   src;
 
 	if ((src = sqlite3_exec(db, sql, NULL, NULL, &msg)) != SQLITE_OK) {
-		log_err("store: %s: %s", what, msg ? msg : sqlite3_errstr(src));
+		log_err(
+		    "store: %s: %s", what, msg ? msg : sqlite3_errstr(src));
 		sqlite3_free(msg);
 		return (store_rv(src));
 	}
@@ -388,14 +390,15 @@ store_migrate(store *s, const char *path)
 	    TB_OK) {
 		return (rv);
 	}
-	if ((rv = store_pragma_text(s->wdb, "PRAGMA user_version", buf,
-	         sizeof(buf))) != TB_OK) {
+	if ((rv = store_pragma_text(
+	         s->wdb, "PRAGMA user_version", buf, sizeof(buf))) != TB_OK) {
 		goto fail;
 	}
 	v = strtol(buf, NULL, 10);
 	if (v > STORE_SCHEMA_VERSION || v < 0) {
-		log_err("store: %s has schema version %ld, newer than this "
-		        "broker's %d; refusing to open it (use a newer broker)",
+		log_err(
+		    "store: %s has schema version %ld, newer than this "
+		    "broker's %d; refusing to open it (use a newer broker)",
 		    path, v, STORE_SCHEMA_VERSION);
 		rv = TB_ESTORE;
 		goto fail;
@@ -412,11 +415,10 @@ store_migrate(store *s, const char *path)
 		if ((rv = store_exec(s->wdb, "migration", pragma)) != TB_OK) {
 			goto fail;
 		}
-		log_info("store: %s migrated to schema version %ld", path,
-		    v + 1);
+		log_info(
+		    "store: %s migrated to schema version %ld", path, v + 1);
 	}
-	if ((rv = store_exec(s->wdb, "commit migration", "COMMIT")) !=
-	    TB_OK) {
+	if ((rv = store_exec(s->wdb, "commit migration", "COMMIT")) != TB_OK) {
 		goto fail;
 	}
 	return (TB_OK);
@@ -437,8 +439,8 @@ store_prepare_all(store *s)
 		src = sqlite3_prepare_v3(db, store_stmts[i].sql, -1,
 		    SQLITE_PREPARE_PERSISTENT, store_stmt_slot(s, i), NULL);
 		if (src != SQLITE_OK) {
-			log_err("store: prepare \"%s\": %s", store_stmts[i].sql,
-			    sqlite3_errmsg(db));
+			log_err("store: prepare \"%s\": %s",
+			    store_stmts[i].sql, sqlite3_errmsg(db));
 			return (store_rv(src));
 		}
 	}
@@ -479,8 +481,8 @@ store_open(store **sp, const char *path, int durability)
 	// fails here with SQLITE_NOTADB.
 	if ((rv = store_pragma_text(s->wdb, "PRAGMA journal_mode = WAL", mode,
 	         sizeof(mode))) != TB_OK) {
-		log_err("store: %s: cannot use this file as the task store",
-		    path);
+		log_err(
+		    "store: %s: cannot use this file as the task store", path);
 		goto fail;
 	}
 	if (strcmp(mode, "wal") != 0) {
@@ -614,7 +616,8 @@ store_read_row(sqlite3_stmt *st, store_rec **rp)
 	sid   = sqlite3_column_blob(st, 1);
 	n     = sqlite3_column_bytes(st, 1);
 	if (sid != NULL && n > 0) {
-		memcpy(r->sid, sid, (size_t) n < TB_SID_LEN ? (size_t) n : TB_SID_LEN);
+		memcpy(r->sid, sid,
+		    (size_t) n < TB_SID_LEN ? (size_t) n : TB_SID_LEN);
 	}
 	if ((rv = store_col_text(st, 2, &r->queue)) != TB_OK ||
 	    (rv = store_col_text(st, 3, &r->handler)) != TB_OK ||
@@ -709,8 +712,9 @@ store_recover(store *s, uint64_t *max_idp, uint64_t *counts,
 		goto sqlfail;
 	}
 	if (sqlite3_changes(s->wdb) > 0) {
-		log_warn("store: recovery: %d interrupted tasks had no attempts "
-		         "left and are dead",
+		log_warn(
+		    "store: recovery: %d interrupted tasks had no attempts "
+		    "left and are dead",
 		    sqlite3_changes(s->wdb));
 	}
 	if ((src = store_step1(s->st_rec_pending)) != SQLITE_DONE) {
@@ -796,7 +800,8 @@ store_op_valid(const store_op *op)
 {
 	switch (op->kind) {
 	case STORE_OP_INSERT:
-		if (op->nrecs > 0 && (op->recs == NULL || op->dup_ids == NULL)) {
+		if (op->nrecs > 0 &&
+		    (op->recs == NULL || op->dup_ids == NULL)) {
 			return (false);
 		}
 		for (uint32_t i = 0; i < op->nrecs; i++) {
@@ -824,7 +829,8 @@ store_op_valid(const store_op *op)
 	case STORE_OP_SCHED_PUT:
 		return (op->sched != NULL && op->sched->name != NULL &&
 		    op->sched->handler != NULL && op->sched->queue != NULL &&
-		    (op->sched->payload != NULL || op->sched->payload_len == 0));
+		    (op->sched->payload != NULL ||
+		        op->sched->payload_len == 0));
 	case STORE_OP_SCHED_DEL:
 		return (op->name != NULL);
 	default:
@@ -1056,7 +1062,8 @@ store_run_batch(store *s, store_op *batch, uint64_t *okp)
 	for (op = batch; op != NULL; op = op->next) {
 		n++;
 		if (!store_op_valid(op)) {
-			log_err("store: invalid op (kind %d); rejected", op->kind);
+			log_err(
+			    "store: invalid op (kind %d); rejected", op->kind);
 			op->rv = TB_EINVAL;
 			continue;
 		}
@@ -1217,7 +1224,7 @@ store_start(store *s, void (*notify)(void *arg), void *arg)
 	}
 	s->notify     = notify;
 	s->notify_arg = arg;
-	err = util_thread_start(&s->thread, store_writer, s);
+	err           = util_thread_start(&s->thread, store_writer, s);
 	if (err != 0) {
 		log_err("store: cannot start the writer thread: %s",
 		    strerror(err));
@@ -1323,7 +1330,8 @@ store_close(store *s)
 		return;
 	}
 	if (s->started && !s->joined) {
-		store_stop(s); // the caller forgot; never free under the writer
+		store_stop(
+		    s); // the caller forgot; never free under the writer
 	}
 	for (size_t i = 0; i < STORE_NSTMTS; i++) {
 		sqlite3_finalize(*store_stmt_slot(s, i)); // accepts NULL
@@ -1400,8 +1408,8 @@ store_list(store *s, const store_filter *f, store_rec ***recsp, size_t *np)
 	// size to allocate up front.
 	while (n < limit && (src = sqlite3_step(st)) == SQLITE_ROW) {
 		if (n == cap) {
-			size_t     ncap = cap == 0 ? 16 : cap * 2;
-			store_rec **nr  = realloc(recs, ncap * sizeof(*recs));
+			size_t      ncap = cap == 0 ? 16 : cap * 2;
+			store_rec **nr   = realloc(recs, ncap * sizeof(*recs));
 			if (nr == NULL) {
 				rv = TB_ENOMEM;
 				goto fail;
@@ -1438,8 +1446,8 @@ fail:
 // loop thread, and the writer may already be running without harm.
 
 int
-store_load_queues(store *s,
-    int (*cb)(void *arg, const char *name, bool paused), void *arg)
+store_load_queues(
+    store *s, int (*cb)(void *arg, const char *name, bool paused), void *arg)
 {
 	sqlite3_stmt *st = s->st_load_queues;
 	int           src;
@@ -1493,8 +1501,7 @@ store_load_schedules(
 
 int
 store_queue_counts(store *s,
-    int (*cb)(void *arg, const char *queue, int state, uint64_t n),
-    void *arg)
+    int (*cb)(void *arg, const char *queue, int state, uint64_t n), void *arg)
 {
 	sqlite3_stmt *st = s->st_queue_counts;
 	int           src;

@@ -185,8 +185,8 @@ int store_recover(store *s, uint64_t *max_idp, uint64_t *counts,
 // store_load_queues passes each queue recorded by STORE_OP_QUEUE_SET to cb
 // (name borrowed for the call). Before store_start. Returns TB_OK, cb's
 // non-zero code, or TB_ESTORE.
-int store_load_queues(store *s,
-    int (*cb)(void *arg, const char *name, bool paused), void *arg);
+int store_load_queues(
+    store *s, int (*cb)(void *arg, const char *name, bool paused), void *arg);
 
 // store_load_schedules passes each schedule to cb, which owns it from then
 // on (also when it returns non-zero, which stops the load). Before
@@ -198,8 +198,7 @@ int store_load_schedules(
 // table, its number of tasks to cb (queue borrowed for the call). Before
 // store_start; used once to seed the per-queue figures.
 int store_queue_counts(store *s,
-    int (*cb)(void *arg, const char *queue, int state, uint64_t n),
-    void *arg);
+    int (*cb)(void *arg, const char *queue, int state, uint64_t n), void *arg);
 
 // store_start starts the writer thread. notify(arg) is called on the writer
 // thread after each batch has moved to the done list; it must not block.

@@ -126,8 +126,7 @@ submit_ackwait_add(submit_ctx *sc, uint32_t idx, task *t)
 // tasks of this request that would be new must fit under the global and
 // the per-queue limits of waiting tasks. Returns TB_OK or TB_EQUEUEFULL.
 static int
-submit_over_limit(broker *b, const tbp_task_in *tasks, uint32_t n,
-    queue **qs)
+submit_over_limit(broker *b, const tbp_task_in *tasks, uint32_t n, queue **qs)
 {
 	uint64_t fresh = 0;
 	uint64_t waiting;
@@ -155,8 +154,8 @@ submit_over_limit(broker *b, const tbp_task_in *tasks, uint32_t n,
 	for (uint32_t i = 0; i < n; i++) {
 		queue *q = qs[i];
 		if (q->scratch > 0 &&
-		    sched_admit(queue_waiting(q), q->scratch, q->max_pending) !=
-		        TB_OK) {
+		    sched_admit(queue_waiting(q), q->scratch,
+		        q->max_pending) != TB_OK) {
 			log_warn("submit: queue %s is full: %" PRIu64
 			         " waiting, max-pending %" PRIu64,
 			    q->name, queue_waiting(q), q->max_pending);
@@ -205,7 +204,8 @@ submit_committed(broker *b, sop *w)
 		b->submitted++;
 		submit_ackwaits_release(t, t->id, TB_OK);
 		if (sc->sched_name != NULL) {
-			events_publish(b->ev, "fired", &t->core, t->state, 0, 0);
+			events_publish(
+			    b->ev, "fired", &t->core, t->state, 0, 0);
 		}
 		task_schedule(b, t);
 	}
@@ -224,30 +224,29 @@ submit_ctx_alloc(uint32_t n)
 	submit_ctx *sc;
 	uint8_t    *p;
 
-	if ((sc = calloc(1, sizeof(*sc) + n * (sizeof(*sc->ids) +
-	                                          sizeof(*sc->dup_ids) +
-	                                          sizeof(*sc->tasks) +
-	                                          sizeof(*sc->recs) +
-	                                          sizeof(*sc->recp) +
-	                                          sizeof(*sc->dup) +
-	                                          sizeof(*sc->existing)))) ==
-	    NULL) {
+	if ((sc = calloc(1,
+	         sizeof(*sc) +
+	             n *
+	                 (sizeof(*sc->ids) + sizeof(*sc->dup_ids) +
+	                     sizeof(*sc->tasks) + sizeof(*sc->recs) +
+	                     sizeof(*sc->recp) + sizeof(*sc->dup) +
+	                     sizeof(*sc->existing)))) == NULL) {
 		return (NULL);
 	}
-	p            = (uint8_t *) (sc + 1);
-	sc->n        = n;
-	sc->recs     = (store_rec *) p;
-	p           += n * sizeof(*sc->recs);
-	sc->ids      = (uint64_t *) p;
-	p           += n * sizeof(*sc->ids);
-	sc->dup_ids  = (uint64_t *) p;
-	p           += n * sizeof(*sc->dup_ids);
-	sc->tasks    = (task **) p;
-	p           += n * sizeof(*sc->tasks);
-	sc->recp     = (store_rec **) p;
-	p           += n * sizeof(*sc->recp);
-	sc->dup      = (bool *) p;
-	p           += n * sizeof(*sc->dup);
+	p        = (uint8_t *) (sc + 1);
+	sc->n    = n;
+	sc->recs = (store_rec *) p;
+	p += n * sizeof(*sc->recs);
+	sc->ids = (uint64_t *) p;
+	p += n * sizeof(*sc->ids);
+	sc->dup_ids = (uint64_t *) p;
+	p += n * sizeof(*sc->dup_ids);
+	sc->tasks = (task **) p;
+	p += n * sizeof(*sc->tasks);
+	sc->recp = (store_rec **) p;
+	p += n * sizeof(*sc->recp);
+	sc->dup = (bool *) p;
+	p += n * sizeof(*sc->dup);
 	sc->existing = (bool *) p;
 	return (sc);
 }
@@ -305,11 +304,13 @@ submit_tasks(broker *b, srv_req *req, const tbp_task_in *tasks, uint32_t n,
 		task              *t = task_known(b, ti, &existing);
 		if (t != NULL) {
 			// A resent copy (nng's REQ resends after a reconnect),
-			// or the key of an unfinished task: its id, nothing new.
+			// or the key of an unfinished task: its id, nothing
+			// new.
 			sc->dup[i]      = !existing;
 			sc->existing[i] = existing;
 			sc->ids[i]      = t->id;
-			if (!t->durable && submit_ackwait_add(sc, i, t) != TB_OK) {
+			if (!t->durable &&
+			    submit_ackwait_add(sc, i, t) != TB_OK) {
 				sc->rv = TB_ENOMEM;
 			}
 			continue;
@@ -321,7 +322,7 @@ submit_tasks(broker *b, srv_req *req, const tbp_task_in *tasks, uint32_t n,
 		task_index(b, t);
 		t->q->inflight++;
 		b->inflight++;
-		sc->ids[i] = t->id;
+		sc->ids[i]           = t->id;
 		sc->recs[sc->nrecs]  = t->core; // a view: the task owns it all
 		sc->recp[sc->nrecs]  = &sc->recs[sc->nrecs];
 		sc->tasks[sc->nrecs] = t;

@@ -195,7 +195,8 @@ task_from_in(broker *b, queue *q, const tbp_task_in *in, int64_t now)
 	t->q       = q;
 	t->queue   = strdup(q->name);
 	t->handler = tbp_bytes_dup(in->handler);
-	if (in->payload.n > 0 && (t->payload = malloc(in->payload.n)) != NULL) {
+	if (in->payload.n > 0 &&
+	    (t->payload = malloc(in->payload.n)) != NULL) {
 		memcpy(t->payload, in->payload.p, in->payload.n);
 		t->payload_len = in->payload.n;
 	}
@@ -208,16 +209,16 @@ task_from_in(broker *b, queue *q, const tbp_task_in *in, int64_t now)
 		task_free(t);
 		return (NULL);
 	}
-	t->id           = b->next_id++;
-	t->priority     = in->priority;
-	t->state        = TB_STATE_PENDING;
-	t->max_attempts = in->max_attempts > 0 ? in->max_attempts
-	                                       : q->max_attempts;
-	t->timeout_ms   = in->timeout_ms > 0 ? in->timeout_ms : q->timeout_ms;
-	t->created_at   = now;
-	t->run_at       = in->run_at > 0 ? in->run_at
-	                                 : now + (int64_t) in->delay_ms * 1000;
-	t->forever      = in->forever;
+	t->id       = b->next_id++;
+	t->priority = in->priority;
+	t->state    = TB_STATE_PENDING;
+	t->max_attempts =
+	    in->max_attempts > 0 ? in->max_attempts : q->max_attempts;
+	t->timeout_ms = in->timeout_ms > 0 ? in->timeout_ms : q->timeout_ms;
+	t->created_at = now;
+	t->run_at =
+	    in->run_at > 0 ? in->run_at : now + (int64_t) in->delay_ms * 1000;
+	t->forever = in->forever;
 	task_set_handler_mode(t);
 	return (t);
 }

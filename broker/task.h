@@ -41,17 +41,17 @@ typedef struct task {
 	size_t heap_idx;
 
 	// Bookkeeping of the loop.
-	bool            durable;    // its insert has committed
-	bool            starting;   // start write in flight, handler not yet run
-	bool            requeue;    // shutdown interrupted it: give it back
-	bool            pool;       // its handler runs on the worker pool
-	bool            cancelling; // a cancel stops the running attempt
+	bool            durable;  // its insert has committed
+	bool            starting; // start write in flight, handler not yet run
+	bool            requeue;  // shutdown interrupted it: give it back
+	bool            pool;     // its handler runs on the worker pool
+	bool            cancelling;  // a cancel stops the running attempt
 	bool            key_indexed; // in the loop's by-key index
-	sched_forever   fv;       // forever: restart history, crash loop
-	struct queue   *q;        // its queue
-	uint32_t        writes;   // store ops in flight that name this task
-	struct tb_run  *run;      // the attempt in progress, if any
-	struct waiter  *waiters;  // wait requests for its end
+	sched_forever   fv;          // forever: restart history, crash loop
+	struct queue   *q;           // its queue
+	uint32_t        writes;      // store ops in flight that name this task
+	struct tb_run  *run;         // the attempt in progress, if any
+	struct waiter  *waiters;     // wait requests for its end
 	struct ackwait *ackwaits; // duplicate submits waiting for its insert
 	UT_hash_handle  hh;       // by id
 	UT_hash_handle  hh_sid;   // by sid

@@ -21,26 +21,26 @@
 
 #include <taskbroker/defs.h>
 
-#define TASKREC_FIELDS                                                      \
-	uint64_t id;                                                        \
-	uint8_t  sid[TB_SID_LEN]; /* the submission id */                   \
-	char    *queue;                                                     \
-	char    *handler;                                                   \
-	uint8_t *payload;                                                   \
-	size_t   payload_len;                                               \
-	int32_t  priority;                                                  \
-	uint32_t state; /* tb_state */                                      \
-	uint32_t attempts;                                                  \
-	uint32_t max_attempts;                                              \
-	uint32_t timeout_ms;                                                \
-	int64_t  run_at; /* Unix µs; earliest start */                      \
-	int64_t  created_at;                                                \
-	int64_t  started_at;                                                \
-	int64_t  finished_at;                                               \
-	uint8_t *result;                                                    \
-	size_t   result_len;                                                \
-	char    *error;                                                     \
-	char    *key;     /* idempotency key, or NULL */                    \
+#define TASKREC_FIELDS                                    \
+	uint64_t id;                                      \
+	uint8_t  sid[TB_SID_LEN]; /* the submission id */ \
+	char    *queue;                                   \
+	char    *handler;                                 \
+	uint8_t *payload;                                 \
+	size_t   payload_len;                             \
+	int32_t  priority;                                \
+	uint32_t state; /* tb_state */                    \
+	uint32_t attempts;                                \
+	uint32_t max_attempts;                            \
+	uint32_t timeout_ms;                              \
+	int64_t  run_at; /* Unix µs; earliest start */   \
+	int64_t  created_at;                              \
+	int64_t  started_at;                              \
+	int64_t  finished_at;                             \
+	uint8_t *result;                                  \
+	size_t   result_len;                              \
+	char    *error;                                   \
+	char    *key;     /* idempotency key, or NULL */  \
 	bool     forever; /* restarted whenever it ends */
 
 // taskrec is a task's stored fields (see TASKREC_FIELDS).

@@ -56,12 +56,12 @@
 // restarted broker is found at once, and leave resending to nng's
 // resend-on-reconnect rather than to a timer.
 #define CLIENT_DEFAULT_TIMEOUT_MS 10000
-#define CLIENT_RECVMAXSZ          (64u << 20)
-#define CLIENT_RECONNMINT_MS      50
-#define CLIENT_RECONNMAXT_MS      1000
-#define CLIENT_RESENDTIME_MS      60000
-#define CLIENT_RESEND_MS          2000 // per request; see client_call_run
-#define CLIENT_WAIT_MAX_MS        3600000 // tb_wait with timeout < 0
+#define CLIENT_RECVMAXSZ (64u << 20)
+#define CLIENT_RECONNMINT_MS 50
+#define CLIENT_RECONNMAXT_MS 1000
+#define CLIENT_RESENDTIME_MS 60000
+#define CLIENT_RESEND_MS 2000      // per request; see client_call_run
+#define CLIENT_WAIT_MAX_MS 3600000 // tb_wait with timeout < 0
 
 struct tb_client {
 	pid_t pid; // the process that opened the client; never changes
@@ -123,7 +123,7 @@ tb_errname(int code)
 // Error codes are dense and only ever appended, so a status at or above
 // NERRS is one this library does not know.
 #define TB_ERR_VAL_(c, v, n, m) v,
-static const int err_values[] = {TB_ERRORS(TB_ERR_VAL_)};
+static const int err_values[] = { TB_ERRORS(TB_ERR_VAL_) };
 #undef TB_ERR_VAL_
 #define NERRS ((int) (sizeof(err_values) / sizeof(err_values[0])))
 
@@ -724,8 +724,8 @@ tb_submit_batch_flags(tb_client *c, const tb_task_spec *specs, size_t n,
 		    (s->payload == NULL && s->payload_len > 0)) {
 			return (TB_EINVAL);
 		}
-		if (o != NULL && (o->run_at < 0 ||
-		                     (o->key != NULL && o->key[0] == '\0'))) {
+		if (o != NULL &&
+		    (o->run_at < 0 || (o->key != NULL && o->key[0] == '\0'))) {
 			return (TB_EINVAL);
 		}
 		if (o != NULL && o->key != NULL &&
@@ -790,7 +790,8 @@ tb_submit_batch_flags(tb_client *c, const tb_task_spec *specs, size_t n,
 			if (call.rep.dup != NULL && call.rep.dup[i]) {
 				flags[i] |= TB_SUBMIT_DUP;
 			}
-			if (call.rep.existing != NULL && call.rep.existing[i]) {
+			if (call.rep.existing != NULL &&
+			    call.rep.existing[i]) {
 				flags[i] |= TB_SUBMIT_EXISTING;
 			}
 		}
@@ -1038,8 +1039,8 @@ tb_shutdown(tb_client *c)
 // ---- the task lifecycle ---------------------------------------------------
 
 // encoded_request runs the request encoded in b (by the caller, with
-// req_id) and waits up to timeout for its reply; the caller reads call->rep and
-// must call_fini(call) whatever the result. b is destroyed here.
+// req_id) and waits up to timeout for its reply; the caller reads call->rep
+// and must call_fini(call) whatever the result. b is destroyed here.
 static int
 encoded_request(tb_client *c, msgpack_sbuffer *b, int enc_rv, uint32_t op,
     uint64_t req_id, int64_t timeout, client_call *call)
@@ -1095,8 +1096,9 @@ tb_retry_queue(tb_client *c, const char *queue, int state, uint64_t *countp)
 	uint64_t        req_id;
 	int             rv;
 
-	if (c == NULL || (state != -1 && state != TB_STATE_DEAD &&
-	                     state != TB_STATE_CANCELLED)) {
+	if (c == NULL ||
+	    (state != -1 && state != TB_STATE_DEAD &&
+	        state != TB_STATE_CANCELLED)) {
 		return (TB_EINVAL);
 	}
 	msgpack_sbuffer_init(&b);
@@ -1120,8 +1122,7 @@ queue_op(tb_client *c, uint32_t op, const char *queue)
 	msgpack_sbuffer_init(&b);
 	req_id = client_next_req_id(c);
 	rv     = tbp_enc_queue_op(&b, op, req_id, queue);
-	rv     = encoded_request(
-	    c, &b, rv, op, req_id, client_timeout(c), &call);
+	rv = encoded_request(c, &b, rv, op, req_id, client_timeout(c), &call);
 	call_fini(&call);
 	return (rv);
 }
@@ -1225,8 +1226,8 @@ tb_schedule_add(tb_client *c, const tb_schedule_spec *spec)
 	msgpack_sbuffer_init(&b);
 	req_id = client_next_req_id(c);
 	rv     = tbp_enc_sched_add(&b, req_id, &s);
-	rv     = encoded_request(c, &b, rv, TBP_OP_SCHED_ADD, req_id,
-	    client_timeout(c), &call);
+	rv     = encoded_request(
+	        c, &b, rv, TBP_OP_SCHED_ADD, req_id, client_timeout(c), &call);
 	call_fini(&call);
 	return (rv);
 }
@@ -1246,8 +1247,7 @@ sched_name_op(tb_client *c, uint32_t op, const char *name, bool paused)
 	msgpack_sbuffer_init(&b);
 	req_id = client_next_req_id(c);
 	rv     = tbp_enc_sched_name(&b, op, req_id, name, paused);
-	rv     = encoded_request(
-	    c, &b, rv, op, req_id, client_timeout(c), &call);
+	rv = encoded_request(c, &b, rv, op, req_id, client_timeout(c), &call);
 	call_fini(&call);
 	return (rv);
 }

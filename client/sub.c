@@ -26,7 +26,7 @@
 #include "client_impl.h"
 #include "tbp.h"
 
-#define SUB_RECVMAXSZ     (1u << 20) // an event carries at most one result
+#define SUB_RECVMAXSZ (1u << 20) // an event carries at most one result
 #define SUB_RECONNMINT_MS 50
 #define SUB_RECONNMAXT_MS 1000
 

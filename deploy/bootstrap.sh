@@ -26,6 +26,8 @@ cd "$top"
 pkgs=(gcc make cmake pkg-config libnng-dev libmsgpack-dev libsqlite3-dev
 	libuv1-dev libjansson-dev libinih-dev uthash-dev libcmocka-dev
 	openssl)
+# The test run also checks the C sources' format.
+[ "$mode" = test ] && pkgs+=(clang-format)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -54,6 +56,16 @@ if [ "$mode" = start ]; then
 	echo "starting taskbrokerd (Ctrl-C stops it gracefully)"
 	exec ./build/broker/taskbrokerd
 fi
+
+# The C sources must be as clang-format (.clang-format) writes them.
+mapfile -t csrc < <(git ls-files '*.c' '*.h' 2>/dev/null ||
+	find broker client proto include tests bench examples \
+		-name '*.[ch]' -not -path '*/build*')
+if ! clang-format --dry-run --Werror "${csrc[@]}"; then
+	echo "format: run clang-format -i on the files above" >&2
+	exit 1
+fi
+echo "format: ${#csrc[@]} C files as clang-format writes them"
 
 werror=OFF
 [ "${CI:-}" = true ] && werror=ON

@@ -63,7 +63,7 @@ const char *tb_default_url(void);
 // ($TASKBROKER_EVENTS_URL, TB_DEFAULT_EVENTS_URL).
 const char *tb_default_events_url(void);
 
-typedef uint64_t      tb_id;
+typedef uint64_t         tb_id;
 typedef struct tb_client tb_client;
 typedef struct tb_task   tb_task;
 typedef struct tb_sub    tb_sub;
@@ -98,9 +98,9 @@ typedef struct tb_submit_opts {
 	int         forever;      // non-zero: restart whenever it ends
 } tb_submit_opts;
 
-#define TB_SUBMIT_OPTS_INIT                                                 \
-	{                                                                   \
-		NULL, 0, 0, 0, 0, 0, NULL, 0                                \
+#define TB_SUBMIT_OPTS_INIT                  \
+	{                                    \
+		NULL, 0, 0, 0, 0, 0, NULL, 0 \
 	}
 
 // tb_task_spec describes one task of a batch submit. payload is msgpack
@@ -125,8 +125,8 @@ int tb_submit(tb_client *c, const char *handler, const void *payload,
 // tb_submit_batch submits n tasks (1..TB_MAX_BATCH) in one request and one
 // durable commit; ids (n entries, may be NULL) receive their ids in order.
 // All or nothing: on error no task of the batch was accepted.
-int tb_submit_batch(tb_client *c, const tb_task_spec *specs, size_t n,
-    tb_id *ids);
+int tb_submit_batch(
+    tb_client *c, const tb_task_spec *specs, size_t n, tb_id *ids);
 
 // Flags tb_submit_batch_flags reports per task.
 #define TB_SUBMIT_DUP 1u      // a resent copy of an earlier submission
@@ -159,24 +159,24 @@ int tb_cancel(tb_client *c, tb_id id, tb_task **tp);
 
 // tb_list_opts filters a listing; start from TB_LIST_OPTS_INIT.
 typedef struct tb_list_opts {
-	const char *queue;    // NULL: all queues
-	int         state;    // -1: all states
-	uint32_t    limit;    // 0: 100; at most 1000
-	tb_id       after_id; // paging: only ids greater than this
+	const char *queue;      // NULL: all queues
+	int         state;      // -1: all states
+	uint32_t    limit;      // 0: 100; at most 1000
+	tb_id       after_id;   // paging: only ids greater than this
 	const char *handler;    // NULL: all handlers
 	uint64_t    min_age_ms; // created at least this long ago; 0: any
 	uint64_t    max_age_ms; // created at most this long ago; 0: any
 } tb_list_opts;
 
-#define TB_LIST_OPTS_INIT                                                   \
-	{                                                                   \
-		NULL, -1, 0, 0, NULL, 0, 0                                  \
+#define TB_LIST_OPTS_INIT                  \
+	{                                  \
+		NULL, -1, 0, 0, NULL, 0, 0 \
 	}
 
 // tb_list returns up to opts->limit tasks in id order. On success *tasksp is
 // an array of *np task pointers to release with tb_task_list_free(tasks, n).
-int tb_list(tb_client *c, const tb_list_opts *opts, tb_task ***tasksp,
-    size_t *np);
+int tb_list(
+    tb_client *c, const tb_list_opts *opts, tb_task ***tasksp, size_t *np);
 
 // tb_task_list_free frees an array returned by tb_list. Accepts NULL.
 void tb_task_list_free(tb_task **tasks, size_t n);
@@ -258,8 +258,8 @@ int tb_drain(tb_client *c, const char *queue, int timeout_ms);
 // tb_purge deletes tasks of queue (NULL: all) in state (pending, done,
 // dead or cancelled) created at least min_age_ms ago; *countp (may be
 // NULL) receives how many.
-int tb_purge(tb_client *c, const char *queue, int state,
-    uint64_t min_age_ms, uint64_t *countp);
+int tb_purge(tb_client *c, const char *queue, int state, uint64_t min_age_ms,
+    uint64_t *countp);
 
 // tb_schedule_spec defines a periodic schedule; start from
 // TB_SCHEDULE_SPEC_INIT. Exactly one of every_ms and cron must be set.
@@ -280,9 +280,9 @@ typedef struct tb_schedule_spec {
 	int         catch_up;
 } tb_schedule_spec;
 
-#define TB_SCHEDULE_SPEC_INIT                                               \
-	{                                                                   \
-		NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0              \
+#define TB_SCHEDULE_SPEC_INIT                                  \
+	{                                                      \
+		NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0 \
 	}
 
 // tb_schedule_add adds the schedule, or replaces the one with its name.
@@ -314,7 +314,7 @@ typedef struct tb_schedule_info {
 } tb_schedule_info;
 
 // tb_schedule_list returns every schedule; free with tb_schedule_list_free.
-int tb_schedule_list(tb_client *c, tb_schedule_info **listp, size_t *np);
+int  tb_schedule_list(tb_client *c, tb_schedule_info **listp, size_t *np);
 void tb_schedule_list_free(tb_schedule_info *list, size_t n);
 
 // tb_queue_info is one queue's figures.
@@ -336,7 +336,7 @@ typedef struct tb_queue_info {
 } tb_queue_info;
 
 // tb_queues returns every known queue; free with tb_queues_free.
-int tb_queues(tb_client *c, tb_queue_info **listp, size_t *np);
+int  tb_queues(tb_client *c, tb_queue_info **listp, size_t *np);
 void tb_queues_free(tb_queue_info *list, size_t n);
 
 // tb_sub_open subscribes to the broker's events at url (NULL: default) for
@@ -345,8 +345,8 @@ void tb_queues_free(tb_queue_info *list, size_t n);
 // failed and a retry is scheduled), dead, cancelled, timeout (an attempt
 // ran out of time), restart (a forever task is started again), crashloop,
 // fired (a schedule created a task), shutdown. Events are best effort: a
-// slow subscriber may miss some; tb_status always tells the truth. On success *sp owns the
-// subscription (tb_sub_close).
+// slow subscriber may miss some; tb_status always tells the truth. On success
+// *sp owns the subscription (tb_sub_close).
 int tb_sub_open(tb_sub **sp, const char *url, const char *prefix);
 
 // tb_sub_recv waits up to timeout_ms (< 0: forever) for the next event. On

@@ -94,42 +94,42 @@
 #define TBP_VERSION 1
 
 // Limits, enforced at decode time.
-#define TBP_MAX_MSG (8u << 20)      // one request or reply, in bytes
-#define TBP_MAX_PAYLOAD (1u << 20)  // a task's payload
-#define TBP_MAX_RESULT (64u << 10)  // a task's result
-#define TBP_MAX_ERROR 4096u         // a task's error text
-#define TBP_MAX_NAME 128u           // queue and handler names
-#define TBP_MAX_TASKS TB_MAX_BATCH  // tasks in one submit
-#define TBP_MAX_LIST 1000u          // tasks in one list reply
-#define TBP_MAX_DEPTH 32u           // nesting of arrays and maps
-#define TBP_MAX_KEY 256u            // an idempotency key
-#define TBP_MAX_CRON 128u           // a cron expression
-#define TBP_MAX_SCHEDULES 1000u     // schedules in one list reply
-#define TBP_MAX_QUEUES 1000u        // queues in one queues reply
+#define TBP_MAX_MSG (8u << 20)     // one request or reply, in bytes
+#define TBP_MAX_PAYLOAD (1u << 20) // a task's payload
+#define TBP_MAX_RESULT (64u << 10) // a task's result
+#define TBP_MAX_ERROR 4096u        // a task's error text
+#define TBP_MAX_NAME 128u          // queue and handler names
+#define TBP_MAX_TASKS TB_MAX_BATCH // tasks in one submit
+#define TBP_MAX_LIST 1000u         // tasks in one list reply
+#define TBP_MAX_DEPTH 32u          // nesting of arrays and maps
+#define TBP_MAX_KEY 256u           // an idempotency key
+#define TBP_MAX_CRON 128u          // a cron expression
+#define TBP_MAX_SCHEDULES 1000u    // schedules in one list reply
+#define TBP_MAX_QUEUES 1000u       // queues in one queues reply
 
 // TBP_OPS is the one list of operations: X(NAME, value, "name", ident,
 // read_only). ident names the op in generated identifiers (the broker's
 // handle_<ident>); read_only is 1 for an op that writes nothing and is
 // answered at once, so a broker that is flushing its last writes can still
 // serve it.
-#define TBP_OPS(X)                                                          \
-	X(PING, 0, "ping", ping, 1)                                         \
-	X(SUBMIT, 1, "submit", submit, 0)                                   \
-	X(STATUS, 2, "status", status, 1)                                   \
-	X(WAIT, 3, "wait", wait, 0)                                         \
-	X(CANCEL, 4, "cancel", cancel, 0)                                   \
-	X(LIST, 5, "list", list, 1)                                         \
-	X(STATS, 6, "stats", stats, 1)                                      \
-	X(SHUTDOWN, 7, "shutdown", shutdown, 1)                             \
-	X(RETRY, 8, "retry", retry, 0)                                      \
-	X(PAUSE, 9, "pause", pause, 0)                                      \
-	X(RESUME, 10, "resume", resume, 0)                                  \
-	X(DRAIN, 11, "drain", drain, 0)                                     \
-	X(PURGE, 12, "purge", purge, 0)                                     \
-	X(SCHED_ADD, 13, "schedule_add", sched_add, 0)                      \
-	X(SCHED_LIST, 14, "schedule_list", sched_list, 1)                   \
-	X(SCHED_RM, 15, "schedule_rm", sched_rm, 0)                         \
-	X(SCHED_PAUSE, 16, "schedule_pause", sched_pause, 0)                \
+#define TBP_OPS(X)                                           \
+	X(PING, 0, "ping", ping, 1)                          \
+	X(SUBMIT, 1, "submit", submit, 0)                    \
+	X(STATUS, 2, "status", status, 1)                    \
+	X(WAIT, 3, "wait", wait, 0)                          \
+	X(CANCEL, 4, "cancel", cancel, 0)                    \
+	X(LIST, 5, "list", list, 1)                          \
+	X(STATS, 6, "stats", stats, 1)                       \
+	X(SHUTDOWN, 7, "shutdown", shutdown, 1)              \
+	X(RETRY, 8, "retry", retry, 0)                       \
+	X(PAUSE, 9, "pause", pause, 0)                       \
+	X(RESUME, 10, "resume", resume, 0)                   \
+	X(DRAIN, 11, "drain", drain, 0)                      \
+	X(PURGE, 12, "purge", purge, 0)                      \
+	X(SCHED_ADD, 13, "schedule_add", sched_add, 0)       \
+	X(SCHED_LIST, 14, "schedule_list", sched_list, 1)    \
+	X(SCHED_RM, 15, "schedule_rm", sched_rm, 0)          \
+	X(SCHED_PAUSE, 16, "schedule_pause", sched_pause, 0) \
 	X(QUEUES, 17, "queues", queues, 1)
 
 #define TBP_OP_ENUM_(n, v, s, id, ro) TBP_OP_##n = v,
@@ -341,13 +341,13 @@ typedef struct tbp_rep {
 	bool           timed_out; // wait
 	tbp_task_info *tasks;     // list
 	uint32_t       ntasks;
-	tbp_stats      stats;   // stats
+	tbp_stats      stats;       // stats
 	tbp_bytes      version_str; // ping
-	uint64_t       pid;     // ping
-	uint64_t       count;   // retry, purge
-	tbp_sched     *scheds;  // schedule_list
+	uint64_t       pid;         // ping
+	uint64_t       count;       // retry, purge
+	tbp_sched     *scheds;      // schedule_list
 	uint32_t       nscheds;
-	tbp_qstat     *queues;  // queues
+	tbp_qstat     *queues; // queues
 	uint32_t       nqueues;
 
 	msgpack_unpacked priv_;
@@ -400,8 +400,8 @@ int tbp_check(const void *buf, size_t len, unsigned max_depth, size_t *usedp);
 // msgpack_sbuffer; the caller owns and frees it) and returns TB_OK or
 // TB_ENOMEM. Strings are NUL-terminated C strings unless given as views.
 
-int tbp_enc_submit(msgpack_sbuffer *b, uint64_t req_id,
-    const tbp_task_in *tasks, uint32_t n);
+int tbp_enc_submit(
+    msgpack_sbuffer *b, uint64_t req_id, const tbp_task_in *tasks, uint32_t n);
 // tbp_enc_req_id encodes status or cancel: {"id": id}.
 int tbp_enc_req_id(
     msgpack_sbuffer *b, uint32_t op, uint64_t req_id, uint64_t id);
@@ -425,8 +425,7 @@ int tbp_enc_drain(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
     int64_t timeout_ms);
 int tbp_enc_purge(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
     int32_t state, uint64_t min_age_ms);
-int tbp_enc_sched_add(
-    msgpack_sbuffer *b, uint64_t req_id, const tbp_sched *s);
+int tbp_enc_sched_add(msgpack_sbuffer *b, uint64_t req_id, const tbp_sched *s);
 // tbp_enc_sched_name encodes schedule_rm {"name"} or, for
 // TBP_OP_SCHED_PAUSE, {"name", "paused"}.
 int tbp_enc_sched_name(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
@@ -445,10 +444,10 @@ int tbp_enc_rep_count(
     msgpack_sbuffer *b, uint32_t op, uint64_t req_id, uint64_t count);
 // tbp_enc_rep_drain encodes {"timed_out"}.
 int tbp_enc_rep_drain(msgpack_sbuffer *b, uint64_t req_id, bool timed_out);
-int tbp_enc_rep_scheds(msgpack_sbuffer *b, uint64_t req_id,
-    const tbp_sched *s, uint32_t n);
-int tbp_enc_rep_queues(msgpack_sbuffer *b, uint64_t req_id,
-    const tbp_qstat *q, uint32_t n);
+int tbp_enc_rep_scheds(
+    msgpack_sbuffer *b, uint64_t req_id, const tbp_sched *s, uint32_t n);
+int tbp_enc_rep_queues(
+    msgpack_sbuffer *b, uint64_t req_id, const tbp_qstat *q, uint32_t n);
 // tbp_enc_rep_task encodes a status, cancel or wait reply; timed_out is
 // written only for TBP_OP_WAIT.
 int tbp_enc_rep_task(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,

@@ -260,8 +260,8 @@ unpack(msgpack_unpacked *u, const void *buf, size_t len, size_t off,
 	if (buf == NULL || off >= len) {
 		return (TB_EBADREQ);
 	}
-	rv = check_walk(
-	    (const uint8_t *) buf + off, len - off, TBP_MAX_DEPTH, &used, &nobj);
+	rv = check_walk((const uint8_t *) buf + off, len - off, TBP_MAX_DEPTH,
+	    &used, &nobj);
 	if (rv != TB_OK) {
 		return (rv);
 	}
@@ -526,7 +526,8 @@ envelope(const msgpack_object *o, uint32_t *versionp, uint32_t *opp,
 		return (TB_EBADREQ);
 	}
 	a = o->via.array.ptr;
-	if (get_u32(&a[0], versionp) != TB_OK || get_u32(&a[1], opp) != TB_OK ||
+	if (get_u32(&a[0], versionp) != TB_OK ||
+	    get_u32(&a[1], opp) != TB_OK ||
 	    get_u64(&a[2], UINT64_MAX, req_idp) != TB_OK) {
 		return (TB_EBADREQ);
 	}
@@ -624,8 +625,8 @@ dec_submit(tbp_req *r, const msgpack_object *body)
 		return (TB_ENOMEM);
 	}
 	for (uint32_t i = 0; i < n; i++) {
-		if ((rv = dec_task_in(&r->tasks[i], &tasks->via.array.ptr[i])) !=
-		    TB_OK) {
+		if ((rv = dec_task_in(
+		         &r->tasks[i], &tasks->via.array.ptr[i])) != TB_OK) {
 			return (rv);
 		}
 	}
@@ -778,10 +779,10 @@ dec_req_admin(tbp_req *r, const msgpack_object *body)
 	bool     have_name  = false;
 	int      rv         = TB_OK;
 
-	by_queue  = (op == TBP_OP_PAUSE || op == TBP_OP_RESUME);
-	any_queue = (op == TBP_OP_RETRY || op == TBP_OP_DRAIN ||
-	    op == TBP_OP_PURGE);
-	by_name   = (op == TBP_OP_SCHED_RM || op == TBP_OP_SCHED_PAUSE);
+	by_queue = (op == TBP_OP_PAUSE || op == TBP_OP_RESUME);
+	any_queue =
+	    (op == TBP_OP_RETRY || op == TBP_OP_DRAIN || op == TBP_OP_PURGE);
+	by_name = (op == TBP_OP_SCHED_RM || op == TBP_OP_SCHED_PAUSE);
 	for (uint32_t i = 0; i < body->via.map.size; i++) {
 		const msgpack_object *k = &body->via.map.ptr[i].key;
 		const msgpack_object *v = &body->via.map.ptr[i].val;
@@ -981,12 +982,13 @@ dec_rep_submit(tbp_rep *r, const msgpack_object *ids,
 	if ((n = ids->via.array.size) > TBP_MAX_TASKS) {
 		return (TB_ETOOBIG);
 	}
-	if (dup != NULL && (dup->type != MSGPACK_OBJECT_ARRAY ||
-	                       dup->via.array.size != n)) {
+	if (dup != NULL &&
+	    (dup->type != MSGPACK_OBJECT_ARRAY || dup->via.array.size != n)) {
 		return (TB_EBADREQ);
 	}
-	if (existing != NULL && (existing->type != MSGPACK_OBJECT_ARRAY ||
-	                            existing->via.array.size != n)) {
+	if (existing != NULL &&
+	    (existing->type != MSGPACK_OBJECT_ARRAY ||
+	        existing->via.array.size != n)) {
 		return (TB_EBADREQ);
 	}
 	if (n == 0) {
@@ -1074,8 +1076,7 @@ dec_qstat(tbp_qstat *q, const msgpack_object *o)
 // proved that many objects are present.
 static int
 dec_rep_array(tbp_rep *r, const msgpack_object *a, uint32_t max, size_t size,
-    int (*dec)(void *elem, const msgpack_object *o), void **arrp,
-    uint32_t *np)
+    int (*dec)(void *elem, const msgpack_object *o), void **arrp, uint32_t *np)
 {
 	uint32_t n;
 	char    *arr;
@@ -1094,7 +1095,8 @@ dec_rep_array(tbp_rep *r, const msgpack_object *a, uint32_t max, size_t size,
 		return (TB_ENOMEM);
 	}
 	for (uint32_t i = 0; i < n; i++) {
-		if ((rv = dec(arr + i * size, &a->via.array.ptr[i])) != TB_OK) {
+		if ((rv = dec(arr + i * size, &a->via.array.ptr[i])) !=
+		    TB_OK) {
 			return (rv);
 		}
 	}
@@ -1222,7 +1224,8 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 			break;
 		case TBP_OP_PING:
 			if (key_is(k, "version")) {
-				rv = get_bytes(v, TBP_MAX_NAME, &r->version_str);
+				rv = get_bytes(
+				    v, TBP_MAX_NAME, &r->version_str);
 			} else if (key_is(k, "pid")) {
 				rv = get_u64(v, UINT64_MAX, &r->pid);
 			}
@@ -1248,15 +1251,17 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 		}
 		return (rv);
 	case TBP_OP_LIST:
-		return (dec_rep_array(r, tasks, TBP_MAX_LIST, sizeof(*r->tasks),
-		    dec_task_elem, (void **) &r->tasks, &r->ntasks));
+		return (
+		    dec_rep_array(r, tasks, TBP_MAX_LIST, sizeof(*r->tasks),
+		        dec_task_elem, (void **) &r->tasks, &r->ntasks));
 	case TBP_OP_SCHED_LIST:
 		return (dec_rep_array(r, arr, TBP_MAX_SCHEDULES,
 		    sizeof(*r->scheds), dec_sched_elem, (void **) &r->scheds,
 		    &r->nscheds));
 	case TBP_OP_QUEUES:
-		return (dec_rep_array(r, arr, TBP_MAX_QUEUES, sizeof(*r->queues),
-		    dec_qstat_elem, (void **) &r->queues, &r->nqueues));
+		return (
+		    dec_rep_array(r, arr, TBP_MAX_QUEUES, sizeof(*r->queues),
+		        dec_qstat_elem, (void **) &r->queues, &r->nqueues));
 	default:
 		return (TB_OK);
 	}
@@ -1368,7 +1373,8 @@ event_decode(tbp_event *e, const void *buf, size_t len)
 	if (buf == NULL) {
 		return (TB_EBADREQ);
 	}
-	nul = memchr(buf, 0, len < TBP_MAX_TOPIC_ + 1 ? len : TBP_MAX_TOPIC_ + 1);
+	nul = memchr(
+	    buf, 0, len < TBP_MAX_TOPIC_ + 1 ? len : TBP_MAX_TOPIC_ + 1);
 	if (nul == NULL) {
 		return (TB_EBADREQ);
 	}

@@ -92,7 +92,8 @@ enc_bool(tbp_enc *e, bool v)
 {
 	if (e->rv == 0) {
 		enc_check(e,
-		    v ? msgpack_pack_true(&e->pk) : msgpack_pack_false(&e->pk));
+		    v ? msgpack_pack_true(&e->pk)
+		      : msgpack_pack_false(&e->pk));
 	}
 }
 
@@ -349,8 +350,8 @@ enc_qstat(tbp_enc *e, const tbp_qstat *q)
 }
 
 int
-tbp_enc_submit(msgpack_sbuffer *b, uint64_t req_id, const tbp_task_in *tasks,
-    uint32_t n)
+tbp_enc_submit(
+    msgpack_sbuffer *b, uint64_t req_id, const tbp_task_in *tasks, uint32_t n)
 {
 	tbp_enc e;
 
@@ -409,7 +410,8 @@ tbp_enc_list(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
 
 	enc_begin(&e, b);
 	enc_req_head(&e, TBP_OP_LIST, req_id);
-	enc_map(&e, (q.n > 0) + (state >= 0) + (limit > 0) + (after_id > 0) +
+	enc_map(&e,
+	    (q.n > 0) + (state >= 0) + (limit > 0) + (after_id > 0) +
 	        (h.n > 0) + (min_age_ms > 0) + (max_age_ms > 0));
 	if (q.n > 0) {
 		enc_key(&e, "queue");
@@ -445,8 +447,8 @@ tbp_enc_list(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
 // Retrying by id ignores queue and state: the decoder refuses a request
 // that names both an id and a filter, so none is written.
 int
-tbp_enc_retry(msgpack_sbuffer *b, uint64_t req_id, bool have_id,
-    uint64_t id, const char *queue, int32_t state)
+tbp_enc_retry(msgpack_sbuffer *b, uint64_t req_id, bool have_id, uint64_t id,
+    const char *queue, int32_t state)
 {
 	tbp_enc   e;
 	tbp_bytes q = tbp_str(queue);
@@ -489,8 +491,8 @@ tbp_enc_queue_op(
 
 // As for wait, a negative timeout is left out and decodes as -1.
 int
-tbp_enc_drain(msgpack_sbuffer *b, uint64_t req_id, const char *queue,
-    int64_t timeout_ms)
+tbp_enc_drain(
+    msgpack_sbuffer *b, uint64_t req_id, const char *queue, int64_t timeout_ms)
 {
 	tbp_enc   e;
 	tbp_bytes q = tbp_str(queue);
@@ -578,8 +580,8 @@ tbp_enc_req_empty(msgpack_sbuffer *b, uint32_t op, uint64_t req_id)
 }
 
 int
-tbp_enc_rep_error(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
-    int status, const char *message)
+tbp_enc_rep_error(msgpack_sbuffer *b, uint32_t op, uint64_t req_id, int status,
+    const char *message)
 {
 	tbp_enc e;
 
@@ -654,8 +656,8 @@ tbp_enc_rep_drain(msgpack_sbuffer *b, uint64_t req_id, bool timed_out)
 }
 
 int
-tbp_enc_rep_scheds(msgpack_sbuffer *b, uint64_t req_id, const tbp_sched *s,
-    uint32_t n)
+tbp_enc_rep_scheds(
+    msgpack_sbuffer *b, uint64_t req_id, const tbp_sched *s, uint32_t n)
 {
 	tbp_enc e;
 
@@ -671,8 +673,8 @@ tbp_enc_rep_scheds(msgpack_sbuffer *b, uint64_t req_id, const tbp_sched *s,
 }
 
 int
-tbp_enc_rep_queues(msgpack_sbuffer *b, uint64_t req_id, const tbp_qstat *q,
-    uint32_t n)
+tbp_enc_rep_queues(
+    msgpack_sbuffer *b, uint64_t req_id, const tbp_qstat *q, uint32_t n)
 {
 	tbp_enc e;
 

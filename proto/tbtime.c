@@ -35,8 +35,8 @@ is_leap(int64_t y)
 static int
 days_in_month(int64_t y, int m)
 {
-	static const int dim[13] = { 0, 31, 28, 31, 30, 31, 30, 31, 31, 30,
-		31, 30, 31 };
+	static const int dim[13] = { 0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31,
+		30, 31 };
 
 	if (m == 2 && is_leap(y)) {
 		return (29);
@@ -258,7 +258,7 @@ fixed_num(const char **sp, int ndig, int *vp)
 static int
 frac_us(const char **sp, int64_t *usp)
 {
-	const char *s = *sp;
+	const char *s  = *sp;
 	int64_t     us = 0;
 	int         i;
 
@@ -276,7 +276,7 @@ frac_us(const char **sp, int64_t *usp)
 	for (int k = i; k < 6; k++) {
 		us *= 10;
 	}
-	*sp = s + i;
+	*sp  = s + i;
 	*usp = us;
 	return (TB_OK);
 }
@@ -335,7 +335,7 @@ static int
 parse_rfc3339(const char *s, int64_t *usp)
 {
 	int     y, mo, d, h, mi, sec = 0, oh, om;
-	int64_t frac = 0;
+	int64_t frac    = 0;
 	int64_t off_min = 0;
 	int64_t days;
 
@@ -378,14 +378,15 @@ parse_rfc3339(const char *s, int64_t *usp)
 	if (*s != '\0') {
 		return (TB_EINVAL);
 	}
-	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) ||
-	    h > 23 || mi > 59 || sec > 59) {
+	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 ||
+	    mi > 59 || sec > 59) {
 		return (TB_EINVAL);
 	}
 	days = days_from_civil(y, mo, d);
 	// Local time minus its offset is UTC: 10:00+01:00 is 09:00Z.
-	*usp = days * US_PER_DAY + ((int64_t) h * 60 + mi - off_min) *
-	    US_PER_MIN + sec * US_PER_S + frac;
+	*usp = days * US_PER_DAY +
+	    ((int64_t) h * 60 + mi - off_min) * US_PER_MIN + sec * US_PER_S +
+	    frac;
 	return (TB_OK);
 }
 
@@ -424,19 +425,19 @@ typedef struct cron_field {
 	int                nnames;
 } cron_field;
 
-static const char *const month_names[] = { "jan", "feb", "mar", "apr",
-	"may", "jun", "jul", "aug", "sep", "oct", "nov", "dec" };
-static const char *const wday_names[] = { "sun", "mon", "tue", "wed",
-	"thu", "fri", "sat" };
+static const char *const month_names[] = { "jan", "feb", "mar", "apr", "may",
+	"jun", "jul", "aug", "sep", "oct", "nov", "dec" };
+static const char *const wday_names[]  = { "sun", "mon", "tue", "wed", "thu",
+	 "fri", "sat" };
 
 enum { F_MIN, F_HOUR, F_MDAY, F_MONTH, F_WDAY, F_COUNT };
 
 static const cron_field cron_fields[F_COUNT] = {
-	[F_MIN] = { 0, 59, NULL, 0 },
-	[F_HOUR] = { 0, 23, NULL, 0 },
-	[F_MDAY] = { 1, 31, NULL, 0 },
+	[F_MIN]   = { 0, 59, NULL, 0 },
+	[F_HOUR]  = { 0, 23, NULL, 0 },
+	[F_MDAY]  = { 1, 31, NULL, 0 },
 	[F_MONTH] = { 1, 12, month_names, 12 },
-	[F_WDAY] = { 0, 7, wday_names, 7 }, // 7 is Sunday again
+	[F_WDAY]  = { 0, 7, wday_names, 7 }, // 7 is Sunday again
 };
 
 static const struct {
@@ -508,16 +509,16 @@ cron_value(const char **sp, const cron_field *f, int *vp, const char **whyp)
 			return (TB_OK);
 		}
 	}
-	*whyp = f->nnames > 0 ? "expected a number or name" :
-	                        "expected a number";
+	*whyp =
+	    f->nnames > 0 ? "expected a number or name" : "expected a number";
 	return (TB_EINVAL);
 }
 
 // cron_item reads one list item ("*", "N", "N-M", each with an optional
 // "/S") and sets its bits in *bitsp.
 static int
-cron_item(const char **sp, const cron_field *f, uint64_t *bitsp,
-    const char **whyp)
+cron_item(
+    const char **sp, const cron_field *f, uint64_t *bitsp, const char **whyp)
 {
 	const char *s = *sp;
 	int         lo, hi, step = 1;
@@ -531,7 +532,7 @@ cron_item(const char **sp, const cron_field *f, uint64_t *bitsp,
 		if (cron_value(&s, f, &lo, whyp) != TB_OK) {
 			return (TB_EINVAL);
 		}
-		hi = lo;
+		hi     = lo;
 		single = true;
 		if (*s == '-') {
 			s++;
@@ -576,8 +577,8 @@ cron_item(const char **sp, const cron_field *f, uint64_t *bitsp,
 
 // cron_list reads one whole field (a comma list) at *sp.
 static int
-cron_list(const char **sp, const cron_field *f, uint64_t *bitsp,
-    bool *starp, const char **whyp)
+cron_list(const char **sp, const cron_field *f, uint64_t *bitsp, bool *starp,
+    const char **whyp)
 {
 	const char *s = *sp;
 
@@ -629,11 +630,11 @@ cron_parse_fields(tbt_cron *c, const char *s, const char **whyp)
 	if (bits[F_WDAY] & (UINT64_C(1) << 7)) {
 		bits[F_WDAY] = (bits[F_WDAY] | 1) & 0x7f; // 7 is Sunday
 	}
-	c->minute = bits[F_MIN];
-	c->hour = (uint32_t) bits[F_HOUR];
-	c->mday = (uint32_t) bits[F_MDAY];
-	c->month = (uint16_t) bits[F_MONTH];
-	c->wday = (uint8_t) bits[F_WDAY];
+	c->minute    = bits[F_MIN];
+	c->hour      = (uint32_t) bits[F_HOUR];
+	c->mday      = (uint32_t) bits[F_MDAY];
+	c->month     = (uint16_t) bits[F_MONTH];
+	c->wday      = (uint8_t) bits[F_WDAY];
 	c->mday_star = star[F_MDAY];
 	c->wday_star = star[F_WDAY];
 	return (TB_OK);
@@ -687,7 +688,7 @@ tbt_cron_parse(tbt_cron *c, const char *expr, const char **whyp)
 		for (size_t i = 0;
 		     i < sizeof(cron_macros) / sizeof(cron_macros[0]); i++) {
 			if (macro_is(cron_macros[i].name, s, len)) {
-				s = cron_macros[i].expr;
+				s   = cron_macros[i].expr;
 				why = NULL;
 				break;
 			}
@@ -726,8 +727,8 @@ cron_day_matches(const tbt_cron *c, int64_t day, int mday)
 {
 	// 1970-01-01 was a Thursday (4).
 	int  wday = (int) (day + 4 - floor_div(day + 4, 7) * 7);
-	bool dom = (c->mday >> mday) & 1;
-	bool dow = (c->wday >> wday) & 1;
+	bool dom  = (c->mday >> mday) & 1;
+	bool dow  = (c->wday >> wday) & 1;
 
 	if (c->mday_star || c->wday_star) {
 		return (dom && dow);
@@ -755,7 +756,7 @@ pos_next_day(cron_pos *p)
 			p->y++;
 		}
 	}
-	p->hour = 0;
+	p->hour   = 0;
 	p->minute = 0;
 }
 
@@ -768,7 +769,7 @@ pos_next_month(cron_pos *p)
 		p->m = 1;
 		p->y++;
 	}
-	p->hour = 0;
+	p->hour   = 0;
 	p->minute = 0;
 }
 
@@ -784,9 +785,9 @@ tbt_cron_next(const tbt_cron *c, int64_t after_us)
 	}
 	// The first candidate is the whole minute after the one holding
 	// after_us; this is what makes the result strictly later.
-	start = floor_div(after_us, US_PER_MIN) + 1;
-	p.day = floor_div(start, MIN_PER_DAY);
-	p.hour = (int) (start - p.day * MIN_PER_DAY) / 60;
+	start    = floor_div(after_us, US_PER_MIN) + 1;
+	p.day    = floor_div(start, MIN_PER_DAY);
+	p.hour   = (int) (start - p.day * MIN_PER_DAY) / 60;
 	p.minute = (int) (start - p.day * MIN_PER_DAY) % 60;
 	civil_from_days(p.day, &p.y, &p.m, &p.d);
 	last = p.day + CRON_HORIZON_DAYS;
@@ -808,7 +809,7 @@ tbt_cron_next(const tbt_cron *c, int64_t after_us)
 			continue;
 		}
 		if (h != p.hour) {
-			p.hour = h;
+			p.hour   = h;
 			p.minute = 0;
 		}
 		if ((mi = next_bit(c->minute, p.minute, 60)) < 0) {

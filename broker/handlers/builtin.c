@@ -31,8 +31,9 @@ payload_ms(run *r, uint64_t *msp)
 	}
 	msgpack_unpacked_destroy(&up);
 	if (rv != TB_OK) {
-		run_set_error(r, "payload must be a map with a non-negative "
-		                 "integer \"ms\"");
+		run_set_error(r,
+		    "payload must be a map with a non-negative "
+		    "integer \"ms\"");
 	}
 	return (rv);
 }
@@ -57,7 +58,8 @@ fail_start(run *r, void *hdata)
 	if (run_payload(r, &up) == TB_OK &&
 	    (v = payload_get(&up.data, "message")) != NULL &&
 	    v->type == MSGPACK_OBJECT_STR) {
-		run_set_error(r, "%.*s", (int) v->via.str.size, v->via.str.ptr);
+		run_set_error(
+		    r, "%.*s", (int) v->via.str.size, v->via.str.ptr);
 	} else {
 		run_set_error(r, "failed on purpose");
 	}
@@ -151,9 +153,8 @@ builtin_register(void)
 {
 	int rv;
 
-	for (size_t i = 0; i < sizeof(builtin_handlers) /
-	         sizeof(builtin_handlers[0]);
-	     i++) {
+	for (size_t i = 0;
+	     i < sizeof(builtin_handlers) / sizeof(builtin_handlers[0]); i++) {
 		if ((rv = handlers_register(&builtin_handlers[i])) != TB_OK) {
 			return (rv);
 		}

@@ -22,7 +22,7 @@
 // Settings of exec, from the configuration at start (exec_handler_init).
 static uint64_t exec_grace_ms   = 5000;
 static size_t   exec_output_max = 4096;
-static char   **exec_allow;  // resolved entries; a directory keeps its '/'
+static char   **exec_allow; // resolved entries; a directory keeps its '/'
 static size_t   exec_nallow;
 
 #define EXEC_MAX_ARGS 4096
@@ -36,24 +36,24 @@ typedef struct exec_tail {
 } exec_tail;
 
 typedef struct exec_state {
-	run         *r;
-	uv_process_t proc;
-	uv_pipe_t    in;
-	uv_pipe_t    out;
-	uv_pipe_t    err;
-	uv_timer_t   grace;
-	uv_timer_t   kill; // SIGKILL after a SIGTERM's grace period
-	uv_write_t   wreq;
+	run          *r;
+	uv_process_t  proc;
+	uv_pipe_t     in;
+	uv_pipe_t     out;
+	uv_pipe_t     err;
+	uv_timer_t    grace;
+	uv_timer_t    kill; // SIGKILL after a SIGTERM's grace period
+	uv_write_t    wreq;
 	uv_shutdown_t sreq;
-	char        *stdin_buf;
-	size_t       stdin_len;
-	exec_tail    tout;
-	exec_tail    terr;
-	int          open; // handles not yet closed
-	int64_t      exit_status;
-	int          term_signal;
-	bool         exited;
-	bool         cancelled;
+	char         *stdin_buf;
+	size_t        stdin_len;
+	exec_tail     tout;
+	exec_tail     terr;
+	int           open; // handles not yet closed
+	int64_t       exit_status;
+	int           term_signal;
+	bool          exited;
+	bool          cancelled;
 } exec_state;
 
 // How long output pipes may stay open after the child exited (a grandchild
@@ -132,7 +132,8 @@ exec_finish(exec_state *x)
 	} else if (x->term_signal != 0) {
 		run_set_error(r, "killed by signal %d", x->term_signal);
 	} else if (x->exit_status != 0) {
-		run_set_error(r, "exit status %lld", (long long) x->exit_status);
+		run_set_error(
+		    r, "exit status %lld", (long long) x->exit_status);
 	}
 	r->hdata = NULL;
 	exec_free(x);
@@ -188,7 +189,8 @@ exec_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	exec_state *x = s->data;
 
 	if (n > 0) {
-		exec_tail_add((uv_stream_t *) &x->out == s ? &x->tout : &x->terr,
+		exec_tail_add(
+		    (uv_stream_t *) &x->out == s ? &x->tout : &x->terr,
 		    buf->base, (size_t) n);
 	} else if (n < 0) {
 		exec_close((uv_handle_t *) s); // EOF or error
@@ -211,7 +213,8 @@ exec_stdin_written(uv_write_t *req, int status)
 
 	// EPIPE when the child did not read it all: not the task's failure.
 	if (status != 0 ||
-	    uv_shutdown(&x->sreq, (uv_stream_t *) &x->in, exec_stdin_done) != 0) {
+	    uv_shutdown(&x->sreq, (uv_stream_t *) &x->in, exec_stdin_done) !=
+	        0) {
 		exec_close((uv_handle_t *) &x->in);
 	}
 }
@@ -268,11 +271,13 @@ exec_resolve(const char *argv0, const char *path, char **outp)
 	}
 	while (path != NULL && *path != '\0') {
 		const char *end = strchr(path, ':');
-		size_t      n   = end != NULL ? (size_t) (end - path) : strlen(path);
-		if (n > 0 && (size_t) snprintf(buf, sizeof(buf), "%.*s/%s", (int) n,
-		                 path, argv0) < sizeof(buf) &&
+		size_t n = end != NULL ? (size_t) (end - path) : strlen(path);
+		if (n > 0 &&
+		    (size_t) snprintf(buf, sizeof(buf), "%.*s/%s", (int) n,
+		        path, argv0) < sizeof(buf) &&
 		    access(buf, X_OK) == 0) {
-			return ((*outp = strdup(buf)) != NULL ? TB_OK : TB_ENOMEM);
+			return (
+			    (*outp = strdup(buf)) != NULL ? TB_OK : TB_ENOMEM);
 		}
 		path = end != NULL ? end + 1 : NULL;
 	}
@@ -298,7 +303,7 @@ exec_allowed(const char *prog)
 		const char *a   = exec_allow[i];
 		size_t      len = strlen(a);
 		if (len > 0 && a[len - 1] == '/' ? strncmp(real, a, len) == 0
-		                                  : strcmp(real, a) == 0) {
+		                                 : strcmp(real, a) == 0) {
 			return (true);
 		}
 	}
@@ -325,8 +330,8 @@ exec_cloexec(void)
 	while ((e = readdir(d)) != NULL) {
 		int fd = atoi(e->d_name);
 		int fl;
-		if (fd > 2 && fd != dirfd(d) && (fl = fcntl(fd, F_GETFD)) >= 0 &&
-		    !(fl & FD_CLOEXEC)) {
+		if (fd > 2 && fd != dirfd(d) &&
+		    (fl = fcntl(fd, F_GETFD)) >= 0 && !(fl & FD_CLOEXEC)) {
 			(void) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
 		}
 	}
@@ -355,8 +360,9 @@ exec_start(run *r, void *hdata)
 	    (argv = payload_get(&up.data, "argv")) == NULL ||
 	    argv->type != MSGPACK_OBJECT_ARRAY || argv->via.array.size == 0 ||
 	    argv->via.array.size > EXEC_MAX_ARGS) {
-		run_set_error(r, "payload must be a map with a non-empty "
-		                 "array \"argv\" of strings");
+		run_set_error(r,
+		    "payload must be a map with a non-empty "
+		    "array \"argv\" of strings");
 		rv = TB_EBADREQ;
 		goto out;
 	}
@@ -369,13 +375,16 @@ exec_start(run *r, void *hdata)
 	    (cwd != NULL && cwd->type != MSGPACK_OBJECT_NIL &&
 	        cwd->type != MSGPACK_OBJECT_STR) ||
 	    (in != NULL && in->type != MSGPACK_OBJECT_NIL &&
-	        in->type != MSGPACK_OBJECT_STR && in->type != MSGPACK_OBJECT_BIN)) {
-		run_set_error(r, "payload: \"env\" must be a map of strings, "
-		                 "\"cwd\" a string, \"stdin\" bytes or a string");
+	        in->type != MSGPACK_OBJECT_STR &&
+	        in->type != MSGPACK_OBJECT_BIN)) {
+		run_set_error(r,
+		    "payload: \"env\" must be a map of strings, "
+		    "\"cwd\" a string, \"stdin\" bytes or a string");
 		rv = TB_EBADREQ;
 		goto out;
 	}
-	if ((args = calloc(argv->via.array.size + 1, sizeof(char *))) == NULL) {
+	if ((args = calloc(argv->via.array.size + 1, sizeof(char *))) ==
+	    NULL) {
 		run_set_error(r, "out of memory");
 		rv = TB_ENOMEM;
 		goto out;
@@ -384,7 +393,8 @@ exec_start(run *r, void *hdata)
 		const char *p;
 		uint32_t    n;
 		if (!exec_str(&argv->via.array.ptr[i], &p, &n) ||
-		    memchr(p, '\0', n) != NULL || (args[i] = strndup(p, n)) == NULL) {
+		    memchr(p, '\0', n) != NULL ||
+		    (args[i] = strndup(p, n)) == NULL) {
 			run_set_error(r, "argv[%u] is not a valid string", i);
 			rv = TB_EBADREQ;
 			goto out;
@@ -392,15 +402,16 @@ exec_start(run *r, void *hdata)
 	}
 	// A minimal environment, not the broker's own; the task's entries
 	// are added to it (and may replace PATH or LANG).
-	nenv = env != NULL && env->type == MSGPACK_OBJECT_MAP ? env->via.map.size
-	                                                      : 0;
+	nenv = env != NULL && env->type == MSGPACK_OBJECT_MAP
+	    ? env->via.map.size
+	    : 0;
 	if ((envp = calloc(nenv + 3, sizeof(char *))) == NULL) {
 		run_set_error(r, "out of memory");
 		rv = TB_ENOMEM;
 		goto out;
 	}
 	{
-		uint32_t k = 0;
+		uint32_t k         = 0;
 		bool     have_path = false, have_lang = false;
 		for (uint32_t i = 0; i < nenv; i++) {
 			const char *kp, *vp;
@@ -410,10 +421,11 @@ exec_start(run *r, void *hdata)
 			    kn == 0 || memchr(kp, '=', kn) != NULL ||
 			    memchr(kp, '\0', kn) != NULL ||
 			    memchr(vp, '\0', vn) != NULL ||
-			    asprintf(&envp[k], "%.*s=%.*s", (int) kn, kp, (int) vn,
-			        vp) < 0) {
+			    asprintf(&envp[k], "%.*s=%.*s", (int) kn, kp,
+			        (int) vn, vp) < 0) {
 				envp[k] = NULL;
-				run_set_error(r, "env entry %u is not NAME: string", i);
+				run_set_error(
+				    r, "env entry %u is not NAME: string", i);
 				rv = TB_EBADREQ;
 				goto out;
 			}
@@ -421,34 +433,41 @@ exec_start(run *r, void *hdata)
 				have_path = true;
 				path      = envp[k] + 5;
 			}
-			have_lang = have_lang || (kn == 4 && memcmp(kp, "LANG", 4) == 0);
+			have_lang = have_lang ||
+			    (kn == 4 && memcmp(kp, "LANG", 4) == 0);
 			k++;
 		}
-		if (!have_path && (envp[k++] = strdup("PATH=" EXEC_PATH)) == NULL) {
+		if (!have_path &&
+		    (envp[k++] = strdup("PATH=" EXEC_PATH)) == NULL) {
 			rv = TB_ENOMEM;
 			goto out;
 		}
-		if (!have_lang && (envp[k++] = strdup("LANG=C.UTF-8")) == NULL) {
+		if (!have_lang &&
+		    (envp[k++] = strdup("LANG=C.UTF-8")) == NULL) {
 			rv = TB_ENOMEM;
 			goto out;
 		}
 	}
 	if (cwd != NULL && cwd->type == MSGPACK_OBJECT_STR &&
 	    (memchr(cwd->via.str.ptr, '\0', cwd->via.str.size) != NULL ||
-	        (dir = strndup(cwd->via.str.ptr, cwd->via.str.size)) == NULL)) {
+	        (dir = strndup(cwd->via.str.ptr, cwd->via.str.size)) ==
+	            NULL)) {
 		run_set_error(r, "cwd is not a valid string");
 		rv = TB_EBADREQ;
 		goto out;
 	}
 	if ((rv = exec_resolve(args[0], path, &prog)) != TB_OK) {
 		run_set_error(r, "cannot run %s: %s", args[0],
-		    rv == TB_ENOTFOUND ? "not found in PATH" : "out of memory");
+		    rv == TB_ENOTFOUND ? "not found in PATH"
+		                       : "out of memory");
 		goto out;
 	}
 	if (!exec_allowed(prog)) {
-		run_set_error(r, "program %s is not allowed (--exec-allow)", prog);
+		run_set_error(
+		    r, "program %s is not allowed (--exec-allow)", prog);
 		r->no_retry = true; // the same program is refused every time
-		log_warn("task %" PRIu64 ": exec of %s refused by --exec-allow",
+		log_warn("task %" PRIu64
+		         ": exec of %s refused by --exec-allow",
 		    r->task_id, prog);
 		rv = TB_EINVAL;
 		goto out;
@@ -470,7 +489,8 @@ exec_start(run *r, void *hdata)
 		uint32_t    in_n;
 		if (in != NULL && exec_str(in, &ip, &in_n)) {
 			// Copied: the payload's memory goes when we return.
-			if ((x->stdin_buf = malloc(in_n > 0 ? in_n : 1)) == NULL) {
+			if ((x->stdin_buf = malloc(in_n > 0 ? in_n : 1)) ==
+			    NULL) {
 				exec_free(x);
 				x = NULL;
 				run_set_error(r, "out of memory");
@@ -534,7 +554,8 @@ exec_start(run *r, void *hdata)
 	uv_read_start((uv_stream_t *) &x->out, exec_alloc, exec_read);
 	uv_read_start((uv_stream_t *) &x->err, exec_alloc, exec_read);
 	if (x->stdin_buf != NULL) {
-		uv_buf_t b = uv_buf_init(x->stdin_buf, (unsigned) x->stdin_len);
+		uv_buf_t b =
+		    uv_buf_init(x->stdin_buf, (unsigned) x->stdin_len);
 		if (uv_write(&x->wreq, (uv_stream_t *) &x->in, &b, 1,
 		        exec_stdin_written) != 0) {
 			exec_close((uv_handle_t *) &x->in);
@@ -583,14 +604,14 @@ exec_cancel(run *r, void *hdata)
 			uv_kill(-x->proc.pid, SIGKILL);
 		} else {
 			uv_kill(-x->proc.pid, SIGTERM);
-			uv_timer_start(&x->kill, exec_kill_fired, exec_grace_ms, 0);
+			uv_timer_start(
+			    &x->kill, exec_kill_fired, exec_grace_ms, 0);
 		}
 	}
 }
 
-static const tb_handler_def exec_def = {
-	"exec", TB_HANDLER_LOOP, exec_start, exec_cancel, NULL
-};
+static const tb_handler_def exec_def = { "exec", TB_HANDLER_LOOP, exec_start,
+	exec_cancel, NULL };
 
 // exec_allow_init resolves the --exec-allow entries the way programs are
 // resolved (realpath: symbolic links such as /bin -> usr/bin, ".."), so

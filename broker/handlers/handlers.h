@@ -41,7 +41,7 @@
 #include "pool.h"
 
 #define HANDLER_RESULT_MAX (64u << 10) // TBP_MAX_RESULT
-#define HANDLER_ERROR_MAX 4096u         // TBP_MAX_ERROR
+#define HANDLER_ERROR_MAX 4096u        // TBP_MAX_ERROR
 
 // A handler is a tb_handler_def (taskbroker/handler.h): built-ins, the
 // sqlite and http handlers and plugins all register the same way.

@@ -112,14 +112,14 @@ enum http_body_mode {
 
 // Chunked decoding states (RFC 9112 section 7.1).
 enum http_chunk_state {
-	CH_SIZE,       // hex digits
-	CH_EXT,        // ;extensions up to CR LF
-	CH_SIZE_LF,    // the LF after the size line's CR
-	CH_DATA,       // chunk bytes
-	CH_DATA_CR,    // CR LF after the data
-	CH_DATA_LF,    //
-	CH_TRAILER,    // trailer lines up to an empty line
-	CH_DONE,       //
+	CH_SIZE,    // hex digits
+	CH_EXT,     // ;extensions up to CR LF
+	CH_SIZE_LF, // the LF after the size line's CR
+	CH_DATA,    // chunk bytes
+	CH_DATA_CR, // CR LF after the data
+	CH_DATA_LF, //
+	CH_TRAILER, // trailer lines up to an empty line
+	CH_DONE,    //
 };
 
 typedef struct http_req http_req;
@@ -135,7 +135,7 @@ struct http_req {
 	nng_http_req    *req;
 	nng_http_res    *res;
 	bool             https;
-	char            *ca_path; // https: the CA file used
+	char            *ca_path;   // https: the CA file used
 	bool             head;      // HEAD: no body comes back
 	bool             retry_4xx; // from the payload
 	bool             cancelled; // under http_mtx
@@ -189,8 +189,8 @@ http_tls_alloc(nng_tls_config **cfgp, const char *path, const char *name)
 	if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT)) != 0) {
 		return (rv);
 	}
-	if ((rv = nng_tls_config_auth_mode(
-	         cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+	if ((rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) !=
+	        0 ||
 	    (rv = nng_tls_config_ca_file(cfg, path)) != 0 ||
 	    (name != NULL &&
 	        (rv = nng_tls_config_server_name(cfg, name)) != 0)) {
@@ -227,7 +227,7 @@ http_tls_get(nng_tls_config **cfgp, const char *host)
 		return (rv);
 	}
 	// The evicted config lives on in the dialers still using it.
-	slot = &http_tls_cache[http_tls_next];
+	slot          = &http_tls_cache[http_tls_next];
 	http_tls_next = (http_tls_next + 1) % HTTP_TLS_CACHE;
 	if (slot->cfg != NULL) {
 		nng_tls_config_free(slot->cfg);
@@ -405,8 +405,8 @@ http_add_headers(http_req *h, const msgpack_object *m, char *err, size_t n)
 
 		if (k->type != MSGPACK_OBJECT_STR ||
 		    v->type != MSGPACK_OBJECT_STR) {
-			snprintf(err, n,
-			    "\"headers\" must be a map of strings");
+			snprintf(
+			    err, n, "\"headers\" must be a map of strings");
 			return (TB_EBADREQ);
 		}
 		if (k->via.str.size > HTTP_REQ_HEADER_MAX ||
@@ -486,10 +486,10 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 	}
 	m = &up.data;
 	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object *k = &m->via.map.ptr[i].key;
+		const msgpack_object    *k       = &m->via.map.ptr[i].key;
 		static const char *const known[] = { "url", "method",
 			"headers", "body", "retry_4xx" };
-		bool ok = false;
+		bool                     ok      = false;
 
 		for (size_t j = 0; k->type == MSGPACK_OBJECT_STR &&
 		     j < sizeof(known) / sizeof(known[0]);
@@ -571,8 +571,8 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 	    v->type != MSGPACK_OBJECT_NIL) {
 		if (v->type != MSGPACK_OBJECT_STR &&
 		    v->type != MSGPACK_OBJECT_BIN) {
-			snprintf(err, n,
-			    "\"body\" must be a string or binary");
+			snprintf(
+			    err, n, "\"body\" must be a string or binary");
 			rv = TB_EBADREQ;
 			goto fail;
 		}
@@ -923,7 +923,8 @@ http_next(http_req *h, int rv)
 			// body ends where the connection does.
 			size_t n = nng_aio_count(h->aio);
 			done     = false;
-			if (n > 0 && http_body_feed(h, h->rbuf, n, &done) != 0) {
+			if (n > 0 &&
+			    http_body_feed(h, h->rbuf, n, &done) != 0) {
 				return (rv);
 			}
 			if (done || h->mode == BODY_EOF) {
@@ -950,8 +951,8 @@ http_next(http_req *h, int rv)
 		h->step = HTTP_BODY;
 		break;
 	case HTTP_BODY:
-		if ((rv = http_body_feed(h, h->rbuf, nng_aio_count(h->aio),
-		         &done)) != 0) {
+		if ((rv = http_body_feed(
+		         h, h->rbuf, nng_aio_count(h->aio), &done)) != 0) {
 			return (rv);
 		}
 		if (done) {
@@ -1009,16 +1010,16 @@ static int
 http_pack_result(http_req *h, msgpack_sbuffer *sb)
 {
 	msgpack_packer pk;
-	const char    *vals[sizeof(http_result_headers) /
-                     sizeof(http_result_headers[0])];
-	uint32_t       nh = 0;
-	const size_t   nsel =
+	const char *
+	    vals[sizeof(http_result_headers) / sizeof(http_result_headers[0])];
+	uint32_t     nh = 0;
+	const size_t nsel =
 	    sizeof(http_result_headers) / sizeof(http_result_headers[0]);
 
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 	for (size_t i = 0; i < nsel; i++) {
-		vals[i] = nng_http_res_get_header(
-		    h->res, http_result_headers[i]);
+		vals[i] =
+		    nng_http_res_get_header(h->res, http_result_headers[i]);
 		nh += vals[i] != NULL;
 	}
 	if (msgpack_pack_map(&pk, h->truncated ? 4 : 3) != 0 ||
@@ -1115,8 +1116,8 @@ http_outcome(http_req *h, int rv)
 		msgpack_sbuffer_destroy(&sb);
 		return;
 	}
-	http_quote(quoted, sizeof(quoted), h->body, h->body_len,
-	    HTTP_ERR_BODY_MAX);
+	http_quote(
+	    quoted, sizeof(quoted), h->body, h->body_len, HTTP_ERR_BODY_MAX);
 	tb_run_set_error(r, "%s %s: HTTP %u %s%s%s%s%s",
 	    nng_http_req_get_method(h->req), h->url->u_rawurl,
 	    (unsigned) status, nng_http_res_get_reason(h->res),
@@ -1335,8 +1336,8 @@ http_handler_stop(void)
 	if (http_nlive > 0) {
 		// Not expected: aborted aios complete promptly. The
 		// stragglers free themselves and need nothing freed below.
-		log_warn("http: %zu requests still ending at stop",
-		    http_nlive);
+		log_warn(
+		    "http: %zu requests still ending at stop", http_nlive);
 	}
 	pthread_mutex_unlock(&http_mtx);
 	http_reap();

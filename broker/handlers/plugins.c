@@ -25,9 +25,9 @@ struct tb_plugin_host {
 	char         *name; // file name without directory and ".so"
 	const char   *path; // as configured; owned by cfg
 	const config *cfg;
-	void         *dl;       // the dlopen handle, NULL if none
-	bool          in_init;  // tb_register_handler is allowed
-	int           reg_rv;   // first failed registration, TB_OK if none
+	void         *dl;        // the dlopen handle, NULL if none
+	bool          in_init;   // tb_register_handler is allowed
+	int           reg_rv;    // first failed registration, TB_OK if none
 	size_t        nhandlers; // registered by it
 };
 
@@ -75,8 +75,8 @@ plugin_open(tb_plugin_host *h)
 		return (TB_EINVAL);
 	}
 	if ((sym = dlsym(h->dl, "tb_plugin_init")) == NULL) {
-		log_err("plugin %s: %s does not export tb_plugin_init", h->name,
-		    h->path);
+		log_err("plugin %s: %s does not export tb_plugin_init",
+		    h->name, h->path);
 		return (TB_EINVAL);
 	}
 	// POSIX lets dlsym's void * become a function pointer; ISO C does
@@ -89,8 +89,9 @@ plugin_open(tb_plugin_host *h)
 		return (TB_EINVAL);
 	}
 	if (*abi != TB_HANDLER_ABI) {
-		log_err("plugin %s: %s was built for handler ABI %d, the broker "
-		        "has %d; rebuild it against this taskbroker/handler.h",
+		log_err(
+		    "plugin %s: %s was built for handler ABI %d, the broker "
+		    "has %d; rebuild it against this taskbroker/handler.h",
 		    h->name, h->path, *abi, TB_HANDLER_ABI);
 		return (TB_EINVAL);
 	}
@@ -191,7 +192,7 @@ tb_register_handler(tb_plugin_host *host, const tb_handler_def *def)
 	if ((rv = handlers_register(def)) != TB_OK) {
 		log_err("plugin %s: %s: cannot register handler %s: %s",
 		    host->name, host->path, hname,
-		    rv == TB_EBUSY    ? "the name is taken"
+		    rv == TB_EBUSY        ? "the name is taken"
 		        : rv == TB_EINVAL ? "bad definition (name 1..128 "
 		                            "bytes, mode, run function)"
 		                          : "out of memory");
@@ -214,5 +215,3 @@ tb_plugin_config(tb_plugin_host *host, const char *key)
 	}
 	return (config_plugin_value(host->cfg, host->name, key));
 }
-
-

@@ -46,8 +46,9 @@ run_set_result(run *r, const void *buf, size_t len)
 	if (len > HANDLER_RESULT_MAX) {
 		// Cutting msgpack bytes would leave them undecodable: the
 		// attempt fails instead, saying why.
-		run_set_error(r, "result of %zu bytes is over the %u-byte limit",
-		    len, HANDLER_RESULT_MAX);
+		run_set_error(r,
+		    "result of %zu bytes is over the %u-byte limit", len,
+		    HANDLER_RESULT_MAX);
 		r->no_retry = true;
 		return;
 	}
@@ -59,8 +60,7 @@ run_set_result(run *r, const void *buf, size_t len)
 
 // run_set_errorv is run_set_error with a va_list; tb_run_set_error, the
 // plugins' name for it, shares it.
-static void
-run_set_errorv(run *r, const char *fmt, va_list ap)
+static void run_set_errorv(run *r, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
 static void
@@ -356,4 +356,3 @@ handlers_find(const char *name, size_t len)
 	}
 	return (NULL);
 }
-

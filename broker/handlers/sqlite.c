@@ -79,16 +79,16 @@
 
 #include <msgpack.h>
 
-#define SQLH_NAME_MAX 64          // bytes of a database name
-#define SQLH_SQL_MAX (256u << 10) // bytes of one statement's SQL
-#define SQLH_STMTS_MAX 256        // statements per task
-#define SQLH_PARAMS_MAX 999       // parameters per statement
-#define SQLH_PARAM_NAME_MAX 128   // bytes of a parameter name
-#define SQLH_BATCH_MAX 1000       // tasks per transaction
-#define SQLH_ROWS_MAX 1000        // rows kept in a result
+#define SQLH_NAME_MAX 64            // bytes of a database name
+#define SQLH_SQL_MAX (256u << 10)   // bytes of one statement's SQL
+#define SQLH_STMTS_MAX 256          // statements per task
+#define SQLH_PARAMS_MAX 999         // parameters per statement
+#define SQLH_PARAM_NAME_MAX 128     // bytes of a parameter name
+#define SQLH_BATCH_MAX 1000         // tasks per transaction
+#define SQLH_ROWS_MAX 1000          // rows kept in a result
 #define SQLH_ROWS_BYTES (60u << 10) // msgpack bytes of rows kept
-#define SQLH_BUSY_MS 5000         // wait for another process's lock
-#define SQLH_PROGRESS_OPS 10000   // VM steps between cancel checks
+#define SQLH_BUSY_MS 5000           // wait for another process's lock
+#define SQLH_PROGRESS_OPS 10000     // VM steps between cancel checks
 
 #define SQLH_SHUTTING_DOWN "broker shutting down"
 
@@ -111,7 +111,7 @@ typedef struct sqlh_job {
 	struct sqlh_job *next;
 	tb_run          *run;
 	uint64_t         task_id;
-	uint64_t         hash; // of the payload, kept in the applied record
+	uint64_t         hash;    // of the payload, kept in the applied record
 	char            *payload; // a copy; up and stmts point into it
 	msgpack_unpacked up;
 	sqlh_stmt       *stmts;
@@ -214,8 +214,7 @@ sqlh_job_free(sqlh_job *j)
 // sqlh_fail records a failure of j (the first one wins while pending; a
 // later call replaces an earlier outcome, e.g. success before a failed
 // COMMIT).
-static void
-sqlh_fail(sqlh_job *j, bool final, const char *fmt, ...)
+static void sqlh_fail(sqlh_job *j, bool final, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -260,7 +259,8 @@ sqlh_finish(sqlh_job *j)
 
 	if (j->state == SQLH_OK) {
 		if (tb_run_set_result(r, j->result, j->result_len) != 0) {
-			tb_run_set_error(r, "out of memory storing the result");
+			tb_run_set_error(
+			    r, "out of memory storing the result");
 		}
 	} else {
 		log_debug("sqlite: task %" PRIu64 ": %s", j->task_id,
@@ -318,8 +318,7 @@ sqlh_scalar_ok(const msgpack_object *v)
 // writes a message to err and returns -1.
 static int
 sqlh_parse_stmt(sqlh_stmt *s, const msgpack_object *sql,
-    const msgpack_object *params, const char *where, char *err,
-    size_t errlen)
+    const msgpack_object *params, const char *where, char *err, size_t errlen)
 {
 	if (sql == NULL || sql->type != MSGPACK_OBJECT_STR) {
 		snprintf(err, errlen, "%ssql must be a string", where);
@@ -427,8 +426,8 @@ sqlh_parse(sqlh_job *j, sqlh_db **dp, char *err, size_t errlen)
 		return (-1);
 	}
 	if ((*dp = sqlh_find_db(db->via.str.ptr, db->via.str.size)) == NULL) {
-		const char *p = db->via.str.ptr;
-		size_t      n = db->via.str.size;
+		const char *p     = db->via.str.ptr;
+		size_t      n     = db->via.str.size;
 		int         shown = n > 200 ? 200 : (int) n;
 
 		// Only names are accepted, so say so when it looks like a
@@ -445,7 +444,7 @@ sqlh_parse(sqlh_job *j, sqlh_db **dp, char *err, size_t errlen)
 			    "are configured (--sqlite-db NAME=PATH)",
 			    shown, p);
 		} else {
-			size_t off = 0;
+			size_t off        = 0;
 			char   names[256] = "";
 
 			for (size_t i = 0; i < sqlh.n && off < sizeof(names);
@@ -456,8 +455,8 @@ sqlh_parse(sqlh_job *j, sqlh_db **dp, char *err, size_t errlen)
 				off += w > 0 ? (size_t) w : 0;
 			}
 			snprintf(err, errlen,
-			    "unknown database \"%.*s\" (configured: %s)", shown,
-			    p, names);
+			    "unknown database \"%.*s\" (configured: %s)",
+			    shown, p, names);
 		}
 		return (-1);
 	}
@@ -480,8 +479,8 @@ sqlh_parse(sqlh_job *j, sqlh_db **dp, char *err, size_t errlen)
 		    &j->stmts[0], sql, params, "", err, errlen));
 	}
 	if (params != NULL) {
-		snprintf(err, errlen,
-		    "params belongs inside each of statements");
+		snprintf(
+		    err, errlen, "params belongs inside each of statements");
 		return (-1);
 	}
 	if (list->type != MSGPACK_OBJECT_ARRAY || list->via.array.size == 0 ||
@@ -719,15 +718,18 @@ sqlh_bind(sqlite3_stmt *st, const sqlh_stmt *s, char *err, size_t errlen)
 				src = sqlite3_bind_null(st, i + 1);
 				break;
 			case MSGPACK_OBJECT_BOOLEAN:
-				src = sqlite3_bind_int(st, i + 1, v->via.boolean);
+				src = sqlite3_bind_int(
+				    st, i + 1, v->via.boolean);
 				break;
 			case MSGPACK_OBJECT_POSITIVE_INTEGER:
 			case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-				src = sqlite3_bind_int64(st, i + 1, v->via.i64);
+				src =
+				    sqlite3_bind_int64(st, i + 1, v->via.i64);
 				break;
 			case MSGPACK_OBJECT_FLOAT32:
 			case MSGPACK_OBJECT_FLOAT64:
-				src = sqlite3_bind_double(st, i + 1, v->via.f64);
+				src =
+				    sqlite3_bind_double(st, i + 1, v->via.f64);
 				break;
 			case MSGPACK_OBJECT_STR:
 				// A NULL pointer would bind NULL, not "".
@@ -739,7 +741,8 @@ sqlh_bind(sqlite3_stmt *st, const sqlh_stmt *s, char *err, size_t errlen)
 				src = v->via.bin.size == 0
 				    ? sqlite3_bind_zeroblob(st, i + 1, 0)
 				    : sqlite3_bind_blob(st, i + 1,
-				          v->via.bin.ptr, (int) v->via.bin.size,
+				          v->via.bin.ptr,
+				          (int) v->via.bin.size,
 				          SQLITE_STATIC);
 				break;
 			default:
@@ -762,18 +765,19 @@ sqlh_bind(sqlite3_stmt *st, const sqlh_stmt *s, char *err, size_t errlen)
 		return (-1);
 	}
 	for (uint32_t k = 0; k < p->via.map.size; k++) {
-		const msgpack_object_kv *kv = &p->via.map.ptr[k];
-		const char *key = kv->key.via.str.ptr;
-		int         klen = (int) kv->key.via.str.size;
-		char        name[SQLH_PARAM_NAME_MAX + 2];
-		int         idx = 0;
-		int         src;
+		const msgpack_object_kv *kv   = &p->via.map.ptr[k];
+		const char              *key  = kv->key.via.str.ptr;
+		int                      klen = (int) kv->key.via.str.size;
+		char                     name[SQLH_PARAM_NAME_MAX + 2];
+		int                      idx = 0;
+		int                      src;
 
 		if (key[0] == ':' || key[0] == '@' || key[0] == '$') {
 			snprintf(name, sizeof(name), "%.*s", klen, key);
 			idx = sqlite3_bind_parameter_index(st, name);
 		} else {
-			for (const char *pre = ":@$"; *pre && idx == 0; pre++) {
+			for (const char *pre = ":@$"; *pre && idx == 0;
+			     pre++) {
 				snprintf(name, sizeof(name), "%c%.*s", *pre,
 				    klen, key);
 				idx = sqlite3_bind_parameter_index(st, name);
@@ -786,7 +790,7 @@ sqlh_bind(sqlite3_stmt *st, const sqlh_stmt *s, char *err, size_t errlen)
 			    klen, key);
 			goto out;
 		}
-		bound[idx] = true;
+		bound[idx]              = true;
 		const msgpack_object *v = &kv->val;
 		switch (v->type) {
 		case MSGPACK_OBJECT_NIL:
@@ -819,8 +823,8 @@ sqlh_bind(sqlite3_stmt *st, const sqlh_stmt *s, char *err, size_t errlen)
 			break;
 		}
 		if (src != SQLITE_OK) {
-			snprintf(err, errlen, "params[\"%.*s\"]: %s", klen, key,
-			    sqlite3_errstr(src));
+			snprintf(err, errlen, "params[\"%.*s\"]: %s", klen,
+			    key, sqlite3_errstr(src));
 			goto out;
 		}
 	}
@@ -925,10 +929,10 @@ sqlh_pack_result(msgpack_sbuffer *out, sqlite3_stmt *st, int64_t changes,
 static int
 sqlh_stmt_run(sqlh_db *d, sqlh_job *j, size_t i, int64_t changes0)
 {
-	const sqlh_stmt *s    = &j->stmts[i];
-	bool             last = i + 1 == j->nstmts;
-	sqlite3_stmt    *st   = NULL;
-	const char      *tail = NULL;
+	const sqlh_stmt *s         = &j->stmts[i];
+	bool             last      = i + 1 == j->nstmts;
+	sqlite3_stmt    *st        = NULL;
+	const char      *tail      = NULL;
 	char             where[48] = "";
 	char             err[512];
 	msgpack_sbuffer  rows;
@@ -1006,7 +1010,8 @@ sqlh_stmt_run(sqlh_db *d, sqlh_job *j, size_t i, int64_t changes0)
 		    tb_run_cancelled(j->run)) {
 			sqlh_fail(j, false, "cancelled");
 		} else {
-			sqlh_fail(j, false, "%s%s", where, sqlite3_errmsg(d->db));
+			sqlh_fail(
+			    j, false, "%s%s", where, sqlite3_errmsg(d->db));
 		}
 		goto out;
 	}
@@ -1021,12 +1026,14 @@ sqlh_stmt_run(sqlh_db *d, sqlh_job *j, size_t i, int64_t changes0)
 		if (out.size > HANDLER_RESULT_MAX) {
 			// Long column names: keep the counts only.
 			msgpack_sbuffer_clear(&out);
-			sqlh_pack_result(&out, st, changes, rowid, NULL, 0, true);
+			sqlh_pack_result(
+			    &out, st, changes, rowid, NULL, 0, true);
 		}
 		if (out.size > HANDLER_RESULT_MAX) {
 			msgpack_sbuffer_destroy(&out);
-			sqlh_fail(j, true, "%sthe result does not fit in %u bytes",
-			    where, HANDLER_RESULT_MAX);
+			sqlh_fail(j, true,
+			    "%sthe result does not fit in %u bytes", where,
+			    HANDLER_RESULT_MAX);
 			goto out;
 		}
 		free(j->result);
@@ -1102,13 +1109,13 @@ sqlh_apply(sqlh_db *d, sqlh_job *j)
 	if (src != SQLITE_DONE) {
 		sqlh_fail(j, false, "reading the applied record: %s",
 		    sqlite3_errmsg(d->db));
-		return (sqlite3_get_autocommit(d->db) ? sqlh_lost(d)
-		                                      : SQLH_KEPT);
+		return (
+		    sqlite3_get_autocommit(d->db) ? sqlh_lost(d) : SQLH_KEPT);
 	}
 	if ((src = sqlh_step1(d->st_savepoint)) != SQLITE_DONE) {
 		sqlh_fail(j, false, "savepoint: %s", sqlite3_errmsg(d->db));
-		return (sqlite3_get_autocommit(d->db) ? sqlh_lost(d)
-		                                      : SQLH_KEPT);
+		return (
+		    sqlite3_get_autocommit(d->db) ? sqlh_lost(d) : SQLH_KEPT);
 	}
 	// last_insert_rowid must not leak from the previous task.
 	sqlite3_set_last_insert_rowid(d->db, 0);
@@ -1122,7 +1129,8 @@ sqlh_apply(sqlh_db *d, sqlh_job *j)
 	sqlite3_bind_int64(st, 1, (int64_t) j->task_id);
 	sqlite3_bind_int64(st, 2, (int64_t) time(NULL));
 	sqlite3_bind_int64(st, 3, (int64_t) j->hash);
-	sqlite3_bind_blob(st, 4, j->result, (int) j->result_len, SQLITE_STATIC);
+	sqlite3_bind_blob(
+	    st, 4, j->result, (int) j->result_len, SQLITE_STATIC);
 	src = sqlh_step1(st);
 	sqlite3_clear_bindings(st);
 	if (src != SQLITE_DONE) {
@@ -1182,7 +1190,8 @@ again:
 		return;
 	}
 	if ((src = sqlh_step1(d->st_begin)) != SQLITE_DONE) {
-		log_err("sqlite: %s: begin: %s", d->name, sqlite3_errmsg(d->db));
+		log_err(
+		    "sqlite: %s: begin: %s", d->name, sqlite3_errmsg(d->db));
 		sqlh_fail_pending(jobs, n, "begin", sqlite3_errmsg(d->db));
 		return;
 	}
@@ -1236,12 +1245,13 @@ again:
 		}
 		return;
 	}
-	log_debug("sqlite: %s: committed a batch of %zu tasks", d->name,
-	    npending);
+	log_debug(
+	    "sqlite: %s: committed a batch of %zu tasks", d->name, npending);
 	if (tb_fault(TB_FAULT_SQLITE_EXIT_AFTER_COMMIT)) {
 		// The broker dies between this commit and its own record of
 		// the outcome: the case the applied records are for.
-		log_warn("sqlite: %s: exiting after a commit (fault injection)",
+		log_warn(
+		    "sqlite: %s: exiting after a commit (fault injection)",
 		    d->name);
 		_exit(137);
 	}
@@ -1263,7 +1273,8 @@ sqlh_drain(sqlh_db *d, sqlh_job *list)
 		    (uint64_t) sqlite3_column_int64(st, 1) == j->hash) {
 			int n = sqlite3_column_bytes(st, 0);
 
-			if (n > 0 && (j->result = malloc((size_t) n)) != NULL) {
+			if (n > 0 &&
+			    (j->result = malloc((size_t) n)) != NULL) {
 				memcpy(j->result, sqlite3_column_blob(st, 0),
 				    (size_t) n);
 				j->result_len = (size_t) n;
@@ -1344,8 +1355,8 @@ sqlh_exec(sqlh_db *d, const char *sql)
 	int   src;
 
 	if ((src = sqlite3_exec(d->db, sql, NULL, NULL, &msg)) != SQLITE_OK) {
-		log_err("sqlite: database \"%s\" (%s): %s: %s", d->name, d->path,
-		    sql, msg ? msg : sqlite3_errstr(src));
+		log_err("sqlite: database \"%s\" (%s): %s: %s", d->name,
+		    d->path, sql, msg ? msg : sqlite3_errstr(src));
 		sqlite3_free(msg);
 		return (sqlh_rv(src));
 	}
@@ -1392,8 +1403,8 @@ sqlh_db_open(sqlh_db *d)
 
 	// The first statement reads the header: a file that is not a
 	// database fails here.
-	src = sqlite3_prepare_v2(d->db, "PRAGMA journal_mode = WAL", -1, &st,
-	    NULL);
+	src = sqlite3_prepare_v2(
+	    d->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
 	if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
 		mode = (const char *) sqlite3_column_text(st, 0);
 		if (mode == NULL || strcmp(mode, "wal") != 0) {
@@ -1428,8 +1439,8 @@ sqlh_db_open(sqlh_db *d)
 	        TB_OK ||
 	    (rv = sqlh_prepare(d, &d->st_release, "RELEASE tb_task")) !=
 	        TB_OK ||
-	    (rv = sqlh_prepare(d, &d->st_rollback_to,
-	         "ROLLBACK TO tb_task")) != TB_OK ||
+	    (rv = sqlh_prepare(
+	         d, &d->st_rollback_to, "ROLLBACK TO tb_task")) != TB_OK ||
 	    (rv = sqlh_prepare(d, &d->st_applied_get,
 	         "SELECT result, payload_hash FROM _taskbroker_applied "
 	         "WHERE task_id = ?1")) != TB_OK ||
@@ -1545,15 +1556,17 @@ sqlite_handler_init(const config *cfg)
 
 		if (eq == NULL || !sqlh_name_ok(e, (size_t) (eq - e)) ||
 		    eq[1] == '\0') {
-			log_err("sqlite: bad --sqlite-db \"%s\": want NAME=PATH, "
-			        "NAME 1 to %d of A-Z a-z 0-9 _ -",
+			log_err(
+			    "sqlite: bad --sqlite-db \"%s\": want NAME=PATH, "
+			    "NAME 1 to %d of A-Z a-z 0-9 _ -",
 			    e, SQLH_NAME_MAX);
 			rv = TB_EINVAL;
 			goto fail;
 		}
 		if (sqlh_find_db(e, (size_t) (eq - e)) != NULL) {
-			log_err("sqlite: --sqlite-db \"%s\": the name \"%.*s\" "
-			        "is given twice",
+			log_err(
+			    "sqlite: --sqlite-db \"%s\": the name \"%.*s\" "
+			    "is given twice",
 			    e, (int) (eq - e), e);
 			rv = TB_EINVAL;
 			goto fail;

@@ -19,8 +19,8 @@ int
 handle_ping(broker *b, srv_req *req)
 {
 	(void) b;
-	return (tbp_enc_rep_ping(&req->out, req->req.req_id, TB_VERSION_STR,
-	    (uint64_t) getpid()));
+	return (tbp_enc_rep_ping(
+	    &req->out, req->req.req_id, TB_VERSION_STR, (uint64_t) getpid()));
 }
 
 // handle_stats answers with the broker-wide figures.
@@ -44,8 +44,7 @@ handle_stats(broker *b, srv_req *req)
 	st.workers   = (uint32_t) b->cfg->workers;
 	st.pid       = (uint32_t) getpid();
 	st.schedules = HASH_CNT(hh, b->scheds);
-	HASH_ITER(hh, b->queues, q, tmp)
-	{
+	HASH_ITER (hh, b->queues, q, tmp) {
 		st.forever += q->forever;
 		st.crashloop += q->crashloop;
 	}
@@ -70,20 +69,19 @@ handle_queues(broker *b, srv_req *req)
 	}
 	// Oldest waiting task per queue: one pass over the tasks in memory
 	// (every waiting task is there); scratch holds its created_at.
-	HASH_ITER(hh, b->queues, q, tmp)
-	{
+	HASH_ITER (hh, b->queues, q, tmp) {
 		q->scratch = 0;
 	}
-	HASH_ITER(hh, b->by_id, t, ttmp)
-	{
-		if ((t->state == TB_STATE_PENDING || t->state == TB_STATE_FAILED) &&
+	HASH_ITER (hh, b->by_id, t, ttmp) {
+		if ((t->state == TB_STATE_PENDING ||
+		        t->state == TB_STATE_FAILED) &&
 		    t->durable &&
-		    (t->q->scratch == 0 || (uint64_t) t->created_at < t->q->scratch)) {
+		    (t->q->scratch == 0 ||
+		        (uint64_t) t->created_at < t->q->scratch)) {
 			t->q->scratch = (uint64_t) t->created_at;
 		}
 	}
-	HASH_ITER(hh, b->queues, q, tmp)
-	{
+	HASH_ITER (hh, b->queues, q, tmp) {
 		queue_info(q, now, &qs[n++]);
 		if (n == TBP_MAX_QUEUES) {
 			break;
@@ -190,8 +188,8 @@ admin_reinsert(broker *b, task *t)
 	reinsert_op *ri = calloc(1, sizeof(*ri));
 
 	if (ri == NULL) {
-		log_warn("task %" PRIu64 ": no memory to re-insert its row",
-		    t->id);
+		log_warn(
+		    "task %" PRIu64 ": no memory to re-insert its row", t->id);
 		return;
 	}
 	ri->w.done       = admin_reinsert_committed;
@@ -294,7 +292,8 @@ admin_retry_all(broker *b, multi_ctx *mc, const char *queue, int state)
 		f.state    = state;
 		f.after_id = after;
 		f.limit    = 1000;
-		if ((rv = store_list(b->st, &f, &recs, &n)) != TB_OK || n == 0) {
+		if ((rv = store_list(b->st, &f, &recs, &n)) != TB_OK ||
+		    n == 0) {
 			free(recs);
 			break;
 		}
@@ -372,7 +371,8 @@ admin_purge_committed(broker *b, sop *w)
 	if (w->op.nids == 0) {
 		// Rows deleted from the store only: take them off the figures
 		// (in-memory purges were counted already).
-		queue_deleted(b, w->q, (uint32_t) w->op.del_state, w->op.count);
+		queue_deleted(
+		    b, w->q, (uint32_t) w->op.del_state, w->op.count);
 		count = w->op.count;
 	}
 	held_multi_done(w->mc, w->op.rv, count);
@@ -381,8 +381,8 @@ admin_purge_committed(broker *b, sop *w)
 // admin_purge_memory deletes waiting tasks (pending, or failed and
 // waiting for a retry), which the loop holds, and adds them to mc.
 static int
-admin_purge_memory(broker *b, multi_ctx *mc, const char *qname,
-    uint32_t state, int64_t before)
+admin_purge_memory(broker *b, multi_ctx *mc, const char *qname, uint32_t state,
+    int64_t before)
 {
 	uint64_t *ids = NULL;
 	size_t    n = 0, cap = 0;
@@ -390,10 +390,10 @@ admin_purge_memory(broker *b, multi_ctx *mc, const char *qname,
 	task     *tmp;
 	sop      *w;
 
-	HASH_ITER(hh, b->by_id, t, tmp)
-	{
-		if (t->state != state || !t->durable || t->heap == SCHED_NONE ||
-		    t->writes > 0 || t->waiters != NULL || t->ackwaits != NULL ||
+	HASH_ITER (hh, b->by_id, t, tmp) {
+		if (t->state != state || !t->durable ||
+		    t->heap == SCHED_NONE || t->writes > 0 ||
+		    t->waiters != NULL || t->ackwaits != NULL ||
 		    (qname != NULL && strcmp(t->queue, qname) != 0) ||
 		    (before != 0 && t->created_at >= before)) {
 			continue;
@@ -427,7 +427,8 @@ admin_purge_memory(broker *b, multi_ctx *mc, const char *qname,
 	if ((w = sop_alloc(admin_purge_committed, NULL)) == NULL) {
 		// The tasks are gone from memory but not from the store; they
 		// come back at the next start. Say so.
-		log_err("purge: no memory to delete %zu task(s) from the store",
+		log_err(
+		    "purge: no memory to delete %zu task(s) from the store",
 		    n);
 		free(ids);
 		return (TB_ENOMEM);
@@ -445,14 +446,13 @@ admin_purge_memory(broker *b, multi_ctx *mc, const char *qname,
 // admin_purge_store deletes ended tasks in state, which only the store
 // holds: one delete op per queue that has any.
 static int
-admin_purge_store(broker *b, multi_ctx *mc, const char *qname,
-    int32_t state, int64_t before)
+admin_purge_store(
+    broker *b, multi_ctx *mc, const char *qname, int32_t state, int64_t before)
 {
 	queue *q;
 	queue *tmp;
 
-	HASH_ITER(hh, b->queues, q, tmp)
-	{
+	HASH_ITER (hh, b->queues, q, tmp) {
 		sop *w;
 		if ((qname != NULL && strcmp(q->name, qname) != 0) ||
 		    q->counts[state] == 0) {
@@ -499,8 +499,8 @@ handle_purge(broker *b, srv_req *req)
 		return (TB_ENOMEM);
 	}
 	if (in->state == TB_STATE_PENDING || in->state == TB_STATE_FAILED) {
-		rv = admin_purge_memory(b, mc, qname, (uint32_t) in->state,
-		    before);
+		rv = admin_purge_memory(
+		    b, mc, qname, (uint32_t) in->state, before);
 	} else {
 		rv = admin_purge_store(b, mc, qname, in->state, before);
 	}

@@ -22,10 +22,11 @@ schedules_from_in(const tbp_sched *in, int64_t now)
 	}
 	sc->name    = tbp_bytes_dup(in->name);
 	sc->handler = tbp_bytes_dup(in->handler);
-	sc->queue   = in->queue.n > 0 ? tbp_bytes_dup(in->queue)
-	                              : strdup("default");
-	sc->cron    = in->cron.n > 0 ? tbp_bytes_dup(in->cron) : NULL;
-	if (in->payload.n > 0 && (sc->payload = malloc(in->payload.n)) != NULL) {
+	sc->queue =
+	    in->queue.n > 0 ? tbp_bytes_dup(in->queue) : strdup("default");
+	sc->cron = in->cron.n > 0 ? tbp_bytes_dup(in->cron) : NULL;
+	if (in->payload.n > 0 &&
+	    (sc->payload = malloc(in->payload.n)) != NULL) {
 		memcpy(sc->payload, in->payload.p, in->payload.n);
 		sc->payload_len = in->payload.n;
 	}
@@ -117,8 +118,7 @@ handle_sched_list(broker *b, srv_req *req)
 	    NULL) {
 		return (TB_ENOMEM);
 	}
-	HASH_ITER(hh, b->scheds, s, tmp)
-	{
+	HASH_ITER (hh, b->scheds, s, tmp) {
 		if (n == TBP_MAX_SCHEDULES) {
 			break;
 		}

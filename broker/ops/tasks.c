@@ -32,8 +32,8 @@ handle_status(broker *b, srv_req *req)
 
 	if (t != NULL && t->durable) {
 		task_info(&t->core, &ti);
-		return (tbp_enc_rep_task(&req->out, req->req.op,
-		    req->req.req_id, &ti, false));
+		return (tbp_enc_rep_task(
+		    &req->out, req->req.op, req->req.req_id, &ti, false));
 	}
 	if (t != NULL) {
 		return (TB_ENOTFOUND); // not accepted yet
@@ -42,8 +42,8 @@ handle_status(broker *b, srv_req *req)
 		return (rv);
 	}
 	task_info(r, &ti);
-	rv = tbp_enc_rep_task(&req->out, req->req.op, req->req.req_id, &ti,
-	    false);
+	rv = tbp_enc_rep_task(
+	    &req->out, req->req.op, req->req.req_id, &ti, false);
 	store_rec_free(r);
 	return (rv);
 }
@@ -97,8 +97,8 @@ handle_cancel(broker *b, srv_req *req)
 			return (rv);
 		}
 		t->cancelling = true;
-		log_info("task %" PRIu64 ": cancel requested while running",
-		    t->id);
+		log_info(
+		    "task %" PRIu64 ": cancel requested while running", t->id);
 		if (t->run != NULL) {
 			attempt_stop(b, t, t->run);
 		} // else its start is being written: it is cancelled then
@@ -121,17 +121,17 @@ handle_cancel(broker *b, srv_req *req)
 int
 handle_list(broker *b, srv_req *req)
 {
-	const tbp_req  *in   = &req->req;
-	store_rec     **recs = NULL;
-	size_t          n    = 0;
-	tbp_task_info  *infos;
-	size_t          nout;
-	size_t          bytes = 0;
-	store_filter    f;
-	int64_t         now     = util_now_us();
-	char           *queue   = NULL;
-	char           *handler = NULL;
-	int             rv;
+	const tbp_req *in   = &req->req;
+	store_rec    **recs = NULL;
+	size_t         n    = 0;
+	tbp_task_info *infos;
+	size_t         nout;
+	size_t         bytes = 0;
+	store_filter   f;
+	int64_t        now     = util_now_us();
+	char          *queue   = NULL;
+	char          *handler = NULL;
+	int            rv;
 
 	memset(&f, 0, sizeof(f));
 	f.limit = in->limit == 0 ? 100 : in->limit;
@@ -167,7 +167,8 @@ handle_list(broker *b, srv_req *req)
 	nout = n;
 	for (size_t i = 0; i < n; i++) {
 		task *t = task_find(b, recs[i]->id);
-		task_info(t != NULL && t->durable ? &t->core : recs[i], &infos[i]);
+		task_info(
+		    t != NULL && t->durable ? &t->core : recs[i], &infos[i]);
 		bytes += infos[i].result.n + infos[i].error.n;
 		if (bytes > LIST_BYTES_MAX && i > 0) {
 			nout = i; // the client pages on with after_id

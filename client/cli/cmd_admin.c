@@ -112,20 +112,21 @@ cmd_stats(cli *c, int argc, char **argv)
 		return (fail(c, rv, "stats: queues"));
 	}
 	if (c->json) {
-		json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-		                      "s:I, s:I, s:I, s:I, s:I, s:I}",
-		    "pending", (json_int_t) st.pending, "running",
-		    (json_int_t) st.running, "done", (json_int_t) st.done,
-		    "failed", (json_int_t) st.failed, "dead",
-		    (json_int_t) st.dead, "cancelled",
-		    (json_int_t) st.cancelled, "submitted",
-		    (json_int_t) st.submitted, "completed",
-		    (json_int_t) st.completed, "uptime_ms",
-		    (json_int_t) st.uptime_ms, "workers",
-		    (json_int_t) st.workers, "pid", (json_int_t) st.pid,
-		    "schedules", (json_int_t) st.schedules, "forever",
-		    (json_int_t) st.forever, "crashloop",
-		    (json_int_t) st.crashloop);
+		json_t *o =
+		    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+		              "s:I, s:I, s:I, s:I, s:I, s:I}",
+		        "pending", (json_int_t) st.pending, "running",
+		        (json_int_t) st.running, "done", (json_int_t) st.done,
+		        "failed", (json_int_t) st.failed, "dead",
+		        (json_int_t) st.dead, "cancelled",
+		        (json_int_t) st.cancelled, "submitted",
+		        (json_int_t) st.submitted, "completed",
+		        (json_int_t) st.completed, "uptime_ms",
+		        (json_int_t) st.uptime_ms, "workers",
+		        (json_int_t) st.workers, "pid", (json_int_t) st.pid,
+		        "schedules", (json_int_t) st.schedules, "forever",
+		        (json_int_t) st.forever, "crashloop",
+		        (json_int_t) st.crashloop);
 		json_t *arr = json_array();
 
 		for (size_t i = 0; arr != NULL && i < nq; i++) {
@@ -233,7 +234,8 @@ static int
 print_count(const cli *c, const char *verb, uint64_t n)
 {
 	if (c->json) {
-		return (print_json(json_pack("{s:I}", "count", (json_int_t) n)));
+		return (
+		    print_json(json_pack("{s:I}", "count", (json_int_t) n)));
 	}
 	printf("%s %" PRIu64 " task%s\n", verb, n, n == 1 ? "" : "s");
 	return (EXIT_OK);
@@ -261,12 +263,12 @@ static int
 cmd_retry(cli *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"queue", required_argument, NULL, 'q'},
-	    {"all", no_argument, NULL, 'a'},
-	    {"state", required_argument, NULL, 's'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "queue", required_argument, NULL, 'q' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "state", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *queue = NULL;
 	bool        all   = false;
@@ -277,8 +279,8 @@ cmd_retry(cli *c, int argc, char **argv)
 
 	optind = 0;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":q:as:jh", longopts, NULL)) !=
-	    -1) {
+	while (
+	    (ch = getopt_long(argc, argv, ":q:as:jh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'q':
 			queue = optarg;
@@ -304,7 +306,8 @@ cmd_retry(cli *c, int argc, char **argv)
 		}
 	}
 	if (queue != NULL && all) {
-		return (usage_error("retry", "give --queue or --all, not both"));
+		return (
+		    usage_error("retry", "give --queue or --all, not both"));
 	}
 	if (queue == NULL && !all) {
 		if (optind >= argc) {
@@ -344,10 +347,9 @@ static const char pause_help[] =
     "Stop QUEUE from starting tasks; it still accepts them, and running\n"
     "tasks go on. The pause survives a broker restart. Undo with 'resume'.\n";
 
-static const char resume_help[] =
-    "Usage: taskbroker resume [--json] QUEUE\n"
-    "\n"
-    "Let a paused QUEUE start tasks again.\n";
+static const char resume_help[] = "Usage: taskbroker resume [--json] QUEUE\n"
+                                  "\n"
+                                  "Let a paused QUEUE start tasks again.\n";
 
 // queue_cmd runs pause or resume.
 static int
@@ -358,8 +360,8 @@ queue_cmd(cli *c, int argc, char **argv, bool pause)
 	tb_client  *tc;
 	int         rv;
 
-	if ((rv = simple_opts(c, cmd, pause ? pause_help : resume_help, argc,
-	         argv)) >= 0 ||
+	if ((rv = simple_opts(
+	         c, cmd, pause ? pause_help : resume_help, argc, argv)) >= 0 ||
 	    (rv = one_name(cmd, "QUEUE", argc, argv, &queue)) >= 0) {
 		return (rv);
 	}
@@ -371,8 +373,8 @@ queue_cmd(cli *c, int argc, char **argv, bool pause)
 		return (fail(c, rv, "%s %s", cmd, queue));
 	}
 	if (c->json) {
-		return (print_json(json_pack(
-		    "{s:s, s:b}", "queue", queue, "paused", pause)));
+		return (print_json(
+		    json_pack("{s:s, s:b}", "queue", queue, "paused", pause)));
 	}
 	printf("%s %s\n", queue, pause ? "paused" : "resumed");
 	return (EXIT_OK);
@@ -477,12 +479,12 @@ static int
 cmd_purge(cli *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"state", required_argument, NULL, 's'},
-	    {"queue", required_argument, NULL, 'q'},
-	    {"older-than", required_argument, NULL, 'o'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "state", required_argument, NULL, 's' },
+		{ "queue", required_argument, NULL, 'q' },
+		{ "older-than", required_argument, NULL, 'o' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *queue = NULL;
 	int         state = -1, ch, rv;
@@ -539,65 +541,65 @@ cmd_purge(cli *c, int argc, char **argv)
 
 // The table entries of these commands (cli.h); main.c lists them.
 const command stats_cmd = {
-    .name    = "stats",
-    .run     = cmd_stats,
-    .summary = "stats",
-    .desc    = "show the broker's and queues' figures",
-    .help    = stats_help,
+	.name    = "stats",
+	.run     = cmd_stats,
+	.summary = "stats",
+	.desc    = "show the broker's and queues' figures",
+	.help    = stats_help,
 };
 
 const command ping_cmd = {
-    .name    = "ping",
-    .run     = cmd_ping,
-    .summary = "ping",
-    .desc    = "show the broker's version",
-    .help    = ping_help,
+	.name    = "ping",
+	.run     = cmd_ping,
+	.summary = "ping",
+	.desc    = "show the broker's version",
+	.help    = ping_help,
 };
 
 const command shutdown_cmd = {
-    .name    = "shutdown",
-    .run     = cmd_shutdown,
-    .summary = "shutdown",
-    .desc    = "ask the broker to shut down",
-    .help    = shutdown_help,
+	.name    = "shutdown",
+	.run     = cmd_shutdown,
+	.summary = "shutdown",
+	.desc    = "ask the broker to shut down",
+	.help    = shutdown_help,
 };
 
 const command retry_cmd = {
-    .name    = "retry",
-    .run     = cmd_retry,
-    .summary = "retry ID | --queue Q | --all",
-    .desc    = "retry dead or cancelled tasks",
-    .help    = retry_help,
+	.name    = "retry",
+	.run     = cmd_retry,
+	.summary = "retry ID | --queue Q | --all",
+	.desc    = "retry dead or cancelled tasks",
+	.help    = retry_help,
 };
 
 const command pause_cmd = {
-    .name    = "pause",
-    .run     = cmd_pause,
-    .summary = "pause QUEUE",
-    .desc    = "stop a queue from starting tasks",
-    .help    = pause_help,
+	.name    = "pause",
+	.run     = cmd_pause,
+	.summary = "pause QUEUE",
+	.desc    = "stop a queue from starting tasks",
+	.help    = pause_help,
 };
 
 const command resume_cmd = {
-    .name    = "resume",
-    .run     = cmd_resume,
-    .summary = "resume QUEUE",
-    .desc    = "let a paused queue start tasks",
-    .help    = resume_help,
+	.name    = "resume",
+	.run     = cmd_resume,
+	.summary = "resume QUEUE",
+	.desc    = "let a paused queue start tasks",
+	.help    = resume_help,
 };
 
 const command drain_cmd = {
-    .name    = "drain",
-    .run     = cmd_drain,
-    .summary = "drain [--timeout DURATION] [QUEUE]",
-    .desc    = "wait until a queue has no work left",
-    .help    = drain_help,
+	.name    = "drain",
+	.run     = cmd_drain,
+	.summary = "drain [--timeout DURATION] [QUEUE]",
+	.desc    = "wait until a queue has no work left",
+	.help    = drain_help,
 };
 
 const command purge_cmd = {
-    .name    = "purge",
-    .run     = cmd_purge,
-    .summary = "purge --state S [OPTIONS]",
-    .desc    = "delete tasks in a state",
-    .help    = purge_help,
+	.name    = "purge",
+	.run     = cmd_purge,
+	.summary = "purge --state S [OPTIONS]",
+	.desc    = "delete tasks in a state",
+	.help    = purge_help,
 };

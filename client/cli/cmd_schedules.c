@@ -16,7 +16,8 @@
 #include "tbtime.h"
 
 static const char schedule_help[] =
-    "Usage: taskbroker schedule add NAME HANDLER (--every DURATION | --cron EXPR)\n"
+    "Usage: taskbroker schedule add NAME HANDLER (--every DURATION | --cron "
+    "EXPR)\n"
     "                           [OPTIONS] [-- ARGV...]\n"
     "       taskbroker schedule ls [--json]\n"
     "       taskbroker schedule rm NAME\n"
@@ -28,7 +29,8 @@ static const char schedule_help[] =
     "for the options of add.\n"
     "\n"
     "  add      add a schedule, or replace the one named NAME\n"
-    "  ls       list schedules: NAME HANDLER QUEUE EVERY/CRON NEXT LAST FIRED\n"
+    "  ls       list schedules: NAME HANDLER QUEUE EVERY/CRON NEXT LAST "
+    "FIRED\n"
     "           PAUSED (times in UTC); --json prints an array of objects\n"
     "           with the keys name, handler, queue, every_ms (null with\n"
     "           cron), cron (null with every), priority, max_attempts,\n"
@@ -39,7 +41,8 @@ static const char schedule_help[] =
     "  resume   let a paused schedule fire again\n";
 
 static const char schedule_add_help[] =
-    "Usage: taskbroker schedule add NAME HANDLER (--every DURATION | --cron EXPR)\n"
+    "Usage: taskbroker schedule add NAME HANDLER (--every DURATION | --cron "
+    "EXPR)\n"
     "                           [OPTIONS] [-- ARGV...]\n"
     "\n"
     "Add schedule NAME, or replace the one with that name, which submits a\n"
@@ -48,9 +51,11 @@ static const char schedule_add_help[] =
     "\n"
     "Options:\n"
     "  -e, --every DURATION      fire every DURATION (at least 1ms)\n"
-    "  -c, --cron EXPR           fire on a cron schedule, in UTC: five fields\n"
+    "  -c, --cron EXPR           fire on a cron schedule, in UTC: five "
+    "fields\n"
     "                            'MIN HOUR DAY MONTH WEEKDAY' (e.g.\n"
-    "                            '*/15 9-17 * * MON-FRI') or @hourly, @daily,\n"
+    "                            '*/15 9-17 * * MON-FRI') or @hourly, "
+    "@daily,\n"
     "                            @weekly, @monthly, @yearly\n"
     "  -q, --queue Q             queue of the tasks (default: default)\n"
     "  -P, --payload-json JSON   the tasks' payload as JSON\n"
@@ -91,20 +96,20 @@ static int
 sched_add(cli *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"every", required_argument, NULL, 'e'},
-	    {"cron", required_argument, NULL, 'c'},
-	    {"queue", required_argument, NULL, 'q'},
-	    {"payload-json", required_argument, NULL, 'P'},
-	    {"priority", required_argument, NULL, 'p'},
-	    {"max-attempts", required_argument, NULL, 'm'},
-	    {"timeout", required_argument, NULL, 't'},
-	    {"catch-up", no_argument, NULL, 'C'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "every", required_argument, NULL, 'e' },
+		{ "cron", required_argument, NULL, 'c' },
+		{ "queue", required_argument, NULL, 'q' },
+		{ "payload-json", required_argument, NULL, 'P' },
+		{ "priority", required_argument, NULL, 'p' },
+		{ "max-attempts", required_argument, NULL, 'm' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "catch-up", no_argument, NULL, 'C' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
-	static const char *cmd  = "schedule add";
-	tb_schedule_spec   spec = TB_SCHEDULE_SPEC_INIT;
+	static const char *cmd   = "schedule add";
+	tb_schedule_spec   spec  = TB_SCHEDULE_SPEC_INIT;
 	const char        *pjson = NULL, *why = NULL;
 	int                nopt, nargs, ch, rv;
 	char             **args;
@@ -116,15 +121,14 @@ sched_add(cli *c, int argc, char **argv)
 	nopt   = argv_split(argc, argv, &args, &nargs); // ARGV as for submit
 	optind = 0;
 	opterr = 0;
-	while ((ch = getopt_long(nopt, argv, ":e:c:q:P:p:m:t:Cjh", longopts,
-	            NULL)) != -1) {
+	while ((ch = getopt_long(
+	            nopt, argv, ":e:c:q:P:p:m:t:Cjh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'e':
 			if (!parse_dur(optarg, UINT64_MAX, &spec.every_ms) ||
 			    spec.every_ms == 0) {
 				return (usage_error(cmd,
-				    "bad --every '%s': " BAD_DUR
-				    " above zero",
+				    "bad --every '%s': " BAD_DUR " above zero",
 				    optarg));
 			}
 			break;
@@ -173,8 +177,8 @@ sched_add(cli *c, int argc, char **argv)
 		}
 	}
 	if (optind + 2 > nopt) {
-		return (usage_error(cmd,
-		    optind >= nopt ? "missing NAME" : "missing HANDLER"));
+		return (usage_error(
+		    cmd, optind >= nopt ? "missing NAME" : "missing HANDLER"));
 	}
 	if (optind + 2 < nopt) {
 		return (usage_error(cmd,
@@ -187,7 +191,8 @@ sched_add(cli *c, int argc, char **argv)
 		return (usage_error(cmd, "empty NAME or HANDLER"));
 	}
 	if ((spec.cron != NULL) == (spec.every_ms > 0)) {
-		return (usage_error(cmd, "give exactly one of --every and --cron"));
+		return (usage_error(
+		    cmd, "give exactly one of --every and --cron"));
 	}
 	msgpack_sbuffer_init(&b);
 	if ((rv = build_payload(cmd, pjson, nargs, args, &b, &empty)) !=
@@ -294,7 +299,8 @@ sched_ls(cli *c, int argc, char **argv)
 		    s->next_at == INT64_MAX
 		        ? "never"
 		        : fmt_time(s->next_at, b, sizeof(b), false));
-		table_cell(&t, "%s", fmt_time(s->last_at, b, sizeof(b), false));
+		table_cell(
+		    &t, "%s", fmt_time(s->last_at, b, sizeof(b), false));
 		table_cell(&t, "%" PRIu64, s->fired);
 		table_cell(&t, "%s", s->paused ? "yes" : "no");
 	}
@@ -381,9 +387,9 @@ cmd_schedule(cli *c, int argc, char **argv)
 
 // The table entries of these commands (cli.h); main.c lists them.
 const command schedule_cmd = {
-    .name    = "schedule",
-    .run     = cmd_schedule,
-    .summary = "schedule add|ls|rm|pause|resume ...",
-    .desc    = "manage periodic schedules",
-    .help    = schedule_help,
+	.name    = "schedule",
+	.run     = cmd_schedule,
+	.summary = "schedule add|ls|rm|pause|resume ...",
+	.desc    = "manage periodic schedules",
+	.help    = schedule_help,
 };

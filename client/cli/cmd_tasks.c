@@ -115,7 +115,8 @@ print_task_human(const tb_task *t)
 	    fmt_time(tb_task_run_at(t), b1, sizeof(b1), true));
 	if (tb_task_timeout_ms(t) > 0) {
 		printf("timeout:      %s\n",
-		    tbt_format_duration(tb_task_timeout_ms(t), b1, sizeof(b1)));
+		    tbt_format_duration(
+		        tb_task_timeout_ms(t), b1, sizeof(b1)));
 	} else {
 		printf("timeout:      -\n");
 	}
@@ -185,7 +186,8 @@ static const char submit_help[] =
     "\n"
     "Options:\n"
     "  -q, --queue Q             queue (default: default)\n"
-    "  -p, --priority N          higher runs first within a queue (default 0)\n"
+    "  -p, --priority N          higher runs first within a queue (default "
+    "0)\n"
     "  -m, --max-attempts N      attempts before the task is dead (default:\n"
     "                            the broker's)\n"
     "  -t, --timeout DURATION    time limit per attempt (default: none)\n"
@@ -204,7 +206,8 @@ static const char submit_help[] =
     "                            one line of JSON\n"
     "  -W, --wait-timeout DURATION  with --wait, give up after that long\n"
     "                            (default: one hour)\n"
-    "  -j, --json                print {\"id\": N, \"existing\": BOOL}, or with\n"
+    "  -j, --json                print {\"id\": N, \"existing\": BOOL}, or "
+    "with\n"
     "                            --wait the task\n"
     "  -h, --help                show this help\n"
     "\n"
@@ -229,24 +232,24 @@ static int
 cmd_submit(cli *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"queue", required_argument, NULL, 'q'},
-	    {"priority", required_argument, NULL, 'p'},
-	    {"max-attempts", required_argument, NULL, 'm'},
-	    {"timeout", required_argument, NULL, 't'},
-	    {"delay", required_argument, NULL, 'd'},
-	    {"run-at", required_argument, NULL, 'r'},
-	    {"key", required_argument, NULL, 'k'},
-	    {"forever", no_argument, NULL, 'f'},
-	    {"payload-json", required_argument, NULL, 'P'},
-	    {"wait", no_argument, NULL, 'w'},
-	    {"wait-timeout", required_argument, NULL, 'W'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "queue", required_argument, NULL, 'q' },
+		{ "priority", required_argument, NULL, 'p' },
+		{ "max-attempts", required_argument, NULL, 'm' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "delay", required_argument, NULL, 'd' },
+		{ "run-at", required_argument, NULL, 'r' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "forever", no_argument, NULL, 'f' },
+		{ "payload-json", required_argument, NULL, 'P' },
+		{ "wait", no_argument, NULL, 'w' },
+		{ "wait-timeout", required_argument, NULL, 'W' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
-	tb_submit_opts  o       = TB_SUBMIT_OPTS_INIT;
-	const char     *pjson   = NULL;
-	bool            wait    = false, have_delay = false;
+	tb_submit_opts  o     = TB_SUBMIT_OPTS_INIT;
+	const char     *pjson = NULL;
+	bool            wait = false, have_delay = false;
 	int64_t         wait_ms = -1;
 	uint64_t        delay   = 0;
 	int             nopt, nargs, ch, rv;
@@ -352,8 +355,8 @@ cmd_submit(cli *c, int argc, char **argv)
 		    "submit", "give --delay or --run-at, not both"));
 	}
 	if (wait && o.forever) {
-		return (usage_error("submit",
-		    "--wait with --forever would never end"));
+		return (usage_error(
+		    "submit", "--wait with --forever would never end"));
 	}
 	if (have_delay && delay > UINT32_MAX) {
 		// The wire's delay_ms is 32 bits (49 days); a longer delay
@@ -558,16 +561,16 @@ static int
 cmd_ls(cli *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"queue", required_argument, NULL, 'q'},
-	    {"state", required_argument, NULL, 's'},
-	    {"limit", required_argument, NULL, 'n'},
-	    {"after", required_argument, NULL, 'a'},
-	    {"handler", required_argument, NULL, 'H'},
-	    {"older-than", required_argument, NULL, 'o'},
-	    {"newer-than", required_argument, NULL, 'N'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "queue", required_argument, NULL, 'q' },
+		{ "state", required_argument, NULL, 's' },
+		{ "limit", required_argument, NULL, 'n' },
+		{ "after", required_argument, NULL, 'a' },
+		{ "handler", required_argument, NULL, 'H' },
+		{ "older-than", required_argument, NULL, 'o' },
+		{ "newer-than", required_argument, NULL, 'N' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	tb_list_opts o = TB_LIST_OPTS_INIT;
 	tb_client   *tc;
@@ -726,41 +729,41 @@ cmd_cancel(cli *c, int argc, char **argv)
 
 // The table entries of these commands (cli.h); main.c lists them.
 const command submit_cmd = {
-    .name    = "submit",
-    .run     = cmd_submit,
-    .summary = "submit HANDLER [OPTIONS] [-- ARGV...]",
-    .desc    = "submit a task, --wait for its result",
-    .help    = submit_help,
+	.name    = "submit",
+	.run     = cmd_submit,
+	.summary = "submit HANDLER [OPTIONS] [-- ARGV...]",
+	.desc    = "submit a task, --wait for its result",
+	.help    = submit_help,
 };
 
 const command status_cmd = {
-    .name    = "status",
-    .run     = cmd_status,
-    .summary = "status ID",
-    .desc    = "show a task",
-    .help    = status_help,
+	.name    = "status",
+	.run     = cmd_status,
+	.summary = "status ID",
+	.desc    = "show a task",
+	.help    = status_help,
 };
 
 const command wait_cmd = {
-    .name    = "wait",
-    .run     = cmd_wait,
-    .summary = "wait [--timeout DURATION] ID...",
-    .desc    = "wait for tasks to end",
-    .help    = wait_help,
+	.name    = "wait",
+	.run     = cmd_wait,
+	.summary = "wait [--timeout DURATION] ID...",
+	.desc    = "wait for tasks to end",
+	.help    = wait_help,
 };
 
 const command ls_cmd = {
-    .name    = "ls",
-    .run     = cmd_ls,
-    .summary = "ls [OPTIONS]",
-    .desc    = "list tasks",
-    .help    = ls_help,
+	.name    = "ls",
+	.run     = cmd_ls,
+	.summary = "ls [OPTIONS]",
+	.desc    = "list tasks",
+	.help    = ls_help,
 };
 
 const command cancel_cmd = {
-    .name    = "cancel",
-    .run     = cmd_cancel,
-    .summary = "cancel ID",
-    .desc    = "cancel a task, even a running one",
-    .help    = cancel_help,
+	.name    = "cancel",
+	.run     = cmd_cancel,
+	.summary = "cancel ID",
+	.desc    = "cancel a task, even a running one",
+	.help    = cancel_help,
 };

@@ -84,12 +84,12 @@ static int
 cmd_watch(cli *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"prefix", required_argument, NULL, 'p'},
-	    {"count", required_argument, NULL, 'n'},
-	    {"timeout", required_argument, NULL, 't'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "prefix", required_argument, NULL, 'p' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *prefix = "";
 	int64_t     count = -1, timeout = -1, seen = 0;
@@ -168,9 +168,9 @@ cmd_watch(cli *c, int argc, char **argv)
 
 // The table entries of these commands (cli.h); main.c lists them.
 const command watch_cmd = {
-    .name    = "watch",
-    .run     = cmd_watch,
-    .summary = "watch [OPTIONS]",
-    .desc    = "print events as they come",
-    .help    = watch_help,
+	.name    = "watch",
+	.run     = cmd_watch,
+	.summary = "watch [OPTIONS]",
+	.desc    = "print events as they come",
+	.help    = watch_help,
 };

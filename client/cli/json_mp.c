@@ -52,7 +52,8 @@ pack_value(msgpack_packer *pk, const json_t *j, unsigned depth)
 		}
 		// The cast drops const only for the iterator macro, which
 		// does not modify the object.
-		json_object_keylen_foreach ((json_t *) j, key, klen, v) {
+		json_object_keylen_foreach((json_t *) j, key, klen, v)
+		{
 			if (msgpack_pack_str_with_body(pk, key, klen) != 0) {
 				return (JMP_ENOMEM);
 			}
@@ -68,7 +69,8 @@ pack_value(msgpack_packer *pk, const json_t *j, unsigned depth)
 		if (msgpack_pack_array(pk, json_array_size(j)) != 0) {
 			return (JMP_ENOMEM);
 		}
-		json_array_foreach ((json_t *) j, i, v) {
+		json_array_foreach((json_t *) j, i, v)
+		{
 			if ((rv = pack_value(pk, v, depth + 1)) != JMP_OK) {
 				return (rv);
 			}

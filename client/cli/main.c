@@ -78,31 +78,31 @@ static const char help_help[] =
     "Show the usage of taskbroker or of COMMAND.\n";
 
 static const command help_cmd = {
-    .name    = "help",
-    .run     = cmd_help,
-    .summary = "help [COMMAND]",
-    .desc    = "show help",
-    .help    = help_help,
+	.name    = "help",
+	.run     = cmd_help,
+	.summary = "help [COMMAND]",
+	.desc    = "show help",
+	.help    = help_help,
 };
 
 // commands is the command table, in the order of the usage text.
 static const command *const commands[] = {
-    &submit_cmd,
-    &status_cmd,
-    &wait_cmd,
-    &ls_cmd,
-    &cancel_cmd,
-    &retry_cmd,
-    &pause_cmd,
-    &resume_cmd,
-    &drain_cmd,
-    &purge_cmd,
-    &schedule_cmd,
-    &stats_cmd,
-    &watch_cmd,
-    &ping_cmd,
-    &shutdown_cmd,
-    &help_cmd,
+	&submit_cmd,
+	&status_cmd,
+	&wait_cmd,
+	&ls_cmd,
+	&cancel_cmd,
+	&retry_cmd,
+	&pause_cmd,
+	&resume_cmd,
+	&drain_cmd,
+	&purge_cmd,
+	&schedule_cmd,
+	&stats_cmd,
+	&watch_cmd,
+	&ping_cmd,
+	&shutdown_cmd,
+	&help_cmd,
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -157,15 +157,15 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"broker", required_argument, NULL, 'b'},
-	    {"events", required_argument, NULL, 'e'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"timeout", required_argument, NULL, 't'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {NULL, 0, NULL, 0},
+		{ "broker", required_argument, NULL, 'b' },
+		{ "events", required_argument, NULL, 'e' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
 	};
-	cli            c = {0};
+	cli            c = { 0 };
 	const command *cmd;
 	int64_t        v;
 	int            ch, rv;

@@ -206,7 +206,7 @@ table_row(table *t, ...)
 void
 table_print(const table *t)
 {
-	int w[16] = {0};
+	int w[16] = { 0 };
 
 	assert(t->ncols <= 16);
 	for (size_t i = 0; i < t->ncells; i++) {

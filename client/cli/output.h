@@ -58,9 +58,9 @@ int print_json(json_t *j);
 // table collects the cells of a text table, row by row, so that columns
 // can be as wide as their widest cell. Out of memory only loses cells.
 typedef struct table {
-	int     ncols;
-	size_t  ncells, cap;
-	char  **cells;
+	int    ncols;
+	size_t ncells, cap;
+	char **cells;
 } table;
 
 // table_init makes t an empty table of ncols columns (at most 16).

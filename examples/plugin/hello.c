@@ -213,10 +213,12 @@ tb_plugin_init(tb_plugin_host *host)
 	const char *name = tb_plugin_config(host, "greeting_name");
 
 	tb_handler_def upper_def = { .name = "hello.slow_upper",
-		.mode = TB_HANDLER_POOL, .run = slow_upper };
+		.mode                      = TB_HANDLER_POOL,
+		.run                       = slow_upper };
 	tb_handler_def greet_def = { .name = "hello.greet",
-		.mode = TB_HANDLER_LOOP, .run = greet_run,
-		.cancel = greet_cancel,
+		.mode                      = TB_HANDLER_LOOP,
+		.run                       = greet_run,
+		.cancel                    = greet_cancel,
 		.hdata = (void *) (name != NULL ? name : "world") };
 
 	if (tb_register_handler(host, &upper_def) != 0 ||

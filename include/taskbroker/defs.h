@@ -37,11 +37,10 @@
 	    "unsupported protocol version")                                 \
 	X(TB_EUNKNOWNOP, 9, "unknown_op", "unknown operation")              \
 	X(TB_EBADREQ, 10, "bad_request", "malformed request")               \
-	X(TB_ETOOBIG, 11, "too_big", "message or field over its limit")    \
+	X(TB_ETOOBIG, 11, "too_big", "message or field over its limit")     \
 	X(TB_ENOTFOUND, 12, "not_found", "no such task")                    \
 	X(TB_ENOHANDLER, 13, "unknown_handler", "no such handler")          \
-	X(TB_ESHUTTINGDOWN, 14, "shutting_down",                            \
-	    "broker is shutting down")                                      \
+	X(TB_ESHUTTINGDOWN, 14, "shutting_down", "broker is shutting down") \
 	X(TB_ESTATE, 15, "wrong_state",                                     \
 	    "operation not allowed in the task's state")                    \
 	X(TB_ESTORE, 16, "store_error", "storage error")                    \
@@ -57,12 +56,12 @@ typedef enum tb_err { TB_ERRORS(TB_ERR_ENUM_) } tb_err;
 #undef TB_ERR_ENUM_
 
 // TB_STATES lists task states: X(CONSTANT, value, name).
-#define TB_STATES(X)                                                        \
-	X(TB_STATE_PENDING, 0, "pending")                                   \
-	X(TB_STATE_RUNNING, 1, "running")                                   \
-	X(TB_STATE_DONE, 2, "done")                                         \
-	X(TB_STATE_FAILED, 3, "failed")                                     \
-	X(TB_STATE_DEAD, 4, "dead")                                         \
+#define TB_STATES(X)                      \
+	X(TB_STATE_PENDING, 0, "pending") \
+	X(TB_STATE_RUNNING, 1, "running") \
+	X(TB_STATE_DONE, 2, "done")       \
+	X(TB_STATE_FAILED, 3, "failed")   \
+	X(TB_STATE_DEAD, 4, "dead")       \
 	X(TB_STATE_CANCELLED, 5, "cancelled")
 
 #define TB_STATE_ENUM_(c, v, n) c = v,

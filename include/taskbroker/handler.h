@@ -94,8 +94,7 @@ __attribute__((visibility("default"))) int tb_plugin_init(
 
 // tb_plugin_abi_version is TB_HANDLER_ABI as the plugin was built; defined
 // by TB_PLUGIN_DECLARE().
-__attribute__((visibility("default"))) extern const int
-    tb_plugin_abi_version;
+__attribute__((visibility("default"))) extern const int tb_plugin_abi_version;
 
 // TB_PLUGIN_DECLARE() defines tb_plugin_abi_version. Use it once per
 // plugin, at file scope, followed by a semicolon.
@@ -103,7 +102,7 @@ __attribute__((visibility("default"))) extern const int
 
 // Attempt accessors. Valid from run until the attempt ends.
 uint64_t    tb_run_task_id(const tb_run *r);
-uint32_t    tb_run_attempt(const tb_run *r); // 1 for the first
+uint32_t    tb_run_attempt(const tb_run *r);               // 1 for the first
 const void *tb_run_payload(const tb_run *r, size_t *lenp); // msgpack
 void       *tb_run_loop(tb_run *r); // the uv_loop_t * (LOOP handlers)
 uint32_t    tb_run_timeout_ms(const tb_run *r); // 0: none

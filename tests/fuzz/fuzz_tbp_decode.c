@@ -15,13 +15,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define REQUIRE(cond)                                                       \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,  \
-			    #cond);                                         \
-			abort();                                            \
-		}                                                           \
+#define REQUIRE(cond)                                                      \
+	do {                                                               \
+		if (!(cond)) {                                             \
+			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, \
+			    #cond);                                        \
+			abort();                                           \
+		}                                                          \
 	} while (0)
 
 // touch reads every byte of a view, so ASan sees a stale or short view.
@@ -317,7 +317,8 @@ check_rep(const uint8_t *data, size_t size)
 		REQUIRE(tbp_rep_decode(&r2, b.data, b.size) == TB_OK);
 		REQUIRE(r2.nids == r.nids);
 		for (uint32_t i = 0; i < r.nids; i++) {
-			REQUIRE(r2.ids[i] == r.ids[i] && r2.dup[i] == r.dup[i]);
+			REQUIRE(
+			    r2.ids[i] == r.ids[i] && r2.dup[i] == r.dup[i]);
 			REQUIRE(r2.existing[i] == r.existing[i]);
 		}
 		tbp_rep_fini(&r2);
@@ -328,7 +329,8 @@ check_rep(const uint8_t *data, size_t size)
 		tbp_rep_fini(&r2);
 	} else if (r.status == TB_OK &&
 	    (r.op == TBP_OP_RETRY || r.op == TBP_OP_PURGE)) {
-		REQUIRE(tbp_enc_rep_count(&b, r.op, r.req_id, r.count) == TB_OK);
+		REQUIRE(
+		    tbp_enc_rep_count(&b, r.op, r.req_id, r.count) == TB_OK);
 		REQUIRE(tbp_rep_decode(&r2, b.data, b.size) == TB_OK);
 		REQUIRE(r2.op == r.op && r2.count == r.count);
 		tbp_rep_fini(&r2);
@@ -338,8 +340,8 @@ check_rep(const uint8_t *data, size_t size)
 		REQUIRE(r2.timed_out == r.timed_out);
 		tbp_rep_fini(&r2);
 	} else if (r.status == TB_OK && r.op == TBP_OP_SCHED_LIST) {
-		REQUIRE(tbp_enc_rep_scheds(&b, r.req_id, r.scheds, r.nscheds) ==
-		    TB_OK);
+		REQUIRE(tbp_enc_rep_scheds(
+		            &b, r.req_id, r.scheds, r.nscheds) == TB_OK);
 		REQUIRE(tbp_rep_decode(&r2, b.data, b.size) == TB_OK);
 		REQUIRE(r2.nscheds == r.nscheds);
 		for (uint32_t i = 0; i < r.nscheds; i++) {
@@ -347,8 +349,8 @@ check_rep(const uint8_t *data, size_t size)
 		}
 		tbp_rep_fini(&r2);
 	} else if (r.status == TB_OK && r.op == TBP_OP_QUEUES) {
-		REQUIRE(tbp_enc_rep_queues(&b, r.req_id, r.queues, r.nqueues) ==
-		    TB_OK);
+		REQUIRE(tbp_enc_rep_queues(
+		            &b, r.req_id, r.queues, r.nqueues) == TB_OK);
 		REQUIRE(tbp_rep_decode(&r2, b.data, b.size) == TB_OK);
 		REQUIRE(r2.nqueues == r.nqueues);
 		for (uint32_t i = 0; i < r.nqueues; i++) {
@@ -357,8 +359,9 @@ check_rep(const uint8_t *data, size_t size)
 
 			REQUIRE(bytes_same(x->name, y->name));
 			REQUIRE(x->pending == y->pending &&
-			    x->running == y->running && x->failed == y->failed &&
-			    x->dead == y->dead && x->done == y->done &&
+			    x->running == y->running &&
+			    x->failed == y->failed && x->dead == y->dead &&
+			    x->done == y->done &&
 			    x->cancelled == y->cancelled);
 			REQUIRE(x->paused == y->paused &&
 			    x->concurrency == y->concurrency &&

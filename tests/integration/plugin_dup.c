@@ -16,8 +16,9 @@ dup_run(tb_run *r, void *hdata)
 int
 tb_plugin_init(tb_plugin_host *host)
 {
-	tb_handler_def def = { .name = "noop", .mode = TB_HANDLER_LOOP,
-		.run = dup_run };
+	tb_handler_def def = {
+		.name = "noop", .mode = TB_HANDLER_LOOP, .run = dup_run
+	};
 
 	// Ignores the result on purpose: the broker refuses the start even
 	// if the plugin does not pass the failure on.

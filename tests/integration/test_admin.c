@@ -17,8 +17,8 @@
 static bool
 queue_get(tb_client *c, const char *name, tb_queue_info *qi)
 {
-	tb_queue_info *qs = NULL;
-	size_t         n  = 0;
+	tb_queue_info *qs    = NULL;
+	size_t         n     = 0;
 	bool           found = false;
 
 	TBH_OK(tb_queues(c, &qs, &n));
@@ -748,8 +748,8 @@ expect_time(json_t *o, const char *key, int64_t us)
 	double  s;
 
 	if (v == NULL || !json_is_number(v)) {
-		print_error("status --json: \"%s\" is missing or not a number\n",
-		    key);
+		print_error(
+		    "status --json: \"%s\" is missing or not a number\n", key);
 		fail();
 	}
 	s = json_number_value(v);
@@ -770,13 +770,13 @@ expect_time(json_t *o, const char *key, int64_t us)
 static void
 test_cli_status_json_has_every_field(void **state)
 {
-	tbh_fix       *f = *state;
-	tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
-	char           idstr[32];
-	char          *out;
-	json_t        *j;
-	tb_task       *t;
-	tb_id          id;
+	tbh_fix                 *f = *state;
+	tb_submit_opts           o = TB_SUBMIT_OPTS_INIT;
+	char                     idstr[32];
+	char                    *out;
+	json_t                  *j;
+	tb_task                 *t;
+	tb_id                    id;
 	static const char *const keys[] = { "id", "state", "attempts",
 		"max_attempts", "queue", "handler", "priority", "error",
 		"result", "created_at", "started_at", "finished_at", NULL };
@@ -790,8 +790,8 @@ test_cli_status_json_has_every_field(void **state)
 	tbh_expect_state(t, TB_STATE_DONE);
 	snprintf(idstr, sizeof(idstr), "%llu", (unsigned long long) id);
 	const char *const args[] = { "status", "--json", idstr, NULL };
-	out = tbh_cli_ok(&f->b, args);
-	j   = tbh_json_parse("status --json", out);
+	out                      = tbh_cli_ok(&f->b, args);
+	j                        = tbh_json_parse("status --json", out);
 	free(out);
 	assert_true(json_is_object(j));
 	for (int i = 0; keys[i] != NULL; i++) {
@@ -803,16 +803,18 @@ test_cli_status_json_has_every_field(void **state)
 		}
 	}
 	assert_int_equal(json_integer_value(json_object_get(j, "id")), id);
-	assert_string_equal(json_string_value(json_object_get(j, "state")),
-	    "done");
-	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "state")), "done");
+	assert_int_equal(
+	    json_integer_value(json_object_get(j, "attempts")), 1);
 	assert_int_equal(
 	    json_integer_value(json_object_get(j, "max_attempts")), 2);
-	assert_string_equal(json_string_value(json_object_get(j, "queue")),
-	    "cliq");
-	assert_string_equal(json_string_value(json_object_get(j, "handler")),
-	    "noop");
-	assert_int_equal(json_integer_value(json_object_get(j, "priority")), 4);
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "queue")), "cliq");
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "handler")), "noop");
+	assert_int_equal(
+	    json_integer_value(json_object_get(j, "priority")), 4);
 	assert_true(json_is_null(json_object_get(j, "error")));
 	expect_time(j, "created_at", tb_task_created_at(t));
 	expect_time(j, "started_at", tb_task_started_at(t));
@@ -834,8 +836,8 @@ test_cli_submit_with_lifecycle_options(void **state)
 	const char *const args[] = { "submit", "noop", "--delay", "1s",
 		"--priority", "3", "--max-attempts", "2", "--timeout", "5s",
 		"--key", "k1", NULL };
-	out = tbh_cli_ok(&f->b, args);
-	id  = strtoull(out, &end, 10);
+	out                      = tbh_cli_ok(&f->b, args);
+	id                       = strtoull(out, &end, 10);
 	if (id == 0 || end == out) {
 		print_error("submit printed \"%s\", want an id\n", out);
 		free(out);
@@ -920,8 +922,9 @@ test_cli_pause_resume_drain_retry_purge(void **state)
 		tb_task_free(t);
 		t = NULL;
 		if (tbh_now_ms() > deadline) {
-			print_error("after `taskbroker retry %s` the task did not "
-			            "run and end dead again\n",
+			print_error(
+			    "after `taskbroker retry %s` the task did not "
+			    "run and end dead again\n",
 			    idstr);
 			fail();
 		}
@@ -954,8 +957,8 @@ test_cli_stats_json_has_queues_array(void **state)
 	id      = tbh_submit(f->c, "noop", NULL, 0, &o);
 	tb_task_free(tbh_wait_final(f->c, id, WAIT_MS));
 	const char *const args[] = { "stats", "--json", NULL };
-	out = tbh_cli_ok(&f->b, args);
-	j   = tbh_json_parse("stats --json", out);
+	out                      = tbh_cli_ok(&f->b, args);
+	j                        = tbh_json_parse("stats --json", out);
 	free(out);
 	qs = json_object_get(j, "queues");
 	if (!json_is_array(qs)) {

@@ -50,8 +50,7 @@ expect_healthy(tbh_fix *f, const char *after)
 // (call tbp_rep_fini after). Returns the nng error (0: a reply came and
 // decoded; NNG_EINVAL: it came but did not decode).
 static int
-raw_send(tbh_fix *f, const void *buf, size_t len, int timeout_ms,
-    tbp_rep *rep)
+raw_send(tbh_fix *f, const void *buf, size_t len, int timeout_ms, tbp_rep *rep)
 {
 	nng_socket s;
 	void      *r;
@@ -89,8 +88,8 @@ expect_error(tbh_fix *f, const char *what, const void *buf, size_t len,
 	int     rv = raw_send(f, buf, len, RAW_MS, &rep);
 
 	if (rv != 0) {
-		print_error("%s: no decodable reply: %s\n", what,
-		    nng_strerror(rv));
+		print_error(
+		    "%s: no decodable reply: %s\n", what, nng_strerror(rv));
 		tbp_rep_fini(&rep);
 		fail();
 	}
@@ -99,7 +98,8 @@ expect_error(tbh_fix *f, const char *what, const void *buf, size_t len,
 	if (rep.status != want && rep.status != want2) {
 		print_error("%s: reply status %d (%s), want %s%s%s\n", what,
 		    rep.status, tb_errname(rep.status), tb_errname(want),
-		    want2 >= 0 ? " or " : "", want2 >= 0 ? tb_errname(want2) : "");
+		    want2 >= 0 ? " or " : "",
+		    want2 >= 0 ? tb_errname(want2) : "");
 		tbp_rep_fini(&rep);
 		fail();
 	}
@@ -111,7 +111,8 @@ expect_error(tbh_fix *f, const char *what, const void *buf, size_t len,
 		fail();
 	}
 	if (rep.errname.n == 0) {
-		print_error("%s: error reply without an \"error\" name\n", what);
+		print_error(
+		    "%s: error reply without an \"error\" name\n", what);
 		tbp_rep_fini(&rep);
 		fail();
 	}
@@ -121,8 +122,8 @@ expect_error(tbh_fix *f, const char *what, const void *buf, size_t len,
 
 // pack_envelope starts [version, op, req_id, ...] with the body to follow.
 static void
-pack_envelope(msgpack_packer *pk, uint64_t version, uint64_t op,
-    uint64_t req_id)
+pack_envelope(
+    msgpack_packer *pk, uint64_t version, uint64_t op, uint64_t req_id)
 {
 	msgpack_pack_array(pk, 4);
 	msgpack_pack_uint64(pk, version);
@@ -147,8 +148,8 @@ test_random_garbage_gets_bad_request(void **state)
 	}
 	expect_error(f, "garbage", buf, sizeof(buf), TB_EBADREQ, -1, 0);
 	// Not msgpack at all: plain text.
-	expect_error(f, "text", "GET / HTTP/1.0\r\n\r\n", 18, TB_EBADREQ, -1,
-	    0);
+	expect_error(
+	    f, "text", "GET / HTTP/1.0\r\n\r\n", 18, TB_EBADREQ, -1, 0);
 	// An empty message.
 	expect_error(f, "empty message", "", 0, TB_EBADREQ, -1, 0);
 	// Valid msgpack, wrong shape: a map instead of the array.
@@ -170,10 +171,10 @@ test_truncated_submit_gets_bad_request(void **state)
 	t.handler = tbp_str("noop");
 	msgpack_sbuffer_init(&sb);
 	TBH_OK(tbp_enc_submit(&sb, 31, &t, 1));
-	expect_error(f, "truncated submit", sb.data, sb.size / 2, TB_EBADREQ,
-	    -1, 0);
-	expect_error(f, "submit minus 1 byte", sb.data, sb.size - 1,
-	    TB_EBADREQ, -1, 0);
+	expect_error(
+	    f, "truncated submit", sb.data, sb.size / 2, TB_EBADREQ, -1, 0);
+	expect_error(
+	    f, "submit minus 1 byte", sb.data, sb.size - 1, TB_EBADREQ, -1, 0);
 	msgpack_sbuffer_destroy(&sb);
 	f->passed = true;
 }
@@ -190,7 +191,8 @@ test_version_99_gets_version_error_with_req_id(void **state)
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	pack_envelope(&pk, 99, TBP_OP_PING, 12345);
 	msgpack_pack_map(&pk, 0);
-	expect_error(f, "version 99", sb.data, sb.size, TB_EVERSION, -1, 12345);
+	expect_error(
+	    f, "version 99", sb.data, sb.size, TB_EVERSION, -1, 12345);
 	msgpack_sbuffer_destroy(&sb);
 	f->passed = true;
 }
@@ -219,8 +221,8 @@ test_array32_claiming_4_billion_elements_is_rejected(void **state)
 	msgpack_sbuffer sb;
 	msgpack_packer  pk;
 	// An array32 header claiming 0xffffffff elements, then a few bytes.
-	static const uint8_t top[] = { 0xdd, 0xff, 0xff, 0xff, 0xff, 0x01,
-		0x01, 0x07, 0x80 };
+	static const uint8_t top[]   = { 0xdd, 0xff, 0xff, 0xff, 0xff, 0x01,
+		  0x01, 0x07, 0x80 };
 	static const uint8_t arr32[] = { 0xdd, 0xff, 0xff, 0xff, 0xff };
 
 	tbh_fix_start(f, NULL);
@@ -272,7 +274,7 @@ test_payload_over_1mib_is_too_big(void **state)
 	tbp_task_in     t;
 	uint8_t         sid[TB_SID_LEN] = { 9, 9, 9 };
 	char           *big;
-	size_t          n = TBP_MAX_PAYLOAD + 100;
+	size_t          n  = TBP_MAX_PAYLOAD + 100;
 	tb_id           id = 0;
 
 	tbh_fix_start(f, NULL);
@@ -288,17 +290,17 @@ test_payload_over_1mib_is_too_big(void **state)
 	memset(&t, 0, sizeof(t));
 	t.sid     = (tbp_bytes) { sid, sizeof(sid) };
 	t.handler = tbp_str("noop");
-	t.payload = (tbp_bytes) { (const uint8_t *) pb.data,
-		(uint32_t) pb.size };
+	t.payload =
+	    (tbp_bytes) { (const uint8_t *) pb.data, (uint32_t) pb.size };
 	msgpack_sbuffer_init(&sb);
 	TBH_OK(tbp_enc_submit(&sb, 5150, &t, 1));
-	expect_error(f, "payload 1 MiB + 100", sb.data, sb.size, TB_ETOOBIG,
-	    -1, 0);
+	expect_error(
+	    f, "payload 1 MiB + 100", sb.data, sb.size, TB_ETOOBIG, -1, 0);
 	msgpack_sbuffer_destroy(&sb);
 
 	// Through the client library too (it may refuse it itself).
-	TBH_RV(tb_submit(f->c, "noop", pb.data, pb.size, NULL, &id),
-	    TB_ETOOBIG);
+	TBH_RV(
+	    tb_submit(f->c, "noop", pb.data, pb.size, NULL, &id), TB_ETOOBIG);
 	msgpack_sbuffer_destroy(&pb);
 	expect_healthy(f, "oversized payload through the client");
 	f->passed = true;
@@ -324,19 +326,20 @@ test_handler_name_of_10kb_is_too_big(void **state)
 	t.handler = (tbp_bytes) { (const uint8_t *) name, (uint32_t) n };
 	msgpack_sbuffer_init(&sb);
 	TBH_OK(tbp_enc_submit(&sb, 6160, &t, 1));
-	expect_error(f, "handler name 10 KiB", sb.data, sb.size, TB_ETOOBIG,
-	    -1, 0);
+	expect_error(
+	    f, "handler name 10 KiB", sb.data, sb.size, TB_ETOOBIG, -1, 0);
 	msgpack_sbuffer_destroy(&sb);
 	free(name);
 	f->passed = true;
 }
 
-// raw_send_main is the child side of test_message_over_8mib_does_not_hurt_the_broker: it sends
-// the bytes of file to url on a raw req0 socket and prints the reply's
-// status. Exit 0: a reply came (status on stdout); 3: no reply. It leaves
-// with _exit and never closes the socket: in nng 1.5.2, nng_close can hang
-// after the peer dropped the pipe of an oversized message, and a hang must
-// not take the test down with it (the parent kills us at its deadline).
+// raw_send_main is the child side of
+// test_message_over_8mib_does_not_hurt_the_broker: it sends the bytes of file
+// to url on a raw req0 socket and prints the reply's status. Exit 0: a reply
+// came (status on stdout); 3: no reply. It leaves with _exit and never closes
+// the socket: in nng 1.5.2, nng_close can hang after the peer dropped the pipe
+// of an oversized message, and a hang must not take the test down with it (the
+// parent kills us at its deadline).
 static int
 raw_send_main(const char *url, const char *file, int timeout_ms)
 {
@@ -476,9 +479,8 @@ count_tasks(tbh_fix *f)
 	return (n);
 }
 
-static const uint8_t fixed_sid[TB_SID_LEN] = { 0x5e, 0x1d, 0xde, 0xad,
-	0xbe, 0xef, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
-	0x09 };
+static const uint8_t fixed_sid[TB_SID_LEN] = { 0x5e, 0x1d, 0xde, 0xad, 0xbe,
+	0xef, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09 };
 
 static void
 test_same_sid_twice_creates_one_task(void **state)

@@ -31,10 +31,11 @@ worker_main(void *arg)
 	w->rv = TB_OK;
 	for (int i = 0; i < PER_THREAD && w->rv == TB_OK; i++) {
 		tb_task *t = NULL;
-		w->rv      = tb_submit(w->c, "noop", NULL, 0, NULL, &w->ids[i]);
+		w->rv = tb_submit(w->c, "noop", NULL, 0, NULL, &w->ids[i]);
 		if (w->rv == TB_OK && i % 10 == 0) {
 			w->rv = tb_wait(w->c, w->ids[i], 10000, &t);
-			if (w->rv == TB_OK && tb_task_state(t) != TB_STATE_DONE) {
+			if (w->rv == TB_OK &&
+			    tb_task_state(t) != TB_STATE_DONE) {
 				w->rv = TB_EINTERNAL;
 			}
 			tb_task_free(t);
@@ -94,8 +95,8 @@ test_one_handle_many_threads(void **state)
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (tbh_wait_state(f->c, all[i], TB_STATE_DONE, TBH_MS(20000)) !=
-		    0) {
+		if (tbh_wait_state(
+		        f->c, all[i], TB_STATE_DONE, TBH_MS(20000)) != 0) {
 			tb_id id = all[i];
 			free(all);
 			print_error("task %llu did not end done\n",
@@ -128,8 +129,8 @@ in_child(tb_client *c)
 	if (pid < 0 || waitpid(pid, &status, 0) != pid) {
 		return (-1);
 	}
-	return (WIFEXITED(status) ? WEXITSTATUS(status)
-	                          : 128 + WTERMSIG(status));
+	return (
+	    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
 // A handle that has connected, used in a child after fork(): every call

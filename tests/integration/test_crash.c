@@ -29,8 +29,8 @@ write_ids(int fd, const tb_id *ids, size_t n)
 	size_t len = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		len += (size_t) snprintf(buf + len, sizeof(buf) - len, "%llu\n",
-		    (unsigned long long) ids[i]);
+		len += (size_t) snprintf(buf + len, sizeof(buf) - len,
+		    "%llu\n", (unsigned long long) ids[i]);
 	}
 	return (write(fd, buf, len) == (ssize_t) len ? 0 : -1);
 }
@@ -151,8 +151,8 @@ crash_case(tbh_fix *f, const char *durability)
 	assert_int_equal(tbh_kill9(&f->b), 0);
 	code = tbh_waitpid(pid, TBH_MS(15000));
 	if (code != 0) {
-		print_error("flooding producer exit %d after the kill%s\n", code,
-		    code < 0 ? " (still running; killed)" : "");
+		print_error("flooding producer exit %d after the kill%s\n",
+		    code, code < 0 ? " (still running; killed)" : "");
 		tbh_kill_reap(pid);
 		fail();
 	}
@@ -168,8 +168,8 @@ crash_case(tbh_fix *f, const char *durability)
 	assert_non_null(f->c);
 
 	assert_int_equal(tbh_read_ids(ids_path, &ids, &nids), 0);
-	print_message("%s: %zu ids acknowledged before kill -9\n", durability,
-	    nids);
+	print_message(
+	    "%s: %zu ids acknowledged before kill -9\n", durability, nids);
 	assert_true(nids >= MIN_ACKED);
 
 	deadline = tbh_now_ms() + TBH_MS(60000);
@@ -180,9 +180,10 @@ crash_case(tbh_fix *f, const char *durability)
 			const tbh_row *r = tbh_find_row(rows, nrows, ids[i]);
 			if (r == NULL) {
 				if (missing++ < 10) {
-					print_error("acknowledged task %llu is "
-					            "not in the store after "
-					            "restart\n",
+					print_error(
+					    "acknowledged task %llu is "
+					    "not in the store after "
+					    "restart\n",
 					    (unsigned long long) ids[i]);
 				}
 			} else if (r->state != TB_STATE_DONE) {

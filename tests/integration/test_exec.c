@@ -376,8 +376,8 @@ test_env_is_the_tasks_on_a_minimal_base(void **state)
 	benv = tbh_read_file(path, &blen);
 	assert_non_null(benv);
 	for (size_t i = 0; i < blen; i += strlen(benv + i) + 1) {
-		in_broker = in_broker || strncmp(benv + i, secret,
-		                             strlen(secret)) == 0;
+		in_broker = in_broker ||
+		    strncmp(benv + i, secret, strlen(secret)) == 0;
 	}
 	free(benv);
 	assert_true(in_broker); // else the check below proves nothing
@@ -414,13 +414,13 @@ test_env_is_the_tasks_on_a_minimal_base(void **state)
 static void
 test_path_override_is_used_for_lookup_and_seen_by_child(void **state)
 {
-	tbh_fix          *f       = *state;
-	const char *const argv[]  = { "tbx-tool", NULL };
+	tbh_fix          *f         = *state;
+	const char *const argv[]    = { "tbx-tool", NULL };
 	const char *const envargv[] = { "env", NULL };
 	char              bin[TBH_PATH], tool[TBH_PATH + 16];
 	char              pathval[TBH_PATH + 32], want[TBH_PATH + 64];
-	const char       *env[]   = { "PATH", pathval, NULL };
-	exec_spec         s       = { .argv = argv, .env = env };
+	const char       *env[] = { "PATH", pathval, NULL };
+	exec_spec         s     = { .argv = argv, .env = env };
 	exec_res          r;
 	tb_task          *t;
 
@@ -476,12 +476,11 @@ test_stdin_bytes_reach_the_child(void **state)
 	const size_t      keep   = 32000;
 	tbh_fix          *f      = *state;
 	const char *const argv[] = { "/bin/cat", NULL };
-	const char        bin[]  = { 'a', '\0', 'b', '\xff', '\0', '\n',
-		       '\x01' };
-	const size_t      big_n  = 200 * 1024;
-	exec_spec         s      = { .argv = argv, .has_in = true };
-	char              copy[TBH_PATH + 8];
-	const char *const cmp[]  = { "/usr/bin/cmp", "-", copy, NULL };
+	const char   bin[] = { 'a', '\0', 'b', '\xff', '\0', '\n', '\x01' };
+	const size_t big_n = 200 * 1024;
+	exec_spec    s     = { .argv = argv, .has_in = true };
+	char         copy[TBH_PATH + 8];
+	const char *const cmp[] = { "/usr/bin/cmp", "-", copy, NULL };
 	FILE             *fp;
 	char             *big;
 	exec_res          r;
@@ -570,8 +569,9 @@ test_output_keeps_the_last_bytes(void **state)
 		    memcmp(r.out, all + n - 4096, 4096) == 0;
 		free(all);
 		if (r.out_len != 4096 || !r.out_cut || !last_equal) {
-			print_error("stdout: %zu bytes, cut %d, last bytes %s; "
-			            "want the last 4096 of %zu, cut\n",
+			print_error(
+			    "stdout: %zu bytes, cut %d, last bytes %s; "
+			    "want the last 4096 of %zu, cut\n",
 			    r.out_len, (int) r.out_cut,
 			    last_equal ? "equal" : "differ", n);
 			res_free(&r);
@@ -641,10 +641,10 @@ test_killed_by_signal_is_a_failed_attempt(void **state)
 static void
 test_child_inherits_no_broker_descriptor(void **state)
 {
-	tbh_fix          *f       = *state;
-	const char *const ls[]    = { "/bin/ls", "/proc/self/fd", NULL };
-	const char *const rl[]    = { "/usr/bin/readlink", "/proc/self/fd/0",
-		   NULL };
+	tbh_fix          *f    = *state;
+	const char *const ls[] = { "/bin/ls", "/proc/self/fd", NULL };
+	const char *const rl[] = { "/usr/bin/readlink", "/proc/self/fd/0",
+		NULL };
 	int               fds[64], n = 0;
 	exec_res          r;
 
@@ -868,18 +868,18 @@ test_group_ignoring_sigterm_is_killed_after_grace(void **state)
 static void
 test_exec_allow_program_refuses_others(void **state)
 {
-	const char *const args[] = { "--exec-allow", "/bin/echo", NULL };
-	tbh_fix          *f      = *state;
-	const char *const echo[] = { "/bin/echo", "allowed", NULL };
-	const char *const cat[]  = { "/bin/cat", "/etc/hostname", NULL };
-	const char *const dots[] = { "/usr/bin/../bin/cat", "/etc/hostname",
-		NULL };
-	char              ran[TBH_PATH + 8];
-	const char *const touch[] = { "/usr/bin/touch", ran, NULL };
+	const char *const  args[] = { "--exec-allow", "/bin/echo", NULL };
+	tbh_fix           *f      = *state;
+	const char *const  echo[] = { "/bin/echo", "allowed", NULL };
+	const char *const  cat[]  = { "/bin/cat", "/etc/hostname", NULL };
+	const char *const  dots[] = { "/usr/bin/../bin/cat", "/etc/hostname",
+		 NULL };
+	char               ran[TBH_PATH + 8];
+	const char *const  touch[]   = { "/usr/bin/touch", ran, NULL };
 	const char *const *refused[] = { cat, dots, touch };
-	tb_submit_opts    o = TB_SUBMIT_OPTS_INIT;
-	exec_res          r;
-	tb_task          *t;
+	tb_submit_opts     o         = TB_SUBMIT_OPTS_INIT;
+	exec_res           r;
+	tb_task           *t;
 
 	tbh_fix_start(f, args);
 	snprintf(ran, sizeof(ran), "%s/ran", f->b.dir);
@@ -915,13 +915,13 @@ test_exec_allow_directory_resolves_links_and_dots(void **state)
 	char              ran[TBH_PATH + 16], cfg[TBH_PATH];
 	char              allow_arg[TBH_PATH + 2];
 	char              body[TBH_PATH + 32];
-	const char *const env[] = { "/usr/bin/env", NULL };
-	const char *const ok[]  = { ok_sh, NULL };
+	const char *const env[]      = { "/usr/bin/env", NULL };
+	const char *const ok[]       = { ok_sh, NULL };
 	const char *const viaslink[] = { link, NULL };
 	const char *const viadots[]  = { dots, NULL };
-	const char *const args[] = { "--exec-allow", "/usr/bin/",
-		"--exec-allow", allow_arg, NULL };
-	tb_submit_opts    o      = TB_SUBMIT_OPTS_INIT;
+	const char *const args[]     = { "--exec-allow", "/usr/bin/",
+		    "--exec-allow", allow_arg, NULL };
+	tb_submit_opts    o          = TB_SUBMIT_OPTS_INIT;
 	exec_res          r;
 	tb_task          *t;
 

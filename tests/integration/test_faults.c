@@ -92,8 +92,8 @@ expect_log(const tbh_fix *f, const char *needle, int want)
 static void
 expect_task(tbh_fix *f, tb_id id, int state, uint32_t attempts, bool wait)
 {
-	tb_task *t = wait ? tbh_wait_final(f->c, id, WAIT_MS)
-	                  : tbh_status(f->c, id);
+	tb_task *t =
+	    wait ? tbh_wait_final(f->c, id, WAIT_MS) : tbh_status(f->c, id);
 
 	tbh_expect_state(t, state);
 	if (tb_task_attempts(t) != attempts) {
@@ -108,8 +108,8 @@ expect_task(tbh_fix *f, tb_id id, int state, uint32_t attempts, bool wait)
 // submit_at submits one task as step step of a run whose commit n fails:
 // refused with TB_ESTORE at that step, else accepted. Returns its id, or 0.
 static tb_id
-submit_at(tbh_fix *f, int step, int n, const char *handler,
-    const tb_submit_opts *o)
+submit_at(
+    tbh_fix *f, int step, int n, const char *handler, const tb_submit_opts *o)
 {
 	tb_id id = 0;
 	int   rv = tb_submit(f->c, handler, NULL, 0, o, &id);
@@ -253,8 +253,9 @@ countdown_run(tbh_fix *f, int n)
 
 	// The log says whether, and at which hit, the fault fired.
 	fired = n <= NSTEPS;
-	snprintf(fired_at, sizeof(fired_at), "fault: store_commit fires at "
-	                                     "hit %d\n",
+	snprintf(fired_at, sizeof(fired_at),
+	    "fault: store_commit fires at "
+	    "hit %d\n",
 	    n);
 	expect_log(f, fired_at, fired ? 1 : 0);
 	expect_log(f, "fault: store_commit fires", fired ? 1 : 0);

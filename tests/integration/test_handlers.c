@@ -18,8 +18,7 @@
 // task id (up to max) in evs and returns how many; *finalp is set if the
 // final event came.
 static size_t
-collect_events(
-    tb_sub *s, tb_id id, int timeout_ms, tb_event **evs, size_t max,
+collect_events(tb_sub *s, tb_id id, int timeout_ms, tb_event **evs, size_t max,
     bool *finalp)
 {
 	int64_t deadline = tbh_now_ms() + timeout_ms;
@@ -27,8 +26,8 @@ collect_events(
 
 	*finalp = false;
 	while (!*finalp) {
-		tb_event *e    = NULL;
-		int64_t   left = deadline - tbh_now_ms();
+		tb_event   *e    = NULL;
+		int64_t     left = deadline - tbh_now_ms();
 		const char *name;
 
 		if (left <= 0 || tb_sub_recv(s, (int) left, &e) != TB_OK) {
@@ -40,7 +39,8 @@ collect_events(
 		}
 		name    = tb_event_name(e);
 		*finalp = strcmp(name, "done") == 0 ||
-		    strcmp(name, "dead") == 0 || strcmp(name, "cancelled") == 0;
+		    strcmp(name, "dead") == 0 ||
+		    strcmp(name, "cancelled") == 0;
 		if (n < max) {
 			evs[n++] = e;
 		} else {
@@ -74,8 +74,8 @@ print_events(tb_event **evs, size_t n)
 // start and final events and its final state, and checks they agree.
 // Returns the final task (free it).
 static tb_task *
-run_and_check(tbh_fix *f, const char *handler, const void *payload,
-    size_t len, int want_state)
+run_and_check(tbh_fix *f, const char *handler, const void *payload, size_t len,
+    int want_state)
 {
 	tb_event *evs[16];
 	size_t    n;
@@ -124,9 +124,9 @@ run_and_check(tbh_fix *f, const char *handler, const void *payload,
 static void
 test_noop_ends_done_with_start_and_done_events(void **state)
 {
-	tbh_fix *f = *state;
-	tb_task *t;
-	size_t   rlen = 0;
+	tbh_fix       *f = *state;
+	tb_task       *t;
+	size_t         rlen = 0;
 	const uint8_t *r;
 
 	tbh_fix_start(f, NULL);
@@ -266,8 +266,9 @@ test_block_with_one_worker_runs_one_at_a_time(void **state)
 	// [started_at, finished_at] intervals do not overlap either.
 	if (tb_task_started_at(t2) < tb_task_finished_at(t1) &&
 	    tb_task_started_at(t1) < tb_task_finished_at(t2)) {
-		print_error("with --workers 1 the intervals of two block tasks "
-		            "overlap\n");
+		print_error(
+		    "with --workers 1 the intervals of two block tasks "
+		    "overlap\n");
 		fail();
 	}
 	tb_task_free(t1);
@@ -294,8 +295,8 @@ test_exec_echo_ends_done_with_output(void **state)
 	assert_non_null(r);
 	assert_true(rlen > 0);
 	msgpack_unpacked_init(&u);
-	assert_int_equal(msgpack_unpack_next(&u, r, rlen, NULL),
-	    MSGPACK_UNPACK_SUCCESS);
+	assert_int_equal(
+	    msgpack_unpack_next(&u, r, rlen, NULL), MSGPACK_UNPACK_SUCCESS);
 	assert_int_equal(u.data.type, MSGPACK_OBJECT_MAP);
 	v = tbh_map_get(&u.data, "exit_status");
 	assert_non_null(v);
@@ -303,8 +304,8 @@ test_exec_echo_ends_done_with_output(void **state)
 	assert_int_equal(v->via.u64, 0);
 	v = tbh_map_get(&u.data, "term_signal");
 	assert_non_null(v);
-	assert_true(v->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-	    v->via.u64 == 0);
+	assert_true(
+	    v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 == 0);
 	v = tbh_map_get(&u.data, "stdout");
 	assert_non_null(v);
 	if (v->type == MSGPACK_OBJECT_BIN) {
@@ -312,7 +313,8 @@ test_exec_echo_ends_done_with_output(void **state)
 		assert_memory_equal(v->via.bin.ptr, "hi\n", 3);
 	} else {
 		// The contract says bin; a str is reported as a failure too.
-		print_error("exec result stdout has msgpack type %d, want bin\n",
+		print_error(
+		    "exec result stdout has msgpack type %d, want bin\n",
 		    (int) v->type);
 		fail();
 	}
@@ -415,8 +417,9 @@ test_batch_of_100_noop_gets_increasing_ids_and_all_end_done(void **state)
 	for (int i = 0; i < 100; i++) {
 		assert_true(ids[i] != 0);
 		if (i > 0 && ids[i] <= ids[i - 1]) {
-			print_error("batch ids not increasing: ids[%d] = %llu, "
-			            "ids[%d] = %llu\n",
+			print_error(
+			    "batch ids not increasing: ids[%d] = %llu, "
+			    "ids[%d] = %llu\n",
 			    i - 1, (unsigned long long) ids[i - 1], i,
 			    (unsigned long long) ids[i]);
 			fail();
@@ -437,17 +440,17 @@ test_batch_of_100_noop_gets_increasing_ids_and_all_end_done(void **state)
 static void
 test_event_seq_increases_by_one(void **state)
 {
-	tbh_fix  *f        = *state;
-	uint64_t  prev     = 0;
-	bool      have_prev = false;
-	int       seen      = 0;
+	tbh_fix *f         = *state;
+	uint64_t prev      = 0;
+	bool     have_prev = false;
+	int      seen      = 0;
 
 	tbh_fix_start(f, NULL);
 	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
 	for (int i = 0; i < 5; i++) {
-		tb_id   id       = tbh_submit(f->c, "noop", NULL, 0, NULL);
-		int64_t deadline = tbh_now_ms() + EVENT_MS;
-		bool    done     = false;
+		tb_id    id        = tbh_submit(f->c, "noop", NULL, 0, NULL);
+		int64_t  deadline  = tbh_now_ms() + EVENT_MS;
+		bool     done      = false;
 		uint64_t start_seq = 0;
 
 		while (!done) {
@@ -479,7 +482,8 @@ test_event_seq_increases_by_one(void **state)
 				} else if (strcmp(tb_event_name(e), "done") ==
 				    0) {
 					assert_true(start_seq != 0);
-					assert_true(tb_event_seq(e) > start_seq);
+					assert_true(
+					    tb_event_seq(e) > start_seq);
 					done = true;
 				}
 			}
@@ -493,8 +497,8 @@ test_event_seq_increases_by_one(void **state)
 static void
 test_fail_with_3_attempts_retries_then_ends_dead(void **state)
 {
-	tbh_fix       *f    = *state;
-	tb_submit_opts o    = TB_SUBMIT_OPTS_INIT;
+	tbh_fix       *f = *state;
+	tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
 	tb_event      *evs[32];
 	size_t         n;
 	bool           final;
@@ -628,7 +632,7 @@ test_wait_timeout_returns_timed_out_with_the_task(void **state)
 	tbh_fix_start(f, NULL);
 	id = tbh_submit(f->c, "sleep", p, len, NULL);
 	free(p);
-	t0   = tbh_now_ms();
+	t0 = tbh_now_ms();
 	TBH_RV(tb_wait(f->c, id, 200, &t), TB_ETIMEDOUT);
 	took = tbh_now_ms() - t0;
 	print_message("tb_wait(200 ms) on a 3 s sleep returned after %lld "
@@ -712,7 +716,7 @@ test_cli_submit_exec_wait_prints_result(void **state)
 	tbh_fix_start(f, NULL);
 	const char *const args[] = { "submit", "exec", "--wait", "--",
 		"/bin/echo", "hi", NULL };
-	out = tbh_cli_ok(&f->b, args);
+	out                      = tbh_cli_ok(&f->b, args);
 	if (out == NULL || strstr(out, "hi") == NULL) {
 		print_error("taskbroker submit exec --wait: stdout: %s\n",
 		    out != NULL ? out : "(none)");
@@ -739,7 +743,7 @@ test_cli_status_json_prints_one_object(void **state)
 	tb_task_free(t);
 	snprintf(idstr, sizeof(idstr), "%llu", (unsigned long long) id);
 	const char *const args[] = { "status", "--json", idstr, NULL };
-	out = tbh_cli_ok(&f->b, args);
+	out                      = tbh_cli_ok(&f->b, args);
 	assert_non_null(out);
 	// One object and nothing else (JSON_DISABLE_EOF_CHECK off).
 	j = tbh_json_parse("status --json", out);
@@ -747,8 +751,8 @@ test_cli_status_json_prints_one_object(void **state)
 	assert_true(json_is_integer(json_object_get(j, "id")));
 	assert_int_equal(json_integer_value(json_object_get(j, "id")), id);
 	assert_true(json_is_string(json_object_get(j, "state")));
-	assert_string_equal(json_string_value(json_object_get(j, "state")),
-	    "dead");
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "state")), "dead");
 	assert_true(json_is_integer(json_object_get(j, "attempts")));
 	assert_int_equal(
 	    json_integer_value(json_object_get(j, "attempts")), 1);

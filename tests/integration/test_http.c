@@ -64,7 +64,7 @@ typedef struct server {
 
 static server http_srv;
 static server https_srv;
-static char   data_dir[TBH_PATH]; // the generated TLS material
+static char   data_dir[TBH_PATH];    // the generated TLS material
 static char   ca_arg[TBH_PATH + 32]; // its ca.pem
 static char   other_ca_arg[TBH_PATH + 32];
 
@@ -208,8 +208,8 @@ on_big(nng_aio *aio)
 		return;
 	}
 	memset(body, 'a', BIG_BODY);
-	reply(aio, 200, "application/octet-stream", body, BIG_BODY, NULL,
-	    NULL);
+	reply(
+	    aio, 200, "application/octet-stream", body, BIG_BODY, NULL, NULL);
 	free(body);
 }
 
@@ -414,8 +414,8 @@ make_tls_material(const char *test_data)
 	(void) status;
 	if (tbh_spawn(&pid, argv, log, log) != 0 ||
 	    tbh_waitpid(pid, 30000) != 0) {
-		print_error("%s failed; see %s (is openssl installed?)\n", gen,
-		    log);
+		print_error(
+		    "%s failed; see %s (is openssl installed?)\n", gen, log);
 		return (-1);
 	}
 	return (0);
@@ -436,8 +436,8 @@ group_setup(void **state)
 		return (-1);
 	}
 	snprintf(ca_arg, sizeof(ca_arg), "%s/ca.pem", data_dir);
-	snprintf(other_ca_arg, sizeof(other_ca_arg), "%s/other_ca.pem",
-	    data_dir);
+	snprintf(
+	    other_ca_arg, sizeof(other_ca_arg), "%s/other_ca.pem", data_dir);
 	if ((rv = server_start(&http_srv, false)) != 0 ||
 	    (rv = server_start(&https_srv, true)) != 0) {
 		print_error("test servers: %s\n", nng_strerror(rv));
@@ -514,8 +514,8 @@ pack_req(const req_opts *o, size_t *lenp)
 
 // run_req submits one http task and waits for its end.
 static tb_task *
-run_req(tbh_fix *f, const req_opts *o, uint32_t max_attempts,
-    uint32_t timeout_ms)
+run_req(
+    tbh_fix *f, const req_opts *o, uint32_t max_attempts, uint32_t timeout_ms)
 {
 	tb_submit_opts so = TB_SUBMIT_OPTS_INIT;
 	size_t         len;
@@ -603,8 +603,8 @@ result_get(const tb_task *t, result *r)
 	msgpack_unpacked_init(&r->up);
 	p = tb_task_result(t, &len);
 	assert_non_null(p);
-	assert_int_equal(msgpack_unpack_next(&r->up, p, len, &off),
-	    MSGPACK_UNPACK_SUCCESS);
+	assert_int_equal(
+	    msgpack_unpack_next(&r->up, p, len, &off), MSGPACK_UNPACK_SUCCESS);
 	assert_int_equal(r->up.data.type, MSGPACK_OBJECT_MAP);
 	assert_non_null(v = map_get(&r->up.data, "status"));
 	assert_int_equal(v->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
@@ -697,11 +697,11 @@ test_201_is_success_with_location(void **state)
 static void
 test_post_sends_method_headers_and_body(void **state)
 {
-	tbh_fix *f = *state;
-	char     url[128];
-	req_opts o = { 0 };
-	tb_task *t;
-	result   r;
+	tbh_fix   *f = *state;
+	char       url[128];
+	req_opts   o = { 0 };
+	tb_task   *t;
+	result     r;
 	const char want[] = "POST|hello there|{\"a\": 1}";
 
 	tbh_fix_start(f, NULL);

@@ -307,7 +307,7 @@ test_loop_handler_is_cancelled_at_shutdown(void **state)
 {
 	tbh_fix          *f      = *state;
 	const char *const args[] = { "--plugin", TB_HELLO_SO,
-                "--shutdown-timeout", "1", NULL };
+		"--shutdown-timeout", "1", NULL };
 	size_t            len;
 	void             *p = tbh_pack_ms(60000, &len);
 	tb_id             id;
@@ -331,11 +331,11 @@ test_cli_submit_wait_prints_the_greeting(void **state)
 	tbh_fix          *f      = *state;
 	const char *const args[] = { "--plugin", TB_HELLO_SO, NULL };
 	const char *const cli[]  = { "submit", "hello.greet", "--payload-json",
-                "{\"ms\": 100}", "--wait", NULL };
+		 "{\"ms\": 100}", "--wait", NULL };
 	const char *const cli2[] = { "submit", "hello.slow_upper",
-		"--payload-json", "{\"text\": \"shout\", \"ms\": 10}", "--wait",
-		NULL };
-	char *out;
+		"--payload-json", "{\"text\": \"shout\", \"ms\": 10}",
+		"--wait", NULL };
+	char             *out;
 
 	tbh_fix_start_config(
 	    f, "[plugin hello]\ngreeting_name = README\n", args);
@@ -355,7 +355,7 @@ test_missing_plugin_file_refuses_to_start(void **state)
 {
 	tbh_fix          *f      = *state;
 	const char *const args[] = { "--plugin", "/nonexistent/dir/gone.so",
-                NULL };
+		NULL };
 	const char *const want[] = { "plugin gone", "/nonexistent/dir/gone.so",
 		"No such file", NULL };
 
@@ -369,7 +369,7 @@ test_plugin_registering_a_taken_name_refuses_to_start(void **state)
 {
 	tbh_fix          *f      = *state;
 	const char *const args[] = { "--plugin", TB_HELLO_SO, "--plugin",
-                TB_PLUGIN_DUP_SO, NULL };
+		TB_PLUGIN_DUP_SO, NULL };
 	const char *const want[] = { "plugin plugin_dup", "noop",
 		"the name is taken", NULL };
 
@@ -406,7 +406,7 @@ test_same_plugin_twice_refuses_to_start(void **state)
 {
 	tbh_fix          *f      = *state;
 	const char *const args[] = { "--plugin", TB_HELLO_SO, "--plugin",
-                TB_HELLO_SO, NULL };
+		TB_HELLO_SO, NULL };
 	const char *const want[] = { "plugin hello", NULL };
 
 	expect_refused(f, args, want);

@@ -32,12 +32,14 @@ producer_main(const char *url, long n, long batch, const char *outfile)
 		return (2);
 	}
 	if ((out = fopen(outfile, "w")) == NULL) {
-		fprintf(stderr, "producer: %s: %s\n", outfile, strerror(errno));
+		fprintf(
+		    stderr, "producer: %s: %s\n", outfile, strerror(errno));
 		return (1);
 	}
 	if ((rv = tb_client_open(&c, url)) != TB_OK ||
 	    (rv = tb_client_set_timeout(c, 60000)) != TB_OK) {
-		fprintf(stderr, "producer: open %s: %s\n", url, tb_errname(rv));
+		fprintf(
+		    stderr, "producer: open %s: %s\n", url, tb_errname(rv));
 		return (1);
 	}
 	memset(specs, 0, sizeof(specs));
@@ -82,15 +84,15 @@ cmp_id(const void *a, const void *b)
 static void
 test_four_producers_all_tasks_acknowledged_once_and_done(void **state)
 {
-	tbh_fix    *f = *state;
-	pid_t       pids[NPRODUCERS];
-	char        outs[NPRODUCERS][TBH_PATH];
-	char        nstr[16];
-	tb_id      *all = NULL;
-	size_t      nall = 0;
-	int64_t     t0, deadline;
-	size_t      total, ndone, bad;
-	tb_stats    st;
+	tbh_fix *f = *state;
+	pid_t    pids[NPRODUCERS];
+	char     outs[NPRODUCERS][TBH_PATH];
+	char     nstr[16];
+	tb_id   *all  = NULL;
+	size_t   nall = 0;
+	int64_t  t0, deadline;
+	size_t   total, ndone, bad;
+	tb_stats st;
 
 	tbh_fix_start(f, NULL);
 	snprintf(nstr, sizeof(nstr), "%d", PER_PRODUCER);
@@ -131,8 +133,9 @@ test_four_producers_all_tasks_acknowledged_once_and_done(void **state)
 
 		assert_int_equal(tbh_read_ids(outs[i], &ids, &n), 0);
 		if (n != PER_PRODUCER) {
-			print_error("producer %d acknowledged %zu ids, want %d\n",
-			    i, n, PER_PRODUCER);
+			print_error(
+			    "producer %d acknowledged %zu ids, want %d\n", i,
+			    n, PER_PRODUCER);
 			free(ids);
 			free(all);
 			fail();
@@ -159,11 +162,11 @@ test_four_producers_all_tasks_acknowledged_once_and_done(void **state)
 	// attempt (none ran twice).
 	deadline = tbh_now_ms() + TBH_MS(60000);
 	for (;;) {
-		tb_list_opts o = TB_LIST_OPTS_INIT;
+		tb_list_opts o        = TB_LIST_OPTS_INIT;
 		size_t       notfinal = 0;
 
 		total = ndone = bad = 0;
-		o.limit           = 1000;
+		o.limit             = 1000;
 		for (;;) {
 			tb_task **ts = NULL;
 			size_t    n  = 0;
@@ -240,8 +243,8 @@ int
 main(int argc, char **argv)
 {
 	if (argc == 6 && strcmp(argv[1], "--producer") == 0) {
-		return (producer_main(argv[2], atol(argv[3]), atol(argv[4]),
-		    argv[5]));
+		return (producer_main(
+		    argv[2], atol(argv[3]), atol(argv[4]), argv[5]));
 	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(

@@ -30,8 +30,8 @@ typedef struct sched {
 static bool
 sched_get(tb_client *c, const char *name, sched *out)
 {
-	tb_schedule_info *l = NULL;
-	size_t            n = 0;
+	tb_schedule_info *l     = NULL;
+	size_t            n     = 0;
 	bool              found = false;
 
 	TBH_OK(tb_schedule_list(c, &l, &n));
@@ -40,8 +40,8 @@ sched_get(tb_client *c, const char *name, sched *out)
 			continue;
 		}
 		memset(out, 0, sizeof(*out));
-		snprintf(out->handler, sizeof(out->handler), "%s",
-		    l[i].handler);
+		snprintf(
+		    out->handler, sizeof(out->handler), "%s", l[i].handler);
 		snprintf(out->queue, sizeof(out->queue), "%s",
 		    l[i].queue != NULL ? l[i].queue : "");
 		snprintf(out->cron, sizeof(out->cron), "%s",
@@ -75,8 +75,8 @@ must_sched(tb_client *c, const char *name)
 // queue_tasks lists the tasks of queue in id order: ids and created_at
 // into the arrays (max entries). Returns how many there are.
 static int
-queue_tasks(tb_client *c, const char *queue, tb_id *ids, int64_t *created,
-    int max)
+queue_tasks(
+    tb_client *c, const char *queue, tb_id *ids, int64_t *created, int max)
 {
 	tb_list_opts o  = TB_LIST_OPTS_INIT;
 	tb_task    **ts = NULL;
@@ -95,8 +95,8 @@ queue_tasks(tb_client *c, const char *queue, tb_id *ids, int64_t *created,
 // fired_events receives events for ms and keeps the task ids of the
 // "fired" events of queue (up to max). Returns how many came.
 static int
-fired_events(tb_sub *s, const char *queue, int ms, tb_id *ids,
-    int64_t *times, int max)
+fired_events(
+    tb_sub *s, const char *queue, int ms, tb_id *ids, int64_t *times, int max)
 {
 	int64_t deadline = tbh_now_ms() + ms;
 	int     n        = 0;
@@ -161,14 +161,15 @@ test_every_1s_fires_about_once_a_second_one_task_each(void **state)
 		    (long long) (times[i] - times[0]) / 1000);
 	}
 	if (nf < 2 || nf > 5) {
-		print_error("every 1s: %d fired events in 3.5 s, want 2..4\n",
-		    nf);
+		print_error(
+		    "every 1s: %d fired events in 3.5 s, want 2..4\n", nf);
 		fail();
 	}
 	for (int i = 1; i < nf; i++) {
 		int64_t gap = times[i] - times[i - 1];
 		if (gap < 700000 || gap > 1300000) {
-			print_error("fired events %d and %d are %lld ms apart\n",
+			print_error(
+			    "fired events %d and %d are %lld ms apart\n",
 			    i - 1, i, (long long) gap / 1000);
 			fail();
 		}
@@ -186,7 +187,8 @@ test_every_1s_fires_about_once_a_second_one_task_each(void **state)
 			in = in || ids[k] == fired[i];
 		}
 		if (!in) {
-			print_error("fired event for task %llu, not in queue sq\n",
+			print_error(
+			    "fired event for task %llu, not in queue sq\n",
 			    (unsigned long long) fired[i]);
 			fail();
 		}
@@ -254,8 +256,8 @@ test_cron_schedule_next_at_is_a_future_whole_minute(void **state)
 	sp.name = "bad";
 	sp.cron = "61 * * * *";
 	TBH_RV(tb_schedule_add(f->c, &sp), TB_EINVAL);
-	sp.name = "nohandler";
-	sp.cron = "* * * * *";
+	sp.name    = "nohandler";
+	sp.cron    = "* * * * *";
 	sp.handler = "tbh_no_such_handler";
 	TBH_RV(tb_schedule_add(f->c, &sp), TB_ENOHANDLER);
 	assert_false(sched_get(f->c, "both", &s));
@@ -290,7 +292,7 @@ test_schedule_pause_stops_firing_and_resume_restarts(void **state)
 	s = must_sched(f->c, "p");
 	assert_int_equal(s.paused, 1);
 	// The absence under test: nothing fires for 1.8 s.
-	n = fired_events(f->sub, "pq", TBH_MS(1800), ids, times, 8);
+	n  = fired_events(f->sub, "pq", TBH_MS(1800), ids, times, 8);
 	s2 = must_sched(f->c, "p");
 	if (n != 0 || s2.fired != s.fired) {
 		print_error("paused schedule fired: %d events, fired %llu -> "
@@ -405,11 +407,10 @@ test_schedule_survives_restart(void **state)
 // (SIGTERM), keeps it down for gap_ms, and restarts it. *stopped_us is the
 // wall time once it had exited.
 static void
-stop_gap_restart(tbh_fix *f, const char *name, int gap_ms,
-    int64_t *stopped_us)
+stop_gap_restart(tbh_fix *f, const char *name, int gap_ms, int64_t *stopped_us)
 {
-	int64_t t0;
-	int     code;
+	int64_t  t0;
+	int      code;
 	uint64_t first;
 
 	first = must_sched(f->c, name).fired;
@@ -462,7 +463,8 @@ first_after(tb_client *c, const char *queue, int64_t us)
 			return (first);
 		}
 		if (tbh_now_ms() > deadline) {
-			print_error("no task in %s created after the restart\n",
+			print_error(
+			    "no task in %s created after the restart\n",
 			    queue);
 			fail();
 		}
@@ -573,12 +575,14 @@ test_catch_up_fires_each_missed_due_time_once(void **state)
 	// catch-up pass (fires come a few ms after their due time).
 	want  = (int) ((c1 - last_before + 10000) / 1000000);
 	burst = count_between(f->c, "cuq", stopped, c1 + 100000);
-	print_message("catch_up: %d task(s) in the catch-up pass %lld ms after "
-	              "the last fire before the stop; want %d\n",
+	print_message(
+	    "catch_up: %d task(s) in the catch-up pass %lld ms after "
+	    "the last fire before the stop; want %d\n",
 	    burst, (long long) (c1 - last_before) / 1000, want);
 	if (burst < 2 || burst != want) {
-		print_error("catch_up: want one task per missed due time (%d), "
-		            "got %d\n",
+		print_error(
+		    "catch_up: want one task per missed due time (%d), "
+		    "got %d\n",
 		    want, burst);
 		fail();
 	}
@@ -591,7 +595,8 @@ test_catch_up_fires_each_missed_due_time_once(void **state)
 	{
 		int64_t span = s.last_at - created[0];
 		int     due  = (int) ((span + 500000) / 1000000) + 1;
-		print_message("catch_up: %d tasks over %d due times\n", n, due);
+		print_message(
+		    "catch_up: %d tasks over %d due times\n", n, due);
 		assert_int_equal(n, due);
 	}
 	f->passed = true;
@@ -624,7 +629,8 @@ test_fires_once_per_due_time_across_kill9(void **state)
 			}
 			tbh_sleep_ms(5);
 		}
-		tbh_log_note(&f->b, "=== test: kill -9 right after a fire ===");
+		tbh_log_note(
+		    &f->b, "=== test: kill -9 right after a fire ===");
 		if (tbh_kill9(&f->b) != 0 || tbh_restart(&f->b) != 0) {
 			print_error("kill -9 and restart failed\n");
 			fail();
@@ -638,8 +644,9 @@ test_fires_once_per_due_time_across_kill9(void **state)
 				break;
 			}
 			if (tbh_now_ms() > deadline) {
-				print_error("schedule k9 did not fire after the "
-				            "restarts\n");
+				print_error(
+				    "schedule k9 did not fire after the "
+				    "restarts\n");
 				fail();
 			}
 			tbh_sleep_ms(20);
@@ -657,8 +664,9 @@ test_fires_once_per_due_time_across_kill9(void **state)
 	for (int i = 1; i < n && i < 64; i++) {
 		int64_t gap = created[i] - created[i - 1];
 		if (gap < 700000 || gap > 1300000) {
-			print_error("tasks %llu and %llu of an every=1s schedule "
-			            "were created %lld ms apart across kill -9\n",
+			print_error(
+			    "tasks %llu and %llu of an every=1s schedule "
+			    "were created %lld ms apart across kill -9\n",
 			    (unsigned long long) ids[i - 1],
 			    (unsigned long long) ids[i],
 			    (long long) gap / 1000);
@@ -672,12 +680,12 @@ test_fires_once_per_due_time_across_kill9(void **state)
 static void
 test_cli_schedule_add_and_ls_json(void **state)
 {
-	tbh_fix     *f = *state;
-	char   *out;
-	json_t *j, *arr, *it;
-	size_t  i;
-	bool    found = false;
-	sched   s;
+	tbh_fix *f = *state;
+	char    *out;
+	json_t  *j, *arr, *it;
+	size_t   i;
+	bool     found = false;
+	sched    s;
 
 	tbh_fix_start(f, NULL);
 	const char *const add[] = { "schedule", "add", "clitick", "noop",

@@ -38,8 +38,8 @@ expect_started(tbh_fix *f, tb_id id)
 	tb_event *e = tbh_sub_expect(f->sub, id, "start", TBH_MS(5000));
 
 	if (e == NULL) {
-		print_error("no start event for task %llu\n",
-		    (unsigned long long) id);
+		print_error(
+		    "no start event for task %llu\n", (unsigned long long) id);
 		fail();
 	}
 	tb_event_free(e);
@@ -68,17 +68,17 @@ expect_exit_0(tbh_fix *f, int64_t t0, int min_ms, int ms, const char *what)
 	int     code;
 
 	if (tbh_wait_exit(&f->b, ms) != 0) {
-		print_error("%s: the broker did not exit within %d ms\n", what,
-		    ms);
+		print_error(
+		    "%s: the broker did not exit within %d ms\n", what, ms);
 		fail();
 	}
 	code = tbh_exit_code(&f->b);
 	took = tbh_now_ms() - t0;
-	print_message("%s: exit %d after %lld ms\n", what, code,
-	    (long long) took);
+	print_message(
+	    "%s: exit %d after %lld ms\n", what, code, (long long) took);
 	if (code != 0) {
-		print_error("%s: the broker exited with %d, want 0\n", what,
-		    code);
+		print_error(
+		    "%s: the broker exited with %d, want 0\n", what, code);
 		fail();
 	}
 	if (took < min_ms) {
@@ -108,8 +108,9 @@ expect_final(tbh_fix *f, tb_id id, int state, uint32_t attempts)
 	tb_task *t = tbh_wait_final(f->c, id, WAIT_MS);
 
 	if (tb_task_state(t) != state || tb_task_attempts(t) != attempts) {
-		print_error("task %llu (%s) ended %s with %u attempts, want %s "
-		            "with %u (error: %s)\n",
+		print_error(
+		    "task %llu (%s) ended %s with %u attempts, want %s "
+		    "with %u (error: %s)\n",
 		    (unsigned long long) id, tb_task_handler(t),
 		    tb_state_name(tb_task_state(t)), tb_task_attempts(t),
 		    tb_state_name(state), attempts,
@@ -242,7 +243,8 @@ test_submit_during_drain_is_refused_with_shutting_down(void **state)
 	tb_client_close(c2);
 	TBH_RV(rv, TB_ESHUTTINGDOWN);
 
-	expect_exit_0(f, t0, 2900, TBH_MS(6000), "SIGTERM, shutdown-timeout 3");
+	expect_exit_0(
+	    f, t0, 2900, TBH_MS(6000), "SIGTERM, shutdown-timeout 3");
 
 	// Once it has exited, a submit fails cleanly and soon.
 	c2 = tbh_client(&f->b, 1000);

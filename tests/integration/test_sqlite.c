@@ -64,8 +64,8 @@ mp_sql_head(mp *m, const char *db, const char *sql, bool with_params)
 
 // sql_task submits {"db": db, "sql": sql} and waits for it to end.
 static tb_task *
-sql_task(tb_client *c, const char *db, const char *sql,
-    const tb_submit_opts *opts)
+sql_task(
+    tb_client *c, const char *db, const char *sql, const tb_submit_opts *opts)
 {
 	mp    m;
 	tb_id id;
@@ -84,7 +84,8 @@ expect_error_has(tb_task *t, const char *part)
 
 	if (e == NULL || strstr(e, part) == NULL) {
 		print_error("task %llu: error \"%s\" lacks \"%s\"\n",
-		    (unsigned long long) tb_task_id(t), e ? e : "(none)", part);
+		    (unsigned long long) tb_task_id(t), e ? e : "(none)",
+		    part);
 		tb_task_free(t);
 		fail();
 	}
@@ -129,8 +130,8 @@ db_count(const tbh_fix *f, const char *sql)
 	sqlite3_stmt *st = NULL;
 	int64_t       n  = -1;
 
-	assert_int_equal(sqlite3_open_v2(db_path(f), &db, SQLITE_OPEN_READONLY,
-	                     NULL),
+	assert_int_equal(
+	    sqlite3_open_v2(db_path(f), &db, SQLITE_OPEN_READONLY, NULL),
 	    SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -186,7 +187,7 @@ max_batch(const tbh_fix *f)
 		long n;
 
 		p += strlen(key);
-		n = strtol(p, NULL, 10);
+		n   = strtol(p, NULL, 10);
 		max = n > max ? n : max;
 	}
 	free(log);
@@ -196,13 +197,13 @@ max_batch(const tbh_fix *f)
 static void
 test_sqlite_insert_select_round_trip_every_type(void **state)
 {
-	tbh_fix        *f = *state;
-	tb_task        *t;
-	mp              m;
-	tb_id           id;
-	msgpack_unpacked up;
-	const void     *res;
-	size_t          len, off = 0;
+	tbh_fix          *f = *state;
+	tb_task          *t;
+	mp                m;
+	tb_id             id;
+	msgpack_unpacked  up;
+	const void       *res;
+	size_t            len, off = 0;
 	static const char blob[] = { 0, 1, 2, (char) 0xff };
 
 	start_with_db(f, false);
@@ -235,8 +236,8 @@ test_sqlite_insert_select_round_trip_every_type(void **state)
 	tbh_expect_state(t, TB_STATE_DONE);
 	msgpack_unpacked_init(&up);
 	res = tb_task_result(t, &len);
-	assert_int_equal(msgpack_unpack_next(&up, res, len, &off),
-	    MSGPACK_UNPACK_SUCCESS);
+	assert_int_equal(
+	    msgpack_unpack_next(&up, res, len, &off), MSGPACK_UNPACK_SUCCESS);
 	assert_int_equal(obj_int(tbh_map_get(&up.data, "changes")), 1);
 	assert_int_equal(
 	    obj_int(tbh_map_get(&up.data, "last_insert_rowid")), 1);
@@ -273,8 +274,8 @@ test_sqlite_insert_select_round_trip_every_type(void **state)
 	msgpack_unpacked_init(&up);
 	off = 0;
 	res = tb_task_result(t, &len);
-	assert_int_equal(msgpack_unpack_next(&up, res, len, &off),
-	    MSGPACK_UNPACK_SUCCESS);
+	assert_int_equal(
+	    msgpack_unpack_next(&up, res, len, &off), MSGPACK_UNPACK_SUCCESS);
 	const msgpack_object *cols = tbh_map_get(&up.data, "columns");
 	const msgpack_object *rows = tbh_map_get(&up.data, "rows");
 	assert_non_null(cols);
@@ -290,8 +291,8 @@ test_sqlite_insert_select_round_trip_every_type(void **state)
 	assert_int_equal(r0[1].type, MSGPACK_OBJECT_NIL);
 	assert_int_equal(obj_int(&r0[2]), 9007199254740993ll);
 	assert_int_equal(obj_int(&r0[3]), -42);
-	assert_true(r0[4].type == MSGPACK_OBJECT_FLOAT64 &&
-	    r0[4].via.f64 == 2.5);
+	assert_true(
+	    r0[4].type == MSGPACK_OBJECT_FLOAT64 && r0[4].via.f64 == 2.5);
 	expect_str(&r0[5], "h\xc3\xa9llo");
 	assert_int_equal(r0[6].type, MSGPACK_OBJECT_BIN);
 	assert_int_equal(r0[6].via.bin.size, sizeof(blob));
@@ -300,7 +301,7 @@ test_sqlite_insert_select_round_trip_every_type(void **state)
 	assert_int_equal(obj_int(&r0[8]), 0);
 	assert_int_equal(r1[1].type, MSGPACK_OBJECT_NIL);
 	assert_int_equal(obj_int(&r1[2]), 7);
-	expect_str(&r1[5], ""); // an empty string stays text, not NULL
+	expect_str(&r1[5], "");     // an empty string stays text, not NULL
 	expect_str(&r1[9], "blob"); // and empty binary stays a blob
 	msgpack_unpacked_destroy(&up);
 	tb_task_free(t);
@@ -314,10 +315,11 @@ test_sqlite_insert_select_round_trip_every_type(void **state)
 	msgpack_unpacked_init(&up);
 	off = 0;
 	res = tb_task_result(t, &len);
-	assert_int_equal(msgpack_unpack_next(&up, res, len, &off),
-	    MSGPACK_UNPACK_SUCCESS);
+	assert_int_equal(
+	    msgpack_unpack_next(&up, res, len, &off), MSGPACK_UNPACK_SUCCESS);
 	assert_int_equal(tbh_map_get(&up.data, "rows")->via.array.size, 1000);
-	assert_int_equal(tbh_map_get(&up.data, "truncated")->via.boolean, true);
+	assert_int_equal(
+	    tbh_map_get(&up.data, "truncated")->via.boolean, true);
 	msgpack_unpacked_destroy(&up);
 	tb_task_free(t);
 
@@ -349,10 +351,10 @@ pack_statements(mp *m, const int64_t *ks, size_t n)
 static void
 test_sqlite_statements_of_a_task_commit_together(void **state)
 {
-	tbh_fix *f = *state;
-	tb_task *t;
-	mp       m;
-	tb_id    id;
+	tbh_fix             *f = *state;
+	tb_task             *t;
+	mp                   m;
+	tb_id                id;
 	static const int64_t ok[]  = { 1, 2, 3 };
 	static const int64_t bad[] = { 4, 5, 1 }; // 1 is taken
 
@@ -378,7 +380,8 @@ test_sqlite_statements_of_a_task_commit_together(void **state)
 	expect_error_has(t, "statements[2]: UNIQUE constraint failed");
 	tb_task_free(t);
 	assert_int_equal(db_count(f, "SELECT count(*) FROM kv"), 3);
-	assert_int_equal(db_count(f, "SELECT count(*) FROM kv WHERE k > 3"), 0);
+	assert_int_equal(
+	    db_count(f, "SELECT count(*) FROM kv WHERE k > 3"), 0);
 	f->passed = true;
 }
 
@@ -409,9 +412,10 @@ test_sqlite_failing_task_fails_alone_in_a_shared_batch(void **state)
 	mp_str(&ms[0], "sql");
 	// A trigger that ends the whole transaction, not just the statement:
 	// the batch must start over without the task that fired it.
-	mp_str(&ms[0], "CREATE TRIGGER u_neg BEFORE INSERT ON u "
-	               "WHEN NEW.k < 0 BEGIN "
-	               "SELECT RAISE(ROLLBACK, 'negative k'); END");
+	mp_str(&ms[0],
+	    "CREATE TRIGGER u_neg BEFORE INSERT ON u "
+	    "WHEN NEW.k < 0 BEGIN "
+	    "SELECT RAISE(ROLLBACK, 'negative k'); END");
 	t = tbh_wait_final(f->c,
 	    tbh_submit(f->c, "sqlite", ms[0].sb.data, ms[0].sb.size, NULL),
 	    WAIT_MS);
@@ -504,8 +508,8 @@ test_sqlite_refuses_names_that_are_not_configured(void **state)
 		char app[TBH_PATH + 8];
 
 		snprintf(app, sizeof(app), "app=%s/app.db", f->b.dir);
-		const char *const args[] = { "--sqlite-db", app,
-			"--sqlite-db", other, NULL };
+		const char *const args[] = { "--sqlite-db", app, "--sqlite-db",
+			other, NULL };
 		tbh_fix_start(f, args);
 	}
 	// Three attempts allowed, yet each ends dead after one: retrying
@@ -567,8 +571,9 @@ test_sqlite_bad_configuration_stops_the_start(void **state)
 	assert_non_null(log = tbh_read_file(f->b.log_path, NULL));
 	assert_non_null(strstr(log, "bad --sqlite-db \"no-equals-sign\""));
 	assert_non_null(strstr(log, "the name \"app\" is given twice"));
-	assert_non_null(strstr(log, "cannot open database \"app\" at "
-	                            "/nonexistent-dir/app.db"));
+	assert_non_null(strstr(log,
+	    "cannot open database \"app\" at "
+	    "/nonexistent-dir/app.db"));
 	free(log);
 	f->passed = true;
 }
@@ -586,10 +591,10 @@ test_sqlite_cancelled_long_read_ends_and_frees_the_writer(void **state)
 	// the progress handler interrupts it.
 	o.timeout_ms = 300;
 	t0           = tbh_now_ms();
-	t = sql_task(f->c, "app",
-	    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
-	    "SELECT count(*) FROM c",
-	    &o);
+	t            = sql_task(f->c, "app",
+	               "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+	                          "SELECT count(*) FROM c",
+	               &o);
 	if (tb_task_state(t) == TB_STATE_DONE) {
 		print_error("an endless query ended done\n");
 		tb_task_free(t);
@@ -627,8 +632,8 @@ test_sqlite_shutdown_midway_then_restart_applies_each_once(void **state)
 	for (int b = 0; b < NSHUT / 1000; b++) {
 		for (int i = 0; i < 1000; i++) {
 			mp_init(&ms[i]);
-			mp_sql_head(&ms[i], "app", "INSERT INTO r(i) VALUES(?)",
-			    true);
+			mp_sql_head(
+			    &ms[i], "app", "INSERT INTO r(i) VALUES(?)", true);
 			msgpack_pack_array(&ms[i].pk, 1);
 			msgpack_pack_int(&ms[i].pk, b * 1000 + i);
 			specs[i] = (tb_task_spec) { "sqlite", ms[i].sb.data,
@@ -670,7 +675,8 @@ producer_main(const char *url, int p, long n, long batch)
 	}
 	if ((rv = tb_client_open(&c, url)) != TB_OK ||
 	    (rv = tb_client_set_timeout(c, 60000)) != TB_OK) {
-		fprintf(stderr, "producer: open %s: %s\n", url, tb_errname(rv));
+		fprintf(
+		    stderr, "producer: open %s: %s\n", url, tb_errname(rv));
 		return (1);
 	}
 	while (done < n) {
@@ -704,8 +710,7 @@ producer_main(const char *url, int p, long n, long batch)
 }
 
 static void
-test_sqlite_eight_producers_5000_rows_each_none_lost_none_locked(
-    void **state)
+test_sqlite_eight_producers_5000_rows_each_none_lost_none_locked(void **state)
 {
 	tbh_fix *f = *state;
 	tb_task *t;
@@ -759,9 +764,10 @@ test_sqlite_eight_producers_5000_rows_each_none_lost_none_locked(
 	assert_int_equal(st.done, NPRODUCERS * PER_PRODUCER + 1);
 	assert_int_equal(db_count(f, "SELECT count(*) FROM rows"),
 	    NPRODUCERS * PER_PRODUCER);
-	assert_int_equal(db_count(f, "SELECT count(*) FROM (SELECT p FROM "
-	                             "rows GROUP BY p HAVING count(*) = 5000 "
-	                             "AND min(i) = 0 AND max(i) = 4999)"),
+	assert_int_equal(db_count(f,
+	                     "SELECT count(*) FROM (SELECT p FROM "
+	                     "rows GROUP BY p HAVING count(*) = 5000 "
+	                     "AND min(i) = 0 AND max(i) = 4999)"),
 	    NPRODUCERS);
 	assert_non_null(log = tbh_read_file(f->b.log_path, NULL));
 	assert_null(strstr(log, "database is locked"));
@@ -772,14 +778,14 @@ test_sqlite_eight_producers_5000_rows_each_none_lost_none_locked(
 static void
 test_sqlite_crash_after_commit_does_not_apply_twice(void **state)
 {
-	tbh_fix       *f = *state;
-	tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
-	tb_task       *t;
-	tb_id          id;
-	mp             m;
-	char          *log;
-	const void    *res;
-	size_t         len, off = 0;
+	tbh_fix         *f = *state;
+	tb_submit_opts   o = TB_SUBMIT_OPTS_INIT;
+	tb_task         *t;
+	tb_id            id;
+	mp               m;
+	char            *log;
+	const void      *res;
+	size_t           len, off = 0;
 	msgpack_unpacked up;
 
 #ifndef TBH_FAULTS
@@ -815,8 +821,8 @@ test_sqlite_crash_after_commit_does_not_apply_twice(void **state)
 	// The second attempt reports the first one's result.
 	msgpack_unpacked_init(&up);
 	res = tb_task_result(t, &len);
-	assert_int_equal(msgpack_unpack_next(&up, res, len, &off),
-	    MSGPACK_UNPACK_SUCCESS);
+	assert_int_equal(
+	    msgpack_unpack_next(&up, res, len, &off), MSGPACK_UNPACK_SUCCESS);
 	assert_int_equal(obj_int(tbh_map_get(&up.data, "changes")), 1);
 	assert_int_equal(
 	    obj_int(tbh_map_get(&up.data, "last_insert_rowid")), 1);

@@ -71,7 +71,7 @@ tbh_child_del(pid_t pid)
 int
 tbh_scale(void)
 {
-	static int scale;
+	static int  scale;
 	const char *s;
 
 	if (scale == 0) {
@@ -101,8 +101,7 @@ tbh_sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
 
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) { }
 }
 
 // Processes.
@@ -132,8 +131,8 @@ tbh_spawn(pid_t *pidp, char *const argv[], const char *out_path,
 	posix_spawnattr_init(&at);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	if (out_path != NULL) {
-		posix_spawn_file_actions_addopen(&fa, 1, out_path,
-		    O_WRONLY | O_CREAT | O_APPEND, 0644);
+		posix_spawn_file_actions_addopen(
+		    &fa, 1, out_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
 	}
 	if (err_path != NULL) {
 		if (out_path != NULL && strcmp(out_path, err_path) == 0) {
@@ -223,8 +222,7 @@ tbh_kill_reap(pid_t pid)
 		return;
 	}
 	kill(pid, SIGKILL);
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-	}
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) { }
 	tbh_child_del(pid);
 }
 
@@ -579,8 +577,8 @@ tbh_start(tbh_broker *b, const char *const *args)
 	if (b->dir[0] == '\0') {
 		snprintf(b->dir, sizeof(b->dir), "/tmp/tbh-XXXXXX");
 		if (mkdtemp(b->dir) == NULL) {
-			fprintf(stderr, "harness: mkdtemp: %s\n",
-			    strerror(errno));
+			fprintf(
+			    stderr, "harness: mkdtemp: %s\n", strerror(errno));
 			b->dir[0] = '\0';
 			return (-1);
 		}
@@ -588,8 +586,8 @@ tbh_start(tbh_broker *b, const char *const *args)
 		snprintf(b->url, sizeof(b->url), "ipc://%s/tb.sock", b->dir);
 		snprintf(b->events_url, sizeof(b->events_url),
 		    "ipc://%s/ev.sock", b->dir);
-		snprintf(b->log_path, sizeof(b->log_path), "%s/broker.log",
-		    b->dir);
+		snprintf(
+		    b->log_path, sizeof(b->log_path), "%s/broker.log", b->dir);
 		// The broker should create its data dir itself; the harness
 		// makes it so that every test does not depend on that.
 		(void) mkdir(b->data_dir, 0755);
@@ -762,8 +760,8 @@ tbh_map_get(const msgpack_object *m, const char *key)
 // Client conveniences.
 
 tb_id
-tbh_submit(tb_client *c, const char *handler, const void *payload,
-    size_t len, const tb_submit_opts *opts)
+tbh_submit(tb_client *c, const char *handler, const void *payload, size_t len,
+    const tb_submit_opts *opts)
 {
 	tb_id id = 0;
 
@@ -803,7 +801,7 @@ tbh_wait_state(tb_client *c, tb_id id, int state, int timeout_ms)
 	int64_t deadline = tbh_now_ms() + timeout_ms;
 
 	for (;;) {
-		tb_task *t = NULL;
+		tb_task *t  = NULL;
 		int      st = -1;
 
 		if (tb_status(c, id, &t) == TB_OK) {
@@ -850,7 +848,8 @@ tbh_list_all(tb_client *c, tbh_row **rowsp, size_t *np)
 		if (n + k > cap) {
 			tbh_row *nr;
 			cap = (n + k) * 2;
-			if ((nr = realloc(rows, cap * sizeof(*rows))) == NULL) {
+			if ((nr = realloc(rows, cap * sizeof(*rows))) ==
+			    NULL) {
 				tb_task_list_free(ts, k);
 				free(rows);
 				return (TB_ENOMEM);
@@ -974,8 +973,8 @@ tbh_raw_open(nng_socket *sp, const char *url, int timeout_ms)
 }
 
 int
-tbh_raw_call(nng_socket s, const void *buf, size_t len, void **repp,
-    size_t *replenp)
+tbh_raw_call(
+    nng_socket s, const void *buf, size_t len, void **repp, size_t *replenp)
 {
 	void  *p = NULL;
 	size_t n = 0;
@@ -1020,8 +1019,8 @@ tbh_watchdog(int sig)
 {
 	static const char msg[] = "\n=== harness: watchdog: this test has run "
 	                          "for 100 s; stack of the stuck thread:\n";
-	void *frames[64];
-	int   n;
+	void             *frames[64];
+	int               n;
 
 	(void) !write(STDERR_FILENO, msg, sizeof(msg) - 1);
 	n = backtrace(frames, 64);
@@ -1083,8 +1082,8 @@ tbh_fix_start(tbh_fix *f, const char *const *args)
 // Additions for the lifecycle, admin and schedule tests.
 
 int
-tbh_write_config(tbh_broker *b, const char *name, const char *text,
-    char *path, size_t size)
+tbh_write_config(
+    tbh_broker *b, const char *name, const char *text, char *path, size_t size)
 {
 	FILE *fp;
 
@@ -1092,8 +1091,8 @@ tbh_write_config(tbh_broker *b, const char *name, const char *text,
 		// As tbh_start does; it then leaves the dir as it is.
 		snprintf(b->dir, sizeof(b->dir), "/tmp/tbh-XXXXXX");
 		if (mkdtemp(b->dir) == NULL) {
-			fprintf(stderr, "harness: mkdtemp: %s\n",
-			    strerror(errno));
+			fprintf(
+			    stderr, "harness: mkdtemp: %s\n", strerror(errno));
 			b->dir[0] = '\0';
 			return (-1);
 		}
@@ -1101,8 +1100,8 @@ tbh_write_config(tbh_broker *b, const char *name, const char *text,
 		snprintf(b->url, sizeof(b->url), "ipc://%s/tb.sock", b->dir);
 		snprintf(b->events_url, sizeof(b->events_url),
 		    "ipc://%s/ev.sock", b->dir);
-		snprintf(b->log_path, sizeof(b->log_path), "%s/broker.log",
-		    b->dir);
+		snprintf(
+		    b->log_path, sizeof(b->log_path), "%s/broker.log", b->dir);
 		(void) mkdir(b->data_dir, 0755);
 	}
 	if ((size_t) snprintf(path, size, "%s/%s", b->dir, name) >= size) {
@@ -1198,8 +1197,7 @@ tbh_list_every(tb_client *c, tb_list_opts o, tb_task ***tsp, size_t *np)
 }
 
 int
-tbh_cli(const tbh_broker *b, char **outp, char **errp,
-    const char *const *args)
+tbh_cli(const tbh_broker *b, char **outp, char **errp, const char *const *args)
 {
 	const char *bin = getenv("TB_CLI_BIN");
 	char       *argv[40];
@@ -1281,7 +1279,8 @@ void
 tbh_expect_state(tb_task *t, int want)
 {
 	if (tb_task_state(t) != want) {
-		print_error("task %llu is %s, want %s (attempts %u, error %s)\n",
+		print_error(
+		    "task %llu is %s, want %s (attempts %u, error %s)\n",
 		    (unsigned long long) tb_task_id(t),
 		    tb_state_name(tb_task_state(t)), tb_state_name(want),
 		    tb_task_attempts(t),

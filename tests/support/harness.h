@@ -50,13 +50,13 @@ typedef struct tbh_broker {
 	char  data_dir[TBH_PATH]; // DIR/data
 	char  url[TBH_PATH];      // ipc://DIR/tb.sock
 	char  events_url[TBH_PATH];
-	char  log_path[TBH_PATH]; // DIR/broker.log
+	char  log_path[TBH_PATH];  // DIR/broker.log
 	char *extra[TBH_MAX_ARGS]; // copies of the extra arguments
 	int   nextra;
-	pid_t pid;         // 0 when not running
-	int   wstatus;     // the last waitpid status, valid after an exit
-	int   starts;      // how many times it was started
-	bool  exited;      // wstatus is set
+	pid_t pid;     // 0 when not running
+	int   wstatus; // the last waitpid status, valid after an exit
+	int   starts;  // how many times it was started
+	bool  exited;  // wstatus is set
 } tbh_broker;
 
 // tbh_scale returns TBH_TIME_SCALE (default 1); deadlines are multiplied
@@ -219,8 +219,8 @@ tb_sub *tbh_sub_open(const tbh_broker *b, tb_client *c, const char *prefix);
 
 // tbh_sub_expect receives events until one for task id named name ("done")
 // arrives, or timeout_ms passes. Returns the event (free it) or NULL.
-tb_event *tbh_sub_expect(tb_sub *s, tb_id id, const char *name,
-    int timeout_ms);
+tb_event *tbh_sub_expect(
+    tb_sub *s, tb_id id, const char *name, int timeout_ms);
 
 // Raw requests (nng req0), for malformed input.
 
@@ -230,8 +230,8 @@ int tbh_raw_open(nng_socket *sp, const char *url, int timeout_ms);
 
 // tbh_raw_call sends buf and receives the reply into a malloc'd buffer
 // (*repp, *replenp; free it). Returns an nng error code (0 ok).
-int tbh_raw_call(nng_socket s, const void *buf, size_t len, void **repp,
-    size_t *replenp);
+int tbh_raw_call(
+    nng_socket s, const void *buf, size_t len, void **repp, size_t *replenp);
 
 // tbh_filter_from_env runs only the tests matching $TBH_FILTER (a cmocka
 // pattern with * and ?), if set. Call before cmocka_run_group_tests.
@@ -260,22 +260,22 @@ void tbh_fix_start(tbh_fix *f, const char *const *args);
 
 // TBH_RV fails the test, naming the expression and both errors, unless expr
 // returns want (a tb_err code). TBH_OK(expr) is TBH_RV(expr, TB_OK).
-#define TBH_RV(expr, want)                                                  \
-	do {                                                                \
-		int tbh_rv_ = (expr);                                       \
-		if (tbh_rv_ != (want)) {                                    \
-			print_error("%s:%d: %s returned %d (%s), want %d "  \
-			            "(%s)\n",                                \
-			    __FILE__, __LINE__, #expr, tbh_rv_,             \
-			    tb_errname(tbh_rv_), (int) (want),              \
-			    tb_errname(want));                              \
-			fail();                                             \
-		}                                                           \
+#define TBH_RV(expr, want)                                                 \
+	do {                                                               \
+		int tbh_rv_ = (expr);                                      \
+		if (tbh_rv_ != (want)) {                                   \
+			print_error("%s:%d: %s returned %d (%s), want %d " \
+			            "(%s)\n",                              \
+			    __FILE__, __LINE__, #expr, tbh_rv_,            \
+			    tb_errname(tbh_rv_), (int) (want),             \
+			    tb_errname(want));                             \
+			fail();                                            \
+		}                                                          \
 	} while (0)
 #define TBH_OK(expr) TBH_RV(expr, TB_OK)
 
 // TBH_MS scales a deadline by TBH_TIME_SCALE.
-#define TBH_MS(ms) ((int) ((ms) * tbh_scale()))
+#define TBH_MS(ms) ((int) ((ms) *tbh_scale()))
 
 // Additions for the lifecycle, admin and schedule tests.
 
@@ -303,8 +303,8 @@ int tbh_list_every(tb_client *c, tb_list_opts o, tb_task ***tsp, size_t *np);
 // the broker's dir (deadline 30 s, scaled) and returns its exit code as
 // tbh_run; stdout and stderr in *outp and *errp (either may be NULL; free
 // them).
-int tbh_cli(const tbh_broker *b, char **outp, char **errp,
-    const char *const *args);
+int tbh_cli(
+    const tbh_broker *b, char **outp, char **errp, const char *const *args);
 
 // tbh_procs_with_arg scans /proc/*/cmdline for live processes that have an
 // argument equal to arg (zombies have no cmdline and are not counted). Up
@@ -329,8 +329,8 @@ tb_task *tbh_status(tb_client *c, tb_id id);
 // tbh_fix_start_config writes ini as DIR/broker.ini and starts the fixture's
 // broker with --config DIR/broker.ini followed by args (NULL-terminated, may
 // be NULL), as tbh_fix_start.
-void tbh_fix_start_config(tbh_fix *f, const char *ini,
-    const char *const *args);
+void tbh_fix_start_config(
+    tbh_fix *f, const char *ini, const char *const *args);
 
 // tbh_fix_restart stops the fixture's broker gracefully (SIGTERM), fails
 // unless it exited 0, and starts it again in the same dir with the same

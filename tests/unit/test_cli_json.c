@@ -331,9 +331,9 @@ test_duplicate_json_keys_are_rejected(void **state)
 static void
 test_truncated_msgpack_is_rejected(void **state)
 {
-	static const uint8_t str[] = {0xa5, 'a', 'b'}; // str of 5, 2 given
-	static const uint8_t arr[] = {0x92, 0x01};     // array of 2, 1 given
-	static const uint8_t u32[] = {0xce, 0x00, 0x01};
+	static const uint8_t str[] = { 0xa5, 'a', 'b' }; // str of 5, 2 given
+	static const uint8_t arr[] = { 0x92, 0x01 };     // array of 2, 1 given
+	static const uint8_t u32[] = { 0xce, 0x00, 0x01 };
 	json_t              *j     = NULL;
 
 	(void) state;
@@ -349,8 +349,8 @@ static void
 test_lying_length_is_rejected(void **state)
 {
 	// An array32 header claiming 4 billion elements, then nothing.
-	static const uint8_t arr[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0};
-	static const uint8_t map[] = {0xdf, 0xff, 0xff, 0xff, 0xff};
+	static const uint8_t arr[] = { 0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0 };
+	static const uint8_t map[] = { 0xdf, 0xff, 0xff, 0xff, 0xff };
 	json_t              *j     = NULL;
 
 	(void) state;
@@ -362,7 +362,7 @@ test_lying_length_is_rejected(void **state)
 static void
 test_trailing_bytes_are_rejected(void **state)
 {
-	static const uint8_t two[] = {0x01, 0x02};
+	static const uint8_t two[] = { 0x01, 0x02 };
 	json_t              *j     = NULL;
 
 	(void) state;
@@ -373,7 +373,7 @@ test_trailing_bytes_are_rejected(void **state)
 static void
 test_reserved_byte_is_rejected(void **state)
 {
-	static const uint8_t bad[] = {0xc1};
+	static const uint8_t bad[] = { 0xc1 };
 	json_t              *j     = NULL;
 
 	(void) state;
@@ -384,8 +384,8 @@ test_reserved_byte_is_rejected(void **state)
 static void
 test_base64_matches_rfc4648(void **state)
 {
-	static const char *want[] = {
-	    "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+	static const char *want[] = { "", "Zg==", "Zm8=", "Zm9v",
+		"Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
 
 	(void) state;
 	for (size_t n = 0; n <= 6; n++) {
@@ -410,28 +410,28 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_round_trip_object),
-	    cmocka_unit_test(test_round_trip_scalars),
-	    cmocka_unit_test(test_json_int_packs_as_msgpack_int),
-	    cmocka_unit_test(test_bin_utf8_becomes_string),
-	    cmocka_unit_test(test_bin_not_utf8_becomes_base64),
-	    cmocka_unit_test(test_str_not_utf8_becomes_base64),
-	    cmocka_unit_test(test_ext_becomes_base64),
-	    cmocka_unit_test(test_non_string_keys_are_stringified),
-	    cmocka_unit_test(test_duplicate_msgpack_keys_later_wins),
-	    cmocka_unit_test(test_big_uint_becomes_real),
-	    cmocka_unit_test(test_nan_becomes_null),
-	    cmocka_unit_test(test_json_depth_at_limit_is_accepted),
-	    cmocka_unit_test(test_json_too_deep_is_rejected),
-	    cmocka_unit_test(test_msgpack_too_deep_is_rejected),
-	    cmocka_unit_test(test_bad_json_is_rejected_with_position),
-	    cmocka_unit_test(test_duplicate_json_keys_are_rejected),
-	    cmocka_unit_test(test_truncated_msgpack_is_rejected),
-	    cmocka_unit_test(test_lying_length_is_rejected),
-	    cmocka_unit_test(test_trailing_bytes_are_rejected),
-	    cmocka_unit_test(test_reserved_byte_is_rejected),
-	    cmocka_unit_test(test_base64_matches_rfc4648),
-	    cmocka_unit_test(test_strerror_names_every_code),
+		cmocka_unit_test(test_round_trip_object),
+		cmocka_unit_test(test_round_trip_scalars),
+		cmocka_unit_test(test_json_int_packs_as_msgpack_int),
+		cmocka_unit_test(test_bin_utf8_becomes_string),
+		cmocka_unit_test(test_bin_not_utf8_becomes_base64),
+		cmocka_unit_test(test_str_not_utf8_becomes_base64),
+		cmocka_unit_test(test_ext_becomes_base64),
+		cmocka_unit_test(test_non_string_keys_are_stringified),
+		cmocka_unit_test(test_duplicate_msgpack_keys_later_wins),
+		cmocka_unit_test(test_big_uint_becomes_real),
+		cmocka_unit_test(test_nan_becomes_null),
+		cmocka_unit_test(test_json_depth_at_limit_is_accepted),
+		cmocka_unit_test(test_json_too_deep_is_rejected),
+		cmocka_unit_test(test_msgpack_too_deep_is_rejected),
+		cmocka_unit_test(test_bad_json_is_rejected_with_position),
+		cmocka_unit_test(test_duplicate_json_keys_are_rejected),
+		cmocka_unit_test(test_truncated_msgpack_is_rejected),
+		cmocka_unit_test(test_lying_length_is_rejected),
+		cmocka_unit_test(test_trailing_bytes_are_rejected),
+		cmocka_unit_test(test_reserved_byte_is_rejected),
+		cmocka_unit_test(test_base64_matches_rfc4648),
+		cmocka_unit_test(test_strerror_names_every_code),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

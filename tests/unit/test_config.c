@@ -66,10 +66,10 @@ test_flags_override_defaults_in_both_spellings(void **state)
 	char  *out, *err;
 
 	(void) state;
-	assert_int_equal(parse(&cfg, &out, &err, "--data-dir", "/tmp/x",
-	                     "--workers=8", "--durability", "normal",
-	                     "--shutdown-timeout=1", "--listen",
-	                     "tcp://127.0.0.1:0", NULL),
+	assert_int_equal(
+	    parse(&cfg, &out, &err, "--data-dir", "/tmp/x", "--workers=8",
+	        "--durability", "normal", "--shutdown-timeout=1", "--listen",
+	        "tcp://127.0.0.1:0", NULL),
 	    CONFIG_OK);
 	assert_string_equal(cfg.data_dir, "/tmp/x");
 	assert_string_equal(cfg.listen, "tcp://127.0.0.1:0");
@@ -108,8 +108,8 @@ test_unknown_choice_lists_the_choices(void **state)
 	char  *out, *err;
 
 	(void) state;
-	assert_int_equal(parse(&cfg, &out, &err, "--durability", "sometimes",
-	                     NULL),
+	assert_int_equal(
+	    parse(&cfg, &out, &err, "--durability", "sometimes", NULL),
 	    CONFIG_BAD);
 	assert_non_null(strstr(err, "full"));
 	assert_non_null(strstr(err, "normal"));
@@ -168,7 +168,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_need_no_arguments),
-		cmocka_unit_test(test_flags_override_defaults_in_both_spellings),
+		cmocka_unit_test(
+		    test_flags_override_defaults_in_both_spellings),
 		cmocka_unit_test(test_out_of_range_number_is_a_usage_error),
 		cmocka_unit_test(test_unknown_choice_lists_the_choices),
 		cmocka_unit_test(

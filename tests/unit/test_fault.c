@@ -231,8 +231,8 @@ test_fault_countdown_fires_once_under_concurrent_hits(void **state)
 		total += fired[i];
 	}
 	assert_int_equal(total, 1);
-	assert_int_equal(tb_fault_hits(TB_FAULT_STORE_COMMIT),
-	    NTHREADS * PER_THREAD);
+	assert_int_equal(
+	    tb_fault_hits(TB_FAULT_STORE_COMMIT), NTHREADS * PER_THREAD);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, reset, reset)

@@ -82,10 +82,10 @@ test_due_pops_earliest_run_at_first_then_lower_id(void **state)
 	(void) state;
 	reset();
 	sched_heapq_init(&h, SCHED_DUE);
-	tasks[0].run_at = 300;
-	tasks[1].run_at = 100;
-	tasks[2].run_at = 200;
-	tasks[3].run_at = 100;
+	tasks[0].run_at   = 300;
+	tasks[1].run_at   = 100;
+	tasks[2].run_at   = 200;
+	tasks[3].run_at   = 100;
 	tasks[3].priority = 50; // priority does not order the due heap
 	for (int i = 0; i < 4; i++) {
 		assert_int_equal(sched_push(&h, &tasks[i]), 0);
@@ -154,7 +154,8 @@ test_backoff_doubles_and_is_capped(void **state)
 	assert_int_equal(sched_backoff_us(2, 100000, 60000000, 0.0), 100000);
 	assert_int_equal(sched_backoff_us(3, 100000, 60000000, 0.0), 200000);
 	// Far past the cap it stays at the cap.
-	assert_int_equal(sched_backoff_us(40, 100000, 60000000, 0.0), 30000000);
+	assert_int_equal(
+	    sched_backoff_us(40, 100000, 60000000, 0.0), 30000000);
 	assert_int_equal(
 	    sched_backoff_us(1000000, 100000, 60000000, 0.0), 30000000);
 }
@@ -179,10 +180,14 @@ test_every_next_is_the_next_grid_point_strictly_after(void **state)
 {
 	(void) state;
 	// Grid 100 s + k * 30 s.
-	assert_int_equal(sched_next_due(30 * S, NULL, 100 * S, 50 * S), 100 * S);
-	assert_int_equal(sched_next_due(30 * S, NULL, 100 * S, 100 * S), 130 * S);
-	assert_int_equal(sched_next_due(30 * S, NULL, 100 * S, 129 * S), 130 * S);
-	assert_int_equal(sched_next_due(30 * S, NULL, 100 * S, 130 * S), 160 * S);
+	assert_int_equal(
+	    sched_next_due(30 * S, NULL, 100 * S, 50 * S), 100 * S);
+	assert_int_equal(
+	    sched_next_due(30 * S, NULL, 100 * S, 100 * S), 130 * S);
+	assert_int_equal(
+	    sched_next_due(30 * S, NULL, 100 * S, 129 * S), 130 * S);
+	assert_int_equal(
+	    sched_next_due(30 * S, NULL, 100 * S, 130 * S), 160 * S);
 }
 
 static void
@@ -196,7 +201,8 @@ test_every_after_downtime_skips_or_catches_up(void **state)
 	// Skipping: one step lands after now, on the grid.
 	assert_int_equal(sched_next_due(30 * S, NULL, due, now), 220 * S);
 	// Catching up: each missed due time in turn.
-	for (int64_t t = due; t <= now; t = sched_next_due(30 * S, NULL, t, t)) {
+	for (int64_t t = due; t <= now;
+	     t         = sched_next_due(30 * S, NULL, t, t)) {
 		n++;
 	}
 	assert_int_equal(n, 4); // 100, 130, 160, 190
@@ -250,7 +256,7 @@ test_outcome_success_is_done(void **state)
 
 	(void) state;
 	assert_int_equal(sched_outcome(&e), SCHED_DONE);
-	e.attempts = 3;
+	e.attempts     = 3;
 	e.max_attempts = 5;
 	assert_int_equal(sched_outcome(&e), SCHED_DONE);
 }
@@ -323,7 +329,8 @@ test_outcome_interrupted_attempt_is_given_back(void **state)
 	assert_int_equal(sched_outcome(&e), SCHED_REQUEUE);
 }
 
-// ---- forever restarts -------------------------------------------------------
+// ---- forever restarts
+// -------------------------------------------------------
 
 static const sched_forever_cfg fcfg = {
 	.reset_us           = 10000000, // 10 s
@@ -345,14 +352,17 @@ test_forever_quick_exits_back_off_exponentially(void **state)
 	// With r = 0 the delay is the fixed half of the doubled backoff: the
 	// configured backoff itself, then twice, four times, up to the cap.
 	assert_int_equal(
-	    sched_forever_restart(&f, &fcfg, 100, mono, 0.0, &change), 1000000);
+	    sched_forever_restart(&f, &fcfg, 100, mono, 0.0, &change),
+	    1000000);
 	assert_int_equal(
-	    sched_forever_restart(&f, &fcfg, 100, mono, 0.0, &change), 2000000);
+	    sched_forever_restart(&f, &fcfg, 100, mono, 0.0, &change),
+	    2000000);
 	assert_int_equal(
-	    sched_forever_restart(&f, &fcfg, 100, mono, 0.0, &change), 4000000);
+	    sched_forever_restart(&f, &fcfg, 100, mono, 0.0, &change),
+	    4000000);
 	for (int i = 0; i < 5; i++) {
-		assert_int_equal(sched_forever_restart(
-		                     &f, &fcfg, 100, mono, 0.0, NULL),
+		assert_int_equal(
+		    sched_forever_restart(&f, &fcfg, 100, mono, 0.0, NULL),
 		    8000000);
 	}
 	// r near 1 adds up to the other half.
@@ -417,13 +427,15 @@ test_forever_restarts_spread_over_windows_are_no_crashloop(void **state)
 	for (int i = 1; i <= 10; i++) {
 		// Two restarts per window of a minute, never three.
 		int64_t mono = (int64_t) i * 35000000;
-		(void) sched_forever_restart(&f, &fcfg, 100, mono, 0.0, &change);
+		(void) sched_forever_restart(
+		    &f, &fcfg, 100, mono, 0.0, &change);
 		assert_int_equal(change, 0);
 		assert_false(f.crashloop);
 	}
 }
 
-// ---- backpressure -----------------------------------------------------------
+// ---- backpressure
+// -----------------------------------------------------------
 
 static void
 test_admit_refuses_what_does_not_fit(void **state)
@@ -461,16 +473,20 @@ main(void)
 		    test_backoff_jitter_stays_within_half_to_full),
 		cmocka_unit_test(
 		    test_every_next_is_the_next_grid_point_strictly_after),
-		cmocka_unit_test(test_every_after_downtime_skips_or_catches_up),
+		cmocka_unit_test(
+		    test_every_after_downtime_skips_or_catches_up),
 		cmocka_unit_test(test_cron_next_comes_from_the_cron),
 		cmocka_unit_test(test_schedule_sid_is_stable_and_distinct),
 		cmocka_unit_test(test_outcome_success_is_done),
 		cmocka_unit_test(
 		    test_outcome_failure_retries_while_attempts_remain),
-		cmocka_unit_test(test_outcome_no_retry_failure_is_dead_at_once),
+		cmocka_unit_test(
+		    test_outcome_no_retry_failure_is_dead_at_once),
 		cmocka_unit_test(test_outcome_cancel_wins_over_the_attempt),
-		cmocka_unit_test(test_outcome_forever_restarts_however_it_ended),
-		cmocka_unit_test(test_outcome_interrupted_attempt_is_given_back),
+		cmocka_unit_test(
+		    test_outcome_forever_restarts_however_it_ended),
+		cmocka_unit_test(
+		    test_outcome_interrupted_attempt_is_given_back),
 		cmocka_unit_test(
 		    test_forever_quick_exits_back_off_exponentially),
 		cmocka_unit_test(

@@ -98,10 +98,12 @@ wait_done(fixture *fx, size_t n)
 		}
 		pthread_mutex_lock(&fx->mtx);
 		while (fx->notified == seen) {
-			int rv = pthread_cond_timedwait(&fx->cv, &fx->mtx, &deadline);
+			int rv = pthread_cond_timedwait(
+			    &fx->cv, &fx->mtx, &deadline);
 			if (rv == ETIMEDOUT) {
 				pthread_mutex_unlock(&fx->mtx);
-				fail_msg("timed out: %zu of %zu ops done", fx->ndone, n);
+				fail_msg("timed out: %zu of %zu ops done",
+				    fx->ndone, n);
 			}
 		}
 		pthread_mutex_unlock(&fx->mtx);
@@ -262,7 +264,8 @@ sql_int(const char *path, const char *sql)
 	int64_t       v;
 
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
@@ -288,8 +291,8 @@ test_open_creates_schema_v2(void **state)
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
 	store_close(fx->s);
 	fx->s = NULL;
-	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"),
-	    STORE_SCHEMA_VERSION);
+	assert_int_equal(
+	    sql_int(fx->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 	assert_int_equal(sql_int(fx->path,
 	                     "SELECT count(*) FROM sqlite_master WHERE "
 	                     "type = 'table' AND name IN ('tasks', 'queues', "
@@ -313,8 +316,8 @@ test_open_creates_schema_v2(void **state)
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_NORMAL), TB_OK);
 	store_close(fx->s);
 	fx->s = NULL;
-	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"),
-	    STORE_SCHEMA_VERSION);
+	assert_int_equal(
+	    sql_int(fx->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 }
 
 static void
@@ -427,13 +430,13 @@ assert_rec_equal(const store_rec *a, const store_rec *b)
 static void
 test_insert_get_round_trips_every_field(void **state)
 {
-	fixture        *fx  = *state;
-	static const uint8_t pl[] = { 0x82, 0x00, 0x01, 0x00, 0x00, 0xff, 0 };
+	fixture             *fx    = *state;
+	static const uint8_t pl[]  = { 0x82, 0x00, 0x01, 0x00, 0x00, 0xff, 0 };
 	static const uint8_t res[] = { 0xc0, 0x00, 0x7f };
-	store_rec      *a   = rec_new(41, 1, "emails", TB_STATE_PENDING);
-	store_rec      *b   = rec_new(42, 2, "", TB_STATE_DONE);
-	store_rec      *got;
-	store_op       *op;
+	store_rec           *a = rec_new(41, 1, "emails", TB_STATE_PENDING);
+	store_rec           *b = rec_new(42, 2, "", TB_STATE_DONE);
+	store_rec           *got;
+	store_op            *op;
 
 	for (unsigned i = 0; i < TB_SID_LEN; i++) {
 		a->sid[i] = (uint8_t) (i * 17); // includes a NUL byte
@@ -441,8 +444,8 @@ test_insert_get_round_trips_every_field(void **state)
 	a->payload     = malloc(sizeof(pl));
 	a->payload_len = sizeof(pl);
 	memcpy(a->payload, pl, sizeof(pl));
-	a->priority = INT32_MIN;
-	a->attempts = 2;
+	a->priority     = INT32_MIN;
+	a->attempts     = 2;
 	a->max_attempts = UINT32_MAX;
 	a->timeout_ms   = UINT32_MAX;
 	a->run_at       = INT64_MAX;
@@ -475,11 +478,11 @@ test_insert_get_round_trips_every_field(void **state)
 static void
 test_insert_duplicate_sid_across_batches(void **state)
 {
-	fixture   *fx = *state;
-	store_op  *op;
-	store_rec *got;
+	fixture    *fx = *state;
+	store_op   *op;
+	store_rec  *got;
 	store_rec **recs;
-	size_t     n;
+	size_t      n;
 
 	open_started(fx);
 	insert_sync(fx, rec_new(1, 9, "q", TB_STATE_PENDING));
@@ -501,10 +504,10 @@ test_insert_duplicate_sid_across_batches(void **state)
 static void
 test_insert_duplicate_sid_within_batch(void **state)
 {
-	fixture   *fx = *state;
-	store_op  *op1, *op2, *op3;
+	fixture    *fx = *state;
+	store_op   *op1, *op2, *op3;
 	store_rec **recs;
-	size_t     n;
+	size_t      n;
 
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
 	// Submitted before start, so all three share one transaction.
@@ -631,7 +634,8 @@ test_barrier_completes_after_earlier_ops(void **state)
 	open_started(fx);
 	for (uint64_t i = 1; i <= 50; i++) {
 		store_submit(fx->s,
-		    op_insert(1, rec_new(i, (uint8_t) i, "q", TB_STATE_PENDING)));
+		    op_insert(
+		        1, rec_new(i, (uint8_t) i, "q", TB_STATE_PENDING)));
 	}
 	barrier = op_new(STORE_OP_BARRIER);
 	store_submit(fx->s, barrier);
@@ -667,8 +671,9 @@ test_done_list_keeps_submission_order(void **state)
 		if (i % 3 == 2) {
 			op = op_new(STORE_OP_BARRIER);
 		} else {
-			op = op_insert(1,
-			    rec_new(i + 1, (uint8_t) i, "q", TB_STATE_PENDING));
+			op                  = op_insert(1,
+			                     rec_new(
+			                         i + 1, (uint8_t) i, "q", TB_STATE_PENDING));
 			op->recs[0]->sid[1] = (uint8_t) (i >> 8);
 		}
 		op->arg = (void *) (uintptr_t) i;
@@ -699,10 +704,11 @@ gc_submitter(void *p)
 	pthread_barrier_wait(a->go);
 	for (int i = 0; i < GC_PER_THREAD; i++) {
 		uint64_t   id = (uint64_t) (a->t * GC_PER_THREAD + i + 1);
-		store_rec *r  = rec_new(id, (uint8_t) id, "q", TB_STATE_PENDING);
-		r->sid[1]     = (uint8_t) (id >> 8);
-		store_op *op  = op_insert(1, r);
-		op->arg       = (void *) (uintptr_t) id;
+		store_rec *r =
+		    rec_new(id, (uint8_t) id, "q", TB_STATE_PENDING);
+		r->sid[1]    = (uint8_t) (id >> 8);
+		store_op *op = op_insert(1, r);
+		op->arg      = (void *) (uintptr_t) id;
 		store_submit(a->s, op);
 	}
 	return (NULL);
@@ -760,7 +766,8 @@ test_stop_commits_what_was_queued(void **state)
 	open_started(fx);
 	for (uint64_t i = 1; i <= 100; i++) {
 		store_submit(fx->s,
-		    op_insert(1, rec_new(i, (uint8_t) i, "q", TB_STATE_PENDING)));
+		    op_insert(
+		        1, rec_new(i, (uint8_t) i, "q", TB_STATE_PENDING)));
 	}
 	store_stop(fx->s); // no wait before: stop itself must drain
 	collect(fx);
@@ -773,8 +780,8 @@ test_stop_commits_what_was_queued(void **state)
 
 	// Queued before a start that never came: stop commits on its thread.
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
-	store_submit(fx->s,
-	    op_insert(1, rec_new(101, 101, "q", TB_STATE_PENDING)));
+	store_submit(
+	    fx->s, op_insert(1, rec_new(101, 101, "q", TB_STATE_PENDING)));
 	store_stop(fx->s);
 	collect(fx);
 	assert_int_equal(fx->ndone, 101);
@@ -842,34 +849,35 @@ recover_cb(void *arg, store_rec *r)
 static void
 test_recover_requeues_interrupted_tasks(void **state)
 {
-	fixture  *fx = *state;
-	rec_sink  k  = { .n = 0 };
-	uint64_t  counts[TB_STATE_CANCELLED + 1];
-	uint64_t  max_id = 99;
+	fixture   *fx = *state;
+	rec_sink   k  = { .n = 0 };
+	uint64_t   counts[TB_STATE_CANCELLED + 1];
+	uint64_t   max_id = 99;
 	store_rec *r;
 
 	// Ids out of order on purpose: recovery hands them back sorted.
 	open_started(fx);
-	store_rec *run_left = rec_new(30, 1, "q", TB_STATE_RUNNING);
-	run_left->attempts  = 1; // of 3: may run again
+	store_rec *run_left  = rec_new(30, 1, "q", TB_STATE_RUNNING);
+	run_left->attempts   = 1; // of 3: may run again
 	run_left->started_at = 55;
-	store_rec *run_last = rec_new(20, 2, "q", TB_STATE_RUNNING);
-	run_last->attempts  = 3; // of 3: used up
-	store_rec *failed   = rec_new(10, 3, "q", TB_STATE_FAILED);
-	store_rec *pending  = rec_new(40, 4, "q", TB_STATE_PENDING);
-	store_rec *done     = rec_new(50, 5, "q", TB_STATE_DONE);
-	store_rec *dead     = rec_new(60, 6, "q", TB_STATE_DEAD);
-	store_rec *cancel   = rec_new(45, 7, "q", TB_STATE_CANCELLED);
-	store_submit(fx->s, op_insert(7, run_left, run_last, failed, pending,
-	                        done, dead, cancel));
+	store_rec *run_last  = rec_new(20, 2, "q", TB_STATE_RUNNING);
+	run_last->attempts   = 3; // of 3: used up
+	store_rec *failed    = rec_new(10, 3, "q", TB_STATE_FAILED);
+	store_rec *pending   = rec_new(40, 4, "q", TB_STATE_PENDING);
+	store_rec *done      = rec_new(50, 5, "q", TB_STATE_DONE);
+	store_rec *dead      = rec_new(60, 6, "q", TB_STATE_DEAD);
+	store_rec *cancel    = rec_new(45, 7, "q", TB_STATE_CANCELLED);
+	store_submit(fx->s,
+	    op_insert(
+	        7, run_left, run_last, failed, pending, done, dead, cancel));
 	wait_done(fx, 1);
 	assert_int_equal(fx->done[0]->rv, TB_OK);
 	close_store(fx);
 
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
 	int64_t t0 = (int64_t) time(NULL) * 1000000;
-	assert_int_equal(store_recover(fx->s, &max_id, counts, recover_cb, &k),
-	    TB_OK);
+	assert_int_equal(
+	    store_recover(fx->s, &max_id, counts, recover_cb, &k), TB_OK);
 	assert_int_equal(max_id, 60);
 	assert_int_equal(k.n, 3);
 	assert_int_equal(k.recs[0]->id, 10);
@@ -908,24 +916,24 @@ test_recover_requeues_interrupted_tasks(void **state)
 static void
 test_recover_stops_when_cb_fails(void **state)
 {
-	fixture *fx = *state;
-	rec_sink k  = { .n = 0, .stop_after = 2 };
+	fixture *fx     = *state;
+	rec_sink k      = { .n = 0, .stop_after = 2 };
 	uint64_t max_id = 0;
 	uint64_t counts[TB_STATE_CANCELLED + 1];
 
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
 	// Empty database first.
-	assert_int_equal(store_recover(fx->s, &max_id, counts, recover_cb, &k),
-	    TB_OK);
+	assert_int_equal(
+	    store_recover(fx->s, &max_id, counts, recover_cb, &k), TB_OK);
 	assert_int_equal(max_id, 0);
 	assert_int_equal(k.n, 0);
 	for (int i = 0; i <= TB_STATE_CANCELLED; i++) {
 		assert_int_equal(counts[i], 0);
 	}
 	for (uint64_t i = 1; i <= 4; i++) {
-		store_submit(fx->s, op_insert(1,
-		                        rec_new(i, (uint8_t) i, "q",
-		                            TB_STATE_PENDING)));
+		store_submit(fx->s,
+		    op_insert(
+		        1, rec_new(i, (uint8_t) i, "q", TB_STATE_PENDING)));
 	}
 	store_stop(fx->s); // commits on this thread: never started
 	collect(fx);
@@ -957,7 +965,7 @@ test_list_filters_queue_state_after_and_limit(void **state)
 	fixture    *fx = *state;
 	store_rec **recs;
 	size_t      n;
-	store_op   *op = op_new(STORE_OP_INSERT);
+	store_op   *op       = op_new(STORE_OP_INSERT);
 	const char *queues[] = { "a", "b" };
 
 	// ids 1..10: queue a for odd ids, b for even; state = id % 3.
@@ -1030,13 +1038,13 @@ test_failing_batch_rolls_back_everything(void **state)
 	    "CREATE TRIGGER boom BEFORE INSERT ON tasks "
 	    "WHEN NEW.queue = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END;");
 	// Submitted before start: one batch.
-	good = op_insert(1, rec_new(1, 1, "q", TB_STATE_PENDING));
-	upd  = op_new(STORE_OP_UPDATE);
+	good       = op_insert(1, rec_new(1, 1, "q", TB_STATE_PENDING));
+	upd        = op_new(STORE_OP_UPDATE);
 	upd->id    = 1;
 	upd->state = TB_STATE_RUNNING;
-	bad = op_insert(2, rec_new(2, 2, "q", TB_STATE_PENDING),
-	    rec_new(3, 3, "boom", TB_STATE_PENDING));
-	invalid       = op_new(99); // a caller bug fails alone
+	bad        = op_insert(2, rec_new(2, 2, "q", TB_STATE_PENDING),
+	           rec_new(3, 3, "boom", TB_STATE_PENDING));
+	invalid    = op_new(99); // a caller bug fails alone
 	store_submit(fx->s, good);
 	store_submit(fx->s, upd);
 	store_submit(fx->s, invalid);
@@ -1138,29 +1146,30 @@ list_ids(fixture *fx, const store_filter *f, uint64_t *ids, size_t max)
 	return (n);
 }
 
-#define assert_ids(fx, f, ...)                                              \
-	do {                                                                \
-		const uint64_t want_[] = { __VA_ARGS__ };                   \
-		uint64_t       got_[256];                                   \
-		size_t         n_ = list_ids(fx, f, got_, 256);             \
-		assert_int_equal(n_, sizeof(want_) / sizeof(want_[0]));     \
-		for (size_t i_ = 0; i_ < n_; i_++) {                        \
-			assert_int_equal(got_[i_], want_[i_]);              \
-		}                                                           \
+#define assert_ids(fx, f, ...)                                          \
+	do {                                                            \
+		const uint64_t want_[] = { __VA_ARGS__ };               \
+		uint64_t       got_[256];                               \
+		size_t         n_ = list_ids(fx, f, got_, 256);         \
+		assert_int_equal(n_, sizeof(want_) / sizeof(want_[0])); \
+		for (size_t i_ = 0; i_ < n_; i_++) {                    \
+			assert_int_equal(got_[i_], want_[i_]);          \
+		}                                                       \
 	} while (0)
 
 static void
 test_migrate_v1_keeps_rows(void **state)
 {
-	fixture   *fx = *state;
-	store_rec *r;
+	fixture    *fx = *state;
+	store_rec  *r;
 	store_rec **recs;
-	size_t     n;
+	size_t      n;
 
 	// The schema exactly as version 1 shipped it, with one finished row.
 	sql_exec(fx->path,
 	    "CREATE TABLE tasks(id INTEGER PRIMARY KEY, sid BLOB NOT NULL "
-	    "UNIQUE, queue TEXT NOT NULL, handler TEXT NOT NULL, payload BLOB, "
+	    "UNIQUE, queue TEXT NOT NULL, handler TEXT NOT NULL, payload "
+	    "BLOB, "
 	    "priority INTEGER NOT NULL, state INTEGER NOT NULL, attempts "
 	    "INTEGER NOT NULL, max_attempts INTEGER NOT NULL, timeout_ms "
 	    "INTEGER NOT NULL, run_at INTEGER NOT NULL, created_at INTEGER "
@@ -1169,7 +1178,8 @@ test_migrate_v1_keeps_rows(void **state)
 	    "CREATE INDEX tasks_unfinished ON tasks(state) "
 	    "WHERE (state < 2 OR state = 3);"
 	    "CREATE INDEX tasks_queue_state ON tasks(queue, state);"
-	    "INSERT INTO tasks VALUES(17, x'000102030405060708090a0b0c0d0e0f', "
+	    "INSERT INTO tasks VALUES(17, "
+	    "x'000102030405060708090a0b0c0d0e0f', "
 	    "'mail', 'send', x'c0ff', -2, 2, 1, 3, 500, 10, 11, 12, 13, "
 	    "x'2a', 'warned');"
 	    "PRAGMA user_version = 1;");
@@ -1195,8 +1205,7 @@ test_migrate_v1_keeps_rows(void **state)
 	store_rec *k = rec_new(18, 18, "mail", TB_STATE_PENDING);
 	k->key       = strdup("order-1");
 	insert_sync(fx, k);
-	assert_int_equal(
-	    list_by(fx->s, "mail", -1, 0, 10, &recs, &n), TB_OK);
+	assert_int_equal(list_by(fx->s, "mail", -1, 0, 10, &recs, &n), TB_OK);
 	assert_int_equal(n, 2);
 	assert_null(recs[0]->key);
 	assert_string_equal(recs[1]->key, "order-1");
@@ -1243,8 +1252,8 @@ test_insert_get_round_trips_key_and_forever(void **state)
 	// Recovery reads them too.
 	close_store(fx);
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
-	assert_int_equal(store_recover(fx->s, NULL, NULL, recover_cb, &k),
-	    TB_OK);
+	assert_int_equal(
+	    store_recover(fx->s, NULL, NULL, recover_cb, &k), TB_OK);
 	assert_int_equal(k.n, 2);
 	assert_string_equal(k.recs[0]->key, "idem \xc3\xa9 key");
 	assert_true(k.recs[0]->forever);
@@ -1267,7 +1276,8 @@ test_delete_by_ids_remembers_the_highest_id(void **state)
 	uint64_t              max_id;
 
 	for (uint32_t i = 0; i < 5; i++) {
-		recs[i] = rec_new(i + 1, (uint8_t) (i + 1), "q", TB_STATE_DONE);
+		recs[i] =
+		    rec_new(i + 1, (uint8_t) (i + 1), "q", TB_STATE_DONE);
 	}
 	open_started(fx);
 	insert_many(fx, recs, 5);
@@ -1287,8 +1297,8 @@ test_delete_by_ids_remembers_the_highest_id(void **state)
 	// gone, so no id is used twice.
 	close_store(fx);
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
-	assert_int_equal(store_recover(fx->s, &max_id, NULL, NULL, NULL),
-	    TB_OK);
+	assert_int_equal(
+	    store_recover(fx->s, &max_id, NULL, NULL, NULL), TB_OK);
 	assert_int_equal(max_id, 5);
 }
 
@@ -1304,8 +1314,8 @@ test_delete_finished_before_oldest_first(void **state)
 	// "other"; 10 done in q, finished long ago (and the newest row).
 	for (uint32_t i = 0; i < 10; i++) {
 		uint64_t id = i + 1;
-		recs[i]     = rec_new(id, (uint8_t) id, id == 9 ? "other" : "q",
-		        id == 3 ? TB_STATE_DEAD : TB_STATE_DONE);
+		recs[i] = rec_new(id, (uint8_t) id, id == 9 ? "other" : "q",
+		    id == 3 ? TB_STATE_DEAD : TB_STATE_DONE);
 		recs[i]->finished_at = 100 + (int64_t) id;
 	}
 	recs[8]->finished_at = 1;
@@ -1358,7 +1368,7 @@ test_delete_created_before_and_unbounded(void **state)
 	for (uint32_t i = 0; i < 7; i++) {
 		uint64_t id = i + 1;
 		recs[i]     = rec_new(id, (uint8_t) id, "q",
-		        id == 2 ? TB_STATE_PENDING : TB_STATE_CANCELLED);
+                    id == 2 ? TB_STATE_PENDING : TB_STATE_CANCELLED);
 	}
 	open_started(fx);
 	insert_many(fx, recs, 7);
@@ -1415,7 +1425,7 @@ test_schema2_invalid_ops_fail_alone(void **state)
 	ops[1]->queue     = "q";
 	ops[1]->del_state = -1; // no state
 	ops[2]            = op_new(STORE_OP_DELETE);
-	ops[2]->nids      = 3; // ids NULL
+	ops[2]->nids      = 3;                          // ids NULL
 	ops[3]            = op_new(STORE_OP_QUEUE_SET); // no queue
 	ops[4]            = op_new(STORE_OP_SCHED_PUT); // no sched
 	ops[5]            = op_new(STORE_OP_SCHED_PUT);
@@ -1439,8 +1449,8 @@ test_schema2_invalid_ops_fail_alone(void **state)
 }
 
 typedef struct {
-	char  names[8][16];
-	bool  paused[8];
+	char   names[8][16];
+	bool   paused[8];
 	size_t n;
 	size_t stop_after; // 0: never
 } queue_sink;
@@ -1544,20 +1554,20 @@ assert_sched_equal(const store_sched *a, const store_sched *b)
 static void
 test_sched_put_replaces_and_loads_every_field(void **state)
 {
-	fixture             *fx   = *state;
-	static uint8_t       pl[] = { 0x93, 0x00, 0x01, 0xff };
-	sched_sink           k    = { .n = 0 };
-	store_op            *op;
-	store_sched          first = {
-		         .name         = "nightly",
-		         .handler      = "old",
-		         .queue        = "q0",
-		         .every_ms     = 1000,
-		         .priority     = 1,
-		         .max_attempts = 1,
-		         .timeout_ms   = 1,
-		         .created_at   = 1,
-		         .next_at      = 2,
+	fixture       *fx   = *state;
+	static uint8_t pl[] = { 0x93, 0x00, 0x01, 0xff };
+	sched_sink     k    = { .n = 0 };
+	store_op      *op;
+	store_sched    first = {
+		   .name         = "nightly",
+		   .handler      = "old",
+		   .queue        = "q0",
+		   .every_ms     = 1000,
+		   .priority     = 1,
+		   .max_attempts = 1,
+		   .timeout_ms   = 1,
+		   .created_at   = 1,
+		   .next_at      = 2,
 	};
 	store_sched every = {
 		.name         = "nightly",
@@ -1714,8 +1724,8 @@ test_list2_applies_each_filter(void **state)
 	// handler "h5" for multiples of 5, else "noop".
 	for (uint32_t i = 0; i < 120; i++) {
 		uint64_t id = i + 1;
-		recs[i]     = rec_new(id, (uint8_t) id, id % 2 ? "a" : "b",
-		        (uint32_t) (id % 3));
+		recs[i]     = rec_new(
+		        id, (uint8_t) id, id % 2 ? "a" : "b", (uint32_t) (id % 3));
 		recs[i]->sid[1] = (uint8_t) (id >> 8);
 		if (id % 5 == 0) {
 			free(recs[i]->handler);
@@ -1745,9 +1755,9 @@ test_list2_applies_each_filter(void **state)
 	assert_ids(fx, &f, 118, 119, 120);
 	f = (store_filter) { .state = -1, .created_before = c0 + 4 };
 	assert_ids(fx, &f, 1, 2, 3);
-	f = (store_filter) {
-		.state = -1, .created_after = c0 + 10, .created_before = c0 + 13
-	};
+	f = (store_filter) { .state = -1,
+		.created_after      = c0 + 10,
+		.created_before     = c0 + 13 };
 	assert_ids(fx, &f, 11, 12);
 	// All together: a, state 2, h5, created in (20, 100), after 30.
 	f = (store_filter) {

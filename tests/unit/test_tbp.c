@@ -136,8 +136,8 @@ pk_req_head(fx *f, uint64_t version, uint64_t op, uint32_t nbody)
 	msgpack_pack_map(&f->pk, nbody);
 }
 
-static const uint8_t SID[TB_SID_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-	12, 13, 14, 15, 16 };
+static const uint8_t SID[TB_SID_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+	13, 14, 15, 16 };
 
 // pk_submit_head packs a submit of one task whose map has ntask pairs and
 // starts with a valid sid; the caller packs the other ntask - 1 pairs.
@@ -158,9 +158,9 @@ task_in(const char *handler)
 	tbp_task_in t;
 
 	memset(&t, 0, sizeof(t));
-	t.sid.p     = SID;
-	t.sid.n     = sizeof(SID);
-	t.handler   = tbp_str(handler);
+	t.sid.p   = SID;
+	t.sid.n   = sizeof(SID);
+	t.handler = tbp_str(handler);
 	return (t);
 }
 
@@ -323,7 +323,7 @@ test_list_defaults_when_fields_absent(void **state)
 static void
 test_empty_requests_round_trip(void **state)
 {
-	fx             *f     = *state;
+	fx            *f     = *state;
 	const uint32_t ops[] = { TBP_OP_PING, TBP_OP_STATS, TBP_OP_SHUTDOWN };
 
 	for (size_t i = 0; i < 3; i++) {
@@ -358,8 +358,8 @@ test_rep_error_defaults_message(void **state)
 {
 	fx *f = *state;
 
-	assert_int_equal(tbp_enc_rep_error(&f->sb, TBP_OP_SUBMIT, 3,
-	                     TB_ESHUTTINGDOWN, NULL),
+	assert_int_equal(tbp_enc_rep_error(
+	                     &f->sb, TBP_OP_SUBMIT, 3, TB_ESHUTTINGDOWN, NULL),
 	    TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
 	assert_true(tbp_bytes_eq(f->rep.errname, "shutting_down"));
@@ -523,7 +523,7 @@ test_rep_stats_round_trips(void **state)
 {
 	fx       *f  = *state;
 	tbp_stats st = { 1, 2, 3, 4, 5, 6, 7, 8, UINT64_MAX, 16, 4321, 9, 10,
-		   11 };
+		11 };
 
 	assert_int_equal(tbp_enc_rep_stats(&f->sb, 7, &st), TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
@@ -548,8 +548,7 @@ test_rep_empty_round_trips(void **state)
 {
 	fx *f = *state;
 
-	assert_int_equal(
-	    tbp_enc_rep_empty(&f->sb, TBP_OP_SHUTDOWN, 9), TB_OK);
+	assert_int_equal(tbp_enc_rep_empty(&f->sb, TBP_OP_SHUTDOWN, 9), TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
 	assert_int_equal(f->rep.op, TBP_OP_SHUTDOWN);
 	assert_int_equal(f->rep.status, TB_OK);
@@ -641,8 +640,8 @@ test_encoders_append_whole_messages(void **state)
 	assert_int_equal(
 	    tbp_check(f->sb.data, f->sb.size, TBP_MAX_DEPTH, &used), TB_OK);
 	assert_true(used < f->sb.size);
-	assert_int_equal(tbp_req_decode(&f->req, f->sb.data + used,
-	                     f->sb.size - used),
+	assert_int_equal(
+	    tbp_req_decode(&f->req, f->sb.data + used, f->sb.size - used),
 	    TB_OK);
 	assert_int_equal(f->req.op, TBP_OP_WAIT);
 }
@@ -1081,8 +1080,8 @@ test_check_rejects_hostile_lengths(void **state)
 	fx *f = *state;
 
 	for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
-		assert_int_equal(tbp_check(hostile[i], 6, TBP_MAX_DEPTH, NULL),
-		    TB_EBADREQ);
+		assert_int_equal(
+		    tbp_check(hostile[i], 6, TBP_MAX_DEPTH, NULL), TB_EBADREQ);
 		assert_int_equal(dec_req_raw(f, hostile[i], 6), TB_EBADREQ);
 	}
 }
@@ -1100,7 +1099,10 @@ test_req_rejects_hostile_lengths_inside(void **state)
 	reset(f);
 	pk_submit_head(f, 2);
 	pk_key(f, "handler");
-	pk_raw(f, "\xdb\xff\xff\xff\xff" "exec", 9); // str32 of 4 GB
+	pk_raw(f,
+	    "\xdb\xff\xff\xff\xff"
+	    "exec",
+	    9); // str32 of 4 GB
 	assert_int_equal(dec_req(f), TB_EBADREQ);
 	reset(f);
 	pk_submit_head(f, 3);
@@ -1126,11 +1128,12 @@ test_check_accepts_every_type(void **state)
 {
 	// nil, false, true, ints of each width, floats, str8, bin8, ext8,
 	// fixext1, negative fixint, int8, empty str, in one array16.
-	static const uint8_t m[] = { 0xdc, 0x00, 0x10, 0xc0, 0xc2, 0xc3, 0xcc, 0x01, 0xcd,
-		0x00, 0x01, 0xce, 0, 0, 0, 1, 0xd3, 0, 0, 0, 0, 0, 0, 0, 1, 0xca,
-		0, 0, 0, 0, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0, 0xd9, 1, 'x', 0xc4, 1, 7,
-		0xc7, 1, 5, 9, 0xd4, 5, 9, 0xff, 0xd0, 0x80, 0xa0 };
-	size_t used = 0;
+	static const uint8_t m[]  = { 0xdc, 0x00, 0x10, 0xc0, 0xc2, 0xc3, 0xcc,
+		 0x01, 0xcd, 0x00, 0x01, 0xce, 0, 0, 0, 1, 0xd3, 0, 0, 0, 0, 0,
+		 0, 0, 1, 0xca, 0, 0, 0, 0, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0, 0xd9,
+		 1, 'x', 0xc4, 1, 7, 0xc7, 1, 5, 9, 0xd4, 5, 9, 0xff, 0xd0,
+		 0x80, 0xa0 };
+	size_t               used = 0;
 
 	(void) state;
 	assert_int_equal(tbp_check(m, sizeof(m), 1, &used), TB_OK);
@@ -1190,7 +1193,8 @@ test_check_limits_depth(void **state)
 	    tbp_check(f->sb.data, f->sb.size, TBP_MAX_DEPTH, NULL), TB_OK);
 	reset(f);
 	pk_nested(f, TBP_MAX_DEPTH + 1);
-	assert_int_equal(tbp_check(f->sb.data, f->sb.size, TBP_MAX_DEPTH, NULL),
+	assert_int_equal(
+	    tbp_check(f->sb.data, f->sb.size, TBP_MAX_DEPTH, NULL),
 	    TB_ETOOBIG);
 	// Empty containers count too, as they do for msgpack-c.
 	assert_int_equal(tbp_check("\x90", 1, 0, NULL), TB_ETOOBIG);
@@ -1692,8 +1696,8 @@ test_req_rejects_null_and_empty_buffers(void **state)
 // Replies.
 
 static void
-pk_rep_head(fx *f, uint64_t version, uint64_t op, int64_t status,
-    uint32_t nbody)
+pk_rep_head(
+    fx *f, uint64_t version, uint64_t op, int64_t status, uint32_t nbody)
 {
 	msgpack_pack_array(&f->pk, 5);
 	msgpack_pack_uint64(&f->pk, version);
@@ -1928,8 +1932,8 @@ test_golden_bad_inputs_are_refused(void **state)
 static void
 test_submit_round_trips_lifecycle_fields(void **state)
 {
-	fx         *f = *state;
-	tbp_task_in t[2];
+	fx          *f = *state;
+	tbp_task_in  t[2];
 	tbp_task_in *d;
 
 	t[0]         = task_in("exec");
@@ -2070,9 +2074,9 @@ test_rep_task_round_trips_lifecycle_fields(void **state)
 static void
 test_rep_submit_round_trips_existing(void **state)
 {
-	fx            *f          = *state;
-	const uint64_t ids[3]     = { 10, 11, 5 };
-	const bool     dup[3]     = { false, true, false };
+	fx            *f           = *state;
+	const uint64_t ids[3]      = { 10, 11, 5 };
+	const bool     dup[3]      = { false, true, false };
 	const bool     existing[3] = { false, false, true };
 
 	assert_int_equal(
@@ -2156,8 +2160,8 @@ test_retry_by_filter_round_trips(void **state)
 {
 	fx *f = *state;
 
-	assert_int_equal(tbp_enc_retry(&f->sb, 9, false, 0, "mail",
-	                     TB_STATE_CANCELLED),
+	assert_int_equal(
+	    tbp_enc_retry(&f->sb, 9, false, 0, "mail", TB_STATE_CANCELLED),
 	    TB_OK);
 	assert_int_equal(dec_req(f), TB_OK);
 	assert_false(f->req.have_id);
@@ -2412,8 +2416,8 @@ test_sched_add_rejects_bad_fields(void **state)
 	assert_int_equal(dec_req(f), TB_EBADREQ); // empty name
 
 	reset(f);
-	s         = sched("x");
-	s.handler = tbp_str(NULL);
+	s          = sched("x");
+	s.handler  = tbp_str(NULL);
 	s.every_ms = 1000;
 	assert_int_equal(tbp_enc_sched_add(&f->sb, 13, &s), TB_OK);
 	assert_int_equal(dec_req(f), TB_EBADREQ); // empty handler
@@ -2421,16 +2425,16 @@ test_sched_add_rejects_bad_fields(void **state)
 	reset(f);
 	memset(cron, '*', sizeof(cron));
 	cron[TBP_MAX_CRON + 1] = '\0';
-	s      = sched("x");
-	s.cron = tbp_str(cron);
+	s                      = sched("x");
+	s.cron                 = tbp_str(cron);
 	assert_int_equal(tbp_enc_sched_add(&f->sb, 13, &s), TB_OK);
 	assert_int_equal(dec_req(f), TB_ETOOBIG); // cron too long
 
 	reset(f);
-	s              = sched("x");
-	s.every_ms     = 1000;
-	s.payload.p    = (const uint8_t *) "\x91\x01\x02";
-	s.payload.n    = 3; // two objects
+	s           = sched("x");
+	s.every_ms  = 1000;
+	s.payload.p = (const uint8_t *) "\x91\x01\x02";
+	s.payload.n = 3; // two objects
 	assert_int_equal(tbp_enc_sched_add(&f->sb, 13, &s), TB_OK);
 	assert_int_equal(dec_req(f), TB_EBADREQ);
 
@@ -2450,8 +2454,8 @@ test_sched_name_round_trips(void **state)
 {
 	fx *f = *state;
 
-	assert_int_equal(tbp_enc_sched_name(&f->sb, TBP_OP_SCHED_RM, 14,
-	                     "nightly", true),
+	assert_int_equal(
+	    tbp_enc_sched_name(&f->sb, TBP_OP_SCHED_RM, 14, "nightly", true),
 	    TB_OK);
 	assert_int_equal(dec_req(f), TB_OK);
 	assert_int_equal(f->req.op, TBP_OP_SCHED_RM);
@@ -2459,8 +2463,8 @@ test_sched_name_round_trips(void **state)
 	assert_false(f->req.paused); // rm carries no flag
 
 	reset(f);
-	assert_int_equal(tbp_enc_sched_name(&f->sb, TBP_OP_SCHED_PAUSE, 14,
-	                     "nightly", true),
+	assert_int_equal(tbp_enc_sched_name(
+	                     &f->sb, TBP_OP_SCHED_PAUSE, 14, "nightly", true),
 	    TB_OK);
 	assert_int_equal(dec_req(f), TB_OK);
 	assert_int_equal(f->req.op, TBP_OP_SCHED_PAUSE);
@@ -2468,8 +2472,8 @@ test_sched_name_round_trips(void **state)
 	assert_true(f->req.paused);
 
 	reset(f);
-	assert_int_equal(tbp_enc_sched_name(&f->sb, TBP_OP_SCHED_PAUSE, 14,
-	                     "nightly", false),
+	assert_int_equal(tbp_enc_sched_name(
+	                     &f->sb, TBP_OP_SCHED_PAUSE, 14, "nightly", false),
 	    TB_OK);
 	assert_int_equal(dec_req(f), TB_OK);
 	assert_false(f->req.paused);
@@ -2497,8 +2501,7 @@ test_new_empty_requests_round_trip(void **state)
 
 	for (size_t i = 0; i < 2; i++) {
 		reset(f);
-		assert_int_equal(
-		    tbp_enc_req_empty(&f->sb, ops[i], 15), TB_OK);
+		assert_int_equal(tbp_enc_req_empty(&f->sb, ops[i], 15), TB_OK);
 		assert_int_equal(dec_req(f), TB_OK);
 		assert_int_equal(f->req.op, ops[i]);
 	}
@@ -2542,8 +2545,8 @@ static void
 test_rep_empty_answers_new_ops(void **state)
 {
 	fx            *f     = *state;
-	const uint32_t ops[] = { TBP_OP_PAUSE, TBP_OP_RESUME,
-		TBP_OP_SCHED_ADD, TBP_OP_SCHED_RM, TBP_OP_SCHED_PAUSE };
+	const uint32_t ops[] = { TBP_OP_PAUSE, TBP_OP_RESUME, TBP_OP_SCHED_ADD,
+		TBP_OP_SCHED_RM, TBP_OP_SCHED_PAUSE };
 
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		reset(f);
@@ -2553,8 +2556,8 @@ test_rep_empty_answers_new_ops(void **state)
 		assert_int_equal(f->rep.status, TB_OK);
 	}
 	reset(f);
-	assert_int_equal(tbp_enc_rep_error(&f->sb, TBP_OP_SUBMIT, 18,
-	                     TB_EQUEUEFULL, NULL),
+	assert_int_equal(
+	    tbp_enc_rep_error(&f->sb, TBP_OP_SUBMIT, 18, TB_EQUEUEFULL, NULL),
 	    TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);
 	assert_int_equal(f->rep.status, TB_EQUEUEFULL);
@@ -2664,8 +2667,8 @@ test_rep_queues_round_trips(void **state)
 	fx       *f = *state;
 	tbp_qstat q[2];
 
-	q[0] = qstat("default", 0);
-	q[1] = qstat("mail", 101);
+	q[0]             = qstat("default", 0);
+	q[1]             = qstat("mail", 101);
 	q[1].max_pending = UINT64_MAX;
 	assert_int_equal(tbp_enc_rep_queues(&f->sb, 20, q, 2), TB_OK);
 	assert_int_equal(dec_rep(f), TB_OK);

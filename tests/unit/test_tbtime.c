@@ -26,11 +26,11 @@ utc(int y, int mo, int d, int h, int mi, int s)
 	struct tm tm = { 0 };
 
 	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
+	tm.tm_mon  = mo - 1;
 	tm.tm_mday = d;
 	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = s;
+	tm.tm_min  = mi;
+	tm.tm_sec  = s;
 	return ((int64_t) timegm(&tm) * US);
 }
 
@@ -144,15 +144,15 @@ test_duration_parses_compounds(void **state)
 static void
 test_duration_rejects_malformed(void **state)
 {
-	static const char *bad[] = { "", "5x", "-1s", "+1s", "1.5s", "h",
-		"ms", "1h30", "30m1h", "1m1m", "1s1s", " 1s", "1s ", "1h 30m",
-		"1S", "5M", "1H", "1sec", "1mss", "0x10", "1_000" };
+	static const char *bad[] = { "", "5x", "-1s", "+1s", "1.5s", "h", "ms",
+		"1h30", "30m1h", "1m1m", "1s1s", " 1s", "1s ", "1h 30m", "1S",
+		"5M", "1H", "1sec", "1mss", "0x10", "1_000" };
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_dur_rejected(bad[i]);
 	}
-	assert_int_equal(tbt_parse_duration(NULL, &(uint64_t) { 0 }),
-	    TB_EINVAL);
+	assert_int_equal(
+	    tbt_parse_duration(NULL, &(uint64_t) { 0 }), TB_EINVAL);
 	assert_int_equal(tbt_parse_duration("1s", NULL), TB_EINVAL);
 }
 
@@ -177,16 +177,16 @@ test_format_is_compact(void **state)
 	char buf[TBT_DURATION_BUFSZ];
 
 	assert_string_equal(tbt_format_duration(0, buf, sizeof(buf)), "0s");
-	assert_string_equal(tbt_format_duration(500, buf, sizeof(buf)),
-	    "500ms");
-	assert_string_equal(tbt_format_duration(5400000, buf, sizeof(buf)),
-	    "1h30m");
-	assert_string_equal(tbt_format_duration(1500, buf, sizeof(buf)),
-	    "1s500ms");
-	assert_string_equal(tbt_format_duration(86400000, buf, sizeof(buf)),
-	    "1d");
-	assert_string_equal(tbt_format_duration(90061001, buf, sizeof(buf)),
-	    "1d1h1m1s1ms");
+	assert_string_equal(
+	    tbt_format_duration(500, buf, sizeof(buf)), "500ms");
+	assert_string_equal(
+	    tbt_format_duration(5400000, buf, sizeof(buf)), "1h30m");
+	assert_string_equal(
+	    tbt_format_duration(1500, buf, sizeof(buf)), "1s500ms");
+	assert_string_equal(
+	    tbt_format_duration(86400000, buf, sizeof(buf)), "1d");
+	assert_string_equal(
+	    tbt_format_duration(90061001, buf, sizeof(buf)), "1d1h1m1s1ms");
 	assert_ptr_equal(tbt_format_duration(1, buf, sizeof(buf)), buf);
 }
 
@@ -196,7 +196,7 @@ test_format_round_trips(void **state)
 	static const uint64_t vals[] = { 0, 1, 999, 1000, 59999, 60000,
 		3599999, 3600000, 86399999, 86400000, 90061001, 1234567890123,
 		UINT64_MAX - 1, UINT64_MAX };
-	char buf[TBT_DURATION_BUFSZ];
+	char                  buf[TBT_DURATION_BUFSZ];
 
 	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
 		uint64_t back = 0;
@@ -253,8 +253,8 @@ test_time_parses_fraction(void **state)
 	assert_true(ptime("2026-11-21T10:00:00.5Z", 0) == base + 500000);
 	assert_true(ptime("2026-11-21T10:00:00.000001Z", 0) == base + 1);
 	// Nanoseconds are cut to microseconds, never rounded up.
-	assert_true(ptime("2026-11-21T10:00:00.123456789Z", 0) ==
-	    base + 123456);
+	assert_true(
+	    ptime("2026-11-21T10:00:00.123456789Z", 0) == base + 123456);
 }
 
 static void
@@ -274,12 +274,12 @@ test_time_applies_zone_offset(void **state)
 static void
 test_time_without_zone_is_utc(void **state)
 {
-	assert_true(ptime("2026-11-21 10:00:00", 0) ==
-	    utc(2026, 11, 21, 10, 0, 0));
-	assert_true(ptime("2026-11-21T10:00:00", 0) ==
-	    utc(2026, 11, 21, 10, 0, 0));
-	assert_true(ptime("2026-11-21 10:00", 0) ==
-	    utc(2026, 11, 21, 10, 0, 0));
+	assert_true(
+	    ptime("2026-11-21 10:00:00", 0) == utc(2026, 11, 21, 10, 0, 0));
+	assert_true(
+	    ptime("2026-11-21T10:00:00", 0) == utc(2026, 11, 21, 10, 0, 0));
+	assert_true(
+	    ptime("2026-11-21 10:00", 0) == utc(2026, 11, 21, 10, 0, 0));
 }
 
 static void
@@ -305,10 +305,10 @@ test_time_relative_adds_to_now(void **state)
 static void
 test_time_handles_leap_days(void **state)
 {
-	assert_true(ptime("2028-02-29T12:00:00Z", 0) ==
-	    utc(2028, 2, 29, 12, 0, 0));
-	assert_true(ptime("2000-02-29T00:00:00Z", 0) ==
-	    utc(2000, 2, 29, 0, 0, 0));
+	assert_true(
+	    ptime("2028-02-29T12:00:00Z", 0) == utc(2028, 2, 29, 12, 0, 0));
+	assert_true(
+	    ptime("2000-02-29T00:00:00Z", 0) == utc(2000, 2, 29, 0, 0, 0));
 	assert_time_rejected("2026-02-29T00:00:00Z");
 	assert_time_rejected("2100-02-29T00:00:00Z");
 }
@@ -318,20 +318,18 @@ test_time_rejects_garbage(void **state)
 {
 	static const char *bad[] = { "", "tomorrow", "now", "2026-11-21",
 		"2026-11-21T10", "2026-11-21T10:00:00ZZ",
-		"2026-11-21T10:00:00 ",
-		" 2026-11-21T10:00:00Z", "2026-11-21X10:00:00Z",
-		"26-11-21T10:00:00Z", "2026-1-21T10:00:00Z",
-		"2026-11-21T10:00:00.Z", "2026-11-21T10:00:00.1234567890Z",
-		"2026-11-21T10:00.5Z", "2026-11-21T10:00:00+0100",
-		"2026-11-21T10:00:00+01", "2026-11-21T10:00:00 UTC", "@",
-		"@12.", "@-5", "@+5", "@1.5s", "@abc", "+", "+5x", "-30s",
-		"+-5s", "+1.5s" };
+		"2026-11-21T10:00:00 ", " 2026-11-21T10:00:00Z",
+		"2026-11-21X10:00:00Z", "26-11-21T10:00:00Z",
+		"2026-1-21T10:00:00Z", "2026-11-21T10:00:00.Z",
+		"2026-11-21T10:00:00.1234567890Z", "2026-11-21T10:00.5Z",
+		"2026-11-21T10:00:00+0100", "2026-11-21T10:00:00+01",
+		"2026-11-21T10:00:00 UTC", "@", "@12.", "@-5", "@+5", "@1.5s",
+		"@abc", "+", "+5x", "-30s", "+-5s", "+1.5s" };
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_time_rejected(bad[i]);
 	}
-	assert_int_equal(tbt_parse_time(NULL, 0, &(int64_t) { 0 }),
-	    TB_EINVAL);
+	assert_int_equal(tbt_parse_time(NULL, 0, &(int64_t) { 0 }), TB_EINVAL);
 	assert_int_equal(tbt_parse_time("@1", 0, NULL), TB_EINVAL);
 }
 
@@ -354,15 +352,15 @@ test_time_rejects_overflow(void **state)
 {
 	int64_t us = 777;
 
-	assert_time_rejected("@9223372036855");      // * 10^6 > INT64_MAX
+	assert_time_rejected("@9223372036855");        // * 10^6 > INT64_MAX
 	assert_time_rejected("@9223372036854.775808"); // one µs too many
 	assert_true(ptime("@9223372036854.775807", 0) == INT64_MAX);
 	assert_time_rejected("@99999999999999999999"); // > UINT64_MAX
 	assert_true(ptime("@9223372036854", 0) == 9223372036854 * US);
-	assert_int_equal(tbt_parse_time("+1s", INT64_MAX - 999999, &us),
-	    TB_EINVAL);
-	assert_int_equal(tbt_parse_time("+18446744073709551615", 0, &us),
-	    TB_EINVAL);
+	assert_int_equal(
+	    tbt_parse_time("+1s", INT64_MAX - 999999, &us), TB_EINVAL);
+	assert_int_equal(
+	    tbt_parse_time("+18446744073709551615", 0, &us), TB_EINVAL);
 	assert_int_equal(us, 777);
 }
 
@@ -376,10 +374,10 @@ test_cron_parses_lists_ranges_steps(void **state)
 	assert_true(c.minute ==
 	    ((1ull << 0) | (1ull << 15) | (1ull << 30) | (1ull << 31) |
 	        (1ull << 32)));
-	assert_int_equal(c.hour, (1u << 0) | (1u << 6) | (1u << 12) |
-	        (1u << 18));
-	assert_int_equal(c.mday, (1u << 1) | (1u << 11) | (1u << 21) |
-	        (1u << 31));
+	assert_int_equal(
+	    c.hour, (1u << 0) | (1u << 6) | (1u << 12) | (1u << 18));
+	assert_int_equal(
+	    c.mday, (1u << 1) | (1u << 11) | (1u << 21) | (1u << 31));
 	assert_int_equal(c.month, 0x1ffe);
 	assert_int_equal(c.wday, 0x3e);
 	assert_true(c.mday_star == false);
@@ -391,8 +389,7 @@ test_cron_single_value_step_runs_to_max(void **state)
 {
 	tbt_cron c = cron("50/4 * * * *");
 
-	assert_true(c.minute ==
-	    ((1ull << 50) | (1ull << 54) | (1ull << 58)));
+	assert_true(c.minute == ((1ull << 50) | (1ull << 54) | (1ull << 58)));
 }
 
 static void
@@ -482,8 +479,8 @@ test_cron_rejects_with_reason(void **state)
 			fail_msg("cron \"%s\" was accepted", bad[i]);
 		}
 		if (why == NULL || why[0] == '\0') {
-			fail_msg("cron \"%s\" rejected without a reason",
-			    bad[i]);
+			fail_msg(
+			    "cron \"%s\" rejected without a reason", bad[i]);
 		}
 	}
 }
@@ -509,7 +506,7 @@ test_cron_reasons_name_the_problem(void **state)
 static void
 test_cron_error_leaves_output_untouched(void **state)
 {
-	tbt_cron c = cron("1 2 3 4 5");
+	tbt_cron c      = cron("1 2 3 4 5");
 	tbt_cron before = c;
 
 	assert_int_equal(tbt_cron_parse(&c, "1 2 3 4 99", NULL), TB_EINVAL);
@@ -536,8 +533,8 @@ test_cron_is_strictly_after(void **state)
 
 	assert_true(next("* * * * *", utc(2026, 11, 18, 10, 4, 0)) ==
 	    utc(2026, 11, 18, 10, 5, 0));
-	assert_true(next("0 9 * * MON-FRI", mon9) ==
-	    utc(2026, 11, 24, 9, 0, 0));
+	assert_true(
+	    next("0 9 * * MON-FRI", mon9) == utc(2026, 11, 24, 9, 0, 0));
 	// One microsecond earlier, the match itself is next.
 	assert_true(next("0 9 * * MON-FRI", mon9 - 1) == mon9);
 }
@@ -585,8 +582,7 @@ test_cron_feb_29_waits_for_leap_year(void **state)
 static void
 test_cron_impossible_date_is_never(void **state)
 {
-	assert_true(next("0 0 30 2 *", utc(2026, 1, 1, 0, 0, 0)) ==
-	    INT64_MAX);
+	assert_true(next("0 0 30 2 *", utc(2026, 1, 1, 0, 0, 0)) == INT64_MAX);
 	assert_true(next("0 0 31 4,6,9,11 *", 0) == INT64_MAX);
 }
 
@@ -662,15 +658,15 @@ test_cron_next_matches_brute_force(void **state)
 	// walk over a few weeks, for schedules that exercise each skip.
 	static const char *exprs[] = { "*/7 3-5 * * *", "0 0 13 * FRI",
 		"15 10 * 2,3 1", "59 23 28-31 * *", "0 */5 */3 * 2-4" };
-	int64_t t0 = utc(2027, 2, 20, 0, 0, 0);
+	int64_t            t0      = utc(2027, 2, 20, 0, 0, 0);
 
 	for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++) {
-		tbt_cron c = cron(exprs[i]);
+		tbt_cron c     = cron(exprs[i]);
 		int64_t  after = t0;
 
 		for (int k = 0; k < 40; k++) {
 			int64_t got = tbt_cron_next(&c, after);
-			int64_t m = (after / (60 * US) + 1) * 60 * US;
+			int64_t m   = (after / (60 * US) + 1) * 60 * US;
 
 			while (!brute_matches(&c, m)) {
 				m += 60 * US;

@@ -26,7 +26,8 @@ blocked_all(void)
 
 	pthread_sigmask(SIG_BLOCK, NULL, &cur);
 	return (sigismember(&cur, SIGTERM) == 1 &&
-	    sigismember(&cur, SIGINT) == 1 && sigismember(&cur, SIGCHLD) == 1 &&
+	    sigismember(&cur, SIGINT) == 1 &&
+	    sigismember(&cur, SIGCHLD) == 1 &&
 	    sigismember(&cur, SIGUSR1) == 1);
 }
 
@@ -100,7 +101,8 @@ test_pool_workers_block_signals(void **state)
 	pthread_mutex_lock(&m.mtx);
 	while (!m.done) {
 		assert_int_not_equal(
-		    pthread_cond_timedwait(&m.cv, &m.mtx, &deadline), ETIMEDOUT);
+		    pthread_cond_timedwait(&m.cv, &m.mtx, &deadline),
+		    ETIMEDOUT);
 	}
 	pthread_mutex_unlock(&m.mtx);
 	assert_ptr_equal(pool_take_done(p), &m.job);
