@@ -5,22 +5,26 @@
 #include <signal.h>
 #include <time.h>
 
-int64_t
-util_now_us(void)
+// util_clock_us reads clock id in microseconds.
+static int64_t
+util_clock_us(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(id, &ts);
 	return ((int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+}
+
+int64_t
+util_now_us(void)
+{
+	return (util_clock_us(CLOCK_REALTIME));
 }
 
 int64_t
 util_mono_us(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+	return (util_clock_us(CLOCK_MONOTONIC));
 }
 
 int

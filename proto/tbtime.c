@@ -745,16 +745,27 @@ typedef struct cron_pos {
 	int     hour, minute;
 } cron_pos;
 
+// pos_month_start moves p to midnight of the first day of the next month
+// (p->day must already count the days that skips).
+static void
+pos_month_start(cron_pos *p)
+{
+	p->d = 1;
+	if (++p->m > 12) {
+		p->m = 1;
+		p->y++;
+	}
+	p->hour   = 0;
+	p->minute = 0;
+}
+
 static void
 pos_next_day(cron_pos *p)
 {
 	p->day++;
 	if (++p->d > days_in_month(p->y, p->m)) {
-		p->d = 1;
-		if (++p->m > 12) {
-			p->m = 1;
-			p->y++;
-		}
+		pos_month_start(p);
+		return;
 	}
 	p->hour   = 0;
 	p->minute = 0;
@@ -764,13 +775,7 @@ static void
 pos_next_month(cron_pos *p)
 {
 	p->day += days_in_month(p->y, p->m) - p->d + 1;
-	p->d = 1;
-	if (++p->m > 12) {
-		p->m = 1;
-		p->y++;
-	}
-	p->hour   = 0;
-	p->minute = 0;
+	pos_month_start(p);
 }
 
 int64_t

@@ -276,24 +276,6 @@ sqlh_finish(sqlh_job *j)
 
 // Payload parsing (loop thread).
 
-// sqlh_get returns the value of key in map m, or NULL.
-static const msgpack_object *
-sqlh_get(const msgpack_object *m, const char *key)
-{
-	size_t klen = strlen(key);
-
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object_kv *kv = &m->via.map.ptr[i];
-
-		if (kv->key.type == MSGPACK_OBJECT_STR &&
-		    kv->key.via.str.size == klen &&
-		    memcmp(kv->key.via.str.ptr, key, klen) == 0) {
-			return (&kv->val);
-		}
-	}
-	return (NULL);
-}
-
 // sqlh_scalar_ok is true for the msgpack types a parameter may have.
 static bool
 sqlh_scalar_ok(const msgpack_object *v)
@@ -417,7 +399,7 @@ sqlh_parse(sqlh_job *j, sqlh_db **dp, char *err, size_t errlen)
 		    "{db, statements: [{sql, params}, ...]}");
 		return (-1);
 	}
-	db = sqlh_get(root, "db");
+	db = payload_get(root, "db");
 	if (db == NULL || db->type != MSGPACK_OBJECT_STR ||
 	    db->via.str.size == 0) {
 		snprintf(err, errlen,
@@ -460,9 +442,9 @@ sqlh_parse(sqlh_job *j, sqlh_db **dp, char *err, size_t errlen)
 		}
 		return (-1);
 	}
-	sql    = sqlh_get(root, "sql");
-	params = sqlh_get(root, "params");
-	list   = sqlh_get(root, "statements");
+	sql    = payload_get(root, "sql");
+	params = payload_get(root, "params");
+	list   = payload_get(root, "statements");
 	if ((sql == NULL) == (list == NULL)) {
 		snprintf(err, errlen,
 		    "give either sql (with params) or statements, not %s",
@@ -506,8 +488,8 @@ sqlh_parse(sqlh_job *j, sqlh_db **dp, char *err, size_t errlen)
 			    where);
 			return (-1);
 		}
-		if (sqlh_parse_stmt(&j->stmts[i], sqlh_get(m, "sql"),
-		        sqlh_get(m, "params"), where, err, errlen) != 0) {
+		if (sqlh_parse_stmt(&j->stmts[i], payload_get(m, "sql"),
+		        payload_get(m, "params"), where, err, errlen) != 0) {
 			return (-1);
 		}
 	}

@@ -242,15 +242,11 @@ parse_opts(cli *c, const char *cmd, const char *help, int argc, char **argv,
     int64_t *timeoutp)
 {
 	static const struct option json_help[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTS_END,
 	};
 	static const struct option with_timeout[] = {
 		{ "timeout", required_argument, NULL, 't' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTS_END,
 	};
 	const struct option *longopts;
 	const char          *optstr;

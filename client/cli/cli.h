@@ -14,6 +14,7 @@
 #ifndef TB_CLI_H
 #define TB_CLI_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -24,6 +25,16 @@
 
 // PROG is the tool's name, the first word of every message it prints.
 #define PROG "taskbroker"
+
+// CLI_OPTS_END ends the getopt_long table of a command that takes the
+// --json and --help every command shares (opt_common handles them), with
+// the table's terminator.
+// clang-format off
+#define CLI_OPTS_END                                                        \
+	{ "json", no_argument, NULL, 'j' },                                 \
+	{ "help", no_argument, NULL, 'h' },                                 \
+	{ NULL, 0, NULL, 0 }
+// clang-format on
 
 // EXIT_OK, EXIT_FAIL, EXIT_USAGE and EXIT_UNREACH are the exit statuses of
 // the tool, as the usage text lists them.

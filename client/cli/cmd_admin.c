@@ -266,9 +266,7 @@ cmd_retry(cli *c, int argc, char **argv)
 		{ "queue", required_argument, NULL, 'q' },
 		{ "all", no_argument, NULL, 'a' },
 		{ "state", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTS_END,
 	};
 	const char *queue = NULL;
 	bool        all   = false;
@@ -482,9 +480,7 @@ cmd_purge(cli *c, int argc, char **argv)
 		{ "state", required_argument, NULL, 's' },
 		{ "queue", required_argument, NULL, 'q' },
 		{ "older-than", required_argument, NULL, 'o' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTS_END,
 	};
 	const char *queue = NULL;
 	int         state = -1, ch, rv;

@@ -104,9 +104,7 @@ sched_add(cli *c, int argc, char **argv)
 		{ "max-attempts", required_argument, NULL, 'm' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "catch-up", no_argument, NULL, 'C' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTS_END,
 	};
 	static const char *cmd   = "schedule add";
 	tb_schedule_spec   spec  = TB_SCHEDULE_SPEC_INIT;

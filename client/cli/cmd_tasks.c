@@ -243,9 +243,7 @@ cmd_submit(cli *c, int argc, char **argv)
 		{ "payload-json", required_argument, NULL, 'P' },
 		{ "wait", no_argument, NULL, 'w' },
 		{ "wait-timeout", required_argument, NULL, 'W' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTS_END,
 	};
 	tb_submit_opts  o     = TB_SUBMIT_OPTS_INIT;
 	const char     *pjson = NULL;
@@ -568,9 +566,7 @@ cmd_ls(cli *c, int argc, char **argv)
 		{ "handler", required_argument, NULL, 'H' },
 		{ "older-than", required_argument, NULL, 'o' },
 		{ "newer-than", required_argument, NULL, 'N' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTS_END,
 	};
 	tb_list_opts o = TB_LIST_OPTS_INIT;
 	tb_client   *tc;

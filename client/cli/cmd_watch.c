@@ -87,9 +87,7 @@ cmd_watch(cli *c, int argc, char **argv)
 		{ "prefix", required_argument, NULL, 'p' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 't' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_OPTS_END,
 	};
 	const char *prefix = "";
 	int64_t     count = -1, timeout = -1, seen = 0;

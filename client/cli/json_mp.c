@@ -171,25 +171,33 @@ jmp_base64(const void *p, size_t n)
 	return (out);
 }
 
-// bytes_to_json returns a JSON string of p[0..n): the text itself when it
-// is valid UTF-8, else its base64. NULL when out of memory.
-static json_t *
-bytes_to_json(const char *p, size_t n)
+json_t *
+jmp_base64_json(const void *p, size_t n)
 {
 	json_t *j;
 	char   *b64;
 
-	// json_stringn validates UTF-8 (and accepts NUL bytes); it fails on
-	// invalid text, and then (or on OOM) base64 is the answer.
-	if ((j = json_stringn(p != NULL ? p : "", n)) != NULL) {
-		return (j);
-	}
 	if ((b64 = jmp_base64(p, n)) == NULL) {
 		return (NULL);
 	}
 	j = json_string(b64);
 	free(b64);
 	return (j);
+}
+
+// bytes_to_json returns a JSON string of p[0..n): the text itself when it
+// is valid UTF-8, else its base64. NULL when out of memory.
+static json_t *
+bytes_to_json(const char *p, size_t n)
+{
+	json_t *j;
+
+	// json_stringn validates UTF-8 (and accepts NUL bytes); it fails on
+	// invalid text, and then (or on OOM) base64 is the answer.
+	if ((j = json_stringn(p != NULL ? p : "", n)) != NULL) {
+		return (j);
+	}
+	return (jmp_base64_json(p, n));
 }
 
 // key_text returns a malloc'd key for a map key that is not a str, and its

@@ -66,4 +66,8 @@ int jmp_object_to_json(json_t **jp, const msgpack_object *o, unsigned depth);
 // NULL when out of memory.
 char *jmp_base64(const void *p, size_t n);
 
+// jmp_base64_json returns a JSON string holding the base64 of p[0..n), or
+// NULL when out of memory.
+json_t *jmp_base64_json(const void *p, size_t n);
+
 #endif // JSON_MP_H

@@ -113,7 +113,6 @@ json_t *
 json_bytes(const void *p, size_t n)
 {
 	json_t *j;
-	char   *b64;
 
 	if (p == NULL || n == 0) {
 		return (json_null());
@@ -121,12 +120,7 @@ json_bytes(const void *p, size_t n)
 	if (jmp_to_json(&j, p, n) == JMP_OK) {
 		return (j);
 	}
-	if ((b64 = jmp_base64(p, n)) == NULL) {
-		return (NULL);
-	}
-	j = json_string(b64);
-	free(b64);
-	return (j);
+	return (jmp_base64_json(p, n));
 }
 
 json_t *
