@@ -14,6 +14,7 @@
 #include "fault.h"
 #include "log.h"
 #include "loop.h"
+#include "pidlock.h"
 
 #include <tbp.h>
 
@@ -92,11 +93,63 @@ raise_fd_limit(void)
 	}
 }
 
+// LOCKS_MAX is the number of locks a broker holds: its data directory and
+// the socket paths of its two ipc endpoints.
+#define LOCKS_MAX 3
+
+// take_locks makes the data directory and each ipc socket path this
+// broker's (pidlock.h); fds receives the locks. Returns 0, or -1 after
+// logging why (every lock taken is released then).
+static int
+take_locks(const config *cfg, int fds[LOCKS_MAX])
+{
+	const char *urls[2] = { cfg->listen, cfg->events };
+	char       *path;
+	char       *what = NULL;
+	int         n    = 0;
+	int         err;
+
+	for (int i = 0; i < LOCKS_MAX; i++) {
+		fds[i] = -1;
+	}
+	if (asprintf(&path, "%s/taskbroker.lock", cfg->data_dir) < 0 ||
+	    asprintf(&what, "data directory %s", cfg->data_dir) < 0) {
+		goto fail;
+	}
+	fds[n] = pidlock_take(path, what);
+	free(path);
+	free(what);
+	if (fds[n++] < 0) {
+		goto fail;
+	}
+	for (int i = 0; i < 2; i++) {
+		if ((path = pidlock_url_path(urls[i], &err)) == NULL) {
+			if (err != 0) {
+				goto fail;
+			}
+			continue;
+		}
+		fds[n] = pidlock_take(path, urls[i]);
+		free(path);
+		if (fds[n++] < 0) {
+			goto fail;
+		}
+	}
+	return (0);
+fail:
+	for (int i = 0; i < LOCKS_MAX; i++) {
+		pidlock_release(fds[i]);
+		fds[i] = -1;
+	}
+	return (-1);
+}
+
 int
 main(int argc, char **argv)
 {
 	config  cfg;
 	broker *b;
+	int     locks[LOCKS_MAX];
 	int     rv;
 
 	config_init(&cfg);
@@ -124,17 +177,24 @@ main(int argc, char **argv)
 		config_fini(&cfg);
 		return (1);
 	}
+	if (take_locks(&cfg, locks) != 0) {
+		config_fini(&cfg);
+		return (1);
+	}
 	raise_fd_limit();
 	if ((rv = broker_open(&b, &cfg)) != TB_OK) {
 		log_err("taskbrokerd: not started (%s; the reason is logged "
 		        "above)",
 		    tbp_err_message(rv));
-		config_fini(&cfg);
-		return (1);
+		rv = 1;
+	} else {
+		rv = broker_run(b);
+		broker_close(b);
+		log_info("taskbrokerd: stopped");
 	}
-	rv = broker_run(b);
-	broker_close(b);
-	log_info("taskbrokerd: stopped");
+	for (int i = 0; i < LOCKS_MAX; i++) {
+		pidlock_release(locks[i]);
+	}
 	config_fini(&cfg);
 	return (rv);
 }
