@@ -234,7 +234,7 @@ tb_client_close(tb_client *c)
 	// Closing the socket makes the aios of calls in flight end with
 	// NNG_ECLOSED; they then release the client.
 	if (was_open) {
-		nng_close(c->sock);
+		tbc_close_socket(c->sock);
 	}
 
 	pthread_mutex_lock(&c->mtx);
@@ -279,13 +279,13 @@ client_dial_locked(tb_client *c)
 	         s, NNG_OPT_RECONNMAXT, CLIENT_RECONNMAXT_MS)) != 0 ||
 	    (rv = nng_socket_set_ms(
 	         s, NNG_OPT_REQ_RESENDTIME, CLIENT_RESENDTIME_MS)) != 0) {
-		nng_close(s);
+		tbc_close_socket(s);
 		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
 	}
 	// Flags 0: dial synchronously, so that a missing broker is reported
 	// now instead of every request timing out.
 	if ((rv = nng_dial(s, c->url, NULL, 0)) != 0) {
-		nng_close(s);
+		tbc_close_socket(s);
 		return (tbp_nng_err(rv, TBP_NNG_DIAL));
 	}
 	c->sock = s;

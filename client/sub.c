@@ -97,7 +97,7 @@ tb_sub_open(tb_sub **sp, const char *url, const char *prefix)
 	*sp = s;
 	return (TB_OK);
 fail:
-	nng_close(s->sock);
+	tbc_close_socket(s->sock);
 	free(s);
 	return (rv);
 }
@@ -109,7 +109,7 @@ tb_sub_close(tb_sub *s)
 		return;
 	}
 	if (getpid() == s->pid) {
-		nng_close(s->sock);
+		tbc_close_socket(s->sock);
 	} // else a forked child: nng would abort; free the memory only
 	free(s);
 }

@@ -1,7 +1,7 @@
 // test_client.c: the client library's promises that concern the process
-// using it: one handle shared by many threads, and a handle used in a
-// child after fork() returns TB_EFORK instead of aborting (nng is not
-// fork-safe).
+// using it: one handle shared by many threads, a handle used in a child
+// after fork() returns TB_EFORK instead of aborting (nng is not
+// fork-safe), and closing never hangs, also after the broker has gone.
 
 #include <pthread.h>
 #include <stdio.h>
@@ -176,6 +176,53 @@ test_unused_handle_in_forked_child_returns_efork(void **state)
 	f->passed = true;
 }
 
+// CLOSE_ROUNDS brokers are started and ended (killed, or stopped) under a
+// connected client and subscription, which are closed at varying moments
+// after the broker's end, while their sockets try to reconnect: each close
+// returns within CLOSE_MAX_MS (nng 1.5.2's own nng_close can block for
+// good in that race; the library bounds it).
+#define CLOSE_ROUNDS 20
+#define CLOSE_MAX_MS 3000
+
+static void
+test_close_after_the_broker_ended_returns_promptly(void **state)
+{
+	tbh_fix *f = *state;
+
+	tbh_fix_start(f, NULL);
+	for (int i = 0; i < CLOSE_ROUNDS; i++) {
+		tb_client *c = tbh_client(&f->b, 0);
+		tb_sub    *s = NULL;
+		int64_t    t0;
+		int64_t    took;
+
+		assert_non_null(c);
+		TBH_OK(tb_ping(c, NULL));
+		TBH_OK(tb_sub_open(&s, f->b.events_url, "tb."));
+		if (i % 2 == 0) {
+			assert_int_equal(tbh_kill9(&f->b), 0);
+		} else {
+			assert_int_equal(tbh_stop(&f->b, TBH_MS(10000)), 0);
+		}
+		// Spread the closes over the sockets' reconnection
+		// cycle.
+		tbh_sleep_ms((i * 13) % 60);
+		t0 = tbh_now_ms();
+		tb_sub_close(s);
+		tb_client_close(c);
+		took = tbh_now_ms() - t0;
+		if (took > CLOSE_MAX_MS) {
+			print_error("round %d: close took %lld ms\n", i,
+			    (long long) took);
+			fail();
+		}
+		if (tbh_restart(&f->b) != 0) {
+			fail();
+		}
+	}
+	f->passed = true;
+}
+
 int
 main(void)
 {
@@ -184,6 +231,7 @@ main(void)
 		T(test_one_handle_many_threads),
 		T(test_used_handle_in_forked_child_returns_efork),
 		T(test_unused_handle_in_forked_child_returns_efork),
+		T(test_close_after_the_broker_ended_returns_promptly),
 	};
 #undef T
 	return (cmocka_run_group_tests(tests, NULL, NULL));
