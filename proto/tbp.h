@@ -106,6 +106,16 @@
 #define TBP_MAX_CRON 128u          // a cron expression
 #define TBP_MAX_SCHEDULES 1000u    // schedules in one list reply
 #define TBP_MAX_QUEUES 1000u       // queues in one queues reply
+// TBP_MAX_DURATION_MS bounds every duration a request carries (ages,
+// periods, wait and drain timeouts): 100 years, so that the broker's
+// arithmetic in microseconds (now - age * 1000) cannot overflow.
+#define TBP_MAX_DURATION_MS 3155760000000LL
+// TBP_MAX_TIME_US bounds every absolute time (run_at) on both sides of the
+// epoch: the end of year 9999 in Unix microseconds.
+#define TBP_MAX_TIME_US 253402300799999999LL
+// TBP_MIN_TIMEOUT_MS is the lowest wait or drain timeout: any negative
+// value means "the broker's maximum", but only down to an int's range.
+#define TBP_MIN_TIMEOUT_MS (-2147483647LL - 1)
 
 // TBP_OPS is the one list of operations: X(NAME, value, "name", ident,
 // read_only). ident names the op in generated identifiers (the broker's

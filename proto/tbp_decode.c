@@ -585,7 +585,8 @@ dec_task_in(tbp_task_in *t, const msgpack_object *o)
 		} else if (key_is(k, "delay_ms")) {
 			rv = get_u32(v, &t->delay_ms);
 		} else if (key_is(k, "run_at")) {
-			rv = get_i64(v, INT64_MIN, INT64_MAX, &t->run_at);
+			rv = get_i64(
+			    v, -TBP_MAX_TIME_US, TBP_MAX_TIME_US, &t->run_at);
 		} else if (key_is(k, "key")) {
 			rv = get_text(v, 1, TBP_MAX_KEY, &t->key);
 		} else if (key_is(k, "forever")) {
@@ -655,7 +656,8 @@ dec_req_fields(tbp_req *r, const msgpack_object *body)
 			rv      = get_u64(v, UINT64_MAX, &r->id);
 			have_id = true;
 		} else if (r->op == TBP_OP_WAIT && key_is(k, "timeout_ms")) {
-			rv = get_i64(v, INT64_MIN, INT64_MAX, &r->timeout_ms);
+			rv = get_i64(v, TBP_MIN_TIMEOUT_MS,
+			    TBP_MAX_DURATION_MS, &r->timeout_ms);
 		} else if (r->op == TBP_OP_LIST && key_is(k, "queue")) {
 			rv = get_name(v, 0, &r->queue);
 		} else if (r->op == TBP_OP_LIST && key_is(k, "state")) {
@@ -667,9 +669,9 @@ dec_req_fields(tbp_req *r, const msgpack_object *body)
 		} else if (r->op == TBP_OP_LIST && key_is(k, "handler")) {
 			rv = get_name(v, 0, &r->handler);
 		} else if (r->op == TBP_OP_LIST && key_is(k, "min_age_ms")) {
-			rv = get_u64(v, UINT64_MAX, &r->min_age_ms);
+			rv = get_u64(v, TBP_MAX_DURATION_MS, &r->min_age_ms);
 		} else if (r->op == TBP_OP_LIST && key_is(k, "max_age_ms")) {
-			rv = get_u64(v, UINT64_MAX, &r->max_age_ms);
+			rv = get_u64(v, TBP_MAX_DURATION_MS, &r->max_age_ms);
 		}
 		if (rv != TB_OK) {
 			return (rv);
@@ -719,7 +721,7 @@ dec_sched(tbp_sched *s, const msgpack_object *o, bool reply)
 		} else if (key_is(k, "timeout_ms")) {
 			rv = get_u32(v, &s->timeout_ms);
 		} else if (key_is(k, "every_ms")) {
-			rv = get_u64(v, UINT64_MAX, &s->every_ms);
+			rv = get_u64(v, TBP_MAX_DURATION_MS, &s->every_ms);
 		} else if (key_is(k, "cron")) {
 			rv = get_text(v, 0, TBP_MAX_CRON, &s->cron);
 		} else if (key_is(k, "catch_up")) {
@@ -801,9 +803,10 @@ dec_req_admin(tbp_req *r, const msgpack_object *body)
 			rv         = get_u64(v, UINT64_MAX, &r->id);
 			r->have_id = true;
 		} else if (op == TBP_OP_DRAIN && key_is(k, "timeout_ms")) {
-			rv = get_i64(v, INT64_MIN, INT64_MAX, &r->timeout_ms);
+			rv = get_i64(v, TBP_MIN_TIMEOUT_MS,
+			    TBP_MAX_DURATION_MS, &r->timeout_ms);
 		} else if (op == TBP_OP_PURGE && key_is(k, "min_age_ms")) {
-			rv = get_u64(v, UINT64_MAX, &r->min_age_ms);
+			rv = get_u64(v, TBP_MAX_DURATION_MS, &r->min_age_ms);
 		} else if (by_name && key_is(k, "name")) {
 			rv        = get_name(v, 1, &r->name);
 			have_name = true;
