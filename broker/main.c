@@ -112,9 +112,12 @@ take_locks(const config *cfg, int fds[LOCKS_MAX])
 	for (int i = 0; i < LOCKS_MAX; i++) {
 		fds[i] = -1;
 	}
-	if (asprintf(&path, "%s/taskbroker.lock", cfg->data_dir) < 0 ||
-	    asprintf(&what, "data directory %s", cfg->data_dir) < 0) {
-		goto fail;
+	if (asprintf(&path, "%s/taskbroker.lock", cfg->data_dir) < 0) {
+		goto oom;
+	}
+	if (asprintf(&what, "data directory %s", cfg->data_dir) < 0) {
+		free(path);
+		goto oom;
 	}
 	fds[n] = pidlock_take(path, what);
 	free(path);
@@ -125,7 +128,7 @@ take_locks(const config *cfg, int fds[LOCKS_MAX])
 	for (int i = 0; i < 2; i++) {
 		if ((path = pidlock_url_path(urls[i], &err)) == NULL) {
 			if (err != 0) {
-				goto fail;
+				goto oom;
 			}
 			continue;
 		}
@@ -136,6 +139,8 @@ take_locks(const config *cfg, int fds[LOCKS_MAX])
 		}
 	}
 	return (0);
+oom:
+	log_err("out of memory taking the broker's locks");
 fail:
 	for (int i = 0; i < LOCKS_MAX; i++) {
 		pidlock_release(fds[i]);

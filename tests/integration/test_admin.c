@@ -121,11 +121,19 @@ test_paused_queue_accepts_starts_nothing_and_stays_paused(void **state)
 
 	// And across kill -9.
 	tbh_log_note(&f->b, "=== test: kill -9 and restart ===");
-	if (tbh_kill9(&f->b) != 0 || tbh_restart(&f->b) != 0) {
-		print_error("kill -9 and restart failed\n");
+	if (tbh_kill9(&f->b) != 0) {
+		print_error("kill -9 failed\n");
 		fail();
 	}
+	// Closed while no broker is up (see kill9_restart in
+	// test_lifecycle.c: after the restart the close could wedge the new
+	// broker's listener, nng 1.5.2).
 	tb_sub_close(f->sub);
+	f->sub = NULL;
+	if (tbh_restart(&f->b) != 0) {
+		print_error("restart after kill -9 failed\n");
+		fail();
+	}
 	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
 	assert_true(queue_get(f->c, "pq", &qi));
 	assert_int_equal(qi.paused, 1);
