@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,35 @@ raise_fd_limit(void)
 	}
 }
 
+// remote_url is true for an endpoint other hosts may reach (tcp, tls+tcp).
+static bool
+remote_url(const char *url)
+{
+	return (
+	    strncmp(url, "tcp", 3) == 0 || strncmp(url, "tls+tcp", 7) == 0);
+}
+
+// check_remote_exec refuses a configuration in which a tcp listener would
+// let any host that reaches it run any program as this user: with a tcp
+// or tls+tcp endpoint, exec must be limited by --exec-allow. Returns 0 or
+// -1 after saying why.
+static int
+check_remote_exec(const config *cfg)
+{
+	const char *url = remote_url(cfg->listen) ? cfg->listen
+	    : remote_url(cfg->events)             ? cfg->events
+	                                          : NULL;
+
+	if (url == NULL || cfg->exec_allow.n > 0) {
+		return (0);
+	}
+	log_err("%s can be reached from other hosts, and the exec handler "
+	        "would run any program for them as this user: name the "
+	        "programs it may run with --exec-allow (or listen on ipc://)",
+	    url);
+	return (-1);
+}
+
 // LOCKS_MAX is the number of locks a broker holds: its data directory and
 // the socket paths of its two ipc endpoints.
 #define LOCKS_MAX 3
@@ -166,6 +196,10 @@ main(int argc, char **argv)
 	log_threshold = cfg.log_level;
 	// Test builds only: arm the fault sites $TB_FAULT names (fault.h).
 	if (tb_fault_init_env() != 0) {
+		config_fini(&cfg);
+		return (2);
+	}
+	if (check_remote_exec(&cfg) != 0) {
 		config_fini(&cfg);
 		return (2);
 	}

@@ -6,11 +6,14 @@
 // --exec-allow, and a thousand children without a thread each. Each test
 // starts its own broker.
 
+#include <arpa/inet.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1055,6 +1058,89 @@ test_thousand_children_without_a_thread_each(void **state)
 	f->passed = true;
 }
 
+// free_tcp_port returns a loopback port that was free a moment ago.
+static int
+free_tcp_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t          n = sizeof(a);
+	int                fd;
+	int                port;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &n), 0);
+	port = ntohs(a.sin_port);
+	close(fd);
+	return (port);
+}
+
+// A tcp listener can be reached from other hosts: without --exec-allow the
+// broker refuses to start (any of them could run any program as its
+// user); with it, it starts, serves over tcp and runs what is allowed.
+static void
+test_tcp_listener_requires_exec_allow(void **state)
+{
+	tbh_fix          *f = *state;
+	char              data[TBH_PATH], events[TBH_PATH], url[64];
+	char              log[TBH_PATH];
+	char             *err    = NULL;
+	const char *const echo[] = { "/bin/echo", "over tcp", NULL };
+	tb_client        *c      = NULL;
+	pid_t             pid;
+	int               code;
+
+	tbh_fix_start(f, NULL); // for its directory
+	snprintf(data, sizeof(data), "%s/tcpdata", f->b.dir);
+	snprintf(events, sizeof(events), "ipc://%s/tcp-ev.sock", f->b.dir);
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", free_tcp_port());
+	snprintf(log, sizeof(log), "%s/tcp.log", f->b.dir);
+	{
+		char *argv[] = { getenv("TB_BROKER_BIN"), "--data-dir", data,
+			"--listen", url, "--events", events, NULL };
+		code = tbh_run(argv, TBH_MS(10000), NULL, &err, f->b.dir);
+	}
+	if (code != 2 || err == NULL || strstr(err, "--exec-allow") == NULL) {
+		print_error("tcp without --exec-allow: exit %d, log:\n%s\n",
+		    code, err != NULL ? err : "");
+		free(err);
+		fail();
+	}
+	free(err);
+
+	{
+		char *argv[] = { getenv("TB_BROKER_BIN"), "--data-dir", data,
+			"--listen", url, "--events", events, "--exec-allow",
+			"/bin/echo", NULL };
+		assert_int_equal(tbh_spawn(&pid, argv, log, log), 0);
+	}
+	TBH_OK(tb_client_open(&c, url));
+	for (int64_t end = tbh_now_ms() + TBH_MS(10000);
+	     tb_ping(c, NULL) != TB_OK;) {
+		if (tbh_now_ms() > end) {
+			tbh_kill_reap(pid);
+			tb_client_close(c);
+			print_error("the broker on %s did not answer\n", url);
+			fail();
+		}
+		tbh_sleep_ms(20);
+	}
+	{
+		size_t   n;
+		void    *p  = tbh_pack_argv(echo, &n);
+		tb_id    id = tbh_submit(c, "exec", p, n, NULL);
+		tb_task *t  = tbh_wait_final(c, id, TBH_MS(10000));
+		free(p);
+		tbh_expect_state(t, TB_STATE_DONE);
+		tb_task_free(t);
+	}
+	tb_client_close(c);
+	kill(pid, SIGTERM);
+	assert_int_equal(tbh_waitpid(pid, TBH_MS(15000)), 0);
+	f->passed = true;
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, tbh_setup, tbh_teardown)
 
 int
@@ -1075,6 +1161,7 @@ main(void)
 		T(test_exec_allow_program_refuses_others),
 		T(test_exec_allow_directory_resolves_links_and_dots),
 		T(test_thousand_children_without_a_thread_each),
+		T(test_tcp_listener_requires_exec_allow),
 	};
 
 	tbh_filter_from_env();
