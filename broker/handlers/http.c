@@ -608,12 +608,12 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 	         h->req, "User-Agent", "taskbroker/" TB_VERSION_STR)) != 0) {
 		goto nng_fail;
 	}
-	// One request per connection: the response's end is then also
-	// the connection's, and nothing is pooled across attempts.
-	if ((rv = nng_http_req_set_header(h->req, "Connection", "close")) !=
-	    0) {
-		goto nng_fail;
-	}
+	// One request per connection, and nothing pooled across attempts;
+	// but the handler, not the server, closes it once the response has
+	// been read. A server asked to close ("Connection: close") may do so
+	// as it sends the last bytes, and nng 1.5.2's TLS can then fail the
+	// read of a complete body with "connection shutdown". A response
+	// without a length still ends with the server's close.
 	if (body != NULL &&
 	    (rv = nng_http_req_copy_data(h->req,
 	         body->type == MSGPACK_OBJECT_STR ? body->via.str.ptr
