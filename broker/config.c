@@ -119,6 +119,11 @@ static const config_entry config_table[] = {
 	    "a host http tasks may call; repeatable; none given: any host" },
 	{ "http-ca-file", CFG_STR, "", 0, 0, OFF(http_ca_file), { NULL },
 	    "CA certificates (PEM) for https; empty: the system's store" },
+	{ "socket-mode", CFG_STR, "0660", 0, 0, OFF(socket_mode), { NULL },
+	    "permissions (octal) of the ipc sockets: who may connect" },
+	{ "socket-group", CFG_STR, "", 0, 0, OFF(socket_group), { NULL },
+	    "group (name or number) of the ipc sockets and of the directory "
+	    "the broker creates for them; empty: the broker's own" },
 };
 
 // Keys of a [queue NAME] section; each overrides the broker-wide option of
@@ -216,7 +221,8 @@ config_set(config *cfg, const config_entry *e, const char *val, FILE *err)
 	}
 	case CFG_STR:
 		if (*val == '\0' && e->offset != OFF(config_file) &&
-		    e->offset != OFF(http_ca_file)) {
+		    e->offset != OFF(http_ca_file) &&
+		    e->offset != OFF(socket_group)) {
 			fprintf(err, "taskbrokerd: --%s must not be empty\n",
 			    e->name);
 			return (CONFIG_BAD);

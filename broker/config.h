@@ -71,6 +71,8 @@ typedef struct config {
 	config_list   plugins;      // shared objects to load at start
 	config_list   http_allow;   // hosts the http handler may call
 	char         *http_ca_file; // CA bundle for https (empty: system)
+	char         *socket_mode;  // ipc socket permissions, octal text
+	char         *socket_group; // ipc socket group; "": the broker's
 	config_queue *queues;
 	config_kv    *plugin_kv;
 } config;

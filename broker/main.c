@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <grp.h>
 
 #include <taskbroker/defs.h>
 
@@ -48,15 +50,62 @@ mkdir_p(const char *dir)
 	return (rv);
 }
 
-// ipc_dir creates the directory of an ipc:// endpoint's socket file, so
-// the default ./run works on a fresh checkout.
+// ipc_access holds what --socket-mode and --socket-group ask for.
+typedef struct ipc_access {
+	mode_t mode; // of each ipc socket
+	gid_t  gid;  // (gid_t) -1: leave the group alone
+} ipc_access;
+
+// ipc_access_parse reads --socket-mode (octal, 0..0777) and
+// --socket-group (a group name or number). Returns 0 or -1 after logging
+// why.
 static int
-ipc_dir(const char *url)
+ipc_access_parse(const config *cfg, ipc_access *a)
+{
+	char         *end;
+	long          v;
+	struct group *gr;
+
+	errno = 0;
+	v     = strtol(cfg->socket_mode, &end, 8);
+	if (errno != 0 || end == cfg->socket_mode || *end != '\0' || v < 0 ||
+	    v > 0777) {
+		log_err("--socket-mode %s: want octal permissions, 0 to 0777",
+		    cfg->socket_mode);
+		return (-1);
+	}
+	a->mode = (mode_t) v;
+	a->gid  = (gid_t) -1;
+	if (cfg->socket_group[0] == '\0') {
+		return (0);
+	}
+	errno = 0;
+	v     = strtol(cfg->socket_group, &end, 10);
+	if (errno == 0 && end != cfg->socket_group && *end == '\0' && v >= 0) {
+		a->gid = (gid_t) v;
+		return (0);
+	}
+	if ((gr = getgrnam(cfg->socket_group)) == NULL) {
+		log_err("--socket-group %s: no such group", cfg->socket_group);
+		return (-1);
+	}
+	a->gid = gr->gr_gid;
+	return (0);
+}
+
+// ipc_dir creates the directory of an ipc:// endpoint's socket file, so
+// the default ./run works on a fresh checkout. A directory it creates
+// (not one that was there) gets the sockets' group, and lets through
+// whom the socket mode lets connect.
+static int
+ipc_dir(const char *url, const ipc_access *a)
 {
 	const char *path;
 	const char *slash;
 	char       *dir;
-	int         rv;
+	int         rv = 0;
+	bool        existed;
+	mode_t      mode = 0750;
 
 	if (strncmp(url, "ipc://", 6) != 0) {
 		return (0);
@@ -68,13 +117,44 @@ ipc_dir(const char *url)
 	if ((dir = strndup(path, (size_t) (slash - path))) == NULL) {
 		return (-1);
 	}
-	rv = mkdir_p(dir);
-	if (rv != 0) {
+	existed = access(dir, F_OK) == 0;
+	if (mkdir_p(dir) != 0) {
 		log_err(
 		    "cannot create %s for %s: %s", dir, url, strerror(errno));
+		rv = -1;
+	} else if (!existed) {
+		if ((a->mode & 0007) != 0) {
+			mode |= 0001; // others may connect: let them through
+		}
+		if ((a->gid != (gid_t) -1 &&
+		        chown(dir, (uid_t) -1, a->gid) != 0) ||
+		    chmod(dir, mode) != 0) {
+			log_err("cannot set the group or mode of %s: %s", dir,
+			    strerror(errno));
+			rv = -1;
+		}
 	}
 	free(dir);
 	return (rv);
+}
+
+// ipc_socket_access gives the socket of an ipc:// endpoint its mode and
+// group, once the broker listens on it. Returns 0 or -1 after logging why.
+static int
+ipc_socket_access(const char *url, const ipc_access *a)
+{
+	const char *path = url + 6;
+
+	if (strncmp(url, "ipc://", 6) != 0) {
+		return (0);
+	}
+	if ((a->gid != (gid_t) -1 && chown(path, (uid_t) -1, a->gid) != 0) ||
+	    chmod(path, a->mode) != 0) {
+		log_err("cannot set the group or mode of %s: %s", path,
+		    strerror(errno));
+		return (-1);
+	}
+	return (0);
 }
 
 // raise_fd_limit lifts the soft limit on open files to the hard one: each
@@ -182,10 +262,11 @@ fail:
 int
 main(int argc, char **argv)
 {
-	config  cfg;
-	broker *b;
-	int     locks[LOCKS_MAX];
-	int     rv;
+	config     cfg;
+	broker    *b;
+	int        locks[LOCKS_MAX];
+	ipc_access access_cfg;
+	int        rv;
 
 	config_init(&cfg);
 	if ((rv = config_parse(&cfg, argc, argv, stdout, stderr)) !=
@@ -212,7 +293,12 @@ main(int argc, char **argv)
 		config_fini(&cfg);
 		return (1);
 	}
-	if (ipc_dir(cfg.listen) != 0 || ipc_dir(cfg.events) != 0) {
+	if (ipc_access_parse(&cfg, &access_cfg) != 0) {
+		config_fini(&cfg);
+		return (2);
+	}
+	if (ipc_dir(cfg.listen, &access_cfg) != 0 ||
+	    ipc_dir(cfg.events, &access_cfg) != 0) {
 		config_fini(&cfg);
 		return (1);
 	}
@@ -225,6 +311,10 @@ main(int argc, char **argv)
 		log_err("taskbrokerd: not started (%s; the reason is logged "
 		        "above)",
 		    tbp_err_message(rv));
+		rv = 1;
+	} else if (ipc_socket_access(cfg.listen, &access_cfg) != 0 ||
+	    ipc_socket_access(cfg.events, &access_cfg) != 0) {
+		broker_close(b);
 		rv = 1;
 	} else {
 		rv = broker_run(b);
