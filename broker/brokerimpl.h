@@ -167,8 +167,10 @@ struct broker {
 	bool        prune_more; // the last pass hit its limit
 	bool        check_drain;
 	bool        need_dispatch;
-	bool        req_held;     // the request being handled is held
-	const char *shutdown_why; // a shutdown to begin at the next pass
+	bool        req_held;       // the request being handled is held
+	const char *shutdown_why;   // a shutdown to begin at the next pass
+	int64_t     admin_gid;      // --admin-group's gid; -1: none
+	int64_t     refused_log_us; // when a refusal was last logged
 	uint64_t    next_id;
 	uint64_t    counts[TB_STATE_CANCELLED + 1];
 	uint64_t    submitted;

@@ -121,6 +121,10 @@ static const config_entry config_table[] = {
 	    "CA certificates (PEM) for https; empty: the system's store" },
 	{ "socket-mode", CFG_STR, "0660", 0, 0, OFF(socket_mode), { NULL },
 	    "permissions (octal) of the ipc sockets: who may connect" },
+	{ "admin-group", CFG_STR, "", 0, 0, OFF(admin_group), { NULL },
+	    "group (name or number) whose members may also send admin "
+	    "requests over ipc (shutdown, retry, pause, resume, purge, "
+	    "schedule changes); always: the broker's user and root" },
 	{ "socket-group", CFG_STR, "", 0, 0, OFF(socket_group), { NULL },
 	    "group (name or number) of the ipc sockets and of the directory "
 	    "the broker creates for them; empty: the broker's own" },
@@ -222,7 +226,8 @@ config_set(config *cfg, const config_entry *e, const char *val, FILE *err)
 	case CFG_STR:
 		if (*val == '\0' && e->offset != OFF(config_file) &&
 		    e->offset != OFF(http_ca_file) &&
-		    e->offset != OFF(socket_group)) {
+		    e->offset != OFF(socket_group) &&
+		    e->offset != OFF(admin_group)) {
 			fprintf(err, "taskbrokerd: --%s must not be empty\n",
 			    e->name);
 			return (CONFIG_BAD);

@@ -73,6 +73,7 @@ typedef struct config {
 	char         *http_ca_file; // CA bundle for https (empty: system)
 	char         *socket_mode;  // ipc socket permissions, octal text
 	char         *socket_group; // ipc socket group; "": the broker's
+	char         *admin_group;  // also admin over ipc; "": none
 	config_queue *queues;
 	config_kv    *plugin_kv;
 } config;

@@ -3,6 +3,8 @@
 // Everything here runs on the loop thread; see brokerimpl.h for the files
 // that do the rest and loop.h for the design.
 
+#include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -168,6 +170,34 @@ loop_recover(broker *b, const char *path)
 
 // ---- open / run / close ---------------------------------------------------
 
+// loop_admin_group resolves --admin-group (a name or a number). Returns
+// TB_OK or TB_EINVAL after logging why.
+static int
+loop_admin_group(broker *b)
+{
+	const char   *name = b->cfg->admin_group;
+	struct group *gr;
+	char         *end;
+	long          v;
+
+	b->admin_gid = -1;
+	if (name == NULL || name[0] == '\0') {
+		return (TB_OK);
+	}
+	errno = 0;
+	v     = strtol(name, &end, 10);
+	if (errno == 0 && end != name && *end == '\0' && v >= 0) {
+		b->admin_gid = v;
+		return (TB_OK);
+	}
+	if ((gr = getgrnam(name)) == NULL) {
+		log_err("--admin-group %s: no such group", name);
+		return (TB_EINVAL);
+	}
+	b->admin_gid = (int64_t) gr->gr_gid;
+	return (TB_OK);
+}
+
 // loop_init_handles initialises the loop's own handles.
 static void
 loop_init_handles(broker *b)
@@ -207,6 +237,9 @@ broker_open(broker **bp, const config *cfg)
 		return (TB_ESYSTEM);
 	}
 
+	if ((rv = loop_admin_group(b)) != TB_OK) {
+		goto fail;
+	}
 	if (asprintf(&path, "%s/taskbroker.db", cfg->data_dir) < 0) {
 		path = NULL;
 		rv   = TB_ENOMEM;

@@ -141,6 +141,15 @@ srv_aio_cb(void *arg)
 	}
 	m          = nng_aio_get_msg(r->aio);
 	r->raw_len = nng_msg_len(m);
+	// Who sent it, where the transport knows (ipc): admin rights
+	// depend on it. A tcp peer has no credentials.
+	{
+		nng_pipe p    = nng_msg_get_pipe(m);
+		r->peer_known = nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID,
+		                    &r->peer_uid) == 0 &&
+		    nng_pipe_get_uint64(
+		        p, NNG_OPT_IPC_PEER_GID, &r->peer_gid) == 0;
+	}
 	tbp_req_fini(&r->req);
 	r->decode_rv = tbp_req_decode(&r->req, nng_msg_body(m), r->raw_len);
 	nng_msg_free(m);

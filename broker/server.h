@@ -42,10 +42,13 @@ typedef struct srv_req {
 	nng_aio *aio;
 	int      phase; // internal
 
-	tbp_req         req;       // the decoded request
-	int             decode_rv; // TB_OK or why decoding failed
-	size_t          raw_len;   // its size on the wire
-	msgpack_sbuffer out;       // the reply, filled by the loop
+	tbp_req         req;        // the decoded request
+	int             decode_rv;  // TB_OK or why decoding failed
+	size_t          raw_len;    // its size on the wire
+	bool            peer_known; // the peer's credentials below are set
+	uint64_t        peer_uid;   // ipc peers: the client's user and
+	uint64_t        peer_gid;   // primary group (NNG_OPT_IPC_PEER_*)
+	msgpack_sbuffer out;        // the reply, filled by the loop
 
 	void *data; // the loop's
 

@@ -7,7 +7,7 @@
 
 #include "tbp.h"
 
-#define TBP_OP_NAME_(n, v, s, id, ro) [v] = s,
+#define TBP_OP_NAME_(n, v, s, id, fl) [v] = s,
 static const char *const tbp_op_names[TBP_OP_COUNT] = { TBP_OPS(
     TBP_OP_NAME_) };
 #undef TBP_OP_NAME_

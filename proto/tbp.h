@@ -117,32 +117,38 @@
 // value means "the broker's maximum", but only down to an int's range.
 #define TBP_MIN_TIMEOUT_MS (-2147483647LL - 1)
 
-// TBP_OPS is the one list of operations: X(NAME, value, "name", ident,
-// read_only). ident names the op in generated identifiers (the broker's
-// handle_<ident>); read_only is 1 for an op that writes nothing and is
-// answered at once, so a broker that is flushing its last writes can still
-// serve it.
-#define TBP_OPS(X)                                           \
-	X(PING, 0, "ping", ping, 1)                          \
-	X(SUBMIT, 1, "submit", submit, 0)                    \
-	X(STATUS, 2, "status", status, 1)                    \
-	X(WAIT, 3, "wait", wait, 0)                          \
-	X(CANCEL, 4, "cancel", cancel, 0)                    \
-	X(LIST, 5, "list", list, 1)                          \
-	X(STATS, 6, "stats", stats, 1)                       \
-	X(SHUTDOWN, 7, "shutdown", shutdown, 1)              \
-	X(RETRY, 8, "retry", retry, 0)                       \
-	X(PAUSE, 9, "pause", pause, 0)                       \
-	X(RESUME, 10, "resume", resume, 0)                   \
-	X(DRAIN, 11, "drain", drain, 0)                      \
-	X(PURGE, 12, "purge", purge, 0)                      \
-	X(SCHED_ADD, 13, "schedule_add", sched_add, 0)       \
-	X(SCHED_LIST, 14, "schedule_list", sched_list, 1)    \
-	X(SCHED_RM, 15, "schedule_rm", sched_rm, 0)          \
-	X(SCHED_PAUSE, 16, "schedule_pause", sched_pause, 0) \
-	X(QUEUES, 17, "queues", queues, 1)
+// TBP_RO and TBP_ADMIN are the flags of an op in TBP_OPS. TBP_RO: it
+// writes nothing and is answered at once, so a broker that is flushing its
+// last writes still serves it. TBP_ADMIN: it changes the broker or its
+// queues for everyone (shutdown, retry, pause, purge, schedules), so only
+// an admin peer may send it.
+#define TBP_RO 1
+#define TBP_ADMIN 2
 
-#define TBP_OP_ENUM_(n, v, s, id, ro) TBP_OP_##n = v,
+// TBP_OPS is the one list of operations: X(NAME, value, "name", ident,
+// flags). ident names the op in generated identifiers (the broker's
+// handle_<ident>); flags are TBP_RO and TBP_ADMIN.
+#define TBP_OPS(X)                                                   \
+	X(PING, 0, "ping", ping, TBP_RO)                             \
+	X(SUBMIT, 1, "submit", submit, 0)                            \
+	X(STATUS, 2, "status", status, TBP_RO)                       \
+	X(WAIT, 3, "wait", wait, 0)                                  \
+	X(CANCEL, 4, "cancel", cancel, 0)                            \
+	X(LIST, 5, "list", list, TBP_RO)                             \
+	X(STATS, 6, "stats", stats, TBP_RO)                          \
+	X(SHUTDOWN, 7, "shutdown", shutdown, TBP_RO | TBP_ADMIN)     \
+	X(RETRY, 8, "retry", retry, TBP_ADMIN)                       \
+	X(PAUSE, 9, "pause", pause, TBP_ADMIN)                       \
+	X(RESUME, 10, "resume", resume, TBP_ADMIN)                   \
+	X(DRAIN, 11, "drain", drain, 0)                              \
+	X(PURGE, 12, "purge", purge, TBP_ADMIN)                      \
+	X(SCHED_ADD, 13, "schedule_add", sched_add, TBP_ADMIN)       \
+	X(SCHED_LIST, 14, "schedule_list", sched_list, TBP_RO)       \
+	X(SCHED_RM, 15, "schedule_rm", sched_rm, TBP_ADMIN)          \
+	X(SCHED_PAUSE, 16, "schedule_pause", sched_pause, TBP_ADMIN) \
+	X(QUEUES, 17, "queues", queues, TBP_RO)
+
+#define TBP_OP_ENUM_(n, v, s, id, fl) TBP_OP_##n = v,
 enum tbp_op { TBP_OPS(TBP_OP_ENUM_) TBP_OP_COUNT };
 #undef TBP_OP_ENUM_
 

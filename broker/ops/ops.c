@@ -5,21 +5,57 @@
 
 #include <inttypes.h>
 
+#include <unistd.h>
+
 #include "../log.h"
+#include "../util.h"
 #include "ops.h"
 
 // ops_entry is one row of the op table.
 typedef struct ops_entry {
 	ops_handler fn;
-	bool        read_only; // writes nothing and answers at once
+	int         flags; // TBP_RO, TBP_ADMIN
 } ops_entry;
 
-#define OPS_ENTRY_(n, v, s, id, ro) [TBP_OP_##n] = { handle_##id, ro },
+#define OPS_ENTRY_(n, v, s, id, fl) [TBP_OP_##n] = { handle_##id, fl },
 static const ops_entry ops_table[] = { TBP_OPS(OPS_ENTRY_) };
 #undef OPS_ENTRY_
 
 _Static_assert(sizeof(ops_table) / sizeof(ops_table[0]) == TBP_OP_COUNT,
     "the op table has one row per op in TBP_OPS");
+
+// ops_admin_peer says whether req's peer may send admin requests: over
+// ipc, the broker's own user, root, or a member (by primary group) of
+// --admin-group. A peer without credentials (tcp) may not. A refusal is
+// logged at most once a second.
+static bool
+ops_admin_peer(broker *b, const srv_req *req)
+{
+	int64_t now;
+
+	if (req->peer_known &&
+	    (req->peer_uid == 0 || req->peer_uid == (uint64_t) geteuid() ||
+	        (b->admin_gid >= 0 &&
+	            req->peer_gid == (uint64_t) b->admin_gid))) {
+		return (true);
+	}
+	now = util_mono_us();
+	if (now - b->refused_log_us >= 1000000) {
+		b->refused_log_us = now;
+		if (req->peer_known) {
+			log_warn("request %s refused: uid %" PRIu64
+			         " gid %" PRIu64
+			         " is not an admin (--admin-group)",
+			    tbp_op_name(req->req.op), req->peer_uid,
+			    req->peer_gid);
+		} else {
+			log_warn("request %s refused: admin requests need an "
+			         "ipc peer",
+			    tbp_op_name(req->req.op));
+		}
+	}
+	return (false);
+}
 
 void
 ops_dispatch(srv_req *req, void *arg)
@@ -38,7 +74,11 @@ ops_dispatch(srv_req *req, void *arg)
 	}
 	e = &ops_table[req->req.op];
 	msgpack_sbuffer_clear(&req->out);
-	if (b->phase >= PHASE_FINISHING && !e->read_only) {
+	if ((e->flags & TBP_ADMIN) != 0 && !ops_admin_peer(b, req)) {
+		reply_error(req, TB_EUNAUTHORIZED, NULL);
+		return;
+	}
+	if (b->phase >= PHASE_FINISHING && (e->flags & TBP_RO) == 0) {
 		// The last writes are being flushed and the socket closes
 		// soon: a request held now (wait, drain, cancel) or answered
 		// after a commit would outlive the server's records.

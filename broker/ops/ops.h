@@ -4,7 +4,8 @@
 // DESIGN. Every op in proto's TBP_OPS list has one handler,
 // handle_<ident>, with one signature. The dispatcher (ops_dispatch in
 // ops.c) decodes, refuses writes while the broker flushes its last ones,
-// calls the handler and answers from its return code: TB_OK sends
+// refuses admin ops (TBP_ADMIN) from a peer that is not an admin, calls
+// the handler and answers from its return code: TB_OK sends
 // req->out (which the handler filled), any other code the error reply for
 // it. A handler that keeps the request past its return (until a commit, a
 // task's end, a timeout) holds it through held.c and returns TB_OK; the
@@ -23,7 +24,7 @@
 // the dispatcher answers.
 typedef int (*ops_handler)(broker *b, srv_req *req);
 
-#define OPS_DECLARE_(n, v, s, id, ro) int handle_##id(broker *b, srv_req *req);
+#define OPS_DECLARE_(n, v, s, id, fl) int handle_##id(broker *b, srv_req *req);
 TBP_OPS(OPS_DECLARE_)
 #undef OPS_DECLARE_
 

@@ -48,7 +48,8 @@
 	X(TB_EBUSY, 18, "busy", "broker busy, try again")                   \
 	X(TB_ESYSTEM, 19, "system_error", "system call failed")             \
 	X(TB_EQUEUEFULL, 20, "queue_full",                                  \
-	    "too many pending tasks; try again later")
+	    "too many pending tasks; try again later")                      \
+	X(TB_EUNAUTHORIZED, 21, "unauthorized", "not allowed for this client")
 
 #define TB_ERR_ENUM_(c, v, n, m) c = v,
 // tb_err: the error codes. TB_OK is 0.

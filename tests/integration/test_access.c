@@ -1,4 +1,5 @@
-// test_access.c: who may connect over ipc. The sockets get --socket-mode
+// test_access.c: who may connect over ipc, and who may send admin
+// requests. The sockets get --socket-mode
 // (default 0660) and --socket-group, so a client running as another user
 // connects when it is in that group and is refused when it is not. The
 // clients here are the real CLI started as uid 65534 (nobody) with
@@ -32,20 +33,22 @@ copy_to(const char *dir, const char *from, const char *name)
 	free(buf);
 }
 
-// ping_as runs the CLI's ping as uid 65534 with group gid only, from a
-// copy of the CLI and its library in the test's directory. Returns its
+// cli_as runs the CLI with args (NULL-terminated, at most 8) as uid 65534
+// with group gid only, from a copy of the CLI and its library in the
+// test's directory; *errp (may be NULL) receives its stderr. Returns its
 // exit code.
 static int
-ping_as(tbh_fix *f, const char *gid)
+cli_as(tbh_fix *f, const char *gid, const char *const *args, char **errp)
 {
 	const char *cli = getenv("TB_CLI_BIN");
 	char        lib[TBH_PATH + 32];
 	char        bin[TBH_PATH + 16];
 	char        regid[32];
 	char       *slash;
-	char       *argv[] = { "/usr/bin/setpriv", "--reuid=65534", regid,
-		      "--clear-groups", bin, "--broker", f->b.url, "--timeout", "3s",
-		      "ping", NULL };
+	char       *argv[20] = { "/usr/bin/setpriv", "--reuid=65534", regid,
+		      "--clear-groups", bin, "--broker", f->b.url, "--timeout",
+		      "3s" };
+	int         n        = 9;
 
 	assert_non_null(cli);
 	snprintf(lib, sizeof(lib), "%s", cli);
@@ -56,8 +59,21 @@ ping_as(tbh_fix *f, const char *gid)
 	copy_to(f->b.dir, lib, "libtaskbroker.so.0");
 	snprintf(bin, sizeof(bin), "%s/taskbroker", f->b.dir);
 	snprintf(regid, sizeof(regid), "--regid=%s", gid);
+	for (int i = 0; args[i] != NULL && n < 19; i++) {
+		argv[n++] = (char *) args[i];
+	}
+	argv[n] = NULL;
 	setenv("LD_LIBRARY_PATH", f->b.dir, 1); // for the children only
-	return (tbh_run(argv, TBH_MS(10000), NULL, NULL, f->b.dir));
+	return (tbh_run(argv, TBH_MS(10000), NULL, errp, f->b.dir));
+}
+
+// ping_as is cli_as with ping.
+static int
+ping_as(tbh_fix *f, const char *gid)
+{
+	const char *const args[] = { "ping", NULL };
+
+	return (cli_as(f, gid, args, NULL));
 }
 
 static void
@@ -162,6 +178,63 @@ test_bad_mode_or_group_stops_the_start(void **state)
 	f->passed = true;
 }
 
+// Admin requests (here pause, retry, shutdown) need an admin peer: the
+// broker's user, root, or --admin-group. Anyone else who may connect may
+// submit, query and wait, and gets unauthorized for the rest.
+static void
+test_admin_requests_need_an_admin_peer(void **state)
+{
+	const char *const  args[]    = { "--socket-group", "65534", NULL };
+	const char *const  pause[]   = { "pause", "q", NULL };
+	const char *const  retry[]   = { "retry", "--all", NULL };
+	const char *const  shut[]    = { "shutdown", NULL };
+	const char *const  submit[]  = { "submit", "noop", "--wait", NULL };
+	const char *const  stats[]   = { "stats", NULL };
+	const char *const *refused[] = { pause, retry, shut };
+	tbh_fix           *f         = *state;
+	char              *err       = NULL;
+	int                code;
+
+	tbh_fix_start(f, args);
+	assert_int_equal(chmod(f->b.dir, 0711), 0);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		code = cli_as(f, "65534", refused[i], &err);
+		if (code != 1 || err == NULL ||
+		    strstr(err, "not allowed for this client") == NULL) {
+			print_error("%s as a non-admin: exit %d, stderr %s\n",
+			    refused[i][0], code, err != NULL ? err : "");
+			free(err);
+			fail();
+		}
+		free(err);
+		err = NULL;
+	}
+	assert_int_equal(cli_as(f, "65534", submit, NULL), 0);
+	assert_int_equal(cli_as(f, "65534", stats, NULL), 0);
+	// Still running and not paused: the refusals changed nothing.
+	TBH_OK(tb_ping(f->c, NULL));
+	// The broker's own user (root here) may.
+	TBH_OK(tb_pause(f->c, "q"));
+	TBH_OK(tb_resume(f->c, "q"));
+	f->passed = true;
+}
+
+static void
+test_admin_group_widens_admin_rights(void **state)
+{
+	const char *const args[]   = { "--socket-group", "65534",
+		  "--admin-group", "65534", NULL };
+	const char *const pause[]  = { "pause", "q", NULL };
+	const char *const resume[] = { "resume", "q", NULL };
+	tbh_fix          *f        = *state;
+
+	tbh_fix_start(f, args);
+	assert_int_equal(chmod(f->b.dir, 0711), 0);
+	assert_int_equal(cli_as(f, "65534", pause, NULL), 0);
+	assert_int_equal(cli_as(f, "65534", resume, NULL), 0);
+	f->passed = true;
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, tbh_setup, tbh_teardown)
 
 int
@@ -172,6 +245,8 @@ main(void)
 		T(test_default_mode_is_0660_with_the_brokers_group),
 		T(test_socket_mode_0666_lets_everyone_in),
 		T(test_bad_mode_or_group_stops_the_start),
+		T(test_admin_requests_need_an_admin_peer),
+		T(test_admin_group_widens_admin_rights),
 	};
 
 	tbh_filter_from_env();
