@@ -3,8 +3,6 @@
 // Everything here runs on the loop thread; see brokerimpl.h for the files
 // that do the rest and loop.h for the design.
 
-#include <errno.h>
-#include <grp.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -175,26 +173,14 @@ loop_recover(broker *b, const char *path)
 static int
 loop_admin_group(broker *b)
 {
-	const char   *name = b->cfg->admin_group;
-	struct group *gr;
-	char         *end;
-	long          v;
+	const char *name = b->cfg->admin_group;
 
 	b->admin_gid = -1;
-	if (name == NULL || name[0] == '\0') {
-		return (TB_OK);
-	}
-	errno = 0;
-	v     = strtol(name, &end, 10);
-	if (errno == 0 && end != name && *end == '\0' && v >= 0) {
-		b->admin_gid = v;
-		return (TB_OK);
-	}
-	if ((gr = getgrnam(name)) == NULL) {
+	if (name != NULL && name[0] != '\0' &&
+	    util_group_id(name, &b->admin_gid) != 0) {
 		log_err("--admin-group %s: no such group", name);
 		return (TB_EINVAL);
 	}
-	b->admin_gid = (int64_t) gr->gr_gid;
 	return (TB_OK);
 }
 

@@ -9,7 +9,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <grp.h>
 
 #include <taskbroker/defs.h>
 
@@ -18,6 +17,7 @@
 #include "log.h"
 #include "loop.h"
 #include "pidlock.h"
+#include "util.h"
 
 #include <tbp.h>
 
@@ -62,9 +62,9 @@ typedef struct ipc_access {
 static int
 ipc_access_parse(const config *cfg, ipc_access *a)
 {
-	char         *end;
-	long          v;
-	struct group *gr;
+	char   *end;
+	long    v;
+	int64_t gid;
 
 	errno = 0;
 	v     = strtol(cfg->socket_mode, &end, 8);
@@ -79,17 +79,11 @@ ipc_access_parse(const config *cfg, ipc_access *a)
 	if (cfg->socket_group[0] == '\0') {
 		return (0);
 	}
-	errno = 0;
-	v     = strtol(cfg->socket_group, &end, 10);
-	if (errno == 0 && end != cfg->socket_group && *end == '\0' && v >= 0) {
-		a->gid = (gid_t) v;
-		return (0);
-	}
-	if ((gr = getgrnam(cfg->socket_group)) == NULL) {
+	if (util_group_id(cfg->socket_group, &gid) != 0) {
 		log_err("--socket-group %s: no such group", cfg->socket_group);
 		return (-1);
 	}
-	a->gid = gr->gr_gid;
+	a->gid = (gid_t) gid;
 	return (0);
 }
 

@@ -141,15 +141,7 @@ srv_aio_cb(void *arg)
 	}
 	m          = nng_aio_get_msg(r->aio);
 	r->raw_len = nng_msg_len(m);
-	// Who sent it, where the transport knows (ipc): admin rights
-	// depend on it. A tcp peer has no credentials.
-	{
-		nng_pipe p    = nng_msg_get_pipe(m);
-		r->peer_known = nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID,
-		                    &r->peer_uid) == 0 &&
-		    nng_pipe_get_uint64(
-		        p, NNG_OPT_IPC_PEER_GID, &r->peer_gid) == 0;
-	}
+	r->pipe    = nng_msg_get_pipe(m); // for srv_req_peer
 	tbp_req_fini(&r->req);
 	r->decode_rv = tbp_req_decode(&r->req, nng_msg_body(m), r->raw_len);
 	nng_msg_free(m);
@@ -273,6 +265,14 @@ srv_reply(srv_req *r)
 	atomic_fetch_add(&s->sending, 1);
 	nng_aio_set_msg(r->aio, m);
 	nng_ctx_send(r->ctx, r->aio);
+}
+
+bool
+srv_req_peer(const srv_req *req, uint64_t *uidp, uint64_t *gidp)
+{
+	return (
+	    nng_pipe_get_uint64(req->pipe, NNG_OPT_IPC_PEER_UID, uidp) == 0 &&
+	    nng_pipe_get_uint64(req->pipe, NNG_OPT_IPC_PEER_GID, gidp) == 0);
 }
 
 int

@@ -42,13 +42,11 @@ typedef struct srv_req {
 	nng_aio *aio;
 	int      phase; // internal
 
-	tbp_req         req;        // the decoded request
-	int             decode_rv;  // TB_OK or why decoding failed
-	size_t          raw_len;    // its size on the wire
-	bool            peer_known; // the peer's credentials below are set
-	uint64_t        peer_uid;   // ipc peers: the client's user and
-	uint64_t        peer_gid;   // primary group (NNG_OPT_IPC_PEER_*)
-	msgpack_sbuffer out;        // the reply, filled by the loop
+	tbp_req         req;       // the decoded request
+	int             decode_rv; // TB_OK or why decoding failed
+	size_t          raw_len;   // its size on the wire
+	nng_pipe        pipe;      // the connection it came on
+	msgpack_sbuffer out;       // the reply, filled by the loop
 
 	void *data; // the loop's
 
@@ -66,6 +64,12 @@ int srv_open(srv **sp, uv_loop_t *loop, const char *url,
 // srv_reply sends req->out as the reply. The loop must not touch req
 // afterwards. Loop thread.
 void srv_reply(srv_req *req);
+
+// srv_req_peer writes the user and primary group of the process that sent
+// req, where the transport knows them (ipc), and returns true; false for a
+// peer without credentials (tcp) or one that has gone. Loop thread; read
+// only when an op needs it, not on every request.
+bool srv_req_peer(const srv_req *req, uint64_t *uidp, uint64_t *gidp);
 
 // srv_sending returns the number of replies still being sent.
 int srv_sending(srv *s);

@@ -2,7 +2,10 @@
 
 #include "util.h"
 
+#include <errno.h>
+#include <grp.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <time.h>
 
 // util_clock_us reads clock id in microseconds.
@@ -41,4 +44,24 @@ util_thread_start(pthread_t *tp, void *(*fn)(void *), void *arg)
 	err = pthread_create(tp, NULL, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return (err);
+}
+
+int
+util_group_id(const char *name, int64_t *gidp)
+{
+	struct group *gr;
+	char         *end;
+	long          v;
+
+	errno = 0;
+	v     = strtol(name, &end, 10);
+	if (errno == 0 && end != name && *end == '\0' && v >= 0) {
+		*gidp = v;
+		return (0);
+	}
+	if ((gr = getgrnam(name)) == NULL) {
+		return (-1);
+	}
+	*gidp = (int64_t) gr->gr_gid;
+	return (0);
 }

@@ -22,4 +22,8 @@ int64_t util_mono_us(void);
 // pthread_create error number. Any thread.
 int util_thread_start(pthread_t *tp, void *(*fn)(void *), void *arg);
 
+// util_group_id resolves a group given by name or number into *gidp.
+// Returns 0, or -1 if there is no such group. Start-up only (getgrnam).
+int util_group_id(const char *name, int64_t *gidp);
+
 #endif // UTIL_H

@@ -31,23 +31,24 @@ _Static_assert(sizeof(ops_table) / sizeof(ops_table[0]) == TBP_OP_COUNT,
 static bool
 ops_admin_peer(broker *b, const srv_req *req)
 {
-	int64_t now;
+	uint64_t uid   = 0;
+	uint64_t gid   = 0;
+	bool     known = srv_req_peer(req, &uid, &gid);
+	int64_t  now;
 
-	if (req->peer_known &&
-	    (req->peer_uid == 0 || req->peer_uid == (uint64_t) geteuid() ||
-	        (b->admin_gid >= 0 &&
-	            req->peer_gid == (uint64_t) b->admin_gid))) {
+	if (known &&
+	    (uid == 0 || uid == (uint64_t) geteuid() ||
+	        (b->admin_gid >= 0 && gid == (uint64_t) b->admin_gid))) {
 		return (true);
 	}
 	now = util_mono_us();
 	if (now - b->refused_log_us >= 1000000) {
 		b->refused_log_us = now;
-		if (req->peer_known) {
+		if (known) {
 			log_warn("request %s refused: uid %" PRIu64
 			         " gid %" PRIu64
 			         " is not an admin (--admin-group)",
-			    tbp_op_name(req->req.op), req->peer_uid,
-			    req->peer_gid);
+			    tbp_op_name(req->req.op), uid, gid);
 		} else {
 			log_warn("request %s refused: admin requests need an "
 			         "ipc peer",
