@@ -11,17 +11,20 @@
 
 #include <tbp.h>
 
+#include "guard.h"
 #include "log.h"
 #include "util.h"
 
 struct events {
 	nng_socket      sock;
+	guard          *guard;
 	uint64_t        seq;
 	msgpack_sbuffer buf; // reused for every event
 };
 
 int
-events_open(events **ep, const char *url)
+events_open(
+    events **ep, uv_loop_t *loop, const char *url, const guard_access *access)
 {
 	events *ev;
 	int     rv;
@@ -36,10 +39,10 @@ events_open(events **ep, const char *url)
 		free(ev);
 		return (TB_ESYSTEM);
 	}
-	if ((rv = nng_listen(ev->sock, url, NULL, 0)) != 0) {
-		log_err("events: listen on %s: %s", url, nng_strerror(rv));
+	if ((rv = guard_listen(&ev->guard, loop, ev->sock, url, "events",
+	         access, NULL)) != TB_OK) {
 		events_close(ev);
-		return (tbp_nng_err(rv, TBP_NNG_BROKER));
+		return (rv);
 	}
 	*ep = ev;
 	return (TB_OK);
@@ -87,6 +90,7 @@ events_close(events *ev)
 	if (ev == NULL) {
 		return;
 	}
+	guard_close(ev->guard);
 	nng_close(ev->sock);
 	msgpack_sbuffer_destroy(&ev->buf);
 	free(ev);

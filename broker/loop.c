@@ -207,9 +207,10 @@ loop_init_handles(broker *b)
 int
 broker_open(broker **bp, const config *cfg)
 {
-	broker *b;
-	char   *path = NULL;
-	int     rv;
+	broker      *b;
+	char        *path = NULL;
+	guard_access access;
+	int          rv;
 
 	if ((b = calloc(1, sizeof(*b))) == NULL) {
 		return (TB_ENOMEM);
@@ -224,6 +225,11 @@ broker_open(broker **bp, const config *cfg)
 	}
 
 	if ((rv = loop_admin_group(b)) != TB_OK) {
+		goto fail;
+	}
+	if (guard_access_parse(cfg->socket_mode, cfg->socket_group, &access) !=
+	    0) {
+		rv = TB_EINVAL;
 		goto fail;
 	}
 	if (asprintf(&path, "%s/taskbroker.db", cfg->data_dir) < 0) {
@@ -248,9 +254,10 @@ broker_open(broker **bp, const config *cfg)
 	        TB_OK ||
 	    (rv = pool_open(&b->pl, cfg->workers, loop_wake_pool, b)) !=
 	        TB_OK ||
-	    (rv = events_open(&b->ev, cfg->events)) != TB_OK ||
-	    (rv = srv_open(&b->sv, &b->loop, cfg->listen, ops_dispatch, b)) !=
-	        TB_OK) {
+	    (rv = events_open(&b->ev, &b->loop, cfg->events, &access)) !=
+	        TB_OK ||
+	    (rv = srv_open(&b->sv, &b->loop, cfg->listen, &access,
+	         ops_dispatch, b)) != TB_OK) {
 		goto fail;
 	}
 	uv_prepare_start(&b->prepare, loop_prepare);

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "fault.h"
+#include "guard.h"
 #include "log.h"
 #include "loop.h"
 #include "pidlock.h"
@@ -50,49 +51,12 @@ mkdir_p(const char *dir)
 	return (rv);
 }
 
-// ipc_access holds what --socket-mode and --socket-group ask for.
-typedef struct ipc_access {
-	mode_t mode; // of each ipc socket
-	gid_t  gid;  // (gid_t) -1: leave the group alone
-} ipc_access;
-
-// ipc_access_parse reads --socket-mode (octal, 0..0777) and
-// --socket-group (a group name or number). Returns 0 or -1 after logging
-// why.
-static int
-ipc_access_parse(const config *cfg, ipc_access *a)
-{
-	char   *end;
-	long    v;
-	int64_t gid;
-
-	errno = 0;
-	v     = strtol(cfg->socket_mode, &end, 8);
-	if (errno != 0 || end == cfg->socket_mode || *end != '\0' || v < 0 ||
-	    v > 0777) {
-		log_err("--socket-mode %s: want octal permissions, 0 to 0777",
-		    cfg->socket_mode);
-		return (-1);
-	}
-	a->mode = (mode_t) v;
-	a->gid  = (gid_t) -1;
-	if (cfg->socket_group[0] == '\0') {
-		return (0);
-	}
-	if (util_group_id(cfg->socket_group, &gid) != 0) {
-		log_err("--socket-group %s: no such group", cfg->socket_group);
-		return (-1);
-	}
-	a->gid = (gid_t) gid;
-	return (0);
-}
-
 // ipc_dir creates the directory of an ipc:// endpoint's socket file, so
 // the default ./run works on a fresh checkout. A directory it creates
 // (not one that was there) gets the sockets' group, and lets through
 // whom the socket mode lets connect.
 static int
-ipc_dir(const char *url, const ipc_access *a)
+ipc_dir(const char *url, const guard_access *a)
 {
 	const char *path;
 	const char *slash;
@@ -130,25 +94,6 @@ ipc_dir(const char *url, const ipc_access *a)
 	}
 	free(dir);
 	return (rv);
-}
-
-// ipc_socket_access gives the socket of an ipc:// endpoint its mode and
-// group, once the broker listens on it. Returns 0 or -1 after logging why.
-static int
-ipc_socket_access(const char *url, const ipc_access *a)
-{
-	const char *path = url + 6;
-
-	if (strncmp(url, "ipc://", 6) != 0) {
-		return (0);
-	}
-	if ((a->gid != (gid_t) -1 && chown(path, (uid_t) -1, a->gid) != 0) ||
-	    chmod(path, a->mode) != 0) {
-		log_err("cannot set the group or mode of %s: %s", path,
-		    strerror(errno));
-		return (-1);
-	}
-	return (0);
 }
 
 // raise_fd_limit lifts the soft limit on open files to the hard one: each
@@ -256,11 +201,11 @@ fail:
 int
 main(int argc, char **argv)
 {
-	config     cfg;
-	broker    *b;
-	int        locks[LOCKS_MAX];
-	ipc_access access_cfg;
-	int        rv;
+	config       cfg;
+	broker      *b;
+	int          locks[LOCKS_MAX];
+	guard_access access_cfg;
+	int          rv;
 
 	config_init(&cfg);
 	if ((rv = config_parse(&cfg, argc, argv, stdout, stderr)) !=
@@ -287,7 +232,8 @@ main(int argc, char **argv)
 		config_fini(&cfg);
 		return (1);
 	}
-	if (ipc_access_parse(&cfg, &access_cfg) != 0) {
+	if (guard_access_parse(
+	        cfg.socket_mode, cfg.socket_group, &access_cfg) != 0) {
 		config_fini(&cfg);
 		return (2);
 	}
@@ -305,10 +251,6 @@ main(int argc, char **argv)
 		log_err("taskbrokerd: not started (%s; the reason is logged "
 		        "above)",
 		    tbp_err_message(rv));
-		rv = 1;
-	} else if (ipc_socket_access(cfg.listen, &access_cfg) != 0 ||
-	    ipc_socket_access(cfg.events, &access_cfg) != 0) {
-		broker_close(b);
 		rv = 1;
 	} else {
 		rv = broker_run(b);

@@ -8,6 +8,7 @@
 
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "guard.h"
 #include "log.h"
 
 enum srv_phase {
@@ -18,6 +19,7 @@ enum srv_phase {
 
 struct srv {
 	nng_socket sock;
+	guard     *guard;
 	uv_async_t async;
 	void (*handle)(srv_req *, void *);
 	void *arg;
@@ -202,7 +204,8 @@ srv_async_cb(uv_async_t *a)
 
 int
 srv_open(srv **sp, uv_loop_t *loop, const char *url,
-    void (*handle)(srv_req *req, void *arg), void *arg)
+    const guard_access *access, void (*handle)(srv_req *req, void *arg),
+    void               *arg)
 {
 	srv *s;
 	int  rv;
@@ -222,12 +225,12 @@ srv_open(srv **sp, uv_loop_t *loop, const char *url,
 	// Anything larger is dropped by the transport before we allocate
 	// for it.
 	nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, TBP_MAX_MSG);
-	if ((rv = nng_listen(s->sock, url, NULL, 0)) != 0) {
-		log_err("server: listen on %s: %s", url, nng_strerror(rv));
+	if ((rv = guard_listen(&s->guard, loop, s->sock, url, "requests",
+	         access, NULL)) != TB_OK) {
 		nng_close(s->sock);
 		pthread_mutex_destroy(&s->mtx);
 		free(s);
-		return (tbp_nng_err(rv, TBP_NNG_BROKER));
+		return (rv);
 	}
 	uv_async_init(loop, &s->async, srv_async_cb);
 	s->async.data = s;
@@ -296,6 +299,7 @@ srv_close(srv *s)
 		return;
 	}
 	atomic_store(&s->closing, true);
+	guard_close(s->guard);
 	nng_close(s->sock);
 	while ((r = s->all) != NULL) {
 		srv_unlink(s, r);

@@ -46,6 +46,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 
 #include <taskbroker.h>
 
@@ -57,7 +58,10 @@
 // resend-on-reconnect rather than to a timer.
 #define CLIENT_DEFAULT_TIMEOUT_MS 10000
 #define CLIENT_RECVMAXSZ (64u << 20)
-#define CLIENT_RECONNMINT_MS 50
+#define CLIENT_RECONNMINT_MS 10
+// A first dial that is refused is tried again for this long (see
+// client_dial_locked) before the broker is reported unreachable.
+#define CLIENT_DIAL_RETRY_MS 250
 #define CLIENT_RECONNMAXT_MS 1000
 #define CLIENT_RESENDTIME_MS 60000
 #define CLIENT_RESEND_MS 2000      // per request; see client_call_run
@@ -259,6 +263,25 @@ tb_client_set_timeout(tb_client *c, int ms)
 	return (TB_OK);
 }
 
+// client_dial_transient is true for the errors of a first dial that the
+// same dial a moment later may not have: no listener, or a connection
+// closed during its handshake.
+static bool
+client_dial_transient(int rv)
+{
+	switch (rv) {
+	case NNG_ECONNREFUSED:
+	case NNG_ENOENT:
+	case NNG_ECLOSED:
+	case NNG_ECONNRESET:
+	case NNG_ECONNSHUT:
+	case NNG_ECONNABORTED:
+		return (true);
+	default:
+		return (false);
+	}
+}
+
 // client_dial_locked opens and dials the socket. Called with c->mtx held.
 static int
 client_dial_locked(tb_client *c)
@@ -283,10 +306,20 @@ client_dial_locked(tb_client *c)
 		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
 	}
 	// Flags 0: dial synchronously, so that a missing broker is reported
-	// now instead of every request timing out.
-	if ((rv = nng_dial(s, c->url, NULL, 0)) != 0) {
-		tbc_close_socket(s);
-		return (tbp_nng_err(rv, TBP_NNG_DIAL));
+	// now instead of every request timing out. A refused or missing
+	// address is tried again for CLIENT_DIAL_RETRY_MS: a broker that is
+	// starting, or replacing a listener (broker/guard.h), has no listener
+	// for a moment, and that must not fail the request.
+	for (int wait_ms = 1, waited = 0;; waited += wait_ms, wait_ms *= 2) {
+		if ((rv = nng_dial(s, c->url, NULL, 0)) == 0) {
+			break;
+		}
+		if (!client_dial_transient(rv) ||
+		    waited >= CLIENT_DIAL_RETRY_MS) {
+			tbc_close_socket(s);
+			return (tbp_nng_err(rv, TBP_NNG_DIAL));
+		}
+		nng_msleep((nng_duration) wait_ms);
 	}
 	c->sock = s;
 	c->open = true;

@@ -27,7 +27,7 @@
 #include "tbp.h"
 
 #define SUB_RECVMAXSZ (1u << 20) // an event carries at most one result
-#define SUB_RECONNMINT_MS 50
+#define SUB_RECONNMINT_MS 10
 #define SUB_RECONNMAXT_MS 1000
 
 struct tb_sub {

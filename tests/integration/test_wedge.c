@@ -1,0 +1,302 @@
+// test_wedge.c: no peer can stop the broker's listeners. With nng 1.5.2 a
+// bare connect() and close() on a listener stopped it from accepting for
+// good (the broker's guard, broker/guard.h, now starts a new one). Each
+// test opens and closes 1,000 raw Unix or TCP connections on a listener,
+// then a new client must be served within SERVED_MS (scaled for sanitizer
+// builds), and the clients that were connected before keep being served. A
+// second broker on a tcp endpoint fails clearly and the first keeps serving.
+
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define STORM 1000
+
+// storm makes STORM raw connections to url (ipc:// or tcp://127.0.0.1:P)
+// and closes each at once, before any handshake. While the broker starts
+// a new listener the address may refuse a connection for a moment; those
+// attempts are made again, so STORM connections are made in all.
+static void
+storm(const char *url)
+{
+	int64_t deadline = tbh_now_ms() + TBH_MS(20000);
+	int     made     = 0;
+
+	while (made < STORM) {
+		struct sockaddr_storage ss;
+		socklen_t               len;
+		int                     fd;
+
+		memset(&ss, 0, sizeof(ss));
+		if (strncmp(url, "ipc://", 6) == 0) {
+			struct sockaddr_un *su = (struct sockaddr_un *) &ss;
+			su->sun_family         = AF_UNIX;
+			snprintf(
+			    su->sun_path, sizeof(su->sun_path), "%s", url + 6);
+			len = sizeof(*su);
+		} else {
+			struct sockaddr_in *si    = (struct sockaddr_in *) &ss;
+			const char         *colon = strrchr(url, ':');
+			assert_non_null(colon);
+			si->sin_family = AF_INET;
+			si->sin_port   = htons((uint16_t) atoi(colon + 1));
+			si->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			len                 = sizeof(*si);
+		}
+		fd = socket(ss.ss_family, SOCK_STREAM, 0);
+		assert_true(fd >= 0);
+		if (connect(fd, (struct sockaddr *) &ss, len) == 0) {
+			made++;
+		} else if (errno != ECONNREFUSED && errno != ENOENT) {
+			print_error("connect %s: %s\n", url, strerror(errno));
+			fail();
+		} else if (tbh_now_ms() > deadline) {
+			print_error("%s refused connections for 20 s after "
+			            "%d of the storm's\n",
+			    url, made);
+			fail();
+		}
+		close(fd);
+	}
+}
+
+// SERVED_MS bounds the time from the storm's end to a new client's answer:
+// the 100 ms the broker aims at, plus the 100 ms for which nng 1.5.2's
+// listener stops accepting after a handshake that ended with the peer's
+// shutdown (ECONNSHUT: the storm's rare connection that the broker had
+// already written to). That pause is nng's and cannot be turned off.
+#define SERVED_MS 200
+
+// expect_new_client_served checks that a client opened now gets its ping
+// answered within SERVED_MS.
+static void
+expect_new_client_served(const tbh_broker *b)
+{
+	int64_t    t0 = tbh_now_ms();
+	tb_client *c  = NULL;
+	int        rv;
+
+	TBH_OK(tb_client_open(&c, b->url));
+	TBH_OK(tb_client_set_timeout(c, TBH_MS(SERVED_MS)));
+	rv = tb_ping(c, NULL);
+	tb_client_close(c);
+	fprintf(stderr, "a new client was answered %lld ms after the storm\n",
+	    (long long) (tbh_now_ms() - t0));
+	if (rv != TB_OK || tbh_now_ms() - t0 > TBH_MS(SERVED_MS)) {
+		print_error("a new client after the storm: ping %s after %lld "
+		            "ms (want an answer within %d ms)\n",
+		    tb_strerror(rv), (long long) (tbh_now_ms() - t0),
+		    TBH_MS(SERVED_MS));
+		fail();
+	}
+}
+
+// expect_new_subscriber_served checks that a subscription opened now
+// receives an event within SERVED_MS: it submits a noop task every 10 ms
+// until one of their events arrives (PUB drops what it sends before the
+// subscriber's connection is attached).
+static void
+expect_new_subscriber_served(const tbh_broker *b, tb_client *c)
+{
+	int64_t t0 = tbh_now_ms();
+	tb_sub *s  = NULL;
+
+	TBH_OK(tb_sub_open(&s, b->events_url, "tb."));
+	for (;;) {
+		tb_id     id = tbh_submit(c, "noop", NULL, 0, NULL);
+		tb_event *e  = tbh_sub_expect(s, id, NULL, 10);
+		if (e != NULL) {
+			tb_event_free(e);
+			break;
+		}
+		if (tbh_now_ms() - t0 > TBH_MS(SERVED_MS)) {
+			tb_sub_close(s);
+			print_error("a new subscriber after the storm got no "
+			            "event within %d ms\n",
+			    TBH_MS(SERVED_MS));
+			fail();
+		}
+	}
+	tb_sub_close(s);
+}
+
+// after_storm checks everything a storm must leave intact: the client
+// that was connected before, a new client, a subscription opened before,
+// a new subscriber, and a task run end to end.
+static void
+after_storm(tbh_fix *f)
+{
+	tb_id    id;
+	tb_task *t;
+
+	expect_new_client_served(&f->b);
+	TBH_OK(tb_ping(f->c, NULL));
+	expect_new_subscriber_served(&f->b, f->c);
+	id = tbh_submit(f->c, "noop", NULL, 0, NULL);
+	t  = tbh_wait_final(f->c, id, TBH_MS(10000));
+	tbh_expect_state(t, TB_STATE_DONE);
+	tb_task_free(t);
+	// The subscription opened before the storm still gets events (it
+	// reconnects by itself if its connection was closed).
+	{
+		int64_t end = tbh_now_ms() + TBH_MS(5000);
+		bool    got = false;
+		while (!got && tbh_now_ms() < end) {
+			tb_event *e;
+			id  = tbh_submit(f->c, "noop", NULL, 0, NULL);
+			e   = tbh_sub_expect(f->sub, id, NULL, 100);
+			got = e != NULL;
+			tb_event_free(e);
+		}
+		assert_true(got);
+	}
+}
+
+static void
+test_ipc_request_listener_survives_a_storm(void **state)
+{
+	tbh_fix *f = *state;
+
+	tbh_fix_start(f, NULL);
+	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
+	storm(f->b.url);
+	after_storm(f);
+	f->passed = true;
+}
+
+static void
+test_ipc_events_listener_survives_a_storm(void **state)
+{
+	tbh_fix *f = *state;
+
+	tbh_fix_start(f, NULL);
+	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
+	storm(f->b.events_url);
+	after_storm(f);
+	f->passed = true;
+}
+
+// free_tcp_port returns a loopback port that was free a moment ago.
+static int
+free_tcp_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t          n = sizeof(a);
+	int                fd;
+	int                port;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &n), 0);
+	port = ntohs(a.sin_port);
+	close(fd);
+	return (port);
+}
+
+// tcp_start starts the fixture's broker with both endpoints on loopback
+// tcp (exec limited, as any tcp listener requires).
+static void
+tcp_start(tbh_fix *f)
+{
+	tbh_broker       *b      = &f->b;
+	const char *const args[] = { "--exec-allow", "/bin/true", NULL };
+
+	snprintf(b->dir, sizeof(b->dir), "/tmp/tbh-XXXXXX");
+	assert_non_null(mkdtemp(b->dir));
+	snprintf(b->data_dir, sizeof(b->data_dir), "%s/data", b->dir);
+	snprintf(b->log_path, sizeof(b->log_path), "%s/broker.log", b->dir);
+	snprintf(
+	    b->url, sizeof(b->url), "tcp://127.0.0.1:%d", free_tcp_port());
+	snprintf(b->events_url, sizeof(b->events_url), "tcp://127.0.0.1:%d",
+	    free_tcp_port());
+	tbh_fix_start(f, args);
+}
+
+static void
+test_tcp_request_listener_survives_a_storm(void **state)
+{
+	tbh_fix *f = *state;
+
+	tcp_start(f);
+	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
+	storm(f->b.url);
+	after_storm(f);
+	f->passed = true;
+}
+
+static void
+test_tcp_events_listener_survives_a_storm(void **state)
+{
+	tbh_fix *f = *state;
+
+	tcp_start(f);
+	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
+	storm(f->b.events_url);
+	after_storm(f);
+	f->passed = true;
+}
+
+// A second broker given the first one's tcp endpoint (its own data dir)
+// fails to start, saying the address is in use, and the first keeps
+// serving; the same for the events endpoint.
+static void
+test_second_broker_on_a_tcp_endpoint_fails_clearly(void **state)
+{
+	tbh_fix *f = *state;
+	char     data[TBH_PATH], other[64];
+	char    *err = NULL;
+	int      code;
+
+	tcp_start(f);
+	snprintf(data, sizeof(data), "%s/data2", f->b.dir);
+	snprintf(other, sizeof(other), "tcp://127.0.0.1:%d", free_tcp_port());
+	for (int i = 0; i < 2; i++) {
+		const char *listen = i == 0 ? f->b.url : other;
+		const char *events = i == 0 ? other : f->b.events_url;
+		const char *taken  = i == 0 ? f->b.url : f->b.events_url;
+		char *argv[] = { getenv("TB_BROKER_BIN"), "--data-dir", data,
+			"--listen", (char *) listen, "--events",
+			(char *) events, "--exec-allow", "/bin/true", NULL };
+
+		code = tbh_run(argv, TBH_MS(10000), NULL, &err, f->b.dir);
+		if (code != 1 || err == NULL || strstr(err, taken) == NULL ||
+		    strstr(err, "in use") == NULL) {
+			print_error("second broker on %s: exit %d, log:\n%s\n",
+			    taken, code, err != NULL ? err : "");
+			free(err);
+			fail();
+		}
+		free(err);
+		err = NULL;
+		expect_new_client_served(&f->b);
+		TBH_OK(tb_ping(f->c, NULL));
+	}
+	f->passed = true;
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, tbh_setup, tbh_teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_ipc_request_listener_survives_a_storm),
+		T(test_ipc_events_listener_survives_a_storm),
+		T(test_tcp_request_listener_survives_a_storm),
+		T(test_tcp_events_listener_survives_a_storm),
+		T(test_second_broker_on_a_tcp_endpoint_fails_clearly),
+	};
+
+	tbh_filter_from_env();
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
