@@ -20,14 +20,14 @@
 // SQLITE_READONLY_*, SQLITE_BUSY, ...), an op with keep set is not failed:
 // the writer keeps it, in order, and runs it again at the head of the next
 // batch, which comes with the next submitted op or after a retry delay
-// (STORE_RETRY_MIN_MS doubling to STORE_RETRY_MAX_MS), until it commits.
-// Every other op of the batch completes at once with TB_ESTORE and the
-// SQLite code in src. So the loop marks the writes it cannot take back
-// (a task's state changes) keep, and refuses the ones a client can be told
-// about (a submit's INSERT). After any other error, or when the store
-// stops while kept ops still fail (STORE_STOP_RETRIES more tries), every
-// op fails with TB_ESTORE. The writer logs one line when the store starts
-// failing and one when it writes again, not one per failed batch.
+// (store.c: STORE_RETRY_MIN_MS doubling to STORE_RETRY_MAX_MS), until it
+// commits. Every other op of the batch completes at once with TB_ESTORE and
+// the SQLite code in src. So the loop marks the writes it cannot take back (a
+// task's state changes) keep, and refuses the ones a client can be told about
+// (a submit's INSERT). After any other error, or when the store stops while
+// kept ops still fail (STORE_STOP_RETRIES more tries), every op fails with
+// TB_ESTORE. The writer logs one line when the store starts failing and one
+// when it writes again, not one per failed batch.
 //
 // Durability: STORE_FULL sets synchronous=FULL (each commit is fsynced and
 // survives power loss); STORE_NORMAL sets synchronous=NORMAL (survives a
