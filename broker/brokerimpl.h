@@ -128,6 +128,8 @@ struct sop {
 	queue       *q;        // a delete by queue: whose figures to adjust
 	uint64_t    *ids;      // a delete by ids: owned
 	store_sched *sc_own;   // a schedule copy owned by the op
+	uint8_t     *result;   // a task write's copy of the result: owned
+	char        *error;    // and of the error text: owned
 	srv_req     *req;      // answered once committed
 	const char  *event;    // published once committed
 	uint32_t     ev_state; // state and attempt the event reports
@@ -350,11 +352,14 @@ sop *sop_alloc(sop_done_fn done, task *t);
 // sop_submit queues w with the store; its done runs on a later pass.
 void sop_submit(broker *b, sop *w);
 
-// sop_write_task queues an UPDATE with t's current fields; done runs once
-// it has committed. event (may be NULL) is published then, with dur, and
-// req (may be NULL) answered with the task. Returns the op (to attach more
-// context), or NULL when out of memory (req is then answered with
-// out_of_memory).
+// sop_write_task queues an UPDATE with t's current fields (the op keeps
+// copies of the result and error: the task may change them before the
+// write commits); done runs once it has committed. The op is marked keep:
+// while the store cannot write, the store keeps it and writes it when it
+// can again (store.h, Store errors), and done waits until then. event (may
+// be NULL) is published then, with dur, and req (may be NULL) answered
+// with the task. Returns the op (to attach more context), or NULL when out
+// of memory (req is then answered with out_of_memory).
 sop *sop_write_task(broker *b, task *t, sop_done_fn done, const char *event,
     uint64_t dur, srv_req *req);
 
@@ -373,6 +378,11 @@ int sop_reply(broker *b, srv_req *req, const store_op *tmpl, store_sched *own);
 
 // sop_complete_all runs the done of every op the store has handed back.
 void sop_complete_all(broker *b);
+
+// sop_errmsg writes into buf (size bytes) the message a request refused
+// because op failed gets: "store cannot write: <cause>". Returns buf, or
+// NULL (the error's own message) when op did not fail in the store.
+const char *sop_errmsg(const store_op *op, char *buf, size_t size);
 
 // sop_discard frees w and what it owns without running its done (at
 // close, after the loop has stopped).

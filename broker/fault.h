@@ -58,11 +58,24 @@
 //                 handlers/sqlite.c: the process calls _exit(137) right
 //                 after a sqlite writer's COMMIT, before the outcome is
 //                 reported (the exactly-once test).
-#define TB_FAULTS(X)                                \
-	X(TB_FAULT_STORE_BEGIN, 1, "store_begin")   \
-	X(TB_FAULT_STORE_INSERT, 2, "store_insert") \
-	X(TB_FAULT_STORE_COMMIT, 3, "store_commit") \
-	X(TB_FAULT_SQLITE_EXIT_AFTER_COMMIT, 4, "sqlite_exit_after_commit")
+//   store_wal_write
+//                 fault_vfs.c: one xWrite to the task store's WAL file
+//                 fails with SQLITE_IOERR_WRITE, nothing written (one hit
+//                 per write call: a frame header and its page are two).
+//   store_wal_full
+//                 fault_vfs.c: the same write fails with SQLITE_FULL, as
+//                 on a full disk (its own hit count).
+//   store_fsync   fault_vfs.c: one xSync of the task store's database or
+//                 WAL file fails with SQLITE_IOERR_FSYNC after the data
+//                 was written (so a refused commit may still be on disk).
+#define TB_FAULTS(X)                                                        \
+	X(TB_FAULT_STORE_BEGIN, 1, "store_begin")                           \
+	X(TB_FAULT_STORE_INSERT, 2, "store_insert")                         \
+	X(TB_FAULT_STORE_COMMIT, 3, "store_commit")                         \
+	X(TB_FAULT_SQLITE_EXIT_AFTER_COMMIT, 4, "sqlite_exit_after_commit") \
+	X(TB_FAULT_STORE_WAL_WRITE, 5, "store_wal_write")                   \
+	X(TB_FAULT_STORE_WAL_FULL, 6, "store_wal_full")                     \
+	X(TB_FAULT_STORE_FSYNC, 7, "store_fsync")
 
 enum tb_fault_id {
 #define TB_FAULT_ENUM_(id, n, name) id = n,
@@ -104,6 +117,14 @@ int tb_fault_arm(const char *spec);
 // thread that may hit a site.
 int tb_fault_init_env(void);
 
+// tb_fault_vfs returns the name of a SQLite VFS that wraps the default
+// one ("unix") and adds the sites store_wal_write, store_wal_full and
+// store_fsync (fault_vfs.c), registering it on the first call (not as the
+// default: only connections that name it, the task store's, go through
+// it). NULL, after a log line, if it cannot be registered; a NULL name
+// opens with the default VFS. Any thread.
+const char *tb_fault_vfs(void);
+
 #else // !TB_FAULT_INJECTION: no seam, every site takes its normal path.
 
 static inline int
@@ -117,6 +138,12 @@ static inline int
 tb_fault_init_env(void)
 {
 	return (0);
+}
+
+static inline const char *
+tb_fault_vfs(void)
+{
+	return (NULL); // the default VFS
 }
 
 #endif // TB_FAULT_INJECTION

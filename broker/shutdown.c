@@ -124,16 +124,23 @@ shutdown_flushed(broker *b, sop *w)
 	taskrec none;
 	char    empty[1] = "";
 
-	(void) w;
 	b->phase = PHASE_CLOSING;
 	held_fail_all(b, TB_ESHUTTINGDOWN);
 	memset(&none, 0, sizeof(none));
 	none.queue   = empty;
 	none.handler = empty;
 	events_publish(b->ev, "shutdown", &none, 0, 0, 0);
-	log_info("shutdown: all writes committed; %" PRIu64
-	         " task(s) left pending for the next start",
-	    b->counts[TB_STATE_PENDING] + b->counts[TB_STATE_FAILED]);
+	if (w != NULL && w->op.rv != TB_OK) {
+		// The store cannot write: store_stop tries the kept writes a
+		// few more times and logs what it could not write.
+		log_warn("shutdown: the store cannot write; %u write(s) "
+		         "kept in memory are tried once more before the exit",
+		    store_kept(b->st));
+	} else {
+		log_info("shutdown: all writes committed; %" PRIu64
+		         " task(s) left pending for the next start",
+		    b->counts[TB_STATE_PENDING] + b->counts[TB_STATE_FAILED]);
+	}
 	// Let the last replies leave before the socket closes.
 	b->linger_ticks = 0;
 	uv_timer_start(&b->linger_timer, shutdown_linger_tick, 10, 10);

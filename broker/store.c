@@ -8,6 +8,11 @@
 // own locks may be held around store_submit and store_take_done, and notify
 // is called with s->mtx released, so notify may take the caller's locks).
 //
+// Kept ops (store.h, Store errors) live on s->kept, which only the writer
+// thread touches; s->nkept mirrors its length under s->mtx for store_kept.
+// The retry delay is a timed wait on s->cv (CLOCK_MONOTONIC), so a new op
+// or store_stop still wakes the writer at once.
+//
 // Connections. s->wdb is used by the thread that calls store_open and
 // store_recover until store_start, then only by the writer thread. s->rdb is
 // used only by the loop thread (store_get, store_list). Both are opened
@@ -22,6 +27,8 @@
 #include <taskbroker/defs.h>
 
 #include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -29,6 +36,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+// STORE_RETRY_MIN_MS and STORE_RETRY_MAX_MS bound the delay before the
+// writer runs kept ops again when nothing new comes: it starts short, so
+// that a one-off I/O error costs little, and doubles up to the maximum, so
+// that a full disk is tried about once a second. STORE_STOP_RETRIES is how
+// many more batches store_stop lets kept ops fail before it gives up on
+// them (their tasks then restart from their last stored state).
+#define STORE_RETRY_MIN_MS 10
+#define STORE_RETRY_MAX_MS 1000
+#define STORE_STOP_RETRIES 3
+
+// STORE_ERRMSG is room for SQLite's message of a failed batch.
+#define STORE_ERRMSG 256
 
 // STORE_BUSY_MS is how long a connection waits for a lock held by another
 // connection (the reader during a checkpoint, another process, a backup)
@@ -183,6 +203,18 @@ struct store {
 	bool            stopping;
 	uint64_t        commits; // transactions committed by the writer
 	uint64_t        ops;     // ops completed by the writer with TB_OK
+	uint32_t        nkept;   // ops on s->kept
+
+	// The writer thread's own (store_stop's before start): no lock.
+	store_op  *kept; // kept ops, oldest first, run again at the next batch
+	store_op **kept_tail;
+	bool       failing;    // the last batch failed with a transient error
+	int        retry_ms;   // the delay before the next retry
+	int        stop_tries; // batches that failed since stopping
+	int64_t    fail_since; // util_mono_us() of the first failure
+	uint64_t   fail_batches;   // batches failed since then
+	uint64_t   refused;        // ops failed since then
+	char errmsg[STORE_ERRMSG]; // SQLite's message of the last failure
 };
 
 // store_stmt_def lists every statement; all are prepared once at open.
@@ -304,6 +336,81 @@ store_rv(int src)
 	return ((src & 0xff) == SQLITE_NOMEM ? TB_ENOMEM : TB_ESTORE);
 }
 
+bool
+store_error_transient(int src)
+{
+	switch (src & 0xff) {
+	case SQLITE_FULL:     // the disk or a quota is full
+	case SQLITE_IOERR:    // the OS failed a read, write, fsync, ...
+	case SQLITE_READONLY: // the file or its filesystem became read-only
+	case SQLITE_CANTOPEN: // the WAL or a temporary file could not open
+	case SQLITE_BUSY:     // another process holds the lock
+	case SQLITE_LOCKED:
+	case SQLITE_NOMEM:
+	case SQLITE_PROTOCOL: // WAL lock races
+		return (true);
+	default:
+		return (false); // constraint, corruption, misuse: acting again
+		                // on the same data fails the same way
+	}
+}
+
+// store_code_texts describes the result codes a failed write is likely to
+// report (SQLite 3.40 has no sqlite3_errname); other extended codes are
+// described by their primary code.
+static const struct {
+	int         src;
+	const char *text;
+} store_code_texts[] = {
+	{ SQLITE_FULL, "database or disk is full (SQLITE_FULL)" },
+	{ SQLITE_IOERR_WRITE, "disk I/O error (SQLITE_IOERR_WRITE)" },
+	{ SQLITE_IOERR_FSYNC, "disk I/O error (SQLITE_IOERR_FSYNC)" },
+	{ SQLITE_IOERR_DIR_FSYNC, "disk I/O error (SQLITE_IOERR_DIR_FSYNC)" },
+	{ SQLITE_IOERR_TRUNCATE, "disk I/O error (SQLITE_IOERR_TRUNCATE)" },
+	{ SQLITE_IOERR_READ, "disk I/O error (SQLITE_IOERR_READ)" },
+	{ SQLITE_IOERR_SHORT_READ,
+	    "disk I/O error (SQLITE_IOERR_SHORT_READ)" },
+	{ SQLITE_IOERR_NOMEM, "out of memory (SQLITE_IOERR_NOMEM)" },
+	{ SQLITE_IOERR_SHMOPEN, "disk I/O error (SQLITE_IOERR_SHMOPEN)" },
+	{ SQLITE_IOERR_SHMSIZE, "disk I/O error (SQLITE_IOERR_SHMSIZE)" },
+	{ SQLITE_IOERR_SHMMAP, "disk I/O error (SQLITE_IOERR_SHMMAP)" },
+	{ SQLITE_IOERR_LOCK, "disk I/O error (SQLITE_IOERR_LOCK)" },
+	{ SQLITE_IOERR, "disk I/O error (SQLITE_IOERR)" },
+	{ SQLITE_READONLY_DBMOVED,
+	    "the database file was moved or deleted "
+	    "(SQLITE_READONLY_DBMOVED)" },
+	{ SQLITE_READONLY, "the database is read-only (SQLITE_READONLY)" },
+	{ SQLITE_CANTOPEN,
+	    "unable to open a database file "
+	    "(SQLITE_CANTOPEN)" },
+	{ SQLITE_BUSY, "the database is locked (SQLITE_BUSY)" },
+	{ SQLITE_LOCKED, "a table is locked (SQLITE_LOCKED)" },
+	{ SQLITE_NOMEM, "out of memory (SQLITE_NOMEM)" },
+	{ SQLITE_PROTOCOL, "locking protocol error (SQLITE_PROTOCOL)" },
+	{ SQLITE_CONSTRAINT, "constraint failed (SQLITE_CONSTRAINT)" },
+	{ SQLITE_CORRUPT, "the database is malformed (SQLITE_CORRUPT)" },
+	{ SQLITE_NOTADB, "not a database (SQLITE_NOTADB)" },
+	{ SQLITE_ERROR, "SQL error (SQLITE_ERROR)" },
+};
+
+const char *
+store_errstr(int src)
+{
+	size_t n = sizeof(store_code_texts) / sizeof(store_code_texts[0]);
+
+	for (size_t i = 0; i < n; i++) {
+		if (store_code_texts[i].src == src) {
+			return (store_code_texts[i].text);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (store_code_texts[i].src == (src & 0xff)) {
+			return (store_code_texts[i].text);
+		}
+	}
+	return ("storage error");
+}
+
 static int64_t
 store_now_us(void)
 {
@@ -366,7 +473,11 @@ store_conn_open(sqlite3 **dbp, const char *path, const char *which)
 	if (strcmp(which, "writer") == 0) {
 		flags |= SQLITE_OPEN_CREATE;
 	}
-	if ((src = sqlite3_open_v2(path, dbp, flags, NULL)) != SQLITE_OK) {
+	// Test builds open the store through the fault seam's VFS, which
+	// can fail the WAL's writes and the fsyncs (fault.h); elsewhere it
+	// is NULL, the default VFS.
+	if ((src = sqlite3_open_v2(path, dbp, flags, tb_fault_vfs())) !=
+	    SQLITE_OK) {
 		log_err("store: open %s (%s): %s", path, which,
 		    *dbp ? sqlite3_errmsg(*dbp) : sqlite3_errstr(src));
 		return (store_rv(src));
@@ -447,6 +558,24 @@ store_prepare_all(store *s)
 	return (TB_OK);
 }
 
+// store_cond_init makes a condition variable whose timed waits use
+// CLOCK_MONOTONIC, so a change of the wall clock does not stretch a retry.
+static int
+store_cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t a;
+	int                err;
+
+	if ((err = pthread_condattr_init(&a)) != 0) {
+		return (err);
+	}
+	if ((err = pthread_condattr_setclock(&a, CLOCK_MONOTONIC)) == 0) {
+		err = pthread_cond_init(cv, &a);
+	}
+	pthread_condattr_destroy(&a);
+	return (err);
+}
+
 int
 store_open(store **sp, const char *path, int durability)
 {
@@ -463,11 +592,13 @@ store_open(store **sp, const char *path, int durability)
 	}
 	s->q_tail    = &s->q_head;
 	s->done_tail = &s->done_head;
+	s->kept_tail = &s->kept;
+	s->retry_ms  = STORE_RETRY_MIN_MS;
 	if (pthread_mutex_init(&s->mtx, NULL) != 0) {
 		free(s);
 		return (TB_ESYSTEM);
 	}
-	if (pthread_cond_init(&s->cv, NULL) != 0) {
+	if (store_cond_init(&s->cv) != 0) {
 		pthread_mutex_destroy(&s->mtx);
 		free(s);
 		return (TB_ESYSTEM);
@@ -1048,19 +1179,20 @@ store_sched_del(store *s, store_op *op)
 }
 
 // store_run_batch runs every op of the list in one transaction and sets
-// each op's rv. Returns the number of transactions committed (0 or 1).
+// each op's rv (and src). Returns the SQLite code of the batch:
+// SQLITE_DONE when it committed or had nothing to write, else the error
+// that failed it, after the rollback (SQLite's message is in s->errmsg).
 // Writer connection (the writer thread, or store_stop before start).
 static int
-store_run_batch(store *s, store_op *batch, uint64_t *okp)
+store_run_batch(store *s, store_op *batch, bool *committedp)
 {
 	store_op *op;
 	bool      write = false;
-	uint32_t  n     = 0;
 	int       src   = SQLITE_DONE;
 
-	*okp = 0;
+	*committedp = false;
 	for (op = batch; op != NULL; op = op->next) {
-		n++;
+		op->src = 0;
 		if (!store_op_valid(op)) {
 			log_err(
 			    "store: invalid op (kind %d); rejected", op->kind);
@@ -1073,14 +1205,17 @@ store_run_batch(store *s, store_op *batch, uint64_t *okp)
 		}
 	}
 	if (!write) {
-		// Barriers alone: everything before them has committed,
-		// because batches run in order.
-		for (op = batch; op != NULL; op = op->next) {
-			*okp += op->rv == TB_OK;
-		}
-		return (0);
+		// Barriers alone: everything before them has completed,
+		// because batches run in order (kept ops aside: they are
+		// never behind a barrier, they are in every batch).
+		return (SQLITE_DONE);
 	}
 
+	// A rollback that failed after the last batch left the transaction
+	// open; end it first, or BEGIN fails.
+	if (!sqlite3_get_autocommit(s->wdb)) {
+		(void) store_step1(s->st_rollback);
+	}
 	// Fault sites (fault.h): each fails as SQLite would, on the same path.
 	if ((src = tb_fault(TB_FAULT_STORE_BEGIN)
 	            ? SQLITE_IOERR
@@ -1138,15 +1273,18 @@ store_run_batch(store *s, store_op *batch, uint64_t *okp)
 	            : store_step1(s->st_commit)) != SQLITE_DONE) {
 		goto fail;
 	}
-	for (op = batch; op != NULL; op = op->next) {
-		*okp += op->rv == TB_OK;
-	}
-	return (1);
+	*committedp = true;
+	return (SQLITE_DONE);
 fail:
-	// Log once, with SQLite's message, before ROLLBACK replaces it.
-	log_err("store: batch of %u ops failed, nothing written: %s", n,
-	    sqlite3_errmsg(s->wdb));
-	// Some errors (SQLITE_FULL, SQLITE_IOERR...) roll back on their own.
+	// Keep SQLite's message before ROLLBACK replaces it. A fault site
+	// leaves SQLite's own message alone; name the fault instead.
+	snprintf(s->errmsg, sizeof(s->errmsg), "%s",
+	    sqlite3_errcode(s->wdb) == src ? sqlite3_errmsg(s->wdb)
+	                                   : "injected fault");
+	// Some errors (SQLITE_FULL, SQLITE_IOERR...) roll back on their own;
+	// after others the transaction is still open and must be rolled
+	// back here, or every later BEGIN would fail ("cannot start a
+	// transaction within a transaction") and the writer would wedge.
 	if (!sqlite3_get_autocommit(s->wdb) &&
 	    store_step1(s->st_rollback) != SQLITE_DONE) {
 		log_err("store: rollback: %s", sqlite3_errmsg(s->wdb));
@@ -1156,12 +1294,13 @@ fail:
 			continue; // invalid ops keep TB_EINVAL
 		}
 		op->rv    = TB_ESTORE;
+		op->src   = src;
 		op->count = 0; // rolled back with the rest
 		if (op->kind == STORE_OP_INSERT && op->nrecs > 0) {
 			memset(op->dup_ids, 0, sizeof(uint64_t) * op->nrecs);
 		}
 	}
-	return (0);
+	return (src);
 }
 
 // store_done_locked appends a list of completed ops to the done list.
@@ -1174,41 +1313,189 @@ store_done_locked(store *s, store_op *list)
 	}
 }
 
+// store_settle sorts a batch that has run with result src: the ops that
+// completed go to *donep in their order, the ones to run again to the end
+// of s->kept (may_keep: keeping is allowed). It logs the store's changes
+// between writing and failing, and returns how many ops completed with
+// TB_OK. Writer thread, or store_stop before start.
+static uint64_t
+store_settle(store *s, store_op *batch, int src, bool committed, bool may_keep,
+    store_op **donep)
+{
+	store_op **dtail   = donep;
+	bool     transient = src != SQLITE_DONE && store_error_transient(src);
+	uint64_t ok        = 0;
+	uint32_t n = 0, nkept = 0, nrefused = 0, nlost = 0;
+
+	*donep = NULL;
+	while (batch != NULL) {
+		store_op *op = batch;
+
+		batch    = op->next;
+		op->next = NULL;
+		n++;
+		if (transient && op->keep && op->rv == TB_ESTORE) {
+			if (may_keep) {
+				op->rv        = TB_OK;
+				*s->kept_tail = op;
+				s->kept_tail  = &op->next;
+				nkept++;
+				continue;
+			}
+			nlost++;
+		}
+		ok += op->rv == TB_OK;
+		nrefused += op->rv == TB_ESTORE;
+		*dtail = op;
+		dtail  = &op->next;
+	}
+
+	if (src == SQLITE_DONE) {
+		if (committed && s->failing) {
+			log_warn("store: writing again after %.1f s: %" PRIu64
+			         " failed batches, %" PRIu64
+			         " writes refused meanwhile; the writes kept "
+			         "in memory are committed",
+			    (double) (util_mono_us() - s->fail_since) / 1e6,
+			    s->fail_batches, s->refused);
+			s->failing = false;
+		}
+		s->retry_ms = STORE_RETRY_MIN_MS;
+		return (ok);
+	}
+	if (!transient) {
+		// Acting again on the same data fails the same way: every op
+		// fails, each time (nothing is kept that could wedge the
+		// writer).
+		log_err(
+		    "store: batch of %u ops failed, nothing written: %s: %s",
+		    n, store_errstr(src), s->errmsg);
+		return (ok);
+	}
+	if (!s->failing) {
+		// One line for the whole outage; store_settle logs the end.
+		s->failing      = true;
+		s->fail_since   = util_mono_us();
+		s->fail_batches = 0;
+		s->refused      = 0;
+		log_err("store: cannot write: %s: %s; submits get store_error "
+		        "and task state changes are kept in memory until the "
+		        "store can write again",
+		    store_errstr(src), s->errmsg);
+	}
+	s->fail_batches++;
+	s->refused += nrefused;
+	log_debug("store: batch of %u ops failed (%s): %u refused, %u kept", n,
+	    store_errstr(src), nrefused, nkept);
+	if (nlost > 0) {
+		log_err("store: stopping; %u state changes could not be "
+		        "written (%s): their tasks resume from their last "
+		        "stored state at the next start",
+		    nlost, store_errstr(src));
+	}
+	s->retry_ms = s->retry_ms * 2 > STORE_RETRY_MAX_MS ? STORE_RETRY_MAX_MS
+	                                                   : s->retry_ms * 2;
+	return (ok);
+}
+
+// store_take_batch detaches the kept ops and the queue, in that order
+// (kept ops are older), as one list. s->mtx held.
+static store_op *
+store_take_batch_locked(store *s)
+{
+	store_op *batch;
+
+	if (s->kept != NULL) {
+		batch         = s->kept;
+		*s->kept_tail = s->q_head;
+	} else {
+		batch = s->q_head;
+	}
+	s->kept      = NULL;
+	s->kept_tail = &s->kept;
+	s->q_head    = NULL;
+	s->q_tail    = &s->q_head;
+	return (batch);
+}
+
+// store_count counts a list.
+static uint32_t
+store_count(const store_op *op)
+{
+	uint32_t n = 0;
+
+	for (; op != NULL; op = op->next) {
+		n++;
+	}
+	return (n);
+}
+
+// store_wait_work waits until ops are queued or, with kept ops, until
+// their retry is due. Returns false when the writer is to end: stopping,
+// and nothing is queued or kept. s->mtx held.
+static bool
+store_wait_work_locked(store *s)
+{
+	struct timespec until;
+
+	if (s->kept != NULL) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += s->retry_ms / 1000;
+		until.tv_nsec += (long) (s->retry_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+	}
+	while (s->q_head == NULL) {
+		if (s->kept == NULL) {
+			if (s->stopping) {
+				return (false); // everything is done
+			}
+			pthread_cond_wait(&s->cv, &s->mtx);
+		} else if (pthread_cond_timedwait(&s->cv, &s->mtx, &until) ==
+		    ETIMEDOUT) {
+			break; // time to run the kept ops again
+		}
+	}
+	return (true);
+}
+
 static void *
 store_writer(void *arg)
 {
 	store *s = arg;
 
 	pthread_mutex_lock(&s->mtx);
-	for (;;) {
+	while (store_wait_work_locked(s)) {
 		store_op *batch;
+		store_op *done;
 		uint64_t  ok;
-		int       committed;
+		bool      committed;
+		bool      may_keep = true;
+		int       src;
 
-		while (s->q_head == NULL && !s->stopping) {
-			pthread_cond_wait(&s->cv, &s->mtx);
+		// Take the kept ops and the whole queue: everything submitted
+		// while the last commit ran goes into this transaction.
+		batch = store_take_batch_locked(s);
+		if (s->stopping && ++s->stop_tries > STORE_STOP_RETRIES) {
+			may_keep = false; // give the kept ops up, below
 		}
-		if (s->q_head == NULL) {
-			break; // stopping, and everything queued is done
-		}
-		// Take the whole queue: everything submitted while the last
-		// commit ran goes into this transaction.
-		batch     = s->q_head;
-		s->q_head = NULL;
-		s->q_tail = &s->q_head;
 		pthread_mutex_unlock(&s->mtx);
 
-		committed = store_run_batch(s, batch, &ok);
+		src = store_run_batch(s, batch, &committed);
+		ok  = store_settle(s, batch, src, committed, may_keep, &done);
 
 		pthread_mutex_lock(&s->mtx);
-		store_done_locked(s, batch); // the loop owns the ops again
-		s->commits += (uint64_t) committed;
+		store_done_locked(s, done); // the loop owns these ops again
+		s->commits += committed ? 1 : 0;
 		s->ops += ok;
-		pthread_mutex_unlock(&s->mtx);
-		if (s->notify != NULL) {
+		s->nkept = store_count(s->kept);
+		if (done != NULL && s->notify != NULL) {
+			pthread_mutex_unlock(&s->mtx);
 			s->notify(s->notify_arg);
+			pthread_mutex_lock(&s->mtx);
 		}
-		pthread_mutex_lock(&s->mtx);
 	}
 	pthread_mutex_unlock(&s->mtx);
 	return (NULL);
@@ -1275,8 +1562,10 @@ void
 store_stop(store *s)
 {
 	store_op *batch;
+	store_op *done;
 	uint64_t  ok;
-	int       committed;
+	bool      committed;
+	int       src;
 
 	if (s == NULL) {
 		return;
@@ -1293,21 +1582,31 @@ store_stop(store *s)
 		return;
 	}
 	// Never started: this thread still owns the writer connection, so it
-	// commits what was queued itself.
+	// commits what was queued itself, once (nothing is kept).
 	pthread_mutex_lock(&s->mtx);
-	batch     = s->q_head;
-	s->q_head = NULL;
-	s->q_tail = &s->q_head;
+	batch = store_take_batch_locked(s);
 	pthread_mutex_unlock(&s->mtx);
 	if (batch == NULL) {
 		return;
 	}
-	committed = store_run_batch(s, batch, &ok);
+	src = store_run_batch(s, batch, &committed);
+	ok  = store_settle(s, batch, src, committed, false, &done);
 	pthread_mutex_lock(&s->mtx);
-	store_done_locked(s, batch);
-	s->commits += (uint64_t) committed;
+	store_done_locked(s, done);
+	s->commits += committed ? 1 : 0;
 	s->ops += ok;
 	pthread_mutex_unlock(&s->mtx);
+}
+
+uint32_t
+store_kept(store *s)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&s->mtx);
+	n = s->nkept;
+	pthread_mutex_unlock(&s->mtx);
+	return (n);
 }
 
 void

@@ -7,10 +7,27 @@
 // while a commit runs goes into the next one). After each commit it moves
 // the batch to a done list and calls the notify function, which wakes the
 // loop; the loop takes the done list (store_take_done) and acts on each op
-// in the order it was submitted. A submit is acknowledged only from there,
+// in the order it completed (the order it was submitted, but for kept ops;
+// see Store errors). A submit is acknowledged only from there,
 // so an acknowledged task is on disk. The reader connection belongs to the
 // loop thread and serves status and list queries for tasks the loop no
 // longer keeps in memory.
+//
+// Store errors. A batch that fails (a full disk, an I/O error, a file
+// that became read-only, ...) is rolled back whole. What happens to its
+// ops then depends on the error and on each op's keep flag. When the error
+// may pass (store_error_transient: SQLITE_FULL, SQLITE_IOERR_*,
+// SQLITE_READONLY_*, SQLITE_BUSY, ...), an op with keep set is not failed:
+// the writer keeps it, in order, and runs it again at the head of the next
+// batch, which comes with the next submitted op or after a retry delay
+// (store.c: STORE_RETRY_MIN_MS doubling to STORE_RETRY_MAX_MS), until it
+// commits. Every other op of the batch completes at once with TB_ESTORE and
+// the SQLite code in src. So the loop marks the writes it cannot take back (a
+// task's state changes) keep, and refuses the ones a client can be told about
+// (a submit's INSERT). After any other error, or when the store stops while
+// kept ops still fail (STORE_STOP_RETRIES more tries), every op fails with
+// TB_ESTORE. The writer logs one line when the store starts failing and one
+// when it writes again, not one per failed batch.
 //
 // Durability: STORE_FULL sets synchronous=FULL (each commit is fsynced and
 // survives power loss); STORE_NORMAL sets synchronous=NORMAL (survives a
@@ -131,7 +148,11 @@ typedef struct store_op {
 	struct store_op *next; // the store's link; do not touch while queued
 	int              kind;
 	int              rv;  // OUT: TB_OK, or TB_ESTORE if the batch failed
+	int              src; // OUT: with TB_ESTORE, the SQLite result code
 	void            *arg; // the caller's
+	// keep: on an error that may pass, keep the op and run it again
+	// until it commits, instead of failing it (see Store errors above).
+	bool keep;
 
 	// STORE_OP_INSERT
 	store_rec **recs;
@@ -162,6 +183,17 @@ typedef struct store_op {
 	const store_sched *sched;
 	uint64_t           count; // OUT
 } store_op;
+
+// store_error_transient says whether a batch that failed with SQLite code
+// src may succeed later without anyone acting on the database itself: a
+// full disk, an I/O error, a read-only file or lock, a busy database, no
+// memory. Any thread.
+bool store_error_transient(int src);
+
+// store_errstr returns a static text for SQLite code src that names the
+// cause and the code, e.g. "database or disk is full (SQLITE_FULL)", for
+// replies and log lines. Any thread.
+const char *store_errstr(int src);
 
 // store_open opens (creating if needed) the database at path, sets WAL and
 // the durability, and migrates the schema to STORE_SCHEMA_VERSION. A
@@ -210,8 +242,11 @@ int store_start(store *s, void (*notify)(void *arg), void *arg);
 // completes at once with rv TB_ECLOSED (and notify is called).
 void store_submit(store *s, store_op *op);
 
-// store_take_done returns the list of completed ops, oldest first, linked
-// through next (NULL when none). Loop thread.
+// store_take_done returns the list of completed ops in the order they
+// completed, linked through next (NULL when none): the order they were
+// submitted, except that an op kept after a failed batch (see Store
+// errors) completes after the later ops refused while it was kept. Loop
+// thread.
 store_op *store_take_done(store *s);
 
 // store_stop commits everything queued, then stops the writer thread and
@@ -231,6 +266,10 @@ int store_get(store *s, uint64_t id, store_rec **rp);
 // NULL). Group commit shows as *commitsp well below *opsp; a batch of
 // barriers only commits nothing. For tests and the benchmark. Any thread.
 void store_counters(store *s, uint64_t *commitsp, uint64_t *opsp);
+
+// store_kept returns how many ops the writer keeps for a retry now (0
+// while the store writes). For tests. Any thread.
+uint32_t store_kept(store *s);
 
 // store_list reads up to f->limit tasks (0: 100) with id > f->after_id in
 // id order, filtered as f says (store_filter). Loop thread. On success

@@ -13,11 +13,21 @@
 //
 // Threads: loop thread only (the store's writer only reads an op's
 // inputs between store_submit and its hand-back).
-// Ownership: a sop owns ids and sc_own; everything else it points to is
-// borrowed and outlives it (tasks count their ops in writes).
+// Ownership: a sop owns ids, sc_own, result and error; everything else it
+// points to is borrowed and outlives it (tasks count their ops in
+// writes). A task write copies the task's result and error because it may
+// wait long (kept by a store that cannot write) while the task moves on.
+//
+// A task write is marked keep (store.h, Store errors): a full disk or an
+// I/O error does not lose it; the store writes it once it can, and its
+// done (the event, the reply, forgetting an ended task) waits for that.
+// Meanwhile the task stays in the table with its newer state, so status,
+// list and stats show that state.
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "brokerimpl.h"
 #include "log.h"
@@ -59,16 +69,31 @@ sop_write_task(broker *b, task *t, sop_done_fn done, const char *event,
 		}
 		return (NULL);
 	}
+	if ((t->result_len > 0 &&
+	        (w->result = malloc(t->result_len)) == NULL) ||
+	    (t->error != NULL && (w->error = strdup(t->error)) == NULL)) {
+		log_err("task %" PRIu64 ": no memory to record state %s",
+		    t->id, tbp_state_name((int) t->state));
+		sop_discard(w);
+		if (req != NULL) {
+			reply_error(req, TB_ENOMEM, NULL);
+		}
+		return (NULL);
+	}
+	if (t->result_len > 0) {
+		memcpy(w->result, t->result, t->result_len);
+	}
 	w->op.kind        = STORE_OP_UPDATE;
+	w->op.keep        = true;
 	w->op.id          = t->id;
 	w->op.state       = t->state;
 	w->op.attempts    = t->attempts;
 	w->op.run_at      = t->run_at;
 	w->op.started_at  = t->started_at;
 	w->op.finished_at = t->finished_at;
-	w->op.result      = t->result;
+	w->op.result      = w->result;
 	w->op.result_len  = t->result_len;
-	w->op.error       = t->error;
+	w->op.error       = w->error;
 	w->event          = event;
 	w->ev_state       = t->state;
 	w->ev_attempt     = t->attempts;
@@ -117,9 +142,12 @@ sop_done_nothing(broker *b, sop *w)
 static void
 sop_reply_committed(broker *b, sop *w)
 {
+	char msg[160];
+
 	(void) b;
 	if (w->op.rv != TB_OK) {
-		reply_error(w->req, w->op.rv, NULL);
+		reply_error(
+		    w->req, w->op.rv, sop_errmsg(&w->op, msg, sizeof(msg)));
 	} else if (w->op.kind == STORE_OP_SCHED_DEL && w->op.count == 0) {
 		reply_error(w->req, TB_ENOTFOUND, NULL);
 	} else {
@@ -155,7 +183,19 @@ sop_discard(sop *w)
 {
 	free(w->ids);
 	store_sched_free(w->sc_own);
+	free(w->result);
+	free(w->error);
 	free(w);
+}
+
+const char *
+sop_errmsg(const store_op *op, char *buf, size_t size)
+{
+	if (op->rv != TB_ESTORE || op->src == 0) {
+		return (NULL);
+	}
+	snprintf(buf, size, "store cannot write: %s", store_errstr(op->src));
+	return (buf);
 }
 
 void

@@ -11,6 +11,12 @@
 // the writer even with nothing new to insert, because its completion
 // proves that every earlier insert has committed.
 //
+// A store that cannot write (a full disk, an I/O error) fails the insert
+// op: the request gets store_error with the store's cause in the message,
+// its new tasks are forgotten, and nothing of it was acknowledged. The
+// store logs the outage once; refusals during it are logged at debug
+// level only.
+//
 // Threads: loop thread only.
 // Ownership: a submit_ctx lives from the request to its reply; its tasks
 // belong to the table from task_index on.
@@ -43,6 +49,7 @@ struct submit_ctx {
 	uint32_t    nrecs;
 	uint32_t    parts; // the insert op and in-flight duplicates
 	int         rv;
+	store_op    failed; // with rv TB_ESTORE: rv and src of the failed op
 	const char *sched_name; // set when a schedule fired it
 };
 
@@ -60,10 +67,15 @@ submit_part_done(submit_ctx *sc)
 	if (--sc->parts > 0) {
 		return;
 	}
+	char msg[160];
+
 	if (sc->req == NULL) {
 		; // a schedule fired it: nobody to answer
 	} else if (sc->rv != TB_OK) {
-		reply_error(sc->req, sc->rv, NULL);
+		reply_error(sc->req, sc->rv,
+		    sc->rv == TB_ESTORE
+		        ? sop_errmsg(&sc->failed, msg, sizeof(msg))
+		        : NULL);
 	} else {
 		msgpack_sbuffer_clear(&sc->req->out);
 		reply_send(sc->req,
@@ -76,18 +88,20 @@ submit_part_done(submit_ctx *sc)
 }
 
 // submit_ackwaits_release answers the duplicates parked on t: with id on
-// success, with the error otherwise.
+// success, with the error of op (rv, src) otherwise.
 static void
-submit_ackwaits_release(task *t, uint64_t id, int rv)
+submit_ackwaits_release(task *t, uint64_t id, const store_op *op)
 {
 	ackwait *a;
 
 	while ((a = t->ackwaits) != NULL) {
 		t->ackwaits = a->next;
-		if (rv == TB_OK) {
+		if (op->rv == TB_OK) {
 			a->sc->ids[a->idx] = id;
 		} else {
-			a->sc->rv = rv;
+			a->sc->rv         = op->rv;
+			a->sc->failed.rv  = op->rv;
+			a->sc->failed.src = op->src;
 		}
 		submit_part_done(a->sc);
 		free(a);
@@ -178,8 +192,10 @@ submit_committed(broker *b, sop *w)
 		b->inflight--;
 		if (w->op.rv != TB_OK) {
 			// Nothing of the batch is stored: forget the tasks.
-			submit_ackwaits_release(t, 0, w->op.rv);
-			sc->rv = w->op.rv;
+			submit_ackwaits_release(t, 0, &w->op);
+			sc->rv         = w->op.rv;
+			sc->failed.rv  = w->op.rv;
+			sc->failed.src = w->op.src;
 			task_forget(b, t);
 			continue;
 		}
@@ -191,7 +207,7 @@ submit_committed(broker *b, sop *w)
 					sc->dup[j] = true;
 				}
 			}
-			submit_ackwaits_release(t, sc->dup_ids[i], TB_OK);
+			submit_ackwaits_release(t, sc->dup_ids[i], &w->op);
 			task_forget(b, t);
 			continue;
 		}
@@ -202,14 +218,20 @@ submit_committed(broker *b, sop *w)
 			t->q->forever++;
 		}
 		b->submitted++;
-		submit_ackwaits_release(t, t->id, TB_OK);
+		submit_ackwaits_release(t, t->id, &w->op);
 		if (sc->sched_name != NULL) {
 			events_publish(
 			    b->ev, "fired", &t->core, t->state, 0, 0);
 		}
 		task_schedule(b, t);
 	}
-	if (w->op.rv != TB_OK) {
+	if (w->op.rv == TB_ESTORE && store_error_transient(w->op.src)) {
+		// The store has logged the outage once; not one line per
+		// refused submit.
+		log_debug("submit: store cannot write (%s); %u task(s) "
+		          "refused",
+		    store_errstr(w->op.src), sc->nrecs);
+	} else if (w->op.rv != TB_OK) {
 		log_err("submit: store failed; %u task(s) refused", sc->nrecs);
 	}
 	submit_part_done(sc);

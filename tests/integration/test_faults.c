@@ -1,20 +1,26 @@
 // test_faults.c: store failures injected into the real broker through the
 // fault seam (broker/fault.h, armed with TB_FAULT in the broker's
-// environment): a failed write is refused or logged exactly as a real
-// failed COMMIT would be, nothing acknowledged is lost, and the broker
-// serves on.
+// environment): a failed submit is refused with store_error, a failed
+// task state change is kept and written once the store can write again,
+// nothing acknowledged is lost, and the broker serves on.
 //
-// The countdown (SQLite's test_malloc.c): a scenario whose store commits
-// come in a known order is run with the Nth commit failing, for N = 1, 2,
-// 3, ..., each run on a fresh broker, until a run in which the fault never
-// fires and everything succeeds. Pruning is off (--retention 0) and
-// nothing runs in the background, so the scenario's commits are the only
-// ones; the broker's log says at which hit the fault fired, and the test
-// checks that it is the one it expected.
+// The countdowns (SQLite's test_malloc.c and faultsim): a scenario is run
+// with the Nth hit of a fault site failing, for N = 1, 2, 3, ..., each run
+// on a fresh broker, until a run in which the fault never fires. The first
+// countdown fails each store commit of a scenario whose commits come in a
+// known order, and checks which request or write it hit. The workload
+// countdowns fail the Nth commit, WAL write (as an I/O error and as a full
+// disk) and fsync of a workload whose writes interleave as they come
+// (group commit), and check the guarantees: every submit is answered ok or
+// store_error, every acknowledged task runs to done with its one attempt,
+// the broker stops cleanly, and after a restart without the fault every
+// acknowledged task is there. Pruning is off (--retention 0) and nothing
+// runs in the background, so the scenario's writes are the only ones.
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -34,6 +40,15 @@ enum step {
 };
 
 static const char *const broker_args[] = { "--retention", "0", NULL };
+
+// The workload countdowns: WL_SINGLE submits of one noop task, then a
+// batch of WL_BATCH, each answered before the next is sent; the tasks run
+// at once, so their starts and ends commit between the submits. WL_RUNS
+// bounds a countdown (a workload that never ends fails the test).
+#define WL_SINGLE 3
+#define WL_BATCH 2
+#define WL_TASKS (WL_SINGLE + WL_BATCH)
+#define WL_RUNS 400
 
 // start_armed starts the fixture's broker with TB_FAULT=spec in its
 // environment only; a restart runs without it.
@@ -141,26 +156,13 @@ wait_log(const tbh_fix *f, const char *needle, int timeout_ms)
 }
 
 // wait_run_ended waits until the noop task id has ended and the write of
-// its end has come back. end_lost: that write fails. The broker then
-// forgets the task as ended while the store still says running, so status
-// and wait would answer from the store (running) until a restart; the
-// test waits for the broker's log line instead and checks the stored
-// state after the restart.
+// its end has committed (a waiter is woken then). A failed start or end
+// write is kept by the store and committed by its retry.
 static void
-wait_run_ended(tbh_fix *f, tb_id id, bool end_lost)
+wait_run_ended(tbh_fix *f, tb_id id)
 {
-	char     line[96];
-	tb_task *t;
+	tb_task *t = tbh_wait_final(f->c, id, WAIT_MS);
 
-	if (end_lost) {
-		snprintf(line, sizeof(line),
-		    "task %llu: store could not record state done",
-		    (unsigned long long) id);
-		wait_log(f, line, WAIT_MS);
-		return;
-	}
-	// Answered once the end is committed (a waiter is woken then).
-	t = tbh_wait_final(f->c, id, WAIT_MS);
 	tbh_expect_state(t, TB_STATE_DONE);
 	tb_task_free(t);
 }
@@ -177,10 +179,10 @@ typedef struct scenario {
 
 // check_acked checks every task the run acknowledged, and that there are
 // no others: the delayed ones pending and untouched, the noop and the
-// later task done. restarted: after a restart, when the noop task whose
-// end was not recorded has run again.
+// later task done after one attempt (a failed write of its start or end
+// was kept and written, so it neither ran twice nor lost its end).
 static void
-check_acked(tbh_fix *f, const scenario *sc, bool restarted)
+check_acked(tbh_fix *f, const scenario *sc)
 {
 	if (sc->a != 0) {
 		expect_task(f, sc->a, TB_STATE_PENDING, 0, false);
@@ -194,12 +196,8 @@ check_acked(tbh_fix *f, const scenario *sc, bool restarted)
 			    f, sc->batch[i], TB_STATE_PENDING, 0, false);
 		}
 	}
-	if (sc->run != 0 && (restarted || sc->n != STEP_END_RUN)) {
-		// Its end not stored, the store still says running: after the
-		// restart that attempt counts as interrupted and the task runs
-		// again (at-least-once), ending done after its second attempt.
-		expect_task(f, sc->run, TB_STATE_DONE,
-		    restarted && sc->n == STEP_END_RUN ? 2 : 1, true);
+	if (sc->run != 0) {
+		expect_task(f, sc->run, TB_STATE_DONE, 1, true);
 	}
 	if (sc->later != 0) {
 		expect_task(f, sc->later, TB_STATE_DONE, 1, true);
@@ -246,7 +244,7 @@ countdown_run(tbh_fix *f, int n)
 	// row: the next insert waits for its end to be answered.
 	sc.run = submit_at(f, STEP_SUBMIT_RUN, n, "noop", &now);
 	if (sc.run != 0) {
-		wait_run_ended(f, sc.run, n == STEP_END_RUN);
+		wait_run_ended(f, sc.run);
 	}
 	sc.acked = (sc.a != 0) + (sc.b != 0) + (sc.run != 0) +
 	    (sc.batch[0] != 0 ? BATCH : 0);
@@ -260,29 +258,26 @@ countdown_run(tbh_fix *f, int n)
 	expect_log(f, fired_at, fired ? 1 : 0);
 	expect_log(f, "fault: store_commit fires", fired ? 1 : 0);
 	if (fired) {
-		// Logged as a real failed COMMIT is.
-		expect_log(f, "store: batch of ", 1);
+		// Logged as a real failed COMMIT is: one line when the store
+		// fails, one when it writes again (the next batch; below).
+		expect_log(f, "store: cannot write: disk I/O error", 1);
 	}
-	if (n <= STEP_SUBMIT_RUN) {
-		expect_log(f, "submit: store failed;", 1);
-	} else if (n == STEP_START_RUN) {
-		expect_log(f, "store could not record state running", 1);
-	} else if (n == STEP_END_RUN) {
-		expect_log(f, "store could not record state done", 1);
-	}
+	// A state change is never given up: nothing is reported lost.
+	expect_log(f, "store could not record state", 0);
 
 	// Everything acknowledged before (and after) the failure is there,
 	// and the broker serves on: a new task runs to done.
-	check_acked(f, &sc, false);
+	check_acked(f, &sc);
 	if (fired) {
 		sc.later = tbh_submit(f->c, "noop", NULL, 0, &now);
 		sc.acked++;
 		expect_task(f, sc.later, TB_STATE_DONE, 1, true);
+		expect_log(f, "store: writing again after", 1);
 	}
 
 	// And all of it is on disk: a restart without the fault finds it.
 	tbh_fix_restart(f);
-	check_acked(f, &sc, true);
+	check_acked(f, &sc);
 	expect_log(f, "fault: store_commit fires", fired ? 1 : 0);
 	stop_fresh(f);
 	return (fired);
@@ -371,7 +366,31 @@ test_faults_persistent_commit_failure_refuses_every_write(void **state)
 }
 
 static void
-test_faults_lost_start_then_crash_runs_from_stored_state(void **state)
+test_faults_failed_start_write_is_kept_until_it_commits(void **state)
+{
+	tbh_fix       *f = *state;
+	tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
+	tb_id          id;
+
+	// Commit 1 inserts the task; commit 2, the start of its attempt,
+	// fails. The store keeps the write and commits it at its retry;
+	// only then does the handler start, and the task ends done after
+	// its one attempt, with nothing reported lost.
+	start_armed(f, "store_commit:2");
+	o.max_attempts = 1;
+	id             = tbh_submit(f->c, "noop", NULL, 0, &o);
+	expect_task(f, id, TB_STATE_DONE, 1, true);
+	expect_log(f, "fault: store_commit fires at hit 2\n", 1);
+	expect_log(f, "store: cannot write: ", 1);
+	expect_log(f, "store: writing again after", 1);
+	expect_log(f, "store could not record state", 0);
+	tbh_fix_restart(f);
+	expect_task(f, id, TB_STATE_DONE, 1, false);
+	f->passed = true;
+}
+
+static void
+test_faults_unwritten_start_never_runs_the_handler(void **state)
 {
 	tbh_fix       *f = *state;
 	tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
@@ -380,35 +399,215 @@ test_faults_lost_start_then_crash_runs_from_stored_state(void **state)
 	size_t         len;
 	tb_id          id;
 
-	// Commit 1 inserts the task; commit 2, the start of its attempt,
-	// fails. The handler runs all the same (logged), and the broker
-	// dies during it: the store still has the task pending with no
-	// attempt, so after the restart it runs again from there.
-	start_armed(f, "store_commit:2");
+	// Every commit from the second on fails: the start of the attempt
+	// is kept in memory, never written, and the handler never starts
+	// (an attempt runs only once it is counted in the store). The task
+	// shows running from memory meanwhile. After kill -9 the store still
+	// has it pending with no attempt, so it runs from there: one attempt,
+	// not an interrupted one that would end it dead.
+	start_armed(f, "store_commit:2+");
 	o.max_attempts = 1;
-	p              = tbh_pack_ms(2000, &len);
+	p              = tbh_pack_ms(50, &len);
 	id             = tbh_submit(f->c, "sleep", p, len, &o);
 	free(p);
-	// Running in memory from dispatch on; the failed write comes back
-	// after that, and is logged.
 	assert_int_equal(
 	    tbh_wait_state(f->c, id, TB_STATE_RUNNING, WAIT_MS), 0);
-	wait_log(f, "store could not record state running", WAIT_MS);
-	expect_log(f, "fault: store_commit fires at hit 2\n", 1);
-	assert_int_equal(tbh_wait_state(f->c, id, TB_STATE_RUNNING, 0), 0);
+	wait_log(f, "fault: store_commit fires at hit 3\n", WAIT_MS);
+	expect_log(f, "store: cannot write: ", 1);
+	t = tbh_status(f->c, id);
+	assert_int_equal(tb_task_state(t), TB_STATE_RUNNING);
+	tb_task_free(t);
 	tbh_log_note(&f->b, "=== test: kill -9 and restart ===");
 	assert_int_equal(tbh_kill9(&f->b), 0);
 	assert_int_equal(tbh_restart(&f->b), 0);
-	// Not ended yet: the first run was cut short (it sleeps 2 s), and
-	// this is a second one.
-	t = tbh_status(f->c, id);
-	assert_false(tb_state_is_final(tb_task_state(t)));
-	tb_task_free(t);
-	// One attempt, not two: the one cut short was never stored, so it
-	// neither counts nor makes the single allowed attempt the last (it
-	// would have ended dead, "interrupted").
 	expect_task(f, id, TB_STATE_DONE, 1, true);
 	f->passed = true;
+}
+
+// template_db is a task store with the schema and no task, made once by a
+// broker without faults, so that a workload run's faults hit the workload
+// and not the migration at the first start.
+static char template_db[TBH_PATH];
+
+static void
+make_template(tbh_fix *f)
+{
+	char   path[TBH_PATH + 32];
+	char  *db;
+	size_t len;
+	FILE  *fp;
+
+	if (template_db[0] != '\0') {
+		return;
+	}
+	tbh_fix_start(f, broker_args);
+	tb_client_close(f->c);
+	f->c = NULL;
+	assert_int_equal(tbh_stop(&f->b, TBH_MS(15000)), 0);
+	snprintf(path, sizeof(path), "%s/taskbroker.db", f->b.data_dir);
+	assert_non_null(db = tbh_read_file(path, &len));
+	snprintf(template_db, sizeof(template_db), "/tmp/tbh-template-%d.db",
+	    (int) getpid());
+	assert_non_null(fp = fopen(template_db, "w"));
+	assert_int_equal(fwrite(db, 1, len, fp), len);
+	assert_int_equal(fclose(fp), 0);
+	free(db);
+	tbh_cleanup(&f->b, false);
+	memset(&f->b, 0, sizeof(f->b));
+}
+
+// start_from_template makes the fixture's dir, copies the template store
+// into its data dir, and starts the broker armed with spec.
+static void
+start_from_template(tbh_fix *f, const char *spec)
+{
+	char   cfg[TBH_PATH + 32];
+	char   path[TBH_PATH + 32];
+	char  *db;
+	size_t len;
+	FILE  *fp;
+
+	assert_int_equal(
+	    tbh_write_config(&f->b, "unused.ini", "", cfg, sizeof(cfg)), 0);
+	snprintf(path, sizeof(path), "%s/taskbroker.db", f->b.data_dir);
+	assert_non_null(db = tbh_read_file(template_db, &len));
+	assert_non_null(fp = fopen(path, "w"));
+	assert_int_equal(fwrite(db, 1, len, fp), len);
+	assert_int_equal(fclose(fp), 0);
+	free(db);
+	start_armed(f, spec);
+}
+
+// workload_submit sends one submit (n tasks, a batch when n > 1) and adds
+// the ids it is answered with to ids[*np]; a refusal must be store_error.
+static void
+workload_submit(tbh_fix *f, uint32_t n, tb_id *ids, size_t *np)
+{
+	tb_task_spec specs[WL_BATCH];
+	tb_id        got[WL_BATCH] = { 0 };
+	int          rv;
+
+	assert_true(n >= 1 && n <= WL_BATCH);
+	for (uint32_t i = 0; i < n; i++) {
+		specs[i] = (tb_task_spec) { "noop", NULL, 0, NULL };
+	}
+	rv = n == 1 ? tb_submit(f->c, "noop", NULL, 0, NULL, &got[0])
+	            : tb_submit_batch(f->c, specs, n, got);
+	if (rv == TB_ESTORE) {
+		return; // refused: nothing of it was acknowledged
+	}
+	TBH_OK(rv);
+	for (uint32_t i = 0; i < n; i++) {
+		assert_true(got[i] != 0);
+		ids[(*np)++] = got[i];
+	}
+}
+
+// workload_check checks that every acknowledged task ran to done after
+// exactly one attempt: a write that failed was kept and written, so no
+// attempt was lost or run twice.
+static void
+workload_check(tbh_fix *f, const tb_id *ids, size_t n, bool wait)
+{
+	for (size_t i = 0; i < n; i++) {
+		expect_task(f, ids[i], TB_STATE_DONE, 1, wait);
+	}
+}
+
+// workload_run runs the workload on a fresh broker whose site fails at
+// its kth hit, checks it before and after a restart without the fault,
+// and returns whether the fault fired.
+static bool
+workload_run(tbh_fix *f, const char *site, int k)
+{
+	tb_id  ids[WL_TASKS + 1];
+	size_t n = 0;
+	size_t total;
+	char   spec[64];
+	char   fires[64];
+	bool   fired;
+
+	snprintf(spec, sizeof(spec), "%s:%d", site, k);
+	start_from_template(f, spec);
+	for (int i = 0; i < WL_SINGLE; i++) {
+		workload_submit(f, 1, ids, &n);
+	}
+	workload_submit(f, WL_BATCH, ids, &n);
+	// Answered from memory, once the end of each is committed.
+	workload_check(f, ids, n, true);
+	snprintf(fires, sizeof(fires), "fault: %s fires at hit %d\n", site, k);
+	fired = log_count(f, fires) == 1;
+	expect_log(f, "fault: ", fired ? 2 : 1); // armed, fired
+	expect_log(f, "store could not record state", 0);
+	if (fired) {
+		// The broker serves on: one more task (the first write after
+		// a refused last submit) runs, and the store says it
+		// recovered.
+		expect_log(f, "store: cannot write: ", 1);
+		ids[n] = tbh_submit(f->c, "noop", NULL, 0, NULL);
+		expect_task(f, ids[n++], TB_STATE_DONE, 1, true);
+		expect_log(f, "store: writing again after", 1);
+	}
+	// A clean stop (exit 0), then the store has everything.
+	tbh_fix_restart(f);
+	workload_check(f, ids, n, false);
+	total = tbh_count(f->c, NULL, -1);
+	if (strcmp(site, "store_fsync") == 0 ? total < n : total != n) {
+		// After a failed fsync the refused write may be on disk all
+		// the same (a refused submit's tasks then exist and run):
+		// never fewer tasks than were acknowledged.
+		print_error("%s: %zu tasks stored, %zu acknowledged\n", spec,
+		    total, n);
+		fail();
+	}
+	stop_fresh(f);
+	return (fired);
+}
+
+// workload_countdown fails site at hit k = 1, 2, ... until a run in which
+// it does not fire, and reports how many runs that took.
+static void
+workload_countdown(tbh_fix *f, const char *site)
+{
+	int64_t t0 = tbh_now_ms();
+	int     k;
+
+	make_template(f);
+	for (k = 1; workload_run(f, site, k); k++) {
+		if (k >= WL_RUNS) {
+			print_error(
+			    "%s: still firing after %d runs\n", site, k);
+			fail();
+		}
+	}
+	assert_true(k > 1); // the workload hit the site at least once
+	print_message("countdown %s: %d runs (fault fired in %d) in %lld ms\n",
+	    site, k, k - 1, (long long) (tbh_now_ms() - t0));
+	f->passed = true;
+}
+
+static void
+test_faults_countdown_workload_commit(void **state)
+{
+	workload_countdown(*state, "store_commit");
+}
+
+static void
+test_faults_countdown_workload_wal_write(void **state)
+{
+	workload_countdown(*state, "store_wal_write");
+}
+
+static void
+test_faults_countdown_workload_wal_full(void **state)
+{
+	workload_countdown(*state, "store_wal_full");
+}
+
+static void
+test_faults_countdown_workload_fsync(void **state)
+{
+	workload_countdown(*state, "store_fsync");
 }
 
 static void
@@ -437,10 +636,21 @@ main(void)
 		T(test_faults_store_begin_refuses_one_submit),
 		T(test_faults_store_insert_refuses_the_whole_batch),
 		T(test_faults_persistent_commit_failure_refuses_every_write),
-		T(test_faults_lost_start_then_crash_runs_from_stored_state),
+		T(test_faults_failed_start_write_is_kept_until_it_commits),
+		T(test_faults_unwritten_start_never_runs_the_handler),
+		T(test_faults_countdown_workload_commit),
+		T(test_faults_countdown_workload_wal_write),
+		T(test_faults_countdown_workload_wal_full),
+		T(test_faults_countdown_workload_fsync),
 		T(test_faults_bad_spec_stops_the_start),
 	};
 
+	int rv;
+
 	tbh_filter_from_env();
-	return (cmocka_run_group_tests(tests, NULL, NULL));
+	rv = cmocka_run_group_tests(tests, NULL, NULL);
+	if (template_db[0] != '\0') {
+		(void) unlink(template_db);
+	}
+	return (rv);
 }

@@ -1,7 +1,9 @@
 // test_fault.c: the fault-injection seam itself (broker/fault.c): a
 // disarmed site never fires, a countdown fires exactly once at its Nth
 // hit, a persistent one at every hit from the Nth, sites count apart, and
-// the TB_FAULT spec parser arms all or nothing.
+// the TB_FAULT spec parser arms all or nothing, and the SQLite VFS shim
+// (broker/fault_vfs.c) fails a WAL write or an fsync where it is armed and
+// leaves the database usable.
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,8 +12,12 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "fault.h"
 
@@ -132,6 +138,90 @@ test_fault_ids_never_change(void **state)
 	assert_int_equal(TB_FAULT_STORE_INSERT, 2);
 	assert_int_equal(TB_FAULT_STORE_COMMIT, 3);
 	assert_int_equal(TB_FAULT_SQLITE_EXIT_AFTER_COMMIT, 4);
+	assert_int_equal(TB_FAULT_STORE_WAL_WRITE, 5);
+	assert_int_equal(TB_FAULT_STORE_WAL_FULL, 6);
+	assert_int_equal(TB_FAULT_STORE_FSYNC, 7);
+}
+
+// vfs_insert runs one INSERT in its own transaction on db and returns the
+// SQLite code of the commit (the statement's, if it failed first).
+static int
+vfs_insert(sqlite3 *db, int v)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "INSERT INTO t VALUES(%d)", v);
+	return (sqlite3_exec(db, sql, NULL, NULL, NULL));
+}
+
+static int
+vfs_count(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int           n = -1;
+
+	assert_int_equal(
+	    sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL),
+	    SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		n = sqlite3_column_int(st, 0);
+	}
+	sqlite3_finalize(st);
+	return (n);
+}
+
+static void
+test_fault_vfs_fails_wal_writes_and_fsyncs(void **state)
+{
+	char        dir[] = "/tmp/tbfault-XXXXXX";
+	char        path[64];
+	char        other[80];
+	const char *vfs = tb_fault_vfs();
+	sqlite3    *db  = NULL;
+
+	(void) state;
+	assert_non_null(vfs);
+	assert_string_equal(vfs, tb_fault_vfs()); // registered once
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/t.db", dir);
+	assert_int_equal(sqlite3_open_v2(path, &db,
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs),
+	    SQLITE_OK);
+	sqlite3_extended_result_codes(db, 1);
+	assert_int_equal(sqlite3_exec(db,
+	                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = "
+	                     "FULL; CREATE TABLE t(v)",
+	                     NULL, NULL, NULL),
+	    SQLITE_OK);
+
+	// Each site fails its first hit; the transaction rolls back, and the
+	// next one works on the same connection.
+	assert_int_equal(tb_fault_set(TB_FAULT_STORE_WAL_FULL, 1, false), 0);
+	assert_int_equal(vfs_insert(db, 1), SQLITE_FULL);
+	assert_int_equal(tb_fault_fired(TB_FAULT_STORE_WAL_FULL), 1);
+	assert_int_equal(vfs_insert(db, 2), SQLITE_OK);
+	assert_int_equal(tb_fault_set(TB_FAULT_STORE_WAL_WRITE, 1, false), 0);
+	assert_int_equal(vfs_insert(db, 3), SQLITE_IOERR_WRITE);
+	assert_int_equal(vfs_insert(db, 4), SQLITE_OK);
+	assert_int_equal(tb_fault_set(TB_FAULT_STORE_FSYNC, 1, false), 0);
+	assert_int_equal(vfs_insert(db, 5), SQLITE_IOERR_FSYNC);
+	assert_int_equal(vfs_insert(db, 6), SQLITE_OK);
+	assert_true(sqlite3_get_autocommit(db));
+	assert_int_equal(vfs_count(db), 3); // 2, 4, 6
+	// Disarmed, the shim writes through: the rows are there for a
+	// connection through the default VFS too.
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL),
+	    SQLITE_OK);
+	assert_int_equal(vfs_count(db), 3);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	unlink(path);
+	snprintf(other, sizeof(other), "%s-wal", path);
+	unlink(other);
+	snprintf(other, sizeof(other), "%s-shm", path);
+	unlink(other);
+	assert_int_equal(rmdir(dir), 0);
 }
 
 static void
@@ -254,6 +344,7 @@ main(void)
 		T(test_fault_spec_rejects_bad_entries_and_arms_nothing),
 		T(test_fault_spec_from_environment),
 		T(test_fault_countdown_fires_once_under_concurrent_hits),
+		T(test_fault_vfs_fails_wal_writes_and_fsyncs),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "store.h"
 #include <taskbroker/defs.h>
 
@@ -230,6 +231,9 @@ teardown(void **state)
 	DIR           *d;
 	struct dirent *e;
 
+#ifdef TB_FAULT_INJECTION
+	tb_fault_reset(); // a failed test may have left a site armed
+#endif
 	if (fx->s != NULL) {
 		close_store(fx);
 	}
@@ -1042,6 +1046,7 @@ test_failing_batch_rolls_back_everything(void **state)
 	upd        = op_new(STORE_OP_UPDATE);
 	upd->id    = 1;
 	upd->state = TB_STATE_RUNNING;
+	upd->keep  = true; // not kept: the error is not one that may pass
 	bad        = op_insert(2, rec_new(2, 2, "q", TB_STATE_PENDING),
 	           rec_new(3, 3, "boom", TB_STATE_PENDING));
 	invalid    = op_new(99); // a caller bug fails alone
@@ -1054,6 +1059,8 @@ test_failing_batch_rolls_back_everything(void **state)
 	assert_int_equal(good->rv, TB_ESTORE);
 	assert_int_equal(upd->rv, TB_ESTORE);
 	assert_int_equal(bad->rv, TB_ESTORE);
+	assert_int_equal(bad->src & 0xff, SQLITE_CONSTRAINT);
+	assert_int_equal(store_kept(fx->s), 0);
 	assert_int_equal(invalid->rv, TB_EINVAL);
 	assert_int_equal(bad->dup_ids[0], 0);
 	assert_int_equal(store_get(fx->s, 1, &r), TB_ENOTFOUND);
@@ -1775,6 +1782,146 @@ test_list2_applies_each_filter(void **state)
 	assert_int_equal(list_ids(fx, &f, ids, 128), 0);
 }
 
+static void
+test_error_transient_and_errstr(void **state)
+{
+	(void) state;
+	assert_true(store_error_transient(SQLITE_FULL));
+	assert_true(store_error_transient(SQLITE_IOERR_WRITE));
+	assert_true(store_error_transient(SQLITE_IOERR_FSYNC));
+	assert_true(store_error_transient(SQLITE_READONLY_DBMOVED));
+	assert_true(store_error_transient(SQLITE_BUSY));
+	assert_false(store_error_transient(SQLITE_CONSTRAINT_TRIGGER));
+	assert_false(store_error_transient(SQLITE_CORRUPT));
+	assert_false(store_error_transient(SQLITE_MISUSE));
+	assert_string_equal(store_errstr(SQLITE_FULL),
+	    "database or disk is full (SQLITE_FULL)");
+	assert_non_null(
+	    strstr(store_errstr(SQLITE_IOERR_FSYNC), "(SQLITE_IOERR_FSYNC)"));
+	// An extended code without its own text gets its primary code's.
+	assert_non_null(
+	    strstr(store_errstr(SQLITE_IOERR_ACCESS), "(SQLITE_IOERR)"));
+	assert_string_equal(store_errstr(12345678), "storage error");
+}
+
+#ifdef TB_FAULT_INJECTION
+
+// wait_kept polls store_kept until it is n (the writer keeps ops after a
+// failed batch) or the deadline passes.
+static void
+wait_kept(fixture *fx, uint32_t n)
+{
+	for (int i = 0; store_kept(fx->s) != n; i++) {
+		if (i >= WAIT_MS) {
+			fail_msg(
+			    "store_kept %u, want %u", store_kept(fx->s), n);
+		}
+		usleep(1000);
+	}
+}
+
+static void
+test_kept_op_survives_a_transient_failure(void **state)
+{
+	fixture   *fx = *state;
+	store_op  *ins, *upd;
+	store_rec *r;
+	uint64_t   commits;
+
+	open_started(fx);
+	insert_sync(fx, rec_new(1, 1, "q", TB_STATE_PENDING));
+	close_store(fx);
+
+	// One batch (submitted before start) whose commit fails once, as
+	// an I/O error would: the insert is refused, the update is kept and
+	// committed by the retry.
+	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
+	ins        = op_insert(1, rec_new(2, 2, "q", TB_STATE_PENDING));
+	upd        = op_new(STORE_OP_UPDATE);
+	upd->id    = 1;
+	upd->state = TB_STATE_DONE;
+	upd->keep  = true;
+	store_submit(fx->s, ins);
+	store_submit(fx->s, upd);
+	assert_int_equal(tb_fault_set(TB_FAULT_STORE_COMMIT, 1, false), 0);
+	assert_int_equal(store_start(fx->s, notify_cb, fx), TB_OK);
+	wait_done(fx, 3);
+	tb_fault_reset();
+	// The refused insert comes back first, the kept update after it.
+	assert_ptr_equal(fx->done[1], ins);
+	assert_int_equal(ins->rv, TB_ESTORE);
+	assert_int_equal(ins->src, SQLITE_IOERR);
+	assert_int_equal(ins->dup_ids[0], 0);
+	assert_ptr_equal(fx->done[2], upd);
+	assert_int_equal(upd->rv, TB_OK);
+	assert_int_equal(store_kept(fx->s), 0);
+	assert_int_equal(store_get(fx->s, 2, &r), TB_ENOTFOUND);
+	assert_int_equal(store_get(fx->s, 1, &r), TB_OK);
+	assert_int_equal(r->state, TB_STATE_DONE);
+	store_rec_free(r);
+	store_counters(fx->s, &commits, NULL);
+	assert_int_equal(commits, 1);
+}
+
+static void
+test_kept_op_is_retried_without_new_ops(void **state)
+{
+	fixture   *fx = *state;
+	store_op  *upd;
+	store_rec *r;
+
+	open_started(fx);
+	insert_sync(fx, rec_new(1, 1, "q", TB_STATE_PENDING));
+	// Three failed commits in a row: the writer retries on its own
+	// (no new op comes) until the fourth commits.
+	assert_int_equal(tb_fault_set(TB_FAULT_STORE_COMMIT, 1, true), 0);
+	upd        = op_new(STORE_OP_UPDATE);
+	upd->id    = 1;
+	upd->state = TB_STATE_RUNNING;
+	upd->keep  = true;
+	store_submit(fx->s, upd);
+	wait_kept(fx, 1);
+	for (int i = 0; tb_fault_fired(TB_FAULT_STORE_COMMIT) < 3; i++) {
+		assert_true(i < WAIT_MS);
+		usleep(1000);
+	}
+	assert_int_equal(fx->ndone, 1); // still kept
+	assert_int_equal(tb_fault_set(TB_FAULT_STORE_COMMIT, 0, false), 0);
+	wait_done(fx, 2);
+	assert_int_equal(upd->rv, TB_OK);
+	assert_int_equal(store_get(fx->s, 1, &r), TB_OK);
+	assert_int_equal(r->state, TB_STATE_RUNNING);
+	store_rec_free(r);
+}
+
+static void
+test_stop_gives_up_kept_ops(void **state)
+{
+	fixture  *fx = *state;
+	store_op *upd;
+
+	open_started(fx);
+	insert_sync(fx, rec_new(1, 1, "q", TB_STATE_PENDING));
+	assert_int_equal(tb_fault_set(TB_FAULT_STORE_COMMIT, 1, true), 0);
+	upd        = op_new(STORE_OP_UPDATE);
+	upd->id    = 1;
+	upd->state = TB_STATE_RUNNING;
+	upd->keep  = true;
+	store_submit(fx->s, upd);
+	wait_kept(fx, 1);
+	// The store cannot write: store_stop tries a few more times, then
+	// fails the kept op instead of hanging.
+	store_stop(fx->s);
+	tb_fault_reset();
+	collect(fx);
+	assert_int_equal(fx->ndone, 2);
+	assert_ptr_equal(fx->done[1], upd);
+	assert_int_equal(upd->rv, TB_ESTORE);
+	assert_int_equal(store_kept(fx->s), 0);
+}
+
+#endif // TB_FAULT_INJECTION
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -1811,6 +1958,12 @@ main(void)
 		T(test_sched_del_counts_one_then_zero),
 		T(test_queue_counts_by_queue_and_state),
 		T(test_list2_applies_each_filter),
+		T(test_error_transient_and_errstr),
+#ifdef TB_FAULT_INJECTION
+		T(test_kept_op_survives_a_transient_failure),
+		T(test_kept_op_is_retried_without_new_ops),
+		T(test_stop_gives_up_kept_ops),
+#endif
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
