@@ -21,7 +21,7 @@ struct events {
 };
 
 int
-events_open(events **ep, const char *url)
+events_open(events **ep, const char *url, const remote *rem)
 {
 	events *ev;
 	int     rv;
@@ -36,7 +36,7 @@ events_open(events **ep, const char *url)
 		free(ev);
 		return (TB_ESYSTEM);
 	}
-	if ((rv = nng_listen(ev->sock, url, NULL, 0)) != 0) {
+	if ((rv = remote_listen(rem, ev->sock, url)) != 0) {
 		log_err("events: listen on %s: %s", url, nng_strerror(rv));
 		events_close(ev);
 		return (tbp_nng_err(rv, TBP_NNG_BROKER));

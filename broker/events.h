@@ -15,13 +15,15 @@
 
 #include <stdint.h>
 
+#include "remote.h"
 #include "taskrec.h"
 
 typedef struct events events;
 
-// events_open listens on url. On success *ep owns the publisher. Returns
+// events_open listens on url (with rem's TLS configuration for tls+tcp;
+// rem may be NULL for none). On success *ep owns the publisher. Returns
 // TB_OK, TB_EINVAL (bad url), TB_EBUSY (address in use) or TB_ESYSTEM.
-int events_open(events **ep, const char *url);
+int events_open(events **ep, const char *url, const remote *rem);
 
 // events_publish announces event ("start", "done", ...) for the task t,
 // reporting state and attempt as given (the task may have moved on since)

@@ -248,9 +248,10 @@ broker_open(broker **bp, const config *cfg)
 	        TB_OK ||
 	    (rv = pool_open(&b->pl, cfg->workers, loop_wake_pool, b)) !=
 	        TB_OK ||
-	    (rv = events_open(&b->ev, cfg->events)) != TB_OK ||
-	    (rv = srv_open(&b->sv, &b->loop, cfg->listen, ops_dispatch, b)) !=
-	        TB_OK) {
+	    (rv = remote_open(&b->rem, cfg)) != TB_OK ||
+	    (rv = events_open(&b->ev, cfg->events, b->rem)) != TB_OK ||
+	    (rv = srv_open(&b->sv, &b->loop, cfg->listen, b->rem, ops_dispatch,
+	         b)) != TB_OK) {
 		goto fail;
 	}
 	uv_prepare_start(&b->prepare, loop_prepare);

@@ -201,7 +201,7 @@ srv_async_cb(uv_async_t *a)
 }
 
 int
-srv_open(srv **sp, uv_loop_t *loop, const char *url,
+srv_open(srv **sp, uv_loop_t *loop, const char *url, const remote *rem,
     void (*handle)(srv_req *req, void *arg), void *arg)
 {
 	srv *s;
@@ -222,7 +222,7 @@ srv_open(srv **sp, uv_loop_t *loop, const char *url,
 	// Anything larger is dropped by the transport before we allocate
 	// for it.
 	nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, TBP_MAX_MSG);
-	if ((rv = nng_listen(s->sock, url, NULL, 0)) != 0) {
+	if ((rv = remote_listen(rem, s->sock, url)) != 0) {
 		log_err("server: listen on %s: %s", url, nng_strerror(rv));
 		nng_close(s->sock);
 		pthread_mutex_destroy(&s->mtx);

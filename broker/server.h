@@ -31,6 +31,8 @@
 
 #include <tbp.h>
 
+#include "remote.h"
+
 #define SRV_RECEIVERS 64       // contexts kept receiving
 #define SRV_MAX_CONTEXTS 65536 // hard cap on contexts (memory bound)
 
@@ -54,11 +56,12 @@ typedef struct srv_req {
 	struct srv_req *all_prev, *all_next; // every record (loop thread)
 } srv_req;
 
-// srv_open listens on url and starts receiving. handle(req, arg) is called
+// srv_open listens on url (with rem's TLS configuration for tls+tcp; rem
+// may be NULL for none) and starts receiving. handle(req, arg) is called
 // on the loop thread for each request, including undecodable ones
 // (req->decode_rv != TB_OK); it must lead to exactly one srv_reply(req).
 // Returns TB_OK, TB_EINVAL, TB_EBUSY (address in use) or TB_ESYSTEM.
-int srv_open(srv **sp, uv_loop_t *loop, const char *url,
+int srv_open(srv **sp, uv_loop_t *loop, const char *url, const remote *rem,
     void (*handle)(srv_req *req, void *arg), void *arg);
 
 // srv_reply sends req->out as the reply. The loop must not touch req

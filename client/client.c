@@ -64,8 +64,9 @@
 #define CLIENT_WAIT_MAX_MS 3600000 // tb_wait with timeout < 0
 
 struct tb_client {
-	pid_t pid; // the process that opened the client; never changes
-	char *url;
+	pid_t    pid; // the process that opened the client; never changes
+	char    *url;
+	tbc_conn conn; // token and TLS settings; read-only after open
 
 	pthread_mutex_t mtx;  // protects sock, open, closing, busy
 	pthread_cond_t  idle; // signalled when busy drops to 0 while closing
@@ -183,7 +184,14 @@ tbc_url_ok(const char *url)
 int
 tb_client_open(tb_client **cp, const char *url)
 {
+	return (tb_client_open_opts(cp, url, NULL));
+}
+
+int
+tb_client_open_opts(tb_client **cp, const char *url, const tb_conn_opts *opts)
+{
 	tb_client *c;
+	int        rv;
 
 	if (cp == NULL) {
 		return (TB_EINVAL);
@@ -200,6 +208,11 @@ tb_client_open(tb_client **cp, const char *url)
 	if ((c->url = strdup(url)) == NULL) {
 		free(c);
 		return (TB_ENOMEM);
+	}
+	if ((rv = tbc_conn_init(&c->conn, opts)) != TB_OK) {
+		free(c->url);
+		free(c);
+		return (rv);
 	}
 	pthread_mutex_init(&c->mtx, NULL);
 	pthread_cond_init(&c->idle, NULL);
@@ -221,6 +234,7 @@ tb_client_close(tb_client *c)
 	if (getpid() != c->pid) {
 		// A forked child: the socket belongs to the parent and any nng
 		// call here would abort. Free our memory only.
+		tbc_conn_fini(&c->conn);
 		free(c->url);
 		free(c);
 		return;
@@ -245,6 +259,7 @@ tb_client_close(tb_client *c)
 
 	pthread_cond_destroy(&c->idle);
 	pthread_mutex_destroy(&c->mtx);
+	tbc_conn_fini(&c->conn);
 	free(c->url);
 	free(c);
 }
@@ -284,9 +299,9 @@ client_dial_locked(tb_client *c)
 	}
 	// Flags 0: dial synchronously, so that a missing broker is reported
 	// now instead of every request timing out.
-	if ((rv = nng_dial(s, c->url, NULL, 0)) != 0) {
+	if ((rv = tbc_dial(s, c->url, &c->conn, 0)) != TB_OK) {
 		tbc_close_socket(s);
-		return (tbp_nng_err(rv, TBP_NNG_DIAL));
+		return (rv);
 	}
 	c->sock = s;
 	c->open = true;
@@ -364,8 +379,9 @@ call_fini(client_call *call)
 	}
 }
 
-// client_call_run sends the encoded request in b and waits up to timeout
-// milliseconds in all for the reply, which it decodes into call. Returns
+// client_call_run sends the encoded request in b (adding the client's
+// token to it first, if it has one) and waits up to timeout milliseconds
+// in all for the reply, which it decodes into call. Returns
 // TB_OK only if the broker answered with status ok; with a broker error,
 // call->rep still holds the decoded reply. call_fini(call) must be called
 // afterwards whatever the result.
@@ -388,6 +404,13 @@ client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 		return (rv);
 	}
 	deadline = now_ms() + timeout;
+	if (c->conn.token != NULL) {
+		tbp_bytes tok = { (const uint8_t *) c->conn.token,
+			(uint32_t) c->conn.token_len };
+		if ((rv = tbp_req_add_token(b, 0, tok)) != TB_OK) {
+			goto out;
+		}
+	}
 	if ((rv = nng_msg_alloc(&msg, 0)) != 0 ||
 	    (rv = nng_msg_append(msg, b->data, b->size)) != 0 ||
 	    (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
