@@ -88,13 +88,16 @@ conn_read_file(const char *path, char **bufp, size_t *lenp)
 	return (TB_OK);
 }
 
-// conn_set_token takes the token from text[0..len), without a final
-// newline. It must be 1..TBP_MAX_TOKEN bytes without NUL.
+// conn_set_token takes the token from the first line of text[0..len)
+// (the broker's token file holds one line). It must be 1..TBP_MAX_TOKEN
+// bytes without NUL.
 static int
 conn_set_token(tbc_conn *cn, const char *text, size_t len)
 {
-	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) {
-		len--;
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] == '\n' || text[i] == '\r') {
+			len = i;
+		}
 	}
 	if (len == 0 || len > TBP_MAX_TOKEN || memchr(text, 0, len) != NULL) {
 		return (TB_EINVAL);

@@ -35,6 +35,10 @@ static char server_cert[TBH_PATH + 16], server_key[TBH_PATH + 16];
 static char client_cert[TBH_PATH + 16], client_key[TBH_PATH + 16];
 static char rogue_cert[TBH_PATH + 16], rogue_key[TBH_PATH + 16];
 
+// second is a test's second broker; teardown stops it by its pid and
+// removes its dir, also after a failed assertion.
+static tbh_broker second;
+
 // free_tcp_port returns a loopback port that was free a moment ago.
 static int
 free_tcp_port(void)
@@ -503,7 +507,7 @@ test_loopback_and_token_listeners_start(void **state)
 	tbh_fix     *f    = *state;
 	tb_conn_opts none = TB_CONN_OPTS_INIT;
 	tb_conn_opts tok  = TB_CONN_OPTS_INIT;
-	tbh_broker   b2   = { 0 };
+	tbh_broker  *b2   = &second;
 	tb_client   *c;
 	char         token_path[TBH_PATH + 16];
 	char         any[64];
@@ -518,38 +522,34 @@ test_loopback_and_token_listeners_start(void **state)
 
 	write_secret(f, "token", TOKEN, 0600, token_path, sizeof(token_path));
 	tok.token = TOKEN;
-	snprintf(b2.dir, sizeof(b2.dir), "%s/b2", f->b.dir);
-	assert_int_equal(mkdir(b2.dir, 0700), 0);
-	snprintf(b2.data_dir, sizeof(b2.data_dir), "%s/data", b2.dir);
-	snprintf(b2.log_path, sizeof(b2.log_path), "%s/broker.log", b2.dir);
+	snprintf(b2->dir, sizeof(b2->dir), "/tmp/tbh-XXXXXX");
+	assert_non_null(mkdtemp(b2->dir));
+	snprintf(b2->data_dir, sizeof(b2->data_dir), "%.63s/data", b2->dir);
 	snprintf(
-	    b2.events_url, sizeof(b2.events_url), "ipc://%s/ev.sock", b2.dir);
+	    b2->log_path, sizeof(b2->log_path), "%.63s/broker.log", b2->dir);
+	snprintf(b2->events_url, sizeof(b2->events_url), "ipc://%.63s/ev.sock",
+	    b2->dir);
 	{
 		int port = free_tcp_port();
 		snprintf(any, sizeof(any), "tcp://0.0.0.0:%d", port);
-		snprintf(b2.url, sizeof(b2.url), "tcp://127.0.0.1:%d", port);
+		snprintf(b2->url, sizeof(b2->url), "tcp://127.0.0.1:%d", port);
 	}
-	b2.conn = &tok;
+	b2->conn = &tok;
 	{
 		// The later --listen wins: every interface; tbh_start pings
-		// b2.url, over loopback.
+		// b2->url, over loopback.
 		const char *const args[] = { "--listen", any, "--token-file",
 			token_path, "--exec-allow", "/bin/true", NULL };
-		if (tbh_start(&b2, args) != 0) {
-			tbh_cleanup(&b2, true);
-			fail();
-		}
+		assert_int_equal(tbh_start(b2, args), 0);
 	}
 	c = NULL;
-	TBH_OK(tb_client_open_opts(&c, b2.url, &tok));
+	TBH_OK(tb_client_open_opts(&c, b2->url, &tok));
 	TBH_OK(tb_ping(c, NULL));
 	tb_client_close(c);
-	TBH_OK(tb_client_open_opts(&c, b2.url, &none));
+	TBH_OK(tb_client_open_opts(&c, b2->url, &none));
 	TBH_RV(tb_ping(c, NULL), TB_EUNAUTHORIZED);
 	tb_client_close(c);
-	assert_int_equal(tbh_stop(&b2, TBH_MS(10000)), 0);
-	b2.dir[0] = '\0'; // inside f's dir, removed with it
-	tbh_cleanup(&b2, false);
+	assert_int_equal(tbh_stop(b2, TBH_MS(10000)), 0);
 	f->passed = true;
 }
 
@@ -614,7 +614,22 @@ group_teardown(void **state)
 	return (0);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, tbh_setup, tbh_teardown)
+static int
+teardown(void **state)
+{
+	tbh_fix *f = *state;
+
+	if (second.dir[0] != '\0') {
+		tbh_cleanup(&second, f == NULL || !f->passed);
+		memset(&second, 0, sizeof(second));
+	}
+	if (f != NULL) {
+		f->b.conn = NULL; // it pointed into the test's frame
+	}
+	return (tbh_teardown(state));
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, tbh_setup, teardown)
 
 int
 main(void)
