@@ -62,6 +62,7 @@
 #include "handlers/handlers.h"
 #include "loop.h"
 #include "pool.h"
+#include "remote.h"
 #include "scheduler.h"
 #include "server.h"
 #include "store.h"
@@ -144,6 +145,7 @@ struct broker {
 	pool         *pl;
 	srv          *sv;
 	events       *ev;
+	remote       *rem; // token, TLS, refusal log (remote.h)
 	uv_async_t    store_async;
 	uv_async_t    pool_async;
 	uv_signal_t   sigterm;

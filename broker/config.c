@@ -45,9 +45,13 @@ static const config_entry config_table[] = {
 	{ "data-dir", CFG_STR, "data", 0, 0, OFF(data_dir), { NULL },
 	    "directory of the task database (created if missing)" },
 	{ "listen", CFG_STR, TB_DEFAULT_URL, 0, 0, OFF(listen), { NULL },
-	    "request endpoint (ipc://PATH, tcp://HOST:PORT)" },
+	    "request endpoint (ipc://PATH, tcp://HOST:PORT, "
+	    "tls+tcp://HOST:PORT); on a non-loopback address it needs "
+	    "--token-file or tls+tcp with --tls-ca" },
 	{ "events", CFG_STR, TB_DEFAULT_EVENTS_URL, 0, 0, OFF(events),
-	    { NULL }, "event publisher endpoint" },
+	    { NULL },
+	    "event publisher endpoint (the same schemes); on a non-loopback "
+	    "address it needs tls+tcp with --tls-ca" },
 	{ "workers", CFG_INT, "4", 1, 1024, OFF(workers), { NULL },
 	    "threads for handlers that block" },
 	{ "max-running", CFG_INT, "1000", 1, 1000000, OFF(max_running),
@@ -128,6 +132,20 @@ static const config_entry config_table[] = {
 	{ "socket-group", CFG_STR, "", 0, 0, OFF(socket_group), { NULL },
 	    "group (name or number) of the ipc sockets and of the directory "
 	    "the broker creates for them; empty: the broker's own" },
+	{ "token-file", CFG_STR, "", 0, 0, OFF(token_file), { NULL },
+	    "file holding the token (one line, 16 to 256 printable "
+	    "characters) that every request on a tcp:// or tls+tcp:// "
+	    "--listen must carry (others get unauthorized); not readable by "
+	    "other users; such peers may then also send admin requests" },
+	{ "tls-cert", CFG_STR, "", 0, 0, OFF(tls_cert), { NULL },
+	    "certificate chain (PEM) of the tls+tcp:// endpoints" },
+	{ "tls-key", CFG_STR, "", 0, 0, OFF(tls_key), { NULL },
+	    "private key (PEM, unencrypted) of --tls-cert; not readable by "
+	    "other users" },
+	{ "tls-ca", CFG_STR, "", 0, 0, OFF(tls_ca), { NULL },
+	    "CA certificates (PEM): tls+tcp:// clients and subscribers must "
+	    "present a certificate signed by one (mutual TLS); such peers "
+	    "may then also send admin requests" },
 };
 
 // Keys of a [queue NAME] section; each overrides the broker-wide option of
@@ -227,7 +245,10 @@ config_set(config *cfg, const config_entry *e, const char *val, FILE *err)
 		if (*val == '\0' && e->offset != OFF(config_file) &&
 		    e->offset != OFF(http_ca_file) &&
 		    e->offset != OFF(socket_group) &&
-		    e->offset != OFF(admin_group)) {
+		    e->offset != OFF(admin_group) &&
+		    e->offset != OFF(token_file) &&
+		    e->offset != OFF(tls_cert) && e->offset != OFF(tls_key) &&
+		    e->offset != OFF(tls_ca)) {
 			fprintf(err, "taskbrokerd: --%s must not be empty\n",
 			    e->name);
 			return (CONFIG_BAD);

@@ -74,6 +74,10 @@ typedef struct config {
 	char         *socket_mode;  // ipc socket permissions, octal text
 	char         *socket_group; // ipc socket group; "": the broker's
 	char         *admin_group;  // also admin over ipc; "": none
+	char         *token_file;   // the tcp/tls request token; "": none
+	char         *tls_cert;     // tls+tcp certificate chain; "": none
+	char         *tls_key;      // its private key; "": none
+	char         *tls_ca;       // client certificates' CA; "": none
 	config_queue *queues;
 	config_kv    *plugin_kv;
 } config;

@@ -23,8 +23,8 @@ struct events {
 };
 
 int
-events_open(
-    events **ep, uv_loop_t *loop, const char *url, const guard_access *access)
+events_open(events **ep, uv_loop_t *loop, const char *url,
+    const guard_access *access, const remote *rem)
 {
 	events *ev;
 	int     rv;
@@ -40,7 +40,7 @@ events_open(
 		return (TB_ESYSTEM);
 	}
 	if ((rv = guard_listen(&ev->guard, loop, ev->sock, url, "events",
-	         access, NULL)) != TB_OK) {
+	         access, remote_tls(rem))) != TB_OK) {
 		events_close(ev);
 		return (rv);
 	}

@@ -18,15 +18,17 @@
 #include <uv.h>
 
 #include "guard.h"
+#include "remote.h"
 #include "taskrec.h"
 
 typedef struct events events;
 
 // events_open listens on url (through a guard: see guard.h; access
-// applies to an ipc url). On success *ep owns the publisher. Returns
-// TB_OK, TB_EINVAL (bad url), TB_EBUSY (address in use) or TB_ESYSTEM.
-int events_open(
-    events **ep, uv_loop_t *loop, const char *url, const guard_access *access);
+// applies to an ipc url, rem's TLS configuration to tls+tcp; rem may be
+// NULL for none). On success *ep owns the publisher. Returns TB_OK,
+// TB_EINVAL (bad url), TB_EBUSY (address in use) or TB_ESYSTEM.
+int events_open(events **ep, uv_loop_t *loop, const char *url,
+    const guard_access *access, const remote *rem);
 
 // events_publish announces event ("start", "done", ...) for the task t,
 // reporting state and attempt as given (the task may have moved on since)

@@ -254,9 +254,10 @@ broker_open(broker **bp, const config *cfg)
 	        TB_OK ||
 	    (rv = pool_open(&b->pl, cfg->workers, loop_wake_pool, b)) !=
 	        TB_OK ||
-	    (rv = events_open(&b->ev, &b->loop, cfg->events, &access)) !=
-	        TB_OK ||
-	    (rv = srv_open(&b->sv, &b->loop, cfg->listen, &access,
+	    (rv = remote_open(&b->rem, cfg)) != TB_OK ||
+	    (rv = events_open(
+	         &b->ev, &b->loop, cfg->events, &access, b->rem)) != TB_OK ||
+	    (rv = srv_open(&b->sv, &b->loop, cfg->listen, &access, b->rem,
 	         ops_dispatch, b)) != TB_OK) {
 		goto fail;
 	}

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "loop.h"
 #include "pidlock.h"
+#include "remote.h"
 #include "util.h"
 
 #include <tbp.h>
@@ -117,8 +118,9 @@ raise_fd_limit(void)
 static bool
 remote_url(const char *url)
 {
-	return (
-	    strncmp(url, "tcp", 3) == 0 || strncmp(url, "tls+tcp", 7) == 0);
+	remote_kind k = remote_url_kind(url);
+
+	return (k == REMOTE_TCP || k == REMOTE_TLS);
 }
 
 // check_remote_exec refuses a configuration in which a tcp listener would
@@ -219,7 +221,9 @@ main(int argc, char **argv)
 		config_fini(&cfg);
 		return (2);
 	}
-	if (check_remote_exec(&cfg) != 0) {
+	// Before anything is created or bound: who could reach the broker,
+	// and what they must prove (remote.h).
+	if (remote_check(&cfg) != 0 || check_remote_exec(&cfg) != 0) {
 		config_fini(&cfg);
 		return (2);
 	}

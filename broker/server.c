@@ -204,8 +204,8 @@ srv_async_cb(uv_async_t *a)
 
 int
 srv_open(srv **sp, uv_loop_t *loop, const char *url,
-    const guard_access *access, void (*handle)(srv_req *req, void *arg),
-    void               *arg)
+    const guard_access *access, const remote      *rem,
+    void (*handle)(srv_req *req, void *arg), void *arg)
 {
 	srv *s;
 	int  rv;
@@ -226,7 +226,7 @@ srv_open(srv **sp, uv_loop_t *loop, const char *url,
 	// for it.
 	nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, TBP_MAX_MSG);
 	if ((rv = guard_listen(&s->guard, loop, s->sock, url, "requests",
-	         access, NULL)) != TB_OK) {
+	         access, remote_tls(rem))) != TB_OK) {
 		nng_close(s->sock);
 		pthread_mutex_destroy(&s->mtx);
 		free(s);

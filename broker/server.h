@@ -32,6 +32,7 @@
 #include <tbp.h>
 
 #include "guard.h"
+#include "remote.h"
 
 #define SRV_RECEIVERS 64       // contexts kept receiving
 #define SRV_MAX_CONTEXTS 65536 // hard cap on contexts (memory bound)
@@ -57,13 +58,14 @@ typedef struct srv_req {
 } srv_req;
 
 // srv_open listens on url (through a guard: see guard.h; access applies
-// to an ipc url) and starts receiving. handle(req, arg) is called
-// on the loop thread for each request, including undecodable ones
-// (req->decode_rv != TB_OK); it must lead to exactly one srv_reply(req).
-// Returns TB_OK, TB_EINVAL, TB_EBUSY (address in use) or TB_ESYSTEM.
+// to an ipc url, rem's TLS configuration to tls+tcp; rem may be NULL for
+// none) and starts receiving. handle(req, arg) is called on the loop
+// thread for each request, including undecodable ones (req->decode_rv !=
+// TB_OK); it must lead to exactly one srv_reply(req). Returns TB_OK,
+// TB_EINVAL, TB_EBUSY (address in use) or TB_ESYSTEM.
 int srv_open(srv **sp, uv_loop_t *loop, const char *url,
-    const guard_access *access, void (*handle)(srv_req *req, void *arg),
-    void               *arg);
+    const guard_access *access, const remote      *rem,
+    void (*handle)(srv_req *req, void *arg), void *arg);
 
 // srv_reply sends req->out as the reply. The loop must not touch req
 // afterwards. Loop thread.

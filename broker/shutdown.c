@@ -70,6 +70,8 @@ shutdown_teardown(broker *b)
 	b->sv = NULL;
 	events_close(b->ev);
 	b->ev = NULL;
+	remote_close(b->rem); // after the listeners that used its TLS
+	b->rem = NULL;
 	// Stop the threads that post to the asyncs before closing those.
 	shutdown_stop_threads(b);
 	sqlite_handler_stop();

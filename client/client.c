@@ -68,8 +68,9 @@
 #define CLIENT_WAIT_MAX_MS 3600000 // tb_wait with timeout < 0
 
 struct tb_client {
-	pid_t pid; // the process that opened the client; never changes
-	char *url;
+	pid_t    pid; // the process that opened the client; never changes
+	char    *url;
+	tbc_conn conn; // token and TLS settings; read-only after open
 
 	pthread_mutex_t mtx;  // protects sock, open, closing, busy
 	pthread_cond_t  idle; // signalled when busy drops to 0 while closing
@@ -187,7 +188,14 @@ tbc_url_ok(const char *url)
 int
 tb_client_open(tb_client **cp, const char *url)
 {
+	return (tb_client_open_opts(cp, url, NULL));
+}
+
+int
+tb_client_open_opts(tb_client **cp, const char *url, const tb_conn_opts *opts)
+{
 	tb_client *c;
+	int        rv;
 
 	if (cp == NULL) {
 		return (TB_EINVAL);
@@ -204,6 +212,11 @@ tb_client_open(tb_client **cp, const char *url)
 	if ((c->url = strdup(url)) == NULL) {
 		free(c);
 		return (TB_ENOMEM);
+	}
+	if ((rv = tbc_conn_init(&c->conn, opts)) != TB_OK) {
+		free(c->url);
+		free(c);
+		return (rv);
 	}
 	pthread_mutex_init(&c->mtx, NULL);
 	pthread_cond_init(&c->idle, NULL);
@@ -225,6 +238,7 @@ tb_client_close(tb_client *c)
 	if (getpid() != c->pid) {
 		// A forked child: the socket belongs to the parent and any nng
 		// call here would abort. Free our memory only.
+		tbc_conn_fini(&c->conn);
 		free(c->url);
 		free(c);
 		return;
@@ -249,6 +263,7 @@ tb_client_close(tb_client *c)
 
 	pthread_cond_destroy(&c->idle);
 	pthread_mutex_destroy(&c->mtx);
+	tbc_conn_fini(&c->conn);
 	free(c->url);
 	free(c);
 }
@@ -261,25 +276,6 @@ tb_client_set_timeout(tb_client *c, int ms)
 	}
 	atomic_store(&c->timeout_ms, ms);
 	return (TB_OK);
-}
-
-// client_dial_transient is true for the errors of a first dial that the
-// same dial a moment later may not have: no listener, or a connection
-// closed during its handshake.
-static bool
-client_dial_transient(int rv)
-{
-	switch (rv) {
-	case NNG_ECONNREFUSED:
-	case NNG_ENOENT:
-	case NNG_ECLOSED:
-	case NNG_ECONNRESET:
-	case NNG_ECONNSHUT:
-	case NNG_ECONNABORTED:
-		return (true);
-	default:
-		return (false);
-	}
 }
 
 // client_dial_locked opens and dials the socket. Called with c->mtx held.
@@ -306,18 +302,19 @@ client_dial_locked(tb_client *c)
 		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
 	}
 	// Flags 0: dial synchronously, so that a missing broker is reported
-	// now instead of every request timing out. A refused or missing
-	// address is tried again for CLIENT_DIAL_RETRY_MS: a broker that is
-	// starting, or replacing a listener (broker/guard.h), has no listener
-	// for a moment, and that must not fail the request.
+	// now instead of every request timing out. An unreachable broker is
+	// tried again for CLIENT_DIAL_RETRY_MS: a broker that is starting,
+	// or replacing a listener (broker/guard.h), has no listener for a
+	// moment, and that must not fail the request.
 	for (int wait_ms = 1, waited = 0;; waited += wait_ms, wait_ms *= 2) {
-		if ((rv = nng_dial(s, c->url, NULL, 0)) == 0) {
+		if ((rv = tbc_dial(s, c->url, &c->conn, 0)) == TB_OK) {
 			break;
 		}
-		if (!client_dial_transient(rv) ||
+		// TB_ECLOSED: the connection was closed during its handshake.
+		if ((rv != TB_EUNREACHABLE && rv != TB_ECLOSED) ||
 		    waited >= CLIENT_DIAL_RETRY_MS) {
 			tbc_close_socket(s);
-			return (tbp_nng_err(rv, TBP_NNG_DIAL));
+			return (rv);
 		}
 		nng_msleep((nng_duration) wait_ms);
 	}
@@ -397,8 +394,9 @@ call_fini(client_call *call)
 	}
 }
 
-// client_call_run sends the encoded request in b and waits up to timeout
-// milliseconds in all for the reply, which it decodes into call. Returns
+// client_call_run sends the encoded request in b (adding the client's
+// token to it first, if it has one) and waits up to timeout milliseconds
+// in all for the reply, which it decodes into call. Returns
 // TB_OK only if the broker answered with status ok; with a broker error,
 // call->rep still holds the decoded reply. call_fini(call) must be called
 // afterwards whatever the result.
@@ -421,6 +419,13 @@ client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 		return (rv);
 	}
 	deadline = now_ms() + timeout;
+	if (c->conn.token != NULL) {
+		tbp_bytes tok = { (const uint8_t *) c->conn.token,
+			(uint32_t) c->conn.token_len };
+		if ((rv = tbp_req_add_token(b, 0, tok)) != TB_OK) {
+			goto out;
+		}
+	}
 	if ((rv = nng_msg_alloc(&msg, 0)) != 0 ||
 	    (rv = nng_msg_append(msg, b->data, b->size)) != 0 ||
 	    (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {

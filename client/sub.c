@@ -54,8 +54,16 @@ struct tb_event {
 int
 tb_sub_open(tb_sub **sp, const char *url, const char *prefix)
 {
-	tb_sub *s;
-	int     rv;
+	return (tb_sub_open_opts(sp, url, prefix, NULL));
+}
+
+int
+tb_sub_open_opts(
+    tb_sub **sp, const char *url, const char *prefix, const tb_conn_opts *opts)
+{
+	tb_sub  *s;
+	tbc_conn cn;
+	int      rv;
 
 	if (sp == NULL) {
 		return (TB_EINVAL);
@@ -69,11 +77,18 @@ tb_sub_open(tb_sub **sp, const char *url, const char *prefix)
 	if (!tbc_url_ok(url)) {
 		return (TB_EINVAL);
 	}
+	// The settings are needed only for the dial below: the dialer keeps
+	// its own TLS configuration.
+	if ((rv = tbc_conn_init(&cn, opts)) != TB_OK) {
+		return (rv);
+	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		tbc_conn_fini(&cn);
 		return (TB_ENOMEM);
 	}
 	s->pid = getpid();
 	if ((rv = nng_sub0_open(&s->sock)) != 0) {
+		tbc_conn_fini(&cn);
 		free(s);
 		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
 	}
@@ -90,13 +105,14 @@ tb_sub_open(tb_sub **sp, const char *url, const char *prefix)
 	}
 	// Non-blocking: a broker that is not up yet is dialled in the
 	// background. Only a malformed url fails here.
-	if ((rv = nng_dial(s->sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-		rv = tbp_nng_err(rv, TBP_NNG_DIAL);
+	if ((rv = tbc_dial(s->sock, url, &cn, NNG_FLAG_NONBLOCK)) != TB_OK) {
 		goto fail;
 	}
+	tbc_conn_fini(&cn);
 	*sp = s;
 	return (TB_OK);
 fail:
+	tbc_conn_fini(&cn);
 	tbc_close_socket(s->sock);
 	free(s);
 	return (rv);

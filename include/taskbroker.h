@@ -73,8 +73,56 @@ typedef struct tb_event  tb_event;
 // default, see tb_default_url). No connection is made here: sockets are
 // opened on first use in the calling process. On success *cp owns a client
 // to be released with tb_client_close. Returns TB_OK, TB_EINVAL (bad url) or
-// TB_ENOMEM. Any thread.
+// TB_ENOMEM. The token and TLS settings come from the environment (see
+// tb_conn_opts), so a bad $TASKBROKER_TOKEN_FILE, for one, is TB_EINVAL.
+// Any thread.
 int tb_client_open(tb_client **cp, const char *url);
+
+// tb_conn_opts: what a client or a subscription proves to a broker whose
+// listener asks for it (a tcp:// or tls+tcp:// one, see the README's
+// "Remote access"), and how it checks the broker. Always start from
+// TB_CONN_OPTS_INIT so fields added later get their defaults. Each field
+// left NULL is taken from the environment variable named beside it; ""
+// means none, whatever the environment says. Files are read when the
+// client or subscription is opened.
+typedef struct tb_conn_opts {
+	// token is sent with every request ($TASKBROKER_TOKEN); it wins over
+	// token_file, a file whose first line is the token
+	// ($TASKBROKER_TOKEN_FILE). Prefer the file: a variable or argument
+	// may be seen by others (ps, /proc). Subscriptions send nothing.
+	const char *token;
+	const char *token_file;
+	// For tls+tcp:// urls only: the CA certificates (PEM) the broker's
+	// certificate must verify against ($TASKBROKER_TLS_CA; default: the
+	// system's store, /etc/ssl/certs/ca-certificates.crt); the client's
+	// own certificate chain and unencrypted private key (PEM), for a
+	// broker that asks for one ($TASKBROKER_TLS_CERT,
+	// $TASKBROKER_TLS_KEY; both or neither); and the name the broker's
+	// certificate must carry ($TASKBROKER_TLS_SERVER_NAME; default: the
+	// url's host). The broker is always verified.
+	const char *tls_ca_file;
+	const char *tls_cert_file;
+	const char *tls_key_file;
+	const char *tls_server_name;
+} tb_conn_opts;
+
+#define TB_CONN_OPTS_INIT                          \
+	{                                          \
+		NULL, NULL, NULL, NULL, NULL, NULL \
+	}
+
+// tb_client_open_opts is tb_client_open with connection options (NULL:
+// all from the environment, which is what tb_client_open does). Returns
+// TB_OK, TB_EINVAL (bad url; a file of opts missing or unreadable; a
+// certificate without its key or the reverse; a token that is empty,
+// longer than 256 bytes or holds a NUL) or TB_ENOMEM. A broker that
+// refuses the token answers each request with TB_EUNAUTHORIZED; a TLS
+// handshake that fails (the broker's certificate does not verify or does
+// not name the server, or the broker wants a client certificate that is
+// missing or not signed by its CA) makes requests fail with TB_ETLS.
+// Any thread.
+int tb_client_open_opts(
+    tb_client **cp, const char *url, const tb_conn_opts *opts);
 
 // tb_client_close closes the client; calls still running in other threads
 // return TB_ECLOSED. Accepts NULL. No call may start on c afterwards. It
@@ -351,6 +399,17 @@ void tb_queues_free(tb_queue_info *list, size_t n);
 // slow subscriber may miss some; tb_status always tells the truth. On success
 // *sp owns the subscription (tb_sub_close).
 int tb_sub_open(tb_sub **sp, const char *url, const char *prefix);
+
+// tb_sub_open_opts is tb_sub_open with connection options (NULL: all from
+// the environment, which is what tb_sub_open does). Only the TLS fields
+// matter: PUB hears nothing from its subscribers, so a broker guards a
+// remote events endpoint with client certificates, not the token. Returns
+// as tb_sub_open, and TB_EINVAL as tb_client_open_opts for bad options.
+// The dial is made in the background, so a TLS handshake that fails shows
+// only as events that never come (tb_sub_recv times out); a tb_client
+// with the same options reports it as TB_ETLS.
+int tb_sub_open_opts(tb_sub **sp, const char *url, const char *prefix,
+    const tb_conn_opts *opts);
 
 // tb_sub_recv waits up to timeout_ms (< 0: forever) for the next event. On
 // success *ep owns it (tb_event_free). TB_ETIMEDOUT when none came.

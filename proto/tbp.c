@@ -1,6 +1,7 @@
-// tbp.c: names of ops, error codes and task states, and the helpers for
-// tbp_bytes views. The encoders live in tbp_encode.c, the checker and
-// decoders in tbp_decode.c, the nng error map in tbp_nng.c.
+// tbp.c: names of ops, error codes and task states, the helpers for
+// tbp_bytes views and the token comparison. The encoders live in
+// tbp_encode.c, the checker and decoders in tbp_decode.c, the nng error
+// map in tbp_nng.c.
 
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,26 @@
 static const char *const tbp_op_names[TBP_OP_COUNT] = { TBP_OPS(
     TBP_OP_NAME_) };
 #undef TBP_OP_NAME_
+
+// The loop always runs TBP_MAX_TOKEN times and folds every byte, so its
+// time depends on neither token's content; it branches only on the
+// lengths (the wanted one is the operator's, and fixed).
+bool
+tbp_token_equal(tbp_bytes got, tbp_bytes want)
+{
+	volatile uint8_t diff = 0;
+
+	if (got.n > TBP_MAX_TOKEN || want.n > TBP_MAX_TOKEN || want.n == 0) {
+		return (false);
+	}
+	diff |= (uint8_t) (got.n != want.n);
+	for (uint32_t i = 0; i < TBP_MAX_TOKEN; i++) {
+		uint8_t a = i < got.n ? got.p[i] : 0;
+		uint8_t w = i < want.n ? want.p[i] : 0;
+		diff |= (uint8_t) (a ^ w);
+	}
+	return (diff == 0);
+}
 
 const char *
 tbp_op_name(uint32_t op)

@@ -65,6 +65,15 @@
 //             limit), "max_pending": uint (0: none), "done_last_min",
 //             "oldest_pending_ms", "forever", "crashloop": uint}
 //
+// Added for remote access (version 1 still; a broker that does not check
+// tokens ignores the key):
+//   any req + "token"?: str (1..TBP_MAX_TOKEN bytes, no NUL): the shared
+//              secret a broker asks of peers on its tcp and tls+tcp
+//              listeners (taskbrokerd --token-file). A wrong or missing
+//              one gets TB_EUNAUTHORIZED whatever the rest of the request
+//              says. Read for every op, also when the version or the op
+//              is unknown.
+//
 // Events (PUB): the topic "tb.<event>.<queue>.<handler>" as raw bytes, one
 // NUL byte, then a msgpack map {"seq", "event", "id", "queue", "handler",
 // "state", "attempt", "duration_us", "time" (Unix µs), "result"?: bin,
@@ -106,6 +115,7 @@
 #define TBP_MAX_CRON 128u          // a cron expression
 #define TBP_MAX_SCHEDULES 1000u    // schedules in one list reply
 #define TBP_MAX_QUEUES 1000u       // queues in one queues reply
+#define TBP_MAX_TOKEN 256u         // a request's token
 // TBP_MAX_DURATION_MS bounds every duration a request carries (ages,
 // periods, wait and drain timeouts): 100 years, so that the broker's
 // arithmetic in microseconds (now - age * 1000) cannot overflow.
@@ -208,8 +218,10 @@ typedef enum tbp_nng_ctx {
 //   NNG_EADDRINUSE            TB_EBUSY      TB_ESYSTEM       TB_ESYSTEM
 //   NNG_EPROTO                TB_ESYSTEM    TB_EPROTO        TB_EPROTO
 //   NNG_ECONNREFUSED, NNG_ECONNRESET, NNG_ECONNSHUT, NNG_ECONNABORTED,
-//   NNG_ENOENT, NNG_EUNREACHABLE, NNG_EPEERAUTH, NNG_ECRYPTO, NNG_EPERM
+//   NNG_ENOENT, NNG_EUNREACHABLE, NNG_EPERM
 //                             TB_ESYSTEM    TB_EUNREACHABLE  TB_EUNREACHABLE
+//   NNG_EPEERAUTH, NNG_ECRYPTO
+//                             TB_ESYSTEM    TB_ETLS          TB_ETLS
 //   any other code            TB_ESYSTEM    TB_ESYSTEM       TB_ESYSTEM
 //
 // NNG_ENOTSUP from nng_dial or nng_listen is a url scheme this nng does
@@ -323,6 +335,8 @@ typedef struct tbp_req {
 	tbp_sched    sched;      // schedule_add
 	tbp_bytes    name;       // schedule_rm, schedule_pause
 	bool         paused;     // schedule_pause
+	tbp_bytes    token;      // any op; see have_token
+	bool         have_token; // "token" was given (and well formed)
 
 	msgpack_unpacked priv_; // owns the memory behind the views
 } tbp_req;
@@ -335,6 +349,19 @@ typedef struct tbp_req {
 // (over a limit), TB_EVERSION (newer version), TB_EUNKNOWNOP. buf need not
 // outlive r: views point into r's own memory. Any thread.
 int tbp_req_decode(tbp_req *r, const void *buf, size_t len);
+
+// tbp_req_add_token adds "token": token (1..TBP_MAX_TOKEN bytes) to the
+// body of the request that an encoder above wrote to b, starting at offset
+// start (b->size before the encoder ran); the request must be the last
+// thing in b. The body map's header grows by at most 4 bytes. Returns
+// TB_OK, TB_EINVAL (b holds no request there, or the token's length is
+// out of range) or TB_ENOMEM; on an error b is unchanged. Any thread.
+int tbp_req_add_token(msgpack_sbuffer *b, size_t start, tbp_bytes token);
+
+// tbp_token_equal compares a token a request carried with the expected
+// one in time that depends on neither's content or length (each at most
+// TBP_MAX_TOKEN bytes; longer ones are never equal). Any thread.
+bool tbp_token_equal(tbp_bytes got, tbp_bytes want);
 
 // tbp_req_fini releases what tbp_req_decode allocated. Safe to call twice.
 void tbp_req_fini(tbp_req *r);

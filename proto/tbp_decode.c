@@ -829,6 +829,31 @@ dec_req_admin(tbp_req *r, const msgpack_object *body)
 	return (TB_OK);
 }
 
+// req_token reads the optional "token" of a request body (any op), so
+// that the broker can check it before it answers anything else. A token
+// that is not a string of 1..TBP_MAX_TOKEN bytes without NUL is treated as
+// absent: the broker then answers unauthorized, not bad_request, and a
+// peer without the token learns nothing about the body's other fields.
+static void
+req_token(tbp_req *r, const msgpack_object *body)
+{
+	if (body->type != MSGPACK_OBJECT_MAP) {
+		return;
+	}
+	for (uint32_t i = 0; i < body->via.map.size; i++) {
+		const msgpack_object *k = &body->via.map.ptr[i].key;
+		tbp_bytes             v;
+
+		if (k->type == MSGPACK_OBJECT_STR && key_is(k, "token") &&
+		    get_text(&body->via.map.ptr[i].val, 1, TBP_MAX_TOKEN,
+		        &v) == TB_OK) {
+			r->token      = v;
+			r->have_token = true;
+			return;
+		}
+	}
+}
+
 int
 tbp_req_decode(tbp_req *r, const void *buf, size_t len)
 {
@@ -846,6 +871,11 @@ tbp_req_decode(tbp_req *r, const void *buf, size_t len)
 	}
 	rv = envelope(&r->priv_.data, &r->version, &r->op, &r->req_id,
 	    &r->have_envelope);
+	if (r->have_envelope && r->priv_.data.via.array.size == 4) {
+		// Even for a newer version or an unknown op: the broker
+		// answers those only to a peer with the right token.
+		req_token(r, &r->priv_.data.via.array.ptr[3]);
+	}
 	if (rv != TB_OK) {
 		return (rv);
 	}

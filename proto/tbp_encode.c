@@ -6,6 +6,7 @@
 // on failure, which keeps the promise that b only ever grows by whole
 // messages.
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "tbp.h"
@@ -577,6 +578,85 @@ tbp_enc_req_empty(msgpack_sbuffer *b, uint32_t op, uint64_t req_id)
 	enc_req_head(&e, op, req_id);
 	enc_map(&e, 0);
 	return (enc_end(&e));
+}
+
+// tbp_req_add_token rewrites the request [version, op, req_id, body] at
+// b->data + start as the same request whose body map has one more pair,
+// "token": token, appended at its end (a map's pairs have no order). It
+// builds the new message aside and copies it over the old one only once
+// b has room for it, so that an error leaves b as it was.
+int
+tbp_req_add_token(msgpack_sbuffer *b, size_t start, tbp_bytes token)
+{
+	const uint8_t  *p;
+	size_t          len;
+	size_t          off = 1;
+	size_t          used;
+	size_t          hlen;
+	uint32_t        n;
+	msgpack_sbuffer tmp;
+	tbp_enc         e;
+	int             rv;
+
+	if (b == NULL || start >= b->size || token.n < 1 ||
+	    token.n > TBP_MAX_TOKEN) {
+		return (TB_EINVAL);
+	}
+	p   = (const uint8_t *) b->data + start;
+	len = b->size - start;
+	if (p[0] != 0x94) { // fixarray of 4: every encoder above writes it
+		return (TB_EINVAL);
+	}
+	for (int i = 0; i < 3; i++) {
+		if (tbp_check(p + off, len - off, 1, &used) != TB_OK) {
+			return (TB_EINVAL);
+		}
+		off += used;
+	}
+	if (off >= len ||
+	    tbp_check(p + off, len - off, TBP_MAX_DEPTH + 1, &used) != TB_OK ||
+	    off + used != len) {
+		return (TB_EINVAL); // the body must end the message
+	}
+	if (p[off] >= 0x80 && p[off] <= 0x8f) {
+		n    = p[off] & 0x0f;
+		hlen = 1;
+	} else if (p[off] == 0xde) {
+		n    = ((uint32_t) p[off + 1] << 8) | p[off + 2];
+		hlen = 3;
+	} else if (p[off] == 0xdf) {
+		n = ((uint32_t) p[off + 1] << 24) |
+		    ((uint32_t) p[off + 2] << 16) |
+		    ((uint32_t) p[off + 3] << 8) | p[off + 4];
+		hlen = 5;
+	} else {
+		return (TB_EINVAL);
+	}
+	if (n == UINT32_MAX) {
+		return (TB_EINVAL);
+	}
+	msgpack_sbuffer_init(&tmp);
+	enc_begin(&e, &tmp);
+	enc_raw(&e, p, off);
+	enc_map(&e, n + 1);
+	enc_raw(&e, p + off + hlen, len - off - hlen);
+	enc_key(&e, "token");
+	enc_str(&e, token);
+	if ((rv = enc_end(&e)) == TB_OK && start + tmp.size > b->alloc) {
+		char *nd = realloc(b->data, start + tmp.size);
+		if (nd == NULL) {
+			rv = TB_ENOMEM;
+		} else {
+			b->data  = nd;
+			b->alloc = start + tmp.size;
+		}
+	}
+	if (rv == TB_OK) {
+		memcpy(b->data + start, tmp.data, tmp.size);
+		b->size = start + tmp.size;
+	}
+	msgpack_sbuffer_destroy(&tmp);
+	return (rv);
 }
 
 int

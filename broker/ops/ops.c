@@ -26,8 +26,9 @@ _Static_assert(sizeof(ops_table) / sizeof(ops_table[0]) == TBP_OP_COUNT,
 
 // ops_admin_peer says whether req's peer may send admin requests: over
 // ipc, the broker's own user, root, or a member (by primary group) of
-// --admin-group. A peer without credentials (tcp) may not. A refusal is
-// logged at most once a second.
+// --admin-group. A peer without credentials (tcp) may if it has proved
+// itself (remote_admin_ok: the token, or a client certificate), else not.
+// A refusal is logged at most once a second.
 static bool
 ops_admin_peer(broker *b, const srv_req *req)
 {
@@ -41,6 +42,9 @@ ops_admin_peer(broker *b, const srv_req *req)
 	        (b->admin_gid >= 0 && gid == (uint64_t) b->admin_gid))) {
 		return (true);
 	}
+	if (!known && remote_admin_ok(b->rem)) {
+		return (true);
+	}
 	now = util_mono_us();
 	if (now - b->refused_log_us >= 1000000) {
 		b->refused_log_us = now;
@@ -50,8 +54,10 @@ ops_admin_peer(broker *b, const srv_req *req)
 			         " is not an admin (--admin-group)",
 			    tbp_op_name(req->req.op), uid, gid);
 		} else {
-			log_warn("request %s refused: admin requests need an "
-			         "ipc peer",
+			log_warn(
+			    "request %s refused: admin requests need an "
+			    "ipc peer, or a tcp listener with --token-file "
+			    "or --tls-ca",
 			    tbp_op_name(req->req.op));
 		}
 	}
@@ -65,6 +71,14 @@ ops_dispatch(srv_req *req, void *arg)
 	const ops_entry *e;
 	int              rv;
 
+	// The token first: a peer without it learns nothing else, not even
+	// whether its request was well formed (tbp.h reads the token even
+	// from a request of a newer version).
+	if (!remote_token_ok(b->rem, &req->req)) {
+		remote_refused(b->rem, req->pipe, req->req.op, util_mono_us());
+		reply_error(req, TB_EUNAUTHORIZED, "missing or wrong token");
+		return;
+	}
 	if (req->decode_rv != TB_OK) {
 		log_warn("request %s (op %u, req %" PRIu64 ", %zu bytes): %s",
 		    req->req.have_envelope ? tbp_op_name(req->req.op) : "?",

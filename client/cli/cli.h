@@ -47,11 +47,12 @@ enum {
 
 // cli is the state of one run: global options and the lazily opened client.
 typedef struct cli {
-	const char *url;
-	const char *events_url;
-	bool        json;
-	int         timeout_ms; // 0: the library's default
-	tb_client  *client;
+	const char  *url;
+	const char  *events_url;
+	tb_conn_opts conn; // --token-file, --tls-*; NULL fields: environment
+	bool         json;
+	int          timeout_ms; // 0: the library's default
+	tb_client   *client;
 } cli;
 
 // command is one entry of the command table (main.c): run gets the run's

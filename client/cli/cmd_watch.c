@@ -126,7 +126,8 @@ cmd_watch(cli *c, int argc, char **argv)
 	if ((rv = no_args("watch", argc, argv)) >= 0) {
 		return (rv);
 	}
-	if ((rv = tb_sub_open(&s, c->events_url, prefix)) != TB_OK) {
+	if ((rv = tb_sub_open_opts(&s, c->events_url, prefix, &c->conn)) !=
+	    TB_OK) {
 		if (rv == TB_EINVAL) {
 			return (usage_error(
 			    NULL, "bad events URL '%s'", c->events_url));

@@ -30,6 +30,25 @@ static const char usage_text[] =
     "  -t, --timeout DURATION\n"
     "                     how long to wait for each reply of the broker\n"
     "                     (default 10s)\n"
+    "      --token-file FILE\n"
+    "                     send the token in FILE (its first line) with\n"
+    "                     every request, for a tcp:// or tls+tcp:// broker\n"
+    "                     started with --token-file (default:\n"
+    "                     $TASKBROKER_TOKEN, else $TASKBROKER_TOKEN_FILE);\n"
+    "                     there is no option for the token itself, which\n"
+    "                     others could read in the process list\n"
+    "      --tls-ca FILE  CA certificates (PEM) that a tls+tcp:// broker's\n"
+    "                     certificate must verify against (default:\n"
+    "                     $TASKBROKER_TLS_CA, else the system's store)\n"
+    "      --tls-cert FILE, --tls-key FILE\n"
+    "                     this client's certificate and unencrypted key\n"
+    "                     (PEM), for a broker started with --tls-ca\n"
+    "                     (default: $TASKBROKER_TLS_CERT,\n"
+    "                     $TASKBROKER_TLS_KEY)\n"
+    "      --tls-server-name NAME\n"
+    "                     the name the broker's certificate must carry\n"
+    "                     (default: $TASKBROKER_TLS_SERVER_NAME, else the\n"
+    "                     URL's host)\n"
     "  -h, --help         show this help\n"
     "  -V, --version      show the version\n"
     "\n"
@@ -46,7 +65,17 @@ static const char usage_text[] =
     "     or failed, or did not end in time; a drain timed out; no such task\n"
     "     or schedule; wrong state; queue full; refused by the broker\n"
     "  2  usage error: unknown command or option, bad number, bad JSON\n"
-    "  3  broker unreachable, or timed out talking to it\n";
+    "  3  broker unreachable, or timed out talking to it, or the TLS\n"
+    "     handshake failed\n";
+
+// Long-only global options.
+enum {
+	OPT_TOKEN_FILE = 256,
+	OPT_TLS_CA,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_SERVER_NAME,
+};
 
 int
 cli_client(cli *c, tb_client **cp)
@@ -54,11 +83,18 @@ cli_client(cli *c, tb_client **cp)
 	int rv;
 
 	if (c->client == NULL) {
-		if ((rv = tb_client_open(&c->client, c->url)) != TB_OK) {
+		if ((rv = tb_client_open_opts(&c->client, c->url, &c->conn)) !=
+		    TB_OK) {
 			c->client = NULL;
 			if (rv == TB_EINVAL) {
-				return (usage_error(
-				    NULL, "bad broker URL '%s'", c->url));
+				return (usage_error(NULL,
+				    "bad broker URL '%s', or a --token-file "
+				    "or "
+				    "--tls-* file (or $TASKBROKER_TOKEN*, "
+				    "$TASKBROKER_TLS_*) that cannot be read, "
+				    "or "
+				    "a --tls-cert without --tls-key",
+				    c->url));
 			}
 			return (fail(c, rv, "open client"));
 		}
@@ -163,13 +199,21 @@ main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
+		{ "tls-ca", required_argument, NULL, OPT_TLS_CA },
+		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+		{ "tls-server-name", required_argument, NULL,
+		    OPT_TLS_SERVER_NAME },
 		{ NULL, 0, NULL, 0 },
 	};
-	cli            c = { 0 };
-	const command *cmd;
-	int64_t        v;
-	int            ch, rv;
+	static const tb_conn_opts conn_init = TB_CONN_OPTS_INIT;
+	cli                       c         = { 0 };
+	const command            *cmd;
+	int64_t                   v;
+	int                       ch, rv;
 
+	c.conn       = conn_init;
 	c.url        = tb_default_url();
 	c.events_url = tb_default_events_url();
 	opterr       = 0;
@@ -185,6 +229,22 @@ main(int argc, char **argv)
 			break;
 		case 'j':
 			c.json = true;
+			break;
+		case OPT_TOKEN_FILE:
+			c.conn.token      = ""; // the file wins over the env
+			c.conn.token_file = optarg;
+			break;
+		case OPT_TLS_CA:
+			c.conn.tls_ca_file = optarg;
+			break;
+		case OPT_TLS_CERT:
+			c.conn.tls_cert_file = optarg;
+			break;
+		case OPT_TLS_KEY:
+			c.conn.tls_key_file = optarg;
+			break;
+		case OPT_TLS_SERVER_NAME:
+			c.conn.tls_server_name = optarg;
 			break;
 		case 't':
 			if (!parse_dur_int(optarg, &v) || v < 1) {

@@ -49,6 +49,7 @@ exit_for(int rv)
 		return (EXIT_OK);
 	case TB_EUNREACHABLE:
 	case TB_ETIMEDOUT:
+	case TB_ETLS:
 		return (EXIT_UNREACH);
 	default:
 		return (EXIT_FAIL);
@@ -65,8 +66,14 @@ fail(const cli *c, int rv, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, ": %s", tb_strerror(rv));
-	if (rv == TB_EUNREACHABLE) {
+	if (rv == TB_EUNREACHABLE || rv == TB_ETLS) {
 		fprintf(stderr, " at %s", c->url);
+	}
+	if (rv == TB_EUNAUTHORIZED) {
+		fprintf(stderr,
+		    " (a tcp:// or tls+tcp:// broker wants its "
+		    "token: --token-file or $TASKBROKER_TOKEN_FILE; "
+		    "admin requests over ipc need an admin user)");
 	}
 	fputc('\n', stderr);
 	if (rv == TB_EINVAL) {
@@ -74,6 +81,13 @@ fail(const cli *c, int rv, const char *fmt, ...)
 		// refuses is most likely the URL (e.g. an unknown scheme).
 		fprintf(stderr, PROG ": check the broker URL '%s'\n", c->url);
 		return (EXIT_USAGE);
+	}
+	if (rv == TB_ETLS) {
+		fprintf(stderr,
+		    PROG ": check --tls-ca (the CA that signed the broker's "
+		         "certificate), --tls-server-name, and whether the "
+		         "broker wants a client certificate (--tls-cert, "
+		         "--tls-key)\n");
 	}
 	return (exit_for(rv));
 }

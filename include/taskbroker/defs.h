@@ -49,7 +49,11 @@
 	X(TB_ESYSTEM, 19, "system_error", "system call failed")             \
 	X(TB_EQUEUEFULL, 20, "queue_full",                                  \
 	    "too many pending tasks; try again later")                      \
-	X(TB_EUNAUTHORIZED, 21, "unauthorized", "not allowed for this client")
+	X(TB_EUNAUTHORIZED, 21, "unauthorized",                             \
+	    "not allowed for this client")                                  \
+	X(TB_ETLS, 22, "tls_error",                                         \
+	    "TLS handshake failed: the broker's certificate did not "       \
+	    "verify, or the broker refused the client's (or its absence)")
 
 #define TB_ERR_ENUM_(c, v, n, m) c = v,
 // tb_err: the error codes. TB_OK is 0.

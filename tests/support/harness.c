@@ -468,7 +468,7 @@ tbh_client(const tbh_broker *b, int timeout_ms)
 	tb_client *c;
 	int        rv;
 
-	if ((rv = tb_client_open(&c, b->url)) != TB_OK) {
+	if ((rv = tb_client_open_opts(&c, b->url, b->conn)) != TB_OK) {
 		fprintf(stderr, "harness: tb_client_open %s: %s\n", b->url,
 		    tb_errname(rv));
 		return (NULL);
@@ -930,7 +930,7 @@ tbh_sub_open(const tbh_broker *b, tb_client *c, const char *prefix)
 	tb_sub *s = NULL;
 	int64_t deadline;
 
-	TBH_OK(tb_sub_open(&s, b->events_url, prefix));
+	TBH_OK(tb_sub_open_opts(&s, b->events_url, prefix, b->conn));
 	assert_non_null(s);
 	// Until the SUB pipe is attached, PUB drops what it sends; submit
 	// noops until one of their events gets through.

@@ -57,6 +57,10 @@ typedef struct tbh_broker {
 	int   wstatus; // the last waitpid status, valid after an exit
 	int   starts;  // how many times it was started
 	bool  exited;  // wstatus is set
+	// conn is how tbh_client, tbh_wait_ready and tbh_sub_open reach the
+	// broker (a token, TLS settings); NULL: the environment, as
+	// tb_client_open. Not owned; it must outlive the broker's use.
+	const tb_conn_opts *conn;
 } tbh_broker;
 
 // tbh_scale returns TBH_TIME_SCALE (default 1); deadlines are multiplied
@@ -122,8 +126,9 @@ void tbh_print_log(const tbh_broker *b, int max_lines);
 // tbh_log_note appends a line to the broker log (marks restarts etc.).
 void tbh_log_note(const tbh_broker *b, const char *fmt, ...);
 
-// tbh_client opens a client on the broker's URL with the given request
-// timeout (ms, <= 0 for the library default). Returns NULL on failure.
+// tbh_client opens a client on the broker's URL (with b->conn) with the
+// given request timeout (ms, <= 0 for the library default). Returns NULL
+// on failure.
 tb_client *tbh_client(const tbh_broker *b, int timeout_ms);
 
 // Processes.

@@ -758,8 +758,8 @@ static const struct {
 	{ NNG_ECONNABORTED, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
 	{ NNG_ENOENT, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
 	{ NNG_EUNREACHABLE, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
-	{ NNG_EPEERAUTH, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
-	{ NNG_ECRYPTO, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_EPEERAUTH, TB_ESYSTEM, TB_ETLS, TB_ETLS },
+	{ NNG_ECRYPTO, TB_ESYSTEM, TB_ETLS, TB_ETLS },
 	{ NNG_EPERM, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
 };
 
@@ -2835,6 +2835,121 @@ test_req_numbers_out_of_range_are_bad_requests(void **state)
 	}
 }
 
+// Tokens (remote access): any request may carry one; it is added after
+// encoding, whatever the op and the size of the body's map header.
+
+static void
+test_token_is_added_to_every_kind_of_body(void **state)
+{
+	fx          *f     = *state;
+	tbp_bytes    token = tbp_str("s3cret-s3cret-s3cret");
+	tbp_task_in *t;
+
+	// An empty body (fixmap 0), a body with fields, and a submit.
+	assert_int_equal(tbp_enc_req_empty(&f->sb, TBP_OP_PING, 3), TB_OK);
+	assert_int_equal(tbp_req_add_token(&f->sb, 0, token), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_true(f->req.have_token);
+	assert_true(tbp_bytes_eq(f->req.token, "s3cret-s3cret-s3cret"));
+	assert_int_equal(f->req.req_id, 3);
+	reset(f);
+	assert_int_equal(tbp_enc_wait(&f->sb, 8, 12, 5000), TB_OK);
+	assert_int_equal(tbp_req_add_token(&f->sb, 0, token), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_true(f->req.have_token);
+	assert_int_equal(f->req.id, 12);
+	assert_int_equal(f->req.timeout_ms, 5000);
+	reset(f);
+	enc_valid_submit(f);
+	assert_int_equal(tbp_req_add_token(&f->sb, 0, token), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_true(f->req.have_token);
+	assert_int_equal(f->req.ntasks, 2);
+	t = &f->req.tasks[0];
+	assert_true(tbp_bytes_eq(t->queue, "mail"));
+}
+
+static void
+test_token_grows_a_full_fixmap_header(void **state)
+{
+	fx *f = *state;
+
+	// 15 pairs: the header must become a map16 to hold the 16th.
+	pk_req_head(f, TBP_VERSION, TBP_OP_PING, 15);
+	for (int i = 0; i < 15; i++) {
+		char k[8];
+		snprintf(k, sizeof(k), "x%d", i);
+		pk_key(f, k);
+		msgpack_pack_uint64(&f->pk, (uint64_t) i);
+	}
+	assert_int_equal(
+	    tbp_req_add_token(&f->sb, 0, tbp_str("0123456789abcdef")), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_true(f->req.have_token);
+	assert_true(tbp_bytes_eq(f->req.token, "0123456789abcdef"));
+}
+
+static void
+test_token_refuses_what_is_no_request(void **state)
+{
+	fx    *f = *state;
+	size_t n;
+
+	assert_int_equal(tbp_enc_rep_empty(&f->sb, TBP_OP_PING, 1), TB_OK);
+	n = f->sb.size;
+	assert_int_equal(tbp_req_add_token(&f->sb, 0, tbp_str("tok")),
+	    TB_EINVAL); // a reply: five elements
+	assert_int_equal(f->sb.size, n);
+	reset(f);
+	assert_int_equal(tbp_enc_req_empty(&f->sb, TBP_OP_PING, 1), TB_OK);
+	assert_int_equal(tbp_req_add_token(&f->sb, 0, tbp_str("")), TB_EINVAL);
+	{
+		char big[TBP_MAX_TOKEN + 2];
+		memset(big, 'a', sizeof(big) - 1);
+		big[sizeof(big) - 1] = '\0';
+		assert_int_equal(
+		    tbp_req_add_token(&f->sb, 0, tbp_str(big)), TB_EINVAL);
+	}
+	// A token at an offset: the second of two messages.
+	n = f->sb.size;
+	assert_int_equal(tbp_enc_req_id(&f->sb, TBP_OP_STATUS, 2, 9), TB_OK);
+	assert_int_equal(tbp_req_add_token(&f->sb, n, tbp_str("tok")), TB_OK);
+	assert_int_equal(
+	    dec_req_raw(f, f->sb.data + n, f->sb.size - n), TB_OK);
+	assert_true(f->req.have_token);
+	assert_int_equal(f->req.id, 9);
+}
+
+static void
+test_token_is_read_even_when_the_version_is_newer(void **state)
+{
+	fx *f = *state;
+
+	pk_req_head(f, TBP_VERSION + 1, TBP_OP_PING, 1);
+	pk_key(f, "token");
+	pk_str(f, "tok");
+	assert_int_equal(dec_req(f), TB_EVERSION);
+	assert_true(f->req.have_token);
+	reset(f);
+	pk_req_head(f, TBP_VERSION, TBP_OP_PING, 1);
+	pk_key(f, "token");
+	msgpack_pack_uint64(&f->pk, 5); // not a string: absent
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_false(f->req.have_token);
+}
+
+static void
+test_token_equal_compares_whole_tokens(void **state)
+{
+	(void) state;
+	assert_true(tbp_token_equal(tbp_str("abcdef"), tbp_str("abcdef")));
+	assert_false(tbp_token_equal(tbp_str("abcdeg"), tbp_str("abcdef")));
+	assert_false(tbp_token_equal(tbp_str("abcde"), tbp_str("abcdef")));
+	assert_false(tbp_token_equal(tbp_str("abcdefg"), tbp_str("abcdef")));
+	assert_false(tbp_token_equal(tbp_str(""), tbp_str("abcdef")));
+	assert_false(tbp_token_equal(tbp_str(""), tbp_str("")));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -2842,6 +2957,11 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_submit_round_trips),
+		T(test_token_is_added_to_every_kind_of_body),
+		T(test_token_grows_a_full_fixmap_header),
+		T(test_token_refuses_what_is_no_request),
+		T(test_token_is_read_even_when_the_version_is_newer),
+		T(test_token_equal_compares_whole_tokens),
 		T(test_submit_omits_zero_fields),
 		T(test_status_and_cancel_round_trip),
 		T(test_wait_round_trips),
