@@ -68,6 +68,9 @@
 //   store_fsync   fault_vfs.c: one xSync of the task store's database or
 //                 WAL file fails with SQLITE_IOERR_FSYNC after the data
 //                 was written (so a refused commit may still be on disk).
+//   nng_epipe     nngfix.c: the broker's sendmsg leaves one EPIPE as it
+//                 is (one hit per EPIPE), so nng 1.5.2's listener bug
+//                 stops a listener again (the guard's test).
 #define TB_FAULTS(X)                                                        \
 	X(TB_FAULT_STORE_BEGIN, 1, "store_begin")                           \
 	X(TB_FAULT_STORE_INSERT, 2, "store_insert")                         \
@@ -75,7 +78,8 @@
 	X(TB_FAULT_SQLITE_EXIT_AFTER_COMMIT, 4, "sqlite_exit_after_commit") \
 	X(TB_FAULT_STORE_WAL_WRITE, 5, "store_wal_write")                   \
 	X(TB_FAULT_STORE_WAL_FULL, 6, "store_wal_full")                     \
-	X(TB_FAULT_STORE_FSYNC, 7, "store_fsync")
+	X(TB_FAULT_STORE_FSYNC, 7, "store_fsync")                           \
+	X(TB_FAULT_NNG_EPIPE, 8, "nng_epipe")
 
 enum tb_fault_id {
 #define TB_FAULT_ENUM_(id, n, name) id = n,

@@ -29,6 +29,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "fault.h"
+
 typedef ssize_t (*sendmsg_fn)(int, const struct msghdr *, int);
 
 static sendmsg_fn     next_sendmsg;
@@ -51,7 +53,8 @@ sendmsg(int fd, const struct msghdr *msg, int flags)
 	} else {
 		n = syscall(SYS_sendmsg, fd, msg, flags);
 	}
-	if (n < 0 && errno == EPIPE) {
+	// The fault site leaves EPIPE as nng would have seen it (fault.h).
+	if (n < 0 && errno == EPIPE && !tb_fault(TB_FAULT_NNG_EPIPE)) {
 		errno = ECONNRESET;
 	}
 	return (n);

@@ -156,6 +156,42 @@ test_tls_serves_requests_and_events(void **state)
 	f->passed = true;
 }
 
+// 1,000 raw connect-and-close on each tls+tcp listener (nng 1.5.2 stopped
+// accepting after one), then a new client and a new subscriber are served
+// (within 1 s: a tls listener cannot be probed, see broker/guard.h).
+static void
+test_tls_listeners_survive_a_storm(void **state)
+{
+	tbh_fix     *f    = *state;
+	tb_conn_opts conn = TB_CONN_OPTS_INIT;
+
+	conn.tls_ca_file = ca;
+	use_urls(f, "tls+tcp", "tls+tcp", &conn);
+	{
+		const char *const args[] = { "--tls-cert", server_cert,
+			"--tls-key", server_key, "--exec-allow", "/bin/true",
+			NULL };
+		tbh_fix_start(f, args);
+	}
+	tbh_storm(f->b.url, 1000);
+	tbh_storm(f->b.events_url, 1000);
+	{
+		int64_t    t0 = tbh_now_ms();
+		tb_client *c  = open_with(f, &conn);
+		TBH_OK(tb_client_set_timeout(c, TBH_MS(1000)));
+		TBH_OK(tb_ping(c, NULL));
+		fprintf(stderr,
+		    "tls: a new client was answered %lld ms after "
+		    "the storms\n",
+		    (long long) (tbh_now_ms() - t0));
+		tb_client_close(c);
+	}
+	TBH_OK(tb_ping(f->c, NULL));
+	f->sub = tbh_sub_open(&f->b, f->c, "tb.done.");
+	submit_and_wait(f->c);
+	f->passed = true;
+}
+
 // A client that does not trust the broker's CA, or expects another name,
 // fails with tls_error, and the CLI says so and exits 3.
 static void
@@ -636,6 +672,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_tls_serves_requests_and_events),
+		T(test_tls_listeners_survive_a_storm),
 		T(test_tls_untrusted_broker_fails_clearly),
 		T(test_mutual_tls_requires_a_client_certificate),
 		T(test_token_is_required_on_tcp),

@@ -19,55 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define STORM 1000
-
-// storm makes STORM raw connections to url (ipc:// or tcp://127.0.0.1:P)
-// and closes each at once, before any handshake. While the broker starts
-// a new listener the address may refuse a connection for a moment; those
-// attempts are made again, so STORM connections are made in all.
-static void
-storm(const char *url)
-{
-	int64_t deadline = tbh_now_ms() + TBH_MS(20000);
-	int     made     = 0;
-
-	while (made < STORM) {
-		struct sockaddr_storage ss;
-		socklen_t               len;
-		int                     fd;
-
-		memset(&ss, 0, sizeof(ss));
-		if (strncmp(url, "ipc://", 6) == 0) {
-			struct sockaddr_un *su = (struct sockaddr_un *) &ss;
-			su->sun_family         = AF_UNIX;
-			snprintf(
-			    su->sun_path, sizeof(su->sun_path), "%s", url + 6);
-			len = sizeof(*su);
-		} else {
-			struct sockaddr_in *si    = (struct sockaddr_in *) &ss;
-			const char         *colon = strrchr(url, ':');
-			assert_non_null(colon);
-			si->sin_family = AF_INET;
-			si->sin_port   = htons((uint16_t) atoi(colon + 1));
-			si->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-			len                 = sizeof(*si);
-		}
-		fd = socket(ss.ss_family, SOCK_STREAM, 0);
-		assert_true(fd >= 0);
-		if (connect(fd, (struct sockaddr *) &ss, len) == 0) {
-			made++;
-		} else if (errno != ECONNREFUSED && errno != ENOENT) {
-			print_error("connect %s: %s\n", url, strerror(errno));
-			fail();
-		} else if (tbh_now_ms() > deadline) {
-			print_error("%s refused connections for 20 s after "
-			            "%d of the storm's\n",
-			    url, made);
-			fail();
-		}
-		close(fd);
-	}
-}
+#define STORM 1000 // raw connections opened and closed on a listener
 
 // SERVED_MS bounds the time from the storm's end to a new client's answer:
 // the 100 ms the broker aims at, plus the 100 ms for which nng 1.5.2's
@@ -168,7 +120,7 @@ test_ipc_request_listener_survives_a_storm(void **state)
 
 	tbh_fix_start(f, NULL);
 	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
-	storm(f->b.url);
+	tbh_storm(f->b.url, STORM);
 	after_storm(f);
 	f->passed = true;
 }
@@ -180,8 +132,54 @@ test_ipc_events_listener_survives_a_storm(void **state)
 
 	tbh_fix_start(f, NULL);
 	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
-	storm(f->b.events_url);
+	tbh_storm(f->b.events_url, STORM);
 	after_storm(f);
+	f->passed = true;
+}
+
+// With the broker's sendmsg fix switched off (the nng_epipe fault site),
+// a storm stops the request listener as nng 1.5.2 does; the guard must
+// notice, start a new listener, say so in the log, and serve new clients.
+static void
+test_guard_restarts_a_stopped_listener(void **state)
+{
+	tbh_fix *f = *state;
+	char    *log;
+
+	assert_int_equal(setenv("TB_FAULT", "nng_epipe:1+", 1), 0);
+	tbh_fix_start(f, NULL);
+	unsetenv("TB_FAULT");
+	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
+	tbh_storm(f->b.url, STORM);
+	// The guard needs GUARD_CONFIRM_MS (250) to be sure, on top of the
+	// time a new client needs.
+	{
+		int64_t    t0 = tbh_now_ms();
+		tb_client *c  = NULL;
+		int        rv;
+
+		TBH_OK(tb_client_open(&c, f->b.url));
+		TBH_OK(tb_client_set_timeout(c, TBH_MS(1000)));
+		rv = tb_ping(c, NULL);
+		tb_client_close(c);
+		fprintf(stderr,
+		    "guard: a new client was answered %lld ms "
+		    "after the storm\n",
+		    (long long) (tbh_now_ms() - t0));
+		TBH_OK(rv);
+	}
+	TBH_OK(tb_ping(f->c, NULL));
+	log = tbh_read_file(f->b.log_path, NULL);
+	assert_non_null(log);
+	if (strstr(log, "fault: nng_epipe fires") == NULL ||
+	    strstr(log, "requests: the listener on") == NULL ||
+	    strstr(log, "started a new one") == NULL) {
+		print_error("the log does not show the fault firing and the "
+		            "guard starting a new listener\n");
+		free(log);
+		fail();
+	}
+	free(log);
 	f->passed = true;
 }
 
@@ -229,7 +227,7 @@ test_tcp_request_listener_survives_a_storm(void **state)
 
 	tcp_start(f);
 	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
-	storm(f->b.url);
+	tbh_storm(f->b.url, STORM);
 	after_storm(f);
 	f->passed = true;
 }
@@ -241,7 +239,7 @@ test_tcp_events_listener_survives_a_storm(void **state)
 
 	tcp_start(f);
 	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
-	storm(f->b.events_url);
+	tbh_storm(f->b.events_url, STORM);
 	after_storm(f);
 	f->passed = true;
 }
@@ -295,6 +293,7 @@ main(void)
 		T(test_tcp_request_listener_survives_a_storm),
 		T(test_tcp_events_listener_survives_a_storm),
 		T(test_second_broker_on_a_tcp_endpoint_fails_clearly),
+		T(test_guard_restarts_a_stopped_listener),
 	};
 
 	tbh_filter_from_env();

@@ -7,13 +7,17 @@
 #include <execinfo.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1409,5 +1413,51 @@ tbh_marker_kill(const char *marker)
 
 	for (int i = 0; i < n && i < 64; i++) {
 		kill(pids[i], SIGKILL);
+	}
+}
+
+// Raw connections.
+
+void
+tbh_storm(const char *url, int n)
+{
+	int64_t deadline = tbh_now_ms() + TBH_MS(20000);
+	int     made     = 0;
+
+	while (made < n) {
+		struct sockaddr_storage ss;
+		socklen_t               len;
+		int                     fd;
+
+		memset(&ss, 0, sizeof(ss));
+		if (strncmp(url, "ipc://", 6) == 0) {
+			struct sockaddr_un *su = (struct sockaddr_un *) &ss;
+			su->sun_family         = AF_UNIX;
+			snprintf(
+			    su->sun_path, sizeof(su->sun_path), "%s", url + 6);
+			len = sizeof(*su);
+		} else {
+			struct sockaddr_in *si    = (struct sockaddr_in *) &ss;
+			const char         *colon = strrchr(url, ':');
+			assert_non_null(colon);
+			si->sin_family = AF_INET;
+			si->sin_port   = htons((uint16_t) atoi(colon + 1));
+			si->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			len                 = sizeof(*si);
+		}
+		fd = socket(ss.ss_family, SOCK_STREAM, 0);
+		assert_true(fd >= 0);
+		if (connect(fd, (struct sockaddr *) &ss, len) == 0) {
+			made++;
+		} else if (errno != ECONNREFUSED && errno != ENOENT) {
+			print_error("connect %s: %s\n", url, strerror(errno));
+			fail();
+		} else if (tbh_now_ms() > deadline) {
+			print_error("%s refused connections for 20 s after "
+			            "%d of the storm's\n",
+			    url, made);
+			fail();
+		}
+		close(fd);
 	}
 }

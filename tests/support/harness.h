@@ -238,6 +238,13 @@ int tbh_raw_open(nng_socket *sp, const char *url, int timeout_ms);
 int tbh_raw_call(
     nng_socket s, const void *buf, size_t len, void **repp, size_t *replenp);
 
+// tbh_storm makes n raw connections to url (ipc://PATH, or
+// tcp://127.0.0.1:PORT and tls+tcp://127.0.0.1:PORT) and closes each at
+// once, before any handshake: what stopped nng 1.5.2's listeners. A
+// connection refused for a moment (the broker replacing a listener) is
+// made again, so n are made in all; asserts within 20 s.
+void tbh_storm(const char *url, int n);
+
 // tbh_filter_from_env runs only the tests matching $TBH_FILTER (a cmocka
 // pattern with * and ?), if set. Call before cmocka_run_group_tests.
 void tbh_filter_from_env(void);
