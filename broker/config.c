@@ -245,7 +245,9 @@ config_set(config *cfg, const config_entry *e, const char *val, FILE *err)
 		return (CONFIG_OK);
 	case CFG_INT:
 	case CFG_LONG:
-	case CFG_MS:
+	case CFG_MS: {
+		// A block: a declaration may not follow a label before C23
+		// (gcc allows it, clang 14 does not).
 		char what[64];
 		snprintf(what, sizeof(what), "--%s", e->name);
 		if (config_number(what, e->type, val, e->min, e->max, &v,
@@ -258,6 +260,7 @@ config_set(config *cfg, const config_entry *e, const char *val, FILE *err)
 			*(long *) p = v;
 		}
 		return (CONFIG_OK);
+	}
 	default:
 		for (int i = 0; e->values[i] != NULL; i++) {
 			if (strcmp(val, e->values[i]) == 0) {
