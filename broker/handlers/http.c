@@ -172,8 +172,9 @@ struct http_req {
 	bool             head;      // HEAD: no body comes back
 	bool             with_body; // this hop sends the payload's body
 	uint32_t         redirects_left;
-	uint32_t         hops;                   // redirects followed
-	char             addr[INET6_ADDRSTRLEN]; // the one connected to
+	uint32_t         hops;                    // redirects followed
+	nng_http_client *old[HTTP_REDIRECTS_MAX]; // earlier hops' clients
+	char             addr[INET6_ADDRSTRLEN];  // the one connected to
 	char             errmsg[2048]; // with HTTP_EREFUSED, HTTP_EFAILED
 	bool             retry_4xx;    // from the payload
 	bool             cancelled;    // under http_mtx
@@ -386,6 +387,11 @@ http_reap(void)
 		nng_aio_free(h->aio); // waits for the callback to return
 		if (h->client != NULL) {
 			nng_http_client_free(h->client);
+		}
+		for (uint32_t i = 0; i < h->hops; i++) {
+			if (h->old[i] != NULL) {
+				nng_http_client_free(h->old[i]);
+			}
 		}
 		free(h);
 		h = next;
@@ -1653,8 +1659,11 @@ http_resolve(http_req *h)
 	// returned yet; then neither its aio nor the old client is ours.
 	nng_aio_wait(h->aio);
 	if (h->client != NULL) {
-		nng_http_client_free(h->client);
-		h->client = NULL;
+		// Freed with the request on the loop thread (http_reap):
+		// freed here, nng 1.5.2's reaper raced with the free of its
+		// dialer under TSan, as it did when the callback freed one.
+		h->old[h->hops - 1] = h->client;
+		h->client           = NULL;
 	}
 	pthread_mutex_lock(&http_mtx);
 	cancelled = h->cancelled;
