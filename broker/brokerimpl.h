@@ -37,6 +37,7 @@
 //   store writer      store.c transactions          no: done list
 //   pool workers      pool handlers' run calls      no: done list
 //   sqlite writers    handlers/sqlite.c batches     no: tb_run_finish
+//   http resolvers    handlers/http.c getaddrinfo   no: tb_run_finish
 //   exec reaper       none: libuv's signal pipe     n/a
 //
 // Lock order: the loop holds no lock while it calls into another module.

@@ -121,6 +121,11 @@ static const config_entry config_table[] = {
 	    "a handler plugin (.so) to load at start; repeatable" },
 	{ "http-allow-host", CFG_LIST, "", 0, 0, OFF(http_allow), { NULL },
 	    "a host http tasks may call; repeatable; none given: any host" },
+	{ "http-allow-internal", CFG_LIST, "", 0, 0, OFF(http_allow_internal),
+	    { NULL },
+	    "ADDR or ADDR/BITS: a loopback, link-local or unspecified address "
+	    "(127.0.0.0/8, ::1, 169.254.0.0/16, fe80::/10, 0.0.0.0, ::) http "
+	    "tasks may still connect to; repeatable; none given: none" },
 	{ "http-ca-file", CFG_STR, "", 0, 0, OFF(http_ca_file), { NULL },
 	    "CA certificates (PEM) for https; empty: the system's store" },
 	{ "socket-mode", CFG_STR, "0660", 0, 0, OFF(socket_mode), { NULL },
@@ -261,7 +266,9 @@ config_set(config *cfg, const config_entry *e, const char *val, FILE *err)
 		return (CONFIG_OK);
 	case CFG_INT:
 	case CFG_LONG:
-	case CFG_MS:
+	case CFG_MS: {
+		// A block: a declaration may not follow a label before C23
+		// (gcc allows it, clang 14 does not).
 		char what[64];
 		snprintf(what, sizeof(what), "--%s", e->name);
 		if (config_number(what, e->type, val, e->min, e->max, &v,
@@ -274,6 +281,7 @@ config_set(config *cfg, const config_entry *e, const char *val, FILE *err)
 			*(long *) p = v;
 		}
 		return (CONFIG_OK);
+	}
 	default:
 		for (int i = 0; e->values[i] != NULL; i++) {
 			if (strcmp(val, e->values[i]) == 0) {

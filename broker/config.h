@@ -61,15 +61,17 @@ typedef struct config {
 	long  retention_ms;         // how long ended tasks are kept
 	long  forever_backoff_ms;   // first restart delay of a forever task
 	long  forever_backoff_max_ms;
-	long  forever_reset_ms;     // a run this long resets the backoff
-	long  crashloop_restarts;   // this many restarts...
-	long  crashloop_window_ms;  // ...within this window is a crash loop
-	long  exec_kill_grace_ms;   // SIGTERM, then SIGKILL after this
-	long  exec_output_max;      // bytes of stdout/stderr kept per stream
-	config_list   exec_allow;   // programs or directories exec may run
-	config_list   sqlite_dbs;   // NAME=PATH
-	config_list   plugins;      // shared objects to load at start
-	config_list   http_allow;   // hosts the http handler may call
+	long  forever_reset_ms;    // a run this long resets the backoff
+	long  crashloop_restarts;  // this many restarts...
+	long  crashloop_window_ms; // ...within this window is a crash loop
+	long  exec_kill_grace_ms;  // SIGTERM, then SIGKILL after this
+	long  exec_output_max;     // bytes of stdout/stderr kept per stream
+	config_list exec_allow;    // programs or directories exec may run
+	config_list sqlite_dbs;    // NAME=PATH
+	config_list plugins;       // shared objects to load at start
+	config_list http_allow;    // hosts the http handler may call
+	// Internal addresses (loopback, link-local) http tasks may reach.
+	config_list   http_allow_internal;
 	char         *http_ca_file; // CA bundle for https (empty: system)
 	char         *socket_mode;  // ipc socket permissions, octal text
 	char         *socket_group; // ipc socket group; "": the broker's

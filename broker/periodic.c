@@ -87,7 +87,7 @@ periodic_write(broker *b, periodic *s, srv_req *req)
 int64_t
 periodic_next(const periodic *s, int64_t due, int64_t t_us)
 {
-	return (sched_next_due((int64_t) s->sc->every_ms * 1000,
+	return (sched_next_due(sched_every_us(s->sc->every_ms),
 	    s->sc->cron != NULL ? &s->cron : NULL, due, t_us));
 }
 

@@ -2,7 +2,10 @@
 
 #include "scheduler.h"
 
+#include <assert.h>
 #include <stdlib.h>
+
+#include <tbp.h>
 
 #include "task.h"
 
@@ -163,6 +166,35 @@ sched_next_due(int64_t every_us, const tbt_cron *cron, int64_t due, int64_t t)
 		return (due);
 	}
 	return (due + ((t - due) / every_us + 1) * every_us);
+}
+
+int64_t
+sched_age_cutoff(int64_t now, uint64_t age_ms)
+{
+	assert(now >= -TBP_MAX_TIME_US && now <= TBP_MAX_TIME_US);
+	assert(age_ms <= (uint64_t) TBP_MAX_DURATION_MS);
+	return (now - (int64_t) age_ms * 1000);
+}
+
+int64_t
+sched_run_at(int64_t now, int64_t run_at, uint32_t delay_ms)
+{
+	assert(now >= -TBP_MAX_TIME_US && now <= TBP_MAX_TIME_US);
+	assert(run_at >= -TBP_MAX_TIME_US && run_at <= TBP_MAX_TIME_US);
+	return (run_at > 0 ? run_at : now + (int64_t) delay_ms * 1000);
+}
+
+int64_t
+sched_every_us(uint64_t every_ms)
+{
+	assert(every_ms <= (uint64_t) TBP_MAX_DURATION_MS);
+	return ((int64_t) every_ms * 1000);
+}
+
+int64_t
+sched_hold_ms(int64_t timeout_ms, int64_t max_ms)
+{
+	return (timeout_ms < 0 || timeout_ms > max_ms ? max_ms : timeout_ms);
 }
 
 void

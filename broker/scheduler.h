@@ -150,6 +150,30 @@ int sched_admit(uint64_t waiting, uint64_t fresh, uint64_t limit);
 int64_t sched_next_due(
     int64_t every_us, const tbt_cron *cron, int64_t due, int64_t t);
 
+// The broker's arithmetic on the numbers a request carries lives in the
+// four functions below, so that tests/fuzz/fuzz_tbp_struct.c runs the very
+// code the loop runs on every value the decoder lets through. Each relies
+// on the decoder's range checks (tbp.h: TBP_MAX_DURATION_MS,
+// TBP_MAX_TIME_US) and asserts them: within those bounds, and with a clock
+// within TBP_MAX_TIME_US of the epoch, nothing overflows.
+
+// sched_age_cutoff returns the creation time (Unix µs) of a task that is
+// age_ms old at now: list's min_age_ms and max_age_ms filters, purge's
+// min_age_ms.
+int64_t sched_age_cutoff(int64_t now, uint64_t age_ms);
+
+// sched_run_at returns when a submitted task may first start: its run_at
+// if it gives one (> 0), else delay_ms after now.
+int64_t sched_run_at(int64_t now, int64_t run_at, uint32_t delay_ms);
+
+// sched_every_us is a periodic schedule's period, every_ms, in µs.
+int64_t sched_every_us(uint64_t every_ms);
+
+// sched_hold_ms returns how long a wait or drain is held: timeout_ms, or
+// max_ms when timeout_ms is negative (the request's "as long as you
+// allow") or above max_ms.
+int64_t sched_hold_ms(int64_t timeout_ms, int64_t max_ms);
+
 // sched_sid writes the submission id of the task a schedule named name
 // fires for due time due: always the same for the same pair, so a fire
 // repeated after a crash is recognised by the store as the same task.

@@ -216,9 +216,8 @@ task_from_in(broker *b, queue *q, const tbp_task_in *in, int64_t now)
 	    in->max_attempts > 0 ? in->max_attempts : q->max_attempts;
 	t->timeout_ms = in->timeout_ms > 0 ? in->timeout_ms : q->timeout_ms;
 	t->created_at = now;
-	t->run_at =
-	    in->run_at > 0 ? in->run_at : now + (int64_t) in->delay_ms * 1000;
-	t->forever = in->forever;
+	t->run_at     = sched_run_at(now, in->run_at, in->delay_ms);
+	t->forever    = in->forever;
 	task_set_handler_mode(t);
 	return (t);
 }

@@ -7,7 +7,10 @@
 #                               on its defaults (./data, ./run)
 #   deploy/bootstrap.sh test    build, run every test, then build with
 #                               AddressSanitizer + UndefinedBehaviorSanitizer
-#                               and run every test again
+#                               and run every test again, then build with
+#                               ThreadSanitizer and run the integration
+#                               suite, then run the libFuzzer decoder
+#                               targets for FUZZ_SECONDS each (default 30)
 set -euo pipefail
 
 mode=${1:-}
@@ -26,8 +29,10 @@ cd "$top"
 pkgs=(gcc make cmake pkg-config libnng-dev libmsgpack-dev libsqlite3-dev
 	libuv1-dev libjansson-dev libinih-dev uthash-dev libcmocka-dev
 	openssl)
-# The test run also checks the C sources' format.
-[ "$mode" = test ] && pkgs+=(clang-format)
+# The test run also checks the C sources' format, and fuzzes with clang's
+# libFuzzer (its runtime is in libclang-rt-14-dev, which clang does not
+# pull in).
+[ "$mode" = test ] && pkgs+=(clang-format clang libclang-rt-14-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -78,3 +83,51 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 build build-asan -DTB_WERROR=$werror -DTB_TESTS=ON -DTB_BENCH=OFF \
 	-DCMAKE_BUILD_TYPE=Debug -DTB_SANITIZER=address,undefined
 (cd build-asan && ctest --output-on-failure -j "$jobs")
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+# The integration suite under ThreadSanitizer: the broker, the client
+# library and the CLI as the tests run them. Every process that sees a
+# race writes its report to tsan-logs/ and stops (halt_on_error); any
+# report fails the run, also from a process whose exit status no test
+# looks at. tests/tsan.supp silences races inside nng and SQLite only
+# (each entry says why).
+tsan_logs=$top/build-tsan/tsan-logs
+rm -rf "$tsan_logs"
+mkdir -p "$tsan_logs"
+build build-tsan -DTB_WERROR=$werror -DTB_TESTS=ON -DTB_BENCH=OFF \
+	-DTB_SANITIZER=thread
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$top/tests/tsan.supp log_path=$tsan_logs/tsan"
+tsan_rc=0
+(cd build-tsan && ctest -L integration --output-on-failure -j "$jobs") ||
+	tsan_rc=1
+unset TSAN_OPTIONS
+if compgen -G "$tsan_logs/tsan.*" >/dev/null; then
+	cat "$tsan_logs"/tsan.*
+	echo "tsan: races reported (above; also in $tsan_logs)" >&2
+	exit 1
+fi
+[ "$tsan_rc" -eq 0 ] || exit 1
+echo "tsan: integration suite passed, no race reported"
+
+# libFuzzer: each decoder target for a fixed time, on top of the corpus
+# replay every build ran above. A crash leaves build-fuzz/crash-*: copy it
+# into the target's corpus directory, fix, and it is replayed from then on.
+fuzz_s=${FUZZ_SECONDS:-30}
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	-DTB_WERROR=$werror -DTB_FUZZ=ON -DTB_TESTS=ON -DTB_BENCH=OFF >/dev/null
+cmake --build build-fuzz -j "$jobs" --target fuzz_tbp_decode fuzz_tbp_struct
+for t in decode:corpus struct:corpus_struct; do
+	name=fuzz_tbp_${t%%:*}
+	new=build-fuzz/fuzz-new/$name
+	mkdir -p "$new"
+	echo "fuzz: $name for ${fuzz_s} s"
+	"build-fuzz/tests/fuzz/$name" -max_total_time="$fuzz_s" -max_len=4096 \
+		-timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+		-artifact_prefix=build-fuzz/ "$new" "tests/fuzz/${t#*:}" \
+		2> "build-fuzz/$name.log" || {
+		tail -n 40 "build-fuzz/$name.log"
+		echo "fuzz: $name failed (log: build-fuzz/$name.log)" >&2
+		exit 1
+	}
+	grep -E '^stat::number_of_executed_units' "build-fuzz/$name.log"
+done

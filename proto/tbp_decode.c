@@ -500,14 +500,17 @@ get_payload(const msgpack_object *o, tbp_bytes *vp)
 	return (TB_OK);
 }
 
-// get_state reads a task state filter, which tbp_req keeps as an int32_t.
+// get_state reads a task state filter, which tbp_req keeps as an int32_t:
+// one of the TBP_NSTATES states. A value that is no state is refused here
+// like any other number out of its range (fuzz_tbp_struct found it
+// accepted up to INT32_MAX, to match nothing).
 static int
 get_state(const msgpack_object *o, int32_t *vp)
 {
 	uint64_t u;
 	int      rv;
 
-	if ((rv = get_u64(o, INT32_MAX, &u)) == TB_OK) {
+	if ((rv = get_u64(o, TBP_NSTATES - 1, &u)) == TB_OK) {
 		*vp = (int32_t) u;
 	}
 	return (rv);

@@ -2,9 +2,24 @@
 // see http.h.
 //
 // DESIGN. An attempt is one request (http_req) driven by one nng aio through
-// four steps: connect (TCP, plus TLS for https), write the request, read
-// the response head, read the body. Each step ends in http_cb on an nng
-// thread, which starts the next one; no thread waits. The body is read by
+// five steps: resolve the host, connect (TCP, plus TLS for https), write
+// the request, read the response head, read the body. Each nng step ends
+// in http_cb on an nng thread, which starts the next one; no thread waits
+// for the server.
+//
+// Internal addresses. The host is resolved here, once, on one of the
+// module's resolver threads (getaddrinfo blocks, and neither the loop nor
+// an nng callback may block); the first address that may be reached is
+// the one connected to, by handing nng a numeric URL, so nng resolves
+// nothing and what was checked is what is connected to (no second lookup
+// that DNS could answer differently). Loopback (127.0.0.0/8, ::1),
+// link-local (169.254.0.0/16, fe80::/10) and unspecified (0.0.0.0/8, ::)
+// addresses, IPv4-mapped ones included, are refused unless an
+// --http-allow-internal entry covers them. The Host header, TLS server
+// name and certificate check keep the name from the URL. A redirect that
+// the payload lets us follow ("max_redirects") is a new hop: its host is
+// checked against --http-allow-host, and it is resolved and checked the
+// same way before anything connects to it. The body is read by
 // hand rather than with nng_http_client_transact, because transact
 // allocates whatever Content-Length the server claims (and any chunked
 // total); here at most HTTP_BODY_MAX bytes are ever kept. The last step
@@ -32,20 +47,26 @@
 // milliseconds). Peer verification is always NNG_TLS_AUTH_MODE_REQUIRED;
 // there is no setting to turn it off.
 //
-// Lock order: http_mtx alone; nng's locks are taken inside nng calls made
-// with it held, never the other way round. The TLS cache and the settings
-// are the loop thread's.
+// Lock order: http_mtx and http_tls_mtx are leaves, never held together;
+// nng's locks are taken inside nng calls made with either held, never the
+// other way round. The TLS cache is under http_tls_mtx (resolver threads
+// make the configs); the other settings are written by the loop thread at
+// init and stop only, while no request is in flight.
 
 #include "handlers/http.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,6 +86,14 @@
 #define HTTP_DEFAULT_TIMEOUT_MS 30000u // when the task has no timeout
 #define HTTP_STOP_WAIT_S 10            // for aborted requests at stop
 #define HTTP_TLS_CACHE 16              // hosts with a TLS config kept
+#define HTTP_RESOLVERS 4               // threads that run getaddrinfo
+#define HTTP_REDIRECTS_MAX 10          // "max_redirects" at most
+#define HTTP_NETS_MAX 64               // --http-allow-internal entries
+
+// http_next's and http_outcome's codes beside nng's errors.
+#define HTTP_DONE (-1)     // a whole response
+#define HTTP_EREFUSED (-2) // h->errmsg says why; never retried
+#define HTTP_EFAILED (-3)  // h->errmsg says why; retried
 
 // Limits. A result over HANDLER_RESULT_MAX would fail the attempt
 // (run_set_result); the body leaves 4 KiB of it for the status and the
@@ -90,6 +119,7 @@ static const char *const http_result_headers[] = {
 };
 
 enum http_step {
+	HTTP_RESOLVE,
 	HTTP_CONNECT,
 	HTTP_SEND,
 	HTTP_HEAD,
@@ -97,6 +127,7 @@ enum http_step {
 };
 
 static const char *const http_step_names[] = {
+	"resolve host",
 	"connect",
 	"send request",
 	"read response",
@@ -126,6 +157,7 @@ typedef struct http_req http_req;
 struct http_req {
 	http_req *next; // on http_live, under http_mtx
 	http_req *prev;
+	http_req *rnext; // on the resolver queue, under http_mtx
 
 	tb_run          *run; // NULL once the attempt has ended
 	nng_aio         *aio;
@@ -135,12 +167,19 @@ struct http_req {
 	nng_http_req    *req;
 	nng_http_res    *res;
 	bool             https;
-	char            *ca_path;   // https: the CA file used
+	char            *ca_path; // the CA file for https; NULL: none
+	char             method[HTTP_METHOD_MAX + 1]; // "": GET
 	bool             head;      // HEAD: no body comes back
-	bool             retry_4xx; // from the payload
-	bool             cancelled; // under http_mtx
-	enum http_step   step;      // the callback's, once started
-	nng_time         deadline;  // nng_clock() ms
+	bool             with_body; // this hop sends the payload's body
+	uint32_t         redirects_left;
+	uint32_t         hops;                    // redirects followed
+	nng_http_client *old[HTTP_REDIRECTS_MAX]; // earlier hops' clients
+	char             addr[INET6_ADDRSTRLEN];  // the one connected to
+	char             errmsg[2048]; // with HTTP_EREFUSED, HTTP_EFAILED
+	bool             retry_4xx;    // from the payload
+	bool             cancelled;    // under http_mtx
+	enum http_step   step;         // the callback's, once started
+	nng_time         deadline;     // nng_clock() ms
 	uint32_t         timeout_ms;
 
 	// Body.
@@ -163,20 +202,38 @@ typedef struct http_tls {
 	nng_tls_config *cfg;
 } http_tls;
 
+// An --http-allow-internal entry: a network, IPv4-mapped IPv6 as IPv4.
+typedef struct http_net {
+	int      family; // AF_INET or AF_INET6
+	uint8_t  addr[16];
+	unsigned bits;
+} http_net;
+
 static pthread_mutex_t http_mtx = PTHREAD_MUTEX_INITIALIZER; // below
-static pthread_cond_t  http_cv  = PTHREAD_COND_INITIALIZER;  // nlive
-static http_req       *http_live;  // requests in flight
-static http_req       *http_dead;  // ended, their aios to be freed
-static size_t          http_nlive; // requests not yet freed
-static bool            http_open;  // between init and stop
+static pthread_cond_t  http_cv  = PTHREAD_COND_INITIALIZER;  // nlive, nres
+static pthread_cond_t  http_rcv = PTHREAD_COND_INITIALIZER;  // rq_head
+static http_req       *http_live;    // requests in flight
+static http_req       *http_dead;    // ended, their aios to be freed
+static size_t          http_nlive;   // requests not yet freed
+static bool            http_open;    // between init and stop
+static http_req       *http_rq_head; // waiting for a resolver
+static http_req       *http_rq_tail;
+static size_t          http_nresolvers; // resolver threads running
+static const config   *http_cfg;        // also read by nng threads
+
+static pthread_mutex_t http_tls_mtx = PTHREAD_MUTEX_INITIALIZER; // below
+static char           *http_ca_path; // NULL: no usable CA store (or stopped)
+static http_tls        http_tls_cache[HTTP_TLS_CACHE];
+static size_t          http_tls_next; // the slot replaced next
+
+// Written by the loop thread at init, before the resolver threads start;
+// read-only afterwards.
+static http_net http_nets[HTTP_NETS_MAX];
+static size_t   http_nnets;
 
 // Loop thread only.
-static bool          http_inited;
-static const config *http_cfg;
-static char         *http_ca_path;  // NULL: no usable CA store
-static char         *http_ca_error; // why not, for the attempt's error
-static http_tls      http_tls_cache[HTTP_TLS_CACHE];
-static size_t        http_tls_next; // the slot replaced next
+static bool  http_inited;
+static char *http_ca_error; // why there is no CA store, for the error
 
 // http_tls_alloc makes a client config that verifies the server against
 // path and name. Returns an nng error.
@@ -201,16 +258,33 @@ http_tls_alloc(nng_tls_config **cfgp, const char *path, const char *name)
 	return (0);
 }
 
+static int http_tls_get_locked(nng_tls_config **cfgp, const char *host);
+
 // http_tls_get returns the config for host (a reference the caller frees
-// with nng_tls_config_free), from the cache or made now. Loop thread.
+// with nng_tls_config_free), from the cache or made now. Returns an nng
+// error (NNG_ECLOSED once the handler has stopped). Resolver threads.
 static int
 http_tls_get(nng_tls_config **cfgp, const char *host)
+{
+	int rv;
+
+	pthread_mutex_lock(&http_tls_mtx);
+	rv = http_tls_get_locked(cfgp, host);
+	pthread_mutex_unlock(&http_tls_mtx);
+	return (rv);
+}
+
+static int
+http_tls_get_locked(nng_tls_config **cfgp, const char *host)
 {
 	http_tls       *slot;
 	nng_tls_config *cfg;
 	char           *h;
 	int             rv;
 
+	if (http_ca_path == NULL) {
+		return (NNG_ECLOSED);
+	}
 	for (size_t i = 0; i < HTTP_TLS_CACHE; i++) {
 		slot = &http_tls_cache[i];
 		if (slot->host != NULL && strcasecmp(slot->host, host) == 0) {
@@ -314,6 +388,11 @@ http_reap(void)
 		if (h->client != NULL) {
 			nng_http_client_free(h->client);
 		}
+		for (uint32_t i = 0; i < h->hops; i++) {
+			if (h->old[i] != NULL) {
+				nng_http_client_free(h->old[i]);
+			}
+		}
 		free(h);
 		h = next;
 	}
@@ -366,6 +445,8 @@ static const char *const http_reserved_headers[] = {
 	"connection",
 };
 
+// http_allowed_host checks a URL's host, as written, against
+// --http-allow-host. The loop thread, or any thread with http_mtx held.
 static bool
 http_allowed_host(const char *host)
 {
@@ -380,6 +461,149 @@ http_allowed_host(const char *host)
 		}
 	}
 	return (false);
+}
+
+// Internal addresses.
+
+// http_addr_norm copies sa's address into a (4 or 16 bytes) and returns
+// its family; an IPv4-mapped IPv6 address (::ffff:a.b.c.d) counts as the
+// IPv4 address it reaches. Returns AF_UNSPEC for another family.
+static int
+http_addr_norm(const struct sockaddr *sa, uint8_t a[16])
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
+		0xff };
+
+	if (sa->sa_family == AF_INET) {
+		memcpy(a,
+		    &((const struct sockaddr_in *) (const void *) sa)
+		         ->sin_addr,
+		    4);
+		return (AF_INET);
+	}
+	if (sa->sa_family == AF_INET6) {
+		memcpy(a,
+		    &((const struct sockaddr_in6 *) (const void *) sa)
+		         ->sin6_addr,
+		    16);
+		if (memcmp(a, mapped, sizeof(mapped)) == 0) {
+			memmove(a, a + 12, 4);
+			return (AF_INET);
+		}
+		return (AF_INET6);
+	}
+	return (AF_UNSPEC);
+}
+
+// http_addr_kind names the kind of internal address a is (family fam, as
+// http_addr_norm left it), or returns NULL for any other address.
+static const char *
+http_addr_kind(int fam, const uint8_t *a)
+{
+	static const uint8_t zero[16];
+
+	if (fam == AF_INET) {
+		if (a[0] == 127) {
+			return ("loopback");
+		}
+		if (a[0] == 169 && a[1] == 254) {
+			return ("link-local");
+		}
+		if (a[0] == 0) {
+			return ("unspecified"); // 0.0.0.0 reaches this host
+		}
+		return (NULL);
+	}
+	if (memcmp(a, zero, 16) == 0) {
+		return ("unspecified");
+	}
+	if (memcmp(a, zero, 15) == 0 && a[15] == 1) {
+		return ("loopback");
+	}
+	if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) {
+		return ("link-local");
+	}
+	if (memcmp(a, zero, 12) == 0) {
+		// IPv4-compatible (::a.b.c.d, deprecated): judged as IPv4.
+		return (http_addr_kind(AF_INET, a + 12));
+	}
+	return (NULL);
+}
+
+// http_internal_allowed is true when an --http-allow-internal entry covers
+// the address a of family fam. Any thread (http_nets is read-only).
+static bool
+http_internal_allowed(int fam, const uint8_t *a)
+{
+	for (size_t i = 0; i < http_nnets; i++) {
+		const http_net *n    = &http_nets[i];
+		unsigned        full = n->bits / 8;
+		unsigned        rest = n->bits % 8;
+		uint8_t         mask = (uint8_t) (0xff00u >> rest);
+
+		if (n->family != fam || memcmp(n->addr, a, full) != 0) {
+			continue;
+		}
+		if (rest == 0 || ((n->addr[full] ^ a[full]) & mask) == 0) {
+			return (true);
+		}
+	}
+	return (false);
+}
+
+// http_net_parse reads one --http-allow-internal entry: ADDR or
+// ADDR/BITS. Returns TB_OK or TB_EINVAL.
+static int
+http_net_parse(http_net *n, const char *s)
+{
+	struct sockaddr_in6 sa6;
+	struct sockaddr_in  sa4;
+	char                buf[INET6_ADDRSTRLEN + 8];
+	char               *slash;
+	char               *end;
+	unsigned long       bits;
+	unsigned            max;
+
+	if (strlen(s) >= sizeof(buf)) {
+		return (TB_EINVAL);
+	}
+	strcpy(buf, s);
+	if ((slash = strchr(buf, '/')) != NULL) {
+		*slash = '\0';
+	}
+	memset(&sa4, 0, sizeof(sa4));
+	memset(&sa6, 0, sizeof(sa6));
+	if (inet_pton(AF_INET, buf, &sa4.sin_addr) == 1) {
+		sa4.sin_family = AF_INET;
+		n->family      = http_addr_norm(
+		         (const struct sockaddr *) (const void *) &sa4, n->addr);
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, &sa6.sin6_addr) == 1) {
+		sa6.sin6_family = AF_INET6;
+		n->family       = http_addr_norm(
+		          (const struct sockaddr *) (const void *) &sa6, n->addr);
+		max = 128;
+	} else {
+		return (TB_EINVAL);
+	}
+	bits = max;
+	if (slash != NULL) {
+		errno = 0;
+		bits  = strtoul(slash + 1, &end, 10);
+		if (slash[1] < '0' || slash[1] > '9' || *end != '\0' ||
+		    errno != 0 || bits > max) {
+			return (TB_EINVAL);
+		}
+	}
+	if (max == 128 && n->family == AF_INET) {
+		// ::ffff:a.b.c.d/BITS: the mapped prefix must be whole.
+		if (bits < 96) {
+			return (TB_EINVAL);
+		}
+		bits -= 96;
+	}
+	n->bits = (unsigned) bits;
+	return (TB_OK);
 }
 
 // http_add_headers copies the payload's "headers" map into the request.
@@ -448,6 +672,9 @@ http_add_headers(http_req *h, const msgpack_object *m, char *err, size_t n)
 	return (TB_OK);
 }
 
+static int http_req_prepare(
+    http_req *h, const msgpack_object *m, char *err, size_t n);
+
 // http_req_build checks the payload and builds the request (not yet
 // started). On an error *hp is untouched and err says why. Loop thread.
 static int
@@ -456,14 +683,10 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 	msgpack_unpacked      up;
 	const msgpack_object *m;
 	const msgpack_object *v;
-	const msgpack_object *body   = NULL;
-	const msgpack_object *method = NULL;
-	const msgpack_object *hdrs   = NULL;
 	const void           *payload;
 	size_t                plen;
 	size_t                off = 0;
 	http_req             *h;
-	nng_tls_config       *tls;
 	char                  buf[HTTP_URL_MAX + 1];
 	int                   rv;
 
@@ -488,7 +711,7 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 	for (uint32_t i = 0; i < m->via.map.size; i++) {
 		const msgpack_object    *k       = &m->via.map.ptr[i].key;
 		static const char *const known[] = { "url", "method",
-			"headers", "body", "retry_4xx" };
+			"headers", "body", "retry_4xx", "max_redirects" };
 		bool                     ok      = false;
 
 		for (size_t j = 0; k->type == MSGPACK_OBJECT_STR &&
@@ -502,7 +725,7 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 		if (!ok) {
 			snprintf(err, n,
 			    "unknown payload field (known: url, method, "
-			    "headers, body, retry_4xx)");
+			    "headers, body, retry_4xx, max_redirects)");
 			rv = TB_EBADREQ;
 			goto fail;
 		}
@@ -561,11 +784,9 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 			rv = TB_EBADREQ;
 			goto fail;
 		}
-		method = v;
-	}
-	if ((v = payload_get(m, "headers")) != NULL &&
-	    v->type != MSGPACK_OBJECT_NIL) {
-		hdrs = v;
+		memcpy(h->method, v->via.str.ptr, v->via.str.size);
+		h->method[v->via.str.size] = '\0';
+		h->head                    = strcmp(h->method, "HEAD") == 0;
 	}
 	if ((v = payload_get(m, "body")) != NULL &&
 	    v->type != MSGPACK_OBJECT_NIL) {
@@ -576,7 +797,7 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 			rv = TB_EBADREQ;
 			goto fail;
 		}
-		body = v;
+		h->with_body = true;
 	}
 	if ((v = payload_get(m, "retry_4xx")) != NULL &&
 	    v->type != MSGPACK_OBJECT_NIL) {
@@ -587,21 +808,79 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 		}
 		h->retry_4xx = v->via.boolean;
 	}
+	if ((v = payload_get(m, "max_redirects")) != NULL &&
+	    v->type != MSGPACK_OBJECT_NIL) {
+		if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+		    v->via.u64 > HTTP_REDIRECTS_MAX) {
+			snprintf(err, n,
+			    "\"max_redirects\" must be an integer 0..%u",
+			    HTTP_REDIRECTS_MAX);
+			rv = TB_EBADREQ;
+			goto fail;
+		}
+		h->redirects_left = (uint32_t) v->via.u64;
+	}
+	if (h->https && http_ca_path == NULL) {
+		snprintf(err, n,
+		    "https: no CA certificates to verify the server (%s); set "
+		    "--http-ca-file",
+		    http_ca_error != NULL ? http_ca_error : "none");
+		rv = TB_EBADREQ;
+		goto fail;
+	}
+	// For https on any hop and for the error text; the global may be
+	// freed by http_handler_stop while a callback runs.
+	if (http_ca_path != NULL &&
+	    (h->ca_path = strdup(http_ca_path)) == NULL) {
+		snprintf(err, n, "out of memory");
+		rv = TB_ENOMEM;
+		goto fail;
+	}
+	if ((rv = http_req_prepare(h, m, err, n)) != TB_OK) {
+		goto fail;
+	}
+	msgpack_unpacked_destroy(&up);
+	*hp = h;
+	return (TB_OK);
 
+fail:
+	msgpack_unpacked_destroy(&up);
+	http_req_free(h, false);
+	return (rv);
+}
+
+// http_req_prepare (re)makes the request and the response for the hop to
+// h->url from the payload map m: method, the payload's headers, and the
+// body when this hop sends it. The client is made later, once the host
+// has been resolved (http_resolve). Returns TB_OK, or an error with err
+// saying why. The loop thread for the first hop; an nng thread, with
+// http_mtx held, for a redirect.
+static int
+http_req_prepare(http_req *h, const msgpack_object *m, char *err, size_t n)
+{
+	const msgpack_object *v;
+	int                   rv;
+
+	if (h->req != NULL) {
+		nng_http_req_free(h->req);
+		h->req = NULL;
+	}
+	if (h->res != NULL) {
+		nng_http_res_free(h->res);
+		h->res = NULL;
+	}
 	if ((rv = nng_http_req_alloc(&h->req, h->url)) != 0 ||
 	    (rv = nng_http_res_alloc(&h->res)) != 0) {
 		goto nng_fail;
 	}
-	if (method != NULL) {
-		memcpy(buf, method->via.str.ptr, method->via.str.size);
-		buf[method->via.str.size] = '\0';
-		if ((rv = nng_http_req_set_method(h->req, buf)) != 0) {
-			goto nng_fail;
-		}
-		h->head = strcmp(buf, "HEAD") == 0;
+	if (h->method[0] != '\0' &&
+	    (rv = nng_http_req_set_method(h->req, h->method)) != 0) {
+		goto nng_fail;
 	}
-	if (hdrs != NULL && (rv = http_add_headers(h, hdrs, err, n)) != 0) {
-		goto fail;
+	if ((v = payload_get(m, "headers")) != NULL &&
+	    v->type != MSGPACK_OBJECT_NIL &&
+	    (rv = http_add_headers(h, v, err, n)) != TB_OK) {
+		return (rv);
 	}
 	if (nng_http_req_get_header(h->req, "User-Agent") == NULL &&
 	    (rv = nng_http_req_set_header(
@@ -614,59 +893,19 @@ http_req_build(http_req **hp, tb_run *r, char *err, size_t n)
 	// as it sends the last bytes, and nng 1.5.2's TLS can then fail the
 	// read of a complete body with "connection shutdown". A response
 	// without a length still ends with the server's close.
-	if (body != NULL &&
+	if (h->with_body && (v = payload_get(m, "body")) != NULL &&
 	    (rv = nng_http_req_copy_data(h->req,
-	         body->type == MSGPACK_OBJECT_STR ? body->via.str.ptr
-	                                          : body->via.bin.ptr,
-	         body->type == MSGPACK_OBJECT_STR ? body->via.str.size
-	                                          : body->via.bin.size)) !=
-	        0) {
+	         v->type == MSGPACK_OBJECT_STR ? v->via.str.ptr
+	                                       : v->via.bin.ptr,
+	         v->type == MSGPACK_OBJECT_STR ? v->via.str.size
+	                                       : v->via.bin.size)) != 0) {
 		goto nng_fail;
 	}
-
-	if ((rv = nng_http_client_alloc(&h->client, h->url)) != 0) {
-		goto nng_fail;
-	}
-	if (h->https) {
-		if (http_ca_path == NULL) {
-			snprintf(err, n,
-			    "https: no CA certificates to verify the server "
-			    "(%s); set --http-ca-file",
-			    http_ca_error != NULL ? http_ca_error : "none");
-			rv = TB_EBADREQ;
-			goto fail;
-		}
-		if ((rv = http_tls_get(&tls, h->url->u_hostname)) != 0) {
-			snprintf(err, n, "https: TLS setup for %s (CA %s): %s",
-			    h->url->u_hostname, http_ca_path,
-			    nng_strerror(rv));
-			rv = rv == NNG_ENOMEM ? TB_ENOMEM : TB_EBADREQ;
-			goto fail;
-		}
-		rv = nng_http_client_set_tls(h->client, tls);
-		nng_tls_config_free(tls); // the client holds its own
-		if (rv != 0) {
-			goto nng_fail;
-		}
-		// For the error text; the global may be freed by
-		// http_handler_stop while the callback runs.
-		if ((h->ca_path = strdup(http_ca_path)) == NULL) {
-			snprintf(err, n, "out of memory");
-			rv = TB_ENOMEM;
-			goto fail;
-		}
-	}
-	msgpack_unpacked_destroy(&up);
-	*hp = h;
 	return (TB_OK);
 
 nng_fail:
 	snprintf(err, n, "building the request: %s", nng_strerror(rv));
-	rv = rv == NNG_ENOMEM ? TB_ENOMEM : TB_EINTERNAL;
-fail:
-	msgpack_unpacked_destroy(&up);
-	http_req_free(h, false);
-	return (rv);
+	return (rv == NNG_ENOMEM ? TB_ENOMEM : TB_EINTERNAL);
 }
 
 // Body reading.
@@ -903,6 +1142,152 @@ http_body_mode_set(http_req *h)
 	return (0);
 }
 
+// http_method is the current hop's method, for messages.
+static const char *
+http_method(const http_req *h)
+{
+	return (h->method[0] != '\0' ? h->method : "GET");
+}
+
+// http_resolve_queue_locked hands the current hop to a resolver thread.
+// http_mtx held.
+static void
+http_resolve_queue_locked(http_req *h)
+{
+	h->step  = HTTP_RESOLVE;
+	h->rnext = NULL;
+	if (http_rq_tail != NULL) {
+		http_rq_tail->rnext = h;
+	} else {
+		http_rq_head = h;
+	}
+	http_rq_tail = h;
+	pthread_cond_signal(&http_rcv);
+}
+
+// http_redirect follows a redirect response (the head has been read):
+// the Location, made absolute, becomes the next hop, checked against
+// --http-allow-host here and resolved and checked for internal addresses
+// by http_resolve. Returns 0 (the hop is queued), 1 (not a redirect to
+// follow: the response is the outcome), HTTP_EREFUSED or HTTP_EFAILED
+// with h->errmsg set. nng thread, http_mtx held.
+static int
+http_redirect(http_req *h)
+{
+	uint16_t         status = nng_http_res_get_status(h->res);
+	const char      *loc;
+	const char      *dir;
+	char             buf[HTTP_URL_MAX + 1];
+	nng_url         *u;
+	msgpack_unpacked up;
+	const void      *payload;
+	size_t           plen;
+	size_t           off = 0;
+	int              len;
+	int              rv;
+
+	if ((status != 301 && status != 302 && status != 303 &&
+	        status != 307 && status != 308) ||
+	    (loc = nng_http_res_get_header(h->res, "Location")) == NULL ||
+	    loc[0] == '\0') {
+		return (1);
+	}
+	// RFC 9110 section 10.2.2: Location is a URI reference, resolved
+	// against the URL of the request.
+	if (strncasecmp(loc, "http://", 7) == 0 ||
+	    strncasecmp(loc, "https://", 8) == 0 ||
+	    strstr(loc, "://") != NULL) {
+		len = snprintf(buf, sizeof(buf), "%s", loc);
+	} else if (loc[0] == '/' && loc[1] == '/') {
+		len =
+		    snprintf(buf, sizeof(buf), "%s:%s", h->url->u_scheme, loc);
+	} else if (loc[0] == '/') {
+		len = snprintf(buf, sizeof(buf), "%s://%s%s", h->url->u_scheme,
+		    h->url->u_host, loc);
+	} else {
+		dir = strrchr(h->url->u_path, '/');
+		len = snprintf(buf, sizeof(buf), "%s://%s%.*s/%s",
+		    h->url->u_scheme, h->url->u_host,
+		    dir != NULL ? (int) (dir - h->url->u_path) : 0,
+		    h->url->u_path, loc);
+	}
+	if (len < 0 || (size_t) len >= sizeof(buf)) {
+		snprintf(h->errmsg, sizeof(h->errmsg),
+		    "%s %s: HTTP %u: the Location is longer than %u bytes",
+		    http_method(h), h->url->u_rawurl, (unsigned) status,
+		    HTTP_URL_MAX);
+		return (HTTP_EREFUSED);
+	}
+	if ((rv = nng_url_parse(&u, buf)) != 0) {
+		snprintf(h->errmsg, sizeof(h->errmsg),
+		    "%s %s: HTTP %u to \"%.200s\": %s", http_method(h),
+		    h->url->u_rawurl, (unsigned) status, buf,
+		    nng_strerror(rv));
+		return (rv == NNG_ENOMEM ? HTTP_EFAILED : HTTP_EREFUSED);
+	}
+	if ((strcasecmp(u->u_scheme, "http") != 0 &&
+	        strcasecmp(u->u_scheme, "https") != 0) ||
+	    u->u_hostname == NULL || u->u_hostname[0] == '\0') {
+		snprintf(h->errmsg, sizeof(h->errmsg),
+		    "%s %s: redirect to %.200s: not an http or https URL with "
+		    "a host; not followed",
+		    http_method(h), h->url->u_rawurl, buf);
+		nng_url_free(u);
+		return (HTTP_EREFUSED);
+	}
+	if (!http_allowed_host(u->u_hostname)) {
+		snprintf(h->errmsg, sizeof(h->errmsg),
+		    "%s %s: redirect to %.200s: host \"%s\" is not allowed "
+		    "(not in --http-allow-host); no request was made to it",
+		    http_method(h), h->url->u_rawurl, buf, u->u_hostname);
+		nng_url_free(u);
+		return (HTTP_EREFUSED);
+	}
+	log_debug("task %" PRIu64 ": http %s %s: HTTP %u, redirect to %s",
+	    tb_run_task_id(h->run), http_method(h), h->url->u_rawurl,
+	    (unsigned) status, u->u_rawurl);
+
+	// The next hop. 303, and 301 or 302 after a POST, continue with a
+	// GET without the body (RFC 9110 section 15.4); 307 and 308 repeat
+	// the method and the body.
+	nng_url_free(h->url);
+	h->url   = u;
+	h->https = strcasecmp(u->u_scheme, "https") == 0;
+	h->redirects_left--;
+	h->hops++;
+	if ((status == 303 && !h->head) ||
+	    ((status == 301 || status == 302) &&
+	        strcmp(http_method(h), "POST") == 0)) {
+		strcpy(h->method, "GET");
+		h->with_body = false;
+	}
+	nng_http_conn_close(h->conn); // one request per connection
+	h->conn      = NULL;
+	h->addr[0]   = '\0';
+	h->mode      = BODY_NONE;
+	h->body_len  = 0;
+	h->truncated = false;
+	h->proto_err = NULL;
+
+	// The broker checked the payload at submit; the first hop parsed it.
+	msgpack_unpacked_init(&up);
+	payload = tb_run_payload(h->run, &plen);
+	if (msgpack_unpack_next(&up, payload, plen, &off) !=
+	        MSGPACK_UNPACK_SUCCESS ||
+	    (rv = http_req_prepare(
+	         h, &up.data, h->errmsg, sizeof(h->errmsg))) != TB_OK) {
+		msgpack_unpacked_destroy(&up);
+		if (h->errmsg[0] == '\0') {
+			snprintf(h->errmsg, sizeof(h->errmsg),
+			    "redirect: the payload no longer decodes");
+		}
+		return (HTTP_EFAILED);
+	}
+	msgpack_unpacked_destroy(&up);
+	http_resolve_queue_locked(h);
+	return (0);
+}
+
 // http_next starts the step after the one that just ended with rv. Returns
 // 0 when a step is in flight, or the error that ends the attempt (-1: the
 // response is complete). http_mtx held.
@@ -941,7 +1326,12 @@ http_next(http_req *h, int rv)
 	case HTTP_SEND:
 		h->step = HTTP_HEAD;
 		break;
+	case HTTP_RESOLVE:
+		break; // not an nng step
 	case HTTP_HEAD:
+		if (h->redirects_left > 0 && (rv = http_redirect(h)) != 1) {
+			return (rv); // the next hop is queued, or refused
+		}
 		if ((rv = http_body_mode_set(h)) != 0) {
 			return (rv);
 		}
@@ -965,8 +1355,9 @@ http_next(http_req *h, int rv)
 	}
 	nng_aio_set_timeout(h->aio, (nng_duration) (h->deadline - now));
 	switch (h->step) {
+	case HTTP_RESOLVE:
 	case HTTP_CONNECT:
-		break; // started by run
+		break; // started by http_resolve
 	case HTTP_SEND:
 		nng_http_conn_write_req(h->conn, h->req, h->aio);
 		break;
@@ -1072,17 +1463,22 @@ http_outcome(http_req *h, int rv)
 		tb_run_set_error(r, "cancelled");
 		return;
 	}
+	if (rv == HTTP_EREFUSED || rv == HTTP_EFAILED) {
+		tb_run_set_error(r, "%s", h->errmsg);
+		if (rv == HTTP_EREFUSED) {
+			tb_run_set_no_retry(r);
+		}
+		return;
+	}
 	if (rv == NNG_ETIMEDOUT) {
 		tb_run_set_error(r,
 		    "%s %s: timed out after %" PRIu32 " ms (%s)",
-		    nng_http_req_get_method(h->req), h->url->u_rawurl,
-		    h->timeout_ms, step);
+		    http_method(h), h->url->u_rawurl, h->timeout_ms, step);
 		return;
 	}
 	if (rv == NNG_EPROTO && h->proto_err != NULL) {
 		tb_run_set_error(r, "%s %s: malformed response: %s",
-		    nng_http_req_get_method(h->req), h->url->u_rawurl,
-		    h->proto_err);
+		    http_method(h), h->url->u_rawurl, h->proto_err);
 		return;
 	}
 	if (rv == NNG_EPEERAUTH || (h->https && rv == NNG_ECRYPTO)) {
@@ -1097,10 +1493,14 @@ http_outcome(http_req *h, int rv)
 		tb_run_set_no_retry(r);
 		return;
 	}
+	if (rv != -1 && h->step == HTTP_CONNECT) {
+		tb_run_set_error(r, "%s %s: connect to %s: %s", http_method(h),
+		    h->url->u_rawurl, h->addr, nng_strerror(rv));
+		return;
+	}
 	if (rv != -1) {
-		tb_run_set_error(r, "%s %s: %s: %s",
-		    nng_http_req_get_method(h->req), h->url->u_rawurl, step,
-		    nng_strerror(rv));
+		tb_run_set_error(r, "%s %s: %s: %s", http_method(h),
+		    h->url->u_rawurl, step, nng_strerror(rv));
 		return;
 	}
 
@@ -1118,11 +1518,15 @@ http_outcome(http_req *h, int rv)
 	}
 	http_quote(
 	    quoted, sizeof(quoted), h->body, h->body_len, HTTP_ERR_BODY_MAX);
-	tb_run_set_error(r, "%s %s: HTTP %u %s%s%s%s%s",
-	    nng_http_req_get_method(h->req), h->url->u_rawurl,
-	    (unsigned) status, nng_http_res_get_reason(h->res),
-	    status >= 300 && status <= 399 ? " (redirects are not followed)"
-	                                   : "",
+	tb_run_set_error(r, "%s %s: HTTP %u %s%s%s%s%s", http_method(h),
+	    h->url->u_rawurl, (unsigned) status,
+	    nng_http_res_get_reason(h->res),
+	    status < 300 || status > 399 ? ""
+	        : h->hops > 0 && h->redirects_left == 0
+	        ? " (max_redirects reached)"
+	        : h->redirects_left == 0
+	        ? " (redirects are not followed without max_redirects)"
+	        : " (not a redirect that can be followed)",
 	    quoted[0] != '\0' ? ": " : "", quoted,
 	    h->body_len > HTTP_ERR_BODY_MAX || h->truncated ? "..." : "");
 	if ((status >= 400 && status <= 499 && !h->retry_4xx) ||
@@ -1131,18 +1535,12 @@ http_outcome(http_req *h, int rv)
 	}
 }
 
-// http_cb runs when a step ends. nng thread.
+// http_end_locked ends the attempt with rv (as http_outcome takes it) and
+// gives the request up. Entered with http_mtx held, which it releases. An
+// nng or resolver thread.
 static void
-http_cb(void *arg)
+http_end_locked(http_req *h, int rv)
 {
-	http_req *h = arg;
-	int       rv;
-
-	pthread_mutex_lock(&http_mtx);
-	if ((rv = http_next(h, nng_aio_result(h->aio))) == 0) {
-		pthread_mutex_unlock(&http_mtx);
-		return; // the next step is in flight
-	}
 	// Off the list first: cancel must not see an ended attempt.
 	if (h->prev != NULL) {
 		h->prev->next = h->next;
@@ -1155,12 +1553,223 @@ http_cb(void *arg)
 	pthread_mutex_unlock(&http_mtx);
 
 	log_debug("task %" PRIu64 ": http %s %s ended (%s)",
-	    tb_run_task_id(h->run), nng_http_req_get_method(h->req),
-	    h->url->u_rawurl, rv == -1 ? "response" : nng_strerror(rv));
+	    tb_run_task_id(h->run), http_method(h), h->url->u_rawurl,
+	    rv == HTTP_DONE ? "response"
+	        : rv == HTTP_EREFUSED || rv == HTTP_EFAILED
+	        ? h->errmsg
+	        : nng_strerror(rv));
 	http_outcome(h, rv);
 	tb_run_finish(h->run); // the run may be gone from here
 	h->run = NULL;
 	http_req_free(h, true); // no touching h from here
+}
+
+// http_cb runs when a step ends. nng thread.
+static void
+http_cb(void *arg)
+{
+	http_req *h = arg;
+	int       rv;
+
+	pthread_mutex_lock(&http_mtx);
+	if ((rv = http_next(h, nng_aio_result(h->aio))) == 0) {
+		pthread_mutex_unlock(&http_mtx);
+		return; // the next step is in flight, or queued
+	}
+	http_end_locked(h, rv);
+}
+
+// http_pick chooses, among the addresses the hop's host resolved to, the
+// first one that may be reached, and writes it to h->addr and its numeric
+// URL to url. Returns 0, or HTTP_EREFUSED with h->errmsg set when every
+// address is internal and not allowed. Resolver thread.
+static int
+http_pick(http_req *h, const struct addrinfo *res, char *url, size_t n)
+{
+	const struct addrinfo *ai;
+	const struct addrinfo *refused = NULL;
+	const char            *kind    = NULL;
+	const char            *article;
+	char                   text[INET6_ADDRSTRLEN];
+	char                   what[600];
+	uint8_t                a[16];
+	int                    fam;
+
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		const char *k;
+
+		if ((fam = http_addr_norm(ai->ai_addr, a)) == AF_UNSPEC) {
+			continue;
+		}
+		if ((k = http_addr_kind(fam, a)) == NULL ||
+		    http_internal_allowed(fam, a)) {
+			inet_ntop(fam, a, h->addr, sizeof(h->addr));
+			snprintf(url, n, "%s://%s%s%s:%s", h->url->u_scheme,
+			    fam == AF_INET6 ? "[" : "", h->addr,
+			    fam == AF_INET6 ? "]" : "", h->url->u_port);
+			return (0);
+		}
+		if (refused == NULL) {
+			refused = ai;
+			kind    = k;
+			inet_ntop(fam, a, text, sizeof(text));
+		}
+	}
+	if (refused == NULL) {
+		snprintf(h->errmsg, sizeof(h->errmsg),
+		    "%s %s: resolve %s: no IPv4 or IPv6 address",
+		    http_method(h), h->url->u_rawurl, h->url->u_hostname);
+		return (HTTP_EFAILED);
+	}
+	article = kind[0] == 'u' ? "an" : "a"; // "an unspecified"
+	if (strcmp(h->url->u_hostname, text) == 0) {
+		snprintf(what, sizeof(what), "%s is %s %s address", text,
+		    article, kind);
+	} else {
+		snprintf(what, sizeof(what),
+		    "%.256s resolves to %s, %s %s address", h->url->u_hostname,
+		    text, article, kind);
+	}
+	snprintf(h->errmsg, sizeof(h->errmsg),
+	    "%s %.1024s: %shost %s, which is not allowed (no "
+	    "--http-allow-internal entry covers it); no request was made",
+	    http_method(h), h->url->u_rawurl,
+	    h->hops > 0 ? "redirected there: " : "", what);
+	return (HTTP_EREFUSED);
+}
+
+// http_resolve resolves the current hop's host once, picks the address
+// (http_pick), makes a client that connects to exactly that address (a
+// numeric URL: nng resolves nothing more) with TLS for the host's name,
+// and starts the connection; or ends the attempt. Resolver thread.
+static void
+http_resolve(http_req *h)
+{
+	struct addrinfo  hints;
+	struct addrinfo *res = NULL;
+	nng_url         *nu  = NULL;
+	nng_tls_config  *tls;
+	char             url[INET6_ADDRSTRLEN + 64];
+	bool             cancelled;
+	nng_time         now;
+	int              gai;
+	int              rv = 0;
+
+	// After a redirect, the callback that queued this hop may not have
+	// returned yet; then neither its aio nor the old client is ours.
+	nng_aio_wait(h->aio);
+	if (h->client != NULL) {
+		// Freed with the request on the loop thread (http_reap):
+		// freed here, nng 1.5.2's reaper raced with the free of its
+		// dialer under TSan, as it did when the callback freed one.
+		h->old[h->hops - 1] = h->client;
+		h->client           = NULL;
+	}
+	pthread_mutex_lock(&http_mtx);
+	cancelled = h->cancelled;
+	pthread_mutex_unlock(&http_mtx);
+	if (cancelled) {
+		rv = NNG_ECANCELED;
+		goto end;
+	}
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family   = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	hints.ai_flags    = AI_NUMERICSERV;
+	if ((gai = getaddrinfo(
+	         h->url->u_hostname, h->url->u_port, &hints, &res)) != 0) {
+		snprintf(h->errmsg, sizeof(h->errmsg), "%s %s: resolve %s: %s",
+		    http_method(h), h->url->u_rawurl, h->url->u_hostname,
+		    gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
+		rv = HTTP_EFAILED; // DNS may answer on the next attempt
+		goto end;
+	}
+	if ((rv = http_pick(h, res, url, sizeof(url))) != 0) {
+		goto end;
+	}
+	if ((rv = nng_url_parse(&nu, url)) != 0 ||
+	    (rv = nng_http_client_alloc(&h->client, nu)) != 0) {
+		goto end;
+	}
+	if (h->https) {
+		if (h->ca_path == NULL) {
+			snprintf(h->errmsg, sizeof(h->errmsg),
+			    "%s %s: https: no CA certificates to verify the "
+			    "server; set --http-ca-file",
+			    http_method(h), h->url->u_rawurl);
+			rv = HTTP_EREFUSED;
+			goto end;
+		}
+		if ((rv = http_tls_get(&tls, h->url->u_hostname)) != 0) {
+			snprintf(h->errmsg, sizeof(h->errmsg),
+			    "https: TLS setup for %s (CA %s): %s",
+			    h->url->u_hostname, h->ca_path, nng_strerror(rv));
+			rv = rv == NNG_ENOMEM ? HTTP_EFAILED : HTTP_EREFUSED;
+			goto end;
+		}
+		rv = nng_http_client_set_tls(h->client, tls);
+		nng_tls_config_free(tls); // the client holds its own
+		if (rv != 0) {
+			goto end;
+		}
+	}
+end:
+	if (res != NULL) {
+		freeaddrinfo(res);
+	}
+	if (nu != NULL) {
+		nng_url_free(nu);
+	}
+	pthread_mutex_lock(&http_mtx);
+	now = nng_clock();
+	if (rv == 0 && h->cancelled) {
+		rv = NNG_ECANCELED;
+	}
+	if (rv == 0 && now >= h->deadline) {
+		rv = NNG_ETIMEDOUT;
+	}
+	if (rv != 0) {
+		http_end_locked(h, rv);
+		return;
+	}
+	h->step = HTTP_CONNECT;
+	nng_aio_set_timeout(h->aio, (nng_duration) (h->deadline - now));
+	nng_http_client_connect(h->client, h->aio);
+	pthread_mutex_unlock(&http_mtx);
+}
+
+// http_resolver_main takes hops off the resolver queue until the handler
+// stops and the queue is empty. The threads are detached: one stuck in a
+// slow DNS lookup at stop must not hold the broker's exit (stop waits for
+// them for a bounded time).
+static void *
+http_resolver_main(void *arg)
+{
+	(void) arg;
+	pthread_mutex_lock(&http_mtx);
+	for (;;) {
+		http_req *h;
+
+		while ((h = http_rq_head) == NULL && http_open) {
+			pthread_cond_wait(&http_rcv, &http_mtx);
+		}
+		if (h == NULL) {
+			break;
+		}
+		if ((http_rq_head = h->rnext) == NULL) {
+			http_rq_tail = NULL;
+		}
+		h->rnext = NULL;
+		pthread_mutex_unlock(&http_mtx);
+		http_resolve(h);
+		pthread_mutex_lock(&http_mtx);
+	}
+	http_nresolvers--;
+	pthread_cond_broadcast(&http_cv);
+	pthread_mutex_unlock(&http_mtx);
+	return (NULL);
 }
 
 // http_run starts one attempt. Loop thread.
@@ -1207,17 +1816,16 @@ http_run(tb_run *r, void *hdata)
 	}
 	http_live = h;
 	http_nlive++;
-	h->step = HTTP_CONNECT;
-	nng_aio_set_timeout(h->aio, (nng_duration) h->timeout_ms);
-	nng_http_client_connect(h->client, h->aio);
+	http_resolve_queue_locked(h); // a resolver thread connects
 	pthread_mutex_unlock(&http_mtx);
 	log_debug("task %" PRIu64 ": http %s %s started", tb_run_task_id(r),
-	    nng_http_req_get_method(h->req), h->url->u_rawurl);
+	    http_method(h), h->url->u_rawurl);
 	return (0);
 }
 
-// http_cancel aborts the attempt's request; its callback ends the attempt.
-// Loop thread.
+// http_cancel aborts the attempt's request; its callback ends the attempt
+// (or, while the host is being resolved, the resolver thread does once it
+// sees the mark). Loop thread.
 static void
 http_cancel(tb_run *r, void *hdata)
 {
@@ -1250,7 +1858,25 @@ http_handler_init(const config *cfg)
 	if (http_inited) {
 		return (TB_EBUSY);
 	}
+	if (cfg->http_allow_internal.n > HTTP_NETS_MAX) {
+		log_err("http: more than %d --http-allow-internal entries",
+		    HTTP_NETS_MAX);
+		return (TB_EINVAL);
+	}
+	for (size_t i = 0; i < cfg->http_allow_internal.n; i++) {
+		const char *e = cfg->http_allow_internal.v[i];
+		if (http_net_parse(&http_nets[i], e) != TB_OK) {
+			log_err(
+			    "http: --http-allow-internal %s: not an IPv4 or "
+			    "IPv6 address, or ADDR/BITS",
+			    e);
+			return (TB_EINVAL);
+		}
+	}
+	http_nnets = cfg->http_allow_internal.n;
+	pthread_mutex_lock(&http_mtx);
 	http_cfg = cfg;
+	pthread_mutex_unlock(&http_mtx);
 	// Load the CA file once now, so a bad --http-ca-file stops the
 	// start instead of failing every https task later.
 	if (cfg->http_ca_file != NULL && cfg->http_ca_file[0] != '\0') {
@@ -1281,7 +1907,10 @@ http_handler_init(const config *cfg)
 			nng_tls_config_free(tls);
 		}
 	}
-	if (path != NULL && (http_ca_path = strdup(path)) == NULL) {
+	pthread_mutex_lock(&http_tls_mtx);
+	http_ca_path = path != NULL ? strdup(path) : NULL;
+	pthread_mutex_unlock(&http_tls_mtx);
+	if (path != NULL && http_ca_path == NULL) {
 		rv = TB_ENOMEM;
 		goto fail;
 	}
@@ -1292,21 +1921,41 @@ http_handler_init(const config *cfg)
 	}
 	pthread_mutex_lock(&http_mtx);
 	http_open = true;
+	for (int i = 0; i < HTTP_RESOLVERS; i++) {
+		pthread_attr_t attr;
+		pthread_t      tid;
+
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		rv = pthread_create(&tid, &attr, http_resolver_main, NULL);
+		pthread_attr_destroy(&attr);
+		if (rv != 0) {
+			// The registered handler stays; with no resolver its
+			// tasks would wait until their timeout, so fail the
+			// start instead.
+			pthread_mutex_unlock(&http_mtx);
+			log_err("http: cannot start a resolver thread: %s",
+			    strerror(rv));
+			http_inited = true; // http_handler_stop undoes it all
+			http_handler_stop();
+			return (TB_ENOMEM);
+		}
+		http_nresolvers++;
+	}
 	pthread_mutex_unlock(&http_mtx);
 	http_inited = true;
-	if (cfg->http_allow.n == 0) {
-		log_info("http: handler ready (CA %s; any host)",
-		    http_ca_path != NULL ? http_ca_path : "none");
-	} else {
-		log_info("http: handler ready (CA %s; %zu allowed hosts)",
-		    http_ca_path != NULL ? http_ca_path : "none",
-		    cfg->http_allow.n);
-	}
+	log_info("http: handler ready (CA %s; %s; %zu internal address "
+	         "ranges allowed)",
+	    http_ca_path != NULL ? http_ca_path : "none",
+	    cfg->http_allow.n == 0 ? "any host" : "allowed hosts only",
+	    http_nnets);
 	return (TB_OK);
 fail:
+	pthread_mutex_lock(&http_tls_mtx);
 	free(http_ca_path);
+	http_ca_path = NULL;
+	pthread_mutex_unlock(&http_tls_mtx);
 	free(http_ca_error);
-	http_ca_path  = NULL;
 	http_ca_error = NULL;
 	return (rv);
 }
@@ -1328,24 +1977,30 @@ http_handler_stop(void)
 			nng_aio_abort(h->aio, NNG_ECANCELED);
 		}
 	}
+	pthread_cond_broadcast(&http_rcv); // idle resolvers end
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += HTTP_STOP_WAIT_S;
-	while (http_nlive > 0 && rv != ETIMEDOUT) {
+	while ((http_nlive > 0 || http_nresolvers > 0) && rv != ETIMEDOUT) {
 		rv = pthread_cond_timedwait(&http_cv, &http_mtx, &until);
 	}
-	if (http_nlive > 0) {
-		// Not expected: aborted aios complete promptly. The
-		// stragglers free themselves and need nothing freed below.
-		log_warn(
-		    "http: %zu requests still ending at stop", http_nlive);
+	if (http_nlive > 0 || http_nresolvers > 0) {
+		// Not expected: aborted aios complete promptly, and only a
+		// DNS lookup can keep a resolver this long. The stragglers
+		// free themselves and need nothing freed below (the TLS
+		// cache refuses them once closed).
+		log_warn("http: %zu requests still ending at stop (%zu in a "
+		         "DNS lookup)",
+		    http_nlive, http_nresolvers);
 	}
+	http_cfg = NULL;
 	pthread_mutex_unlock(&http_mtx);
 	http_reap();
+	pthread_mutex_lock(&http_tls_mtx);
 	http_tls_cache_free();
 	free(http_ca_path);
+	http_ca_path = NULL;
+	pthread_mutex_unlock(&http_tls_mtx);
 	free(http_ca_error);
-	http_ca_path  = NULL;
 	http_ca_error = NULL;
-	http_cfg      = NULL;
 	http_inited   = false;
 }

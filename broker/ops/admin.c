@@ -152,9 +152,7 @@ handle_drain(broker *b, srv_req *req)
 		free(name);
 		return (tbp_enc_rep_drain(&req->out, req->req.req_id, !done));
 	}
-	if (ms < 0 || ms > WAIT_MAX_MS) {
-		ms = WAIT_MAX_MS;
-	}
+	ms = sched_hold_ms(ms, WAIT_MAX_MS);
 	if ((rv = held_drain(b, req, name, ms)) != TB_OK) {
 		free(name);
 	}
@@ -492,7 +490,7 @@ handle_purge(broker *b, srv_req *req)
 		return (TB_ENOMEM);
 	}
 	if (in->min_age_ms > 0) {
-		before = util_now_us() - (int64_t) in->min_age_ms * 1000;
+		before = sched_age_cutoff(util_now_us(), in->min_age_ms);
 	}
 	if ((mc = held_multi_new(req)) == NULL) {
 		free(qname);

@@ -96,7 +96,7 @@ handle_sched_add(broker *b, srv_req *req)
 	if (s->sc->cron != NULL) {
 		s->sc->next_at = tbt_cron_next(&s->cron, now);
 	} else {
-		s->sc->next_at = now + (int64_t) s->sc->every_ms * 1000;
+		s->sc->next_at = now + sched_every_us(s->sc->every_ms);
 	}
 	log_info("schedule %s: %s, handler %s, queue %s", s->sc->name,
 	    old != NULL ? "replaced" : "added", s->sc->handler, s->sc->queue);

@@ -60,9 +60,7 @@ handle_wait(broker *b, srv_req *req)
 		// Not in memory: it has ended (or never existed).
 		return (handle_status(b, req));
 	}
-	if (ms < 0 || ms > WAIT_MAX_MS) {
-		ms = WAIT_MAX_MS;
-	}
+	ms = sched_hold_ms(ms, WAIT_MAX_MS);
 	if (ms == 0) {
 		tbp_task_info ti;
 		task_info(&t->core, &ti);
@@ -149,10 +147,10 @@ handle_list(broker *b, srv_req *req)
 	f.handler  = handler;
 	f.after_id = in->after_id;
 	if (in->min_age_ms > 0) {
-		f.created_before = now - (int64_t) in->min_age_ms * 1000;
+		f.created_before = sched_age_cutoff(now, in->min_age_ms);
 	}
 	if (in->max_age_ms > 0) {
-		f.created_after = now - (int64_t) in->max_age_ms * 1000;
+		f.created_after = sched_age_cutoff(now, in->max_age_ms);
 	}
 	rv = store_list(b->st, &f, &recs, &n);
 	free(handler);

@@ -841,7 +841,9 @@ test_cli_submit_with_lifecycle_options(void **state)
 	tb_id    id, id2;
 
 	tbh_fix_start(f, NULL);
-	const char *const args[] = { "submit", "noop", "--delay", "1s",
+	// The delay must outlast two CLI runs, which take about a second
+	// each under ThreadSanitizer: with 1 s the task had run already.
+	const char *const args[] = { "submit", "noop", "--delay", "5s",
 		"--priority", "3", "--max-attempts", "2", "--timeout", "5s",
 		"--key", "k1", NULL };
 	out                      = tbh_cli_ok(&f->b, args);
@@ -862,8 +864,8 @@ test_cli_submit_with_lifecycle_options(void **state)
 	assert_string_equal(tb_task_key(t), "k1");
 	{
 		int64_t d = tb_task_run_at(t) - tb_task_created_at(t);
-		if (d < 990000 || d > 1100000) {
-			print_error("--delay 1s: run_at is %lld us after "
+		if (d < 4990000 || d > 5100000) {
+			print_error("--delay 5s: run_at is %lld us after "
 			            "created_at\n",
 			    (long long) d);
 			tb_task_free(t);

@@ -3,6 +3,12 @@
 // real broker calls it. Each test starts its own broker; the servers live
 // for the whole group and count the requests they see.
 //
+// The servers are on loopback, which the handler refuses unless
+// --http-allow-internal covers it: start_broker allows 127.0.0.1 (and
+// only it) for every test; the internal-address tests start their own.
+// A second plain server listens on 127.0.0.2, a loopback address that
+// 127.0.0.1 does not cover, as a redirect's target.
+//
 // TLS material: made afresh for each run by tests/data/http_tls/gen.sh
 // (openssl) in a temporary directory: ca.pem signs the server's
 // certificate for 127.0.0.1; other_ca.pem does not.
@@ -40,6 +46,7 @@ enum path_id {
 	P_SLOW,
 	P_ECHO,
 	P_BIG,
+	P_REDIR, // 302 to redir_target
 	P_COUNT,
 };
 
@@ -51,6 +58,7 @@ static const char *const paths[P_COUNT] = {
 	"/slow",
 	"/echo",
 	"/big",
+	"/redir",
 };
 
 static atomic_int hits[P_COUNT];
@@ -64,6 +72,8 @@ typedef struct server {
 
 static server http_srv;
 static server https_srv;
+static server lo2_srv;               // http on 127.0.0.2
+static char   redir_target[96];      // /redir's Location: lo2_srv's /ok
 static char   data_dir[TBH_PATH];    // the generated TLS material
 static char   ca_arg[TBH_PATH + 32]; // its ca.pem
 static char   other_ca_arg[TBH_PATH + 32];
@@ -213,6 +223,13 @@ on_big(nng_aio *aio)
 	free(body);
 }
 
+static void
+on_redir(nng_aio *aio)
+{
+	atomic_fetch_add(&hits[P_REDIR], 1);
+	reply(aio, 302, "text/plain", "moved", 5, "Location", redir_target);
+}
+
 static void (*const path_cbs[P_COUNT])(nng_aio *) = {
 	on_ok,
 	on_created,
@@ -221,22 +238,25 @@ static void (*const path_cbs[P_COUNT])(nng_aio *) = {
 	on_slow,
 	on_echo,
 	on_big,
+	on_redir,
 };
 
-// server_start serves every path on scheme://127.0.0.1:0 (with TLS from
+// server_start serves every path on scheme://ip:0 (with TLS from
 // tests/data/http_tls when tls) and writes its base URL. Returns an nng
 // error.
 static int
-server_start(server *sv, bool tls)
+server_start(server *sv, bool tls, const char *ip)
 {
+	char u[64];
+
 	nng_url     *url;
 	nng_sockaddr sa;
 	char         cert[TBH_PATH + 32], key[TBH_PATH + 32];
 	char        *certpem = NULL, *keypem = NULL;
 	int          rv;
 
-	rv = nng_url_parse(
-	    &url, tls ? "https://127.0.0.1:0" : "http://127.0.0.1:0");
+	snprintf(u, sizeof(u), "%s://%s:0", tls ? "https" : "http", ip);
+	rv = nng_url_parse(&url, u);
 	if (rv != 0) {
 		return (rv);
 	}
@@ -284,8 +304,8 @@ server_start(server *sv, bool tls)
 	    (rv = nng_http_server_get_addr(sv->s, &sa)) != 0) {
 		return (rv);
 	}
-	snprintf(sv->base, sizeof(sv->base), "%s://127.0.0.1:%u",
-	    tls ? "https" : "http", (unsigned) ntohs(sa.s_in.sa_port));
+	snprintf(sv->base, sizeof(sv->base), "%s://%s:%u",
+	    tls ? "https" : "http", ip, (unsigned) ntohs(sa.s_in.sa_port));
 	return (0);
 }
 
@@ -312,9 +332,10 @@ server_stop(server *sv)
 // The raw server: a thread on plain sockets that answers with responses
 // nng's server never sends (chunked, no length, malformed), each split
 // into several writes so the handler's decoder sees them in pieces.
-static int       raw_fd = -1;
-static int       raw_port;
-static pthread_t raw_thread;
+static int        raw_fd = -1;
+static int        raw_port;
+static atomic_int raw_accepts; // connections the raw server accepted
+static pthread_t  raw_thread;
 
 static void
 raw_send_pieces(int fd, const char *s)
@@ -337,7 +358,8 @@ raw_main(void *arg)
 
 	(void) arg;
 	while ((fd = accept(raw_fd, NULL, NULL)) >= 0) {
-		char    req[4096];
+		char req[4096];
+		atomic_fetch_add(&raw_accepts, 1);
 		ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
 
 		req[n > 0 ? n : 0] = '\0';
@@ -438,11 +460,13 @@ group_setup(void **state)
 	snprintf(ca_arg, sizeof(ca_arg), "%s/ca.pem", data_dir);
 	snprintf(
 	    other_ca_arg, sizeof(other_ca_arg), "%s/other_ca.pem", data_dir);
-	if ((rv = server_start(&http_srv, false)) != 0 ||
-	    (rv = server_start(&https_srv, true)) != 0) {
+	if ((rv = server_start(&http_srv, false, "127.0.0.1")) != 0 ||
+	    (rv = server_start(&https_srv, true, "127.0.0.1")) != 0 ||
+	    (rv = server_start(&lo2_srv, false, "127.0.0.2")) != 0) {
 		print_error("test servers: %s\n", nng_strerror(rv));
 		return (-1);
 	}
+	snprintf(redir_target, sizeof(redir_target), "%s/ok", lo2_srv.base);
 	if (raw_start() != 0) {
 		print_error("raw test server: %s\n", strerror(errno));
 		return (-1);
@@ -455,12 +479,29 @@ group_teardown(void **state)
 {
 	(void) state;
 	raw_stop();
+	server_stop(&lo2_srv);
 	server_stop(&https_srv);
 	server_stop(&http_srv);
 	if (data_dir[0] != '\0') {
 		tbh_rmtree(data_dir);
 	}
 	return (0);
+}
+
+// start_broker starts the fixture's broker with --http-allow-internal
+// 127.0.0.1 (the test servers' address) before args (may be NULL).
+static void
+start_broker(tbh_fix *f, const char *const *args)
+{
+	const char *all[16] = { "--http-allow-internal", "127.0.0.1" };
+	size_t      n       = 2;
+
+	for (; args != NULL && *args != NULL; args++) {
+		assert_true(n + 1 < sizeof(all) / sizeof(all[0]));
+		all[n++] = *args;
+	}
+	all[n] = NULL;
+	tbh_fix_start(f, all);
 }
 
 // req_opts: the fields of one http payload; NULL/false fields are left
@@ -472,6 +513,7 @@ typedef struct req_opts {
 	const char *hval;
 	const char *body;
 	bool        retry_4xx;
+	int         max_redirects; // 0: left out
 } req_opts;
 
 static void *
@@ -485,6 +527,7 @@ pack_req(const req_opts *o, size_t *lenp)
 	n += o->hname != NULL;
 	n += o->body != NULL;
 	n += o->retry_4xx;
+	n += o->max_redirects > 0;
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, n);
@@ -507,6 +550,10 @@ pack_req(const req_opts *o, size_t *lenp)
 	if (o->retry_4xx) {
 		msgpack_pack_str_with_body(&pk, "retry_4xx", 9);
 		msgpack_pack_true(&pk);
+	}
+	if (o->max_redirects > 0) {
+		msgpack_pack_str_with_body(&pk, "max_redirects", 13);
+		msgpack_pack_int(&pk, o->max_redirects);
 	}
 	*lenp = sb.size;
 	return (sb.data); // the caller frees it
@@ -652,7 +699,7 @@ test_get_200_gives_status_headers_and_body(void **state)
 	result   r;
 
 	hits_reset();
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	url_of(url, sizeof(url), &http_srv, "/ok");
 	o.url = url;
 	t     = run_req(f, &o, 1, 0);
@@ -680,7 +727,7 @@ test_201_is_success_with_location(void **state)
 	tb_task *t;
 	result   r;
 
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	url_of(url, sizeof(url), &http_srv, "/created");
 	o.url    = url;
 	o.method = "PUT";
@@ -704,7 +751,7 @@ test_post_sends_method_headers_and_body(void **state)
 	result     r;
 	const char want[] = "POST|hello there|{\"a\": 1}";
 
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	url_of(url, sizeof(url), &http_srv, "/echo");
 	o.url    = url;
 	o.method = "POST";
@@ -732,7 +779,7 @@ test_404_is_dead_after_one_attempt(void **state)
 	tb_task *t;
 
 	hits_reset();
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	url_of(url, sizeof(url), &http_srv, "/missing");
 	o.url = url;
 	t     = run_req(f, &o, 3, 0);
@@ -754,7 +801,7 @@ test_404_with_retry_4xx_is_retried(void **state)
 	tb_task *t;
 
 	hits_reset();
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	url_of(url, sizeof(url), &http_srv, "/missing");
 	o.url       = url;
 	o.retry_4xx = true;
@@ -776,7 +823,7 @@ test_500_is_retried_until_dead(void **state)
 	tb_task *t;
 
 	hits_reset();
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	url_of(url, sizeof(url), &http_srv, "/boom");
 	o.url = url;
 	t     = run_req(f, &o, 3, 0);
@@ -813,7 +860,7 @@ test_connection_refused_is_retried(void **state)
 	req_opts o = { 0 };
 	tb_task *t;
 
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/ok", closed_port());
 	o.url = url;
 	t     = run_req(f, &o, 2, 0);
@@ -834,7 +881,7 @@ test_slow_server_times_out(void **state)
 	int64_t  t0;
 
 	hits_reset();
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	url_of(url, sizeof(url), &http_srv, "/slow");
 	o.url = url;
 	t0    = tbh_now_ms();
@@ -860,7 +907,7 @@ test_cancel_aborts_a_request_in_flight(void **state)
 	tb_task       *t;
 
 	hits_reset();
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	url_of(url, sizeof(url), &http_srv, "/slow");
 	o.url           = url;
 	p               = pack_req(&o, &len);
@@ -890,7 +937,7 @@ test_host_not_allowed_is_refused_without_a_request(void **state)
 	const char       *port = strrchr(http_srv.base, ':') + 1;
 
 	hits_reset();
-	tbh_fix_start(f, args);
+	start_broker(f, args);
 	snprintf(url, sizeof(url), "http://localhost:%s/ok", port);
 	o.url = url;
 	t     = run_req(f, &o, 3, 0);
@@ -917,7 +964,7 @@ test_bad_payloads_are_dead_without_retry(void **state)
 	req_opts o = { 0 };
 	tb_task *t;
 
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	o.url = "ftp://127.0.0.1/x";
 	t     = run_req(f, &o, 3, 0);
 	expect_state(t, TB_STATE_DEAD);
@@ -945,7 +992,7 @@ test_big_body_is_cut_and_marked_truncated(void **state)
 	tb_task *t;
 	result   r;
 
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	url_of(url, sizeof(url), &http_srv, "/big");
 	o.url = url;
 	t     = run_req(f, &o, 1, 0);
@@ -972,7 +1019,7 @@ test_chunked_and_unframed_bodies_are_read(void **state)
 	tb_task *t;
 	result   r;
 
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	o.url = url;
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/chunked", raw_port);
 	t = run_req(f, &o, 1, 0);
@@ -1012,7 +1059,7 @@ test_https_with_the_test_ca_succeeds(void **state)
 	result            r;
 
 	hits_reset();
-	tbh_fix_start(f, args);
+	start_broker(f, args);
 	url_of(url, sizeof(url), &https_srv, "/ok");
 	o.url = url;
 	t     = run_req(f, &o, 1, 0);
@@ -1051,7 +1098,7 @@ test_https_with_the_system_store_fails_verification(void **state)
 	tbh_fix *f = *state;
 
 	hits_reset();
-	tbh_fix_start(f, NULL);
+	start_broker(f, NULL);
 	https_must_fail(f);
 	f->passed = true;
 }
@@ -1063,7 +1110,7 @@ test_https_with_another_ca_fails_verification(void **state)
 	const char *const args[] = { "--http-ca-file", other_ca_arg, NULL };
 
 	hits_reset();
-	tbh_fix_start(f, args);
+	start_broker(f, args);
 	https_must_fail(f);
 	f->passed = true;
 }
@@ -1085,6 +1132,211 @@ test_unreadable_ca_file_stops_the_start(void **state)
 		fail();
 	}
 	free(log);
+	f->passed = true;
+}
+
+// expect_refused runs url on the broker and expects the internal-address
+// refusal: dead after one attempt, its error containing want.
+static void
+expect_refused(tbh_fix *f, const char *url, const char *want)
+{
+	req_opts o = { 0 };
+	tb_task *t;
+
+	o.url = url;
+	t     = run_req(f, &o, 3, 0);
+	expect_state(t, TB_STATE_DEAD);
+	assert_int_equal(tb_task_attempts(t), 1);
+	expect_error(t, want);
+	expect_error(t, "--http-allow-internal");
+	expect_error(t, "no request was made");
+	tb_task_free(t);
+}
+
+static void
+test_internal_addresses_are_refused_by_default(void **state)
+{
+	tbh_fix    *f    = *state;
+	const char *port = strrchr(http_srv.base, ':') + 1;
+	char        url[128];
+	int         accepts;
+
+	hits_reset();
+	tbh_fix_start(f, NULL); // no --http-allow-internal
+	accepts = atomic_load(&raw_accepts);
+	// A name that resolves to loopback: not even a connection is made.
+	snprintf(url, sizeof(url), "http://localhost:%d/chunked", raw_port);
+	expect_refused(
+	    f, url, "localhost resolves to 127.0.0.1, a loopback address");
+	assert_int_equal(atomic_load(&raw_accepts), accepts);
+	snprintf(url, sizeof(url), "http://localhost:%s/ok", port);
+	expect_refused(f, url, "a loopback address");
+	url_of(url, sizeof(url), &http_srv, "/ok");
+	expect_refused(f, url, "127.0.0.1 is a loopback address");
+	snprintf(url, sizeof(url), "http://127.9.8.7:%s/ok", port);
+	expect_refused(f, url, "127.9.8.7 is a loopback address");
+	snprintf(url, sizeof(url), "http://[::ffff:127.0.0.1]:%s/ok", port);
+	expect_refused(f, url, "resolves to 127.0.0.1, a loopback address");
+	snprintf(url, sizeof(url), "http://0.0.0.0:%s/ok", port);
+	expect_refused(f, url, "0.0.0.0 is an unspecified address");
+	snprintf(url, sizeof(url), "http://[::]:%s/ok", port);
+	expect_refused(f, url, ":: is an unspecified address");
+	snprintf(url, sizeof(url), "http://[::1]:%s/ok", port);
+	expect_refused(f, url, "::1 is a loopback address");
+	snprintf(url, sizeof(url), "http://169.254.169.254:%s/ok", port);
+	expect_refused(f, url, "169.254.169.254 is a link-local address");
+	snprintf(url, sizeof(url), "http://[fe80::1]:%s/ok", port);
+	expect_refused(f, url, "fe80::1 is a link-local address");
+	assert_int_equal(hits_total(), 0);
+	f->passed = true;
+}
+
+static void
+test_allowed_internal_range_is_reached_by_name(void **state)
+{
+	tbh_fix          *f      = *state;
+	const char *const args[] = { "--http-allow-internal", "127.0.0.0/8",
+		NULL };
+	const char       *port   = strrchr(http_srv.base, ':') + 1;
+	char              url[128];
+	req_opts          o = { 0 };
+	tb_task          *t;
+	result            r;
+
+	hits_reset();
+	tbh_fix_start(f, args);
+	snprintf(url, sizeof(url), "http://localhost:%s/ok", port);
+	o.url = url;
+	t     = run_req(f, &o, 1, 0);
+	expect_state(t, TB_STATE_DONE);
+	result_get(t, &r);
+	assert_int_equal(r.status, 200);
+	msgpack_unpacked_destroy(&r.up);
+	tb_task_free(t);
+	assert_int_equal(atomic_load(&hits[P_OK]), 1);
+	f->passed = true;
+}
+
+static void
+test_bad_allow_internal_entry_stops_the_start(void **state)
+{
+	tbh_fix          *f      = *state;
+	const char *const args[] = { "--http-allow-internal", "127.0.0.1/33",
+		NULL };
+	char             *log;
+
+	assert_int_equal(tbh_start(&f->b, args), -1);
+	assert_false(tbh_running(&f->b));
+	assert_non_null(log = tbh_read_file(f->b.log_path, NULL));
+	if (strstr(log, "--http-allow-internal 127.0.0.1/33") == NULL) {
+		print_error("the broker log does not name the bad entry\n");
+		free(log);
+		fail();
+	}
+	free(log);
+	f->passed = true;
+}
+
+static void
+test_redirect_is_not_followed_without_max_redirects(void **state)
+{
+	tbh_fix          *f      = *state;
+	const char *const args[] = { "--http-allow-internal", "127.0.0.2",
+		NULL };
+	char              url[128];
+	req_opts          o = { 0 };
+	tb_task          *t;
+
+	hits_reset();
+	start_broker(f, args);
+	url_of(url, sizeof(url), &http_srv, "/redir");
+	o.url = url;
+	t     = run_req(f, &o, 3, 0);
+	expect_state(t, TB_STATE_DEAD);
+	assert_int_equal(tb_task_attempts(t), 1);
+	expect_error(t, "HTTP 302");
+	expect_error(t, "not followed");
+	tb_task_free(t);
+	assert_int_equal(atomic_load(&hits[P_REDIR]), 1);
+	assert_int_equal(atomic_load(&hits[P_OK]), 0);
+	f->passed = true;
+}
+
+static void
+test_redirect_to_a_disallowed_loopback_address_is_refused(void **state)
+{
+	tbh_fix *f = *state;
+	char     url[128];
+	req_opts o = { 0 };
+	tb_task *t;
+
+	hits_reset();
+	start_broker(f, NULL); // 127.0.0.1 allowed, 127.0.0.2 not
+	url_of(url, sizeof(url), &http_srv, "/redir");
+	o.url           = url;
+	o.max_redirects = 3;
+	t               = run_req(f, &o, 3, 0);
+	expect_state(t, TB_STATE_DEAD);
+	assert_int_equal(tb_task_attempts(t), 1);
+	expect_error(t, "redirected there: host 127.0.0.2 is a loopback");
+	expect_error(t, "--http-allow-internal");
+	tb_task_free(t);
+	assert_int_equal(atomic_load(&hits[P_REDIR]), 1);
+	assert_int_equal(atomic_load(&hits[P_OK]), 0); // lo2 saw nothing
+	f->passed = true;
+}
+
+static void
+test_redirect_to_a_host_not_allowed_is_refused(void **state)
+{
+	tbh_fix          *f      = *state;
+	const char *const args[] = { "--http-allow-internal", "127.0.0.2",
+		"--http-allow-host", "127.0.0.1", NULL };
+	char              url[128];
+	req_opts          o = { 0 };
+	tb_task          *t;
+
+	hits_reset();
+	start_broker(f, args);
+	url_of(url, sizeof(url), &http_srv, "/redir");
+	o.url           = url;
+	o.max_redirects = 3;
+	t               = run_req(f, &o, 3, 0);
+	expect_state(t, TB_STATE_DEAD);
+	assert_int_equal(tb_task_attempts(t), 1);
+	expect_error(t, "host \"127.0.0.2\" is not allowed");
+	tb_task_free(t);
+	assert_int_equal(atomic_load(&hits[P_REDIR]), 1);
+	assert_int_equal(atomic_load(&hits[P_OK]), 0);
+	f->passed = true;
+}
+
+static void
+test_redirect_to_an_allowed_internal_address_is_followed(void **state)
+{
+	tbh_fix          *f      = *state;
+	const char *const args[] = { "--http-allow-internal", "127.0.0.2",
+		NULL };
+	char              url[128];
+	req_opts          o = { 0 };
+	tb_task          *t;
+	result            r;
+
+	hits_reset();
+	start_broker(f, args);
+	url_of(url, sizeof(url), &http_srv, "/redir");
+	o.url           = url;
+	o.max_redirects = 1;
+	t               = run_req(f, &o, 1, 0);
+	expect_state(t, TB_STATE_DONE);
+	result_get(t, &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.body_len, 11);
+	assert_memory_equal(r.body, "{\"ok\":true}", 11);
+	msgpack_unpacked_destroy(&r.up);
+	tb_task_free(t);
+	assert_int_equal(atomic_load(&hits[P_REDIR]), 1);
+	assert_int_equal(atomic_load(&hits[P_OK]), 1);
 	f->passed = true;
 }
 
@@ -1111,6 +1363,13 @@ main(void)
 		T(test_https_with_the_system_store_fails_verification),
 		T(test_https_with_another_ca_fails_verification),
 		T(test_unreadable_ca_file_stops_the_start),
+		T(test_internal_addresses_are_refused_by_default),
+		T(test_allowed_internal_range_is_reached_by_name),
+		T(test_bad_allow_internal_entry_stops_the_start),
+		T(test_redirect_is_not_followed_without_max_redirects),
+		T(test_redirect_to_a_disallowed_loopback_address_is_refused),
+		T(test_redirect_to_a_host_not_allowed_is_refused),
+		T(test_redirect_to_an_allowed_internal_address_is_followed),
 	};
 
 	tbh_filter_from_env();
