@@ -241,23 +241,24 @@ guard_restart(guard *g)
 		g->down = true;
 		return;
 	}
+	g->restarts++;
 	if (g->down) {
 		log_info("%s: listening on %s again", g->what, g->url);
+		g->down = false;
+		return;
 	}
-	g->down = false;
-	g->restarts++;
 	log_debug("%s: new listener on %s (%" PRIu64 " in all)", g->what,
 	    g->url, g->restarts);
 	g->unlogged++;
 	if (g->logged_us == 0 ||
 	    now - g->logged_us >= (int64_t) GUARD_LOG_EVERY_MS * 1000) {
-		log_warn("%s: the listener on %s stopped accepting or "
-		         "failed an accept (a peer left during the "
-		         "handshake; nng 1.5.2's listener bug); started a "
-		         "new one (%" PRIu64 " time%s since the last such "
-		         "line, %" PRIu64 " in all)",
-		    g->what, g->url, g->unlogged, g->unlogged == 1 ? "" : "s",
-		    g->restarts);
+		log_warn("%s: the listener on %s accepted nothing for %d ms "
+		         "after a failed handshake (nng 1.5.2's listener "
+		         "bug, or no descriptors or memory); started a new "
+		         "one (%" PRIu64 " time%s since the last such line, "
+		         "%" PRIu64 " in all)",
+		    g->what, g->url, GUARD_CONFIRM_MS, g->unlogged,
+		    g->unlogged == 1 ? "" : "s", g->restarts);
 		g->unlogged  = 0;
 		g->logged_us = now;
 	}
