@@ -12,8 +12,6 @@
 #include <taskbroker/defs.h>
 #include <tbp.h>
 
-#include <nng/protocol/reqrep0/req.h>
-
 #include "log.h"
 #include "util.h"
 
@@ -33,9 +31,6 @@ struct guard {
 	bool            suspect;    // errors grew: is the listener stopped?
 	int64_t         suspect_us; // since when
 	uint64_t        accepts;    // the listener's accepts when suspected
-	nng_socket      probe_sock; // dials the listener to prove it alive
-	nng_dialer      probe;      // while suspect (ipc and tcp only)
-	bool            can_probe;
 	guard          *next;
 };
 
@@ -126,20 +121,9 @@ guard_counts(nng_stat *root, const guard *g, uint64_t *errp, uint64_t *accp)
 	return (found == 3);
 }
 
-// guard_unsuspect ends a suspicion: the listener accepted again, or was
-// replaced.
-static void
-guard_unsuspect(guard *g)
-{
-	if (g->suspect && g->can_probe) {
-		nng_dialer_close(g->probe);
-	}
-	g->suspect = false;
-}
-
 // guard_look decides, from one look at the statistics, whether g's
-// listener has stopped: its errors grew (a suspicion, and a probe dials
-// it), and it accepted nothing, not even the probe, for GUARD_CONFIRM_MS.
+// listener has stopped: its errors grew (a suspicion), and it accepted
+// nothing for GUARD_CONFIRM_MS after.
 static bool
 guard_look(nng_stat *root, guard *g, int64_t now)
 {
@@ -151,8 +135,8 @@ guard_look(nng_stat *root, guard *g, int64_t now)
 	}
 	if (g->suspect) {
 		if (accepts != g->accepts) {
-			g->errors = errors;
-			guard_unsuspect(g);
+			g->errors  = errors;
+			g->suspect = false;
 			return (false);
 		}
 		return (
@@ -165,11 +149,6 @@ guard_look(nng_stat *root, guard *g, int64_t now)
 	g->suspect_us = now;
 	g->accepts    = accepts;
 	g->errors     = errors;
-	if (g->can_probe &&
-	    nng_dial(g->probe_sock, g->url, &g->probe, NNG_FLAG_NONBLOCK) !=
-	        0) {
-		g->can_probe = false; // judged by the clock alone from now on
-	}
 	return (false);
 }
 
@@ -227,7 +206,7 @@ guard_restart(guard *g)
 	int64_t     now = util_mono_us();
 	int         rv;
 
-	guard_unsuspect(g);
+	g->suspect = false;
 	if (!g->down) {
 		nng_listener_close(g->l);
 	}
@@ -345,11 +324,6 @@ guard_listen(guard **gp, uv_loop_t *loop, nng_socket sock, const char *url,
 		free(g);
 		return (tbp_nng_err(rv, TBP_NNG_BROKER));
 	}
-	// The probe: any SP protocol will do, since the listener counts an
-	// accept before its socket checks the peer's protocol. Not for
-	// tls+tcp, where it would need the clients' credentials.
-	g->can_probe =
-	    strncmp(url, "tls+", 4) != 0 && nng_req0_open(&g->probe_sock) == 0;
 	if (!watch.inited) {
 		uv_timer_init(loop, &watch.timer);
 		watch.inited = true;
@@ -380,10 +354,6 @@ guard_close(guard *g)
 			*pp = g->next;
 			break;
 		}
-	}
-	guard_unsuspect(g);
-	if (g->can_probe) {
-		nng_close(g->probe_sock);
 	}
 	free(g->url);
 	free(g);
