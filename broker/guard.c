@@ -135,8 +135,14 @@ guard_look(nng_stat *root, guard *g, int64_t now)
 	}
 	if (g->suspect) {
 		if (accepts != g->accepts) {
-			g->errors  = errors;
-			g->suspect = false;
+			// It accepted since the suspicion began; if it also
+			// failed again meanwhile, the order is unknown:
+			// suspect it afresh from now rather than lose that
+			// failure.
+			g->suspect    = errors != g->errors;
+			g->suspect_us = now;
+			g->accepts    = accepts;
+			g->errors     = errors;
 			return (false);
 		}
 		return (
