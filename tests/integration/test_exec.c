@@ -1058,24 +1058,6 @@ test_thousand_children_without_a_thread_each(void **state)
 	f->passed = true;
 }
 
-// free_tcp_port returns a loopback port that was free a moment ago.
-static int
-free_tcp_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t          n = sizeof(a);
-	int                fd;
-	int                port;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &n), 0);
-	port = ntohs(a.sin_port);
-	close(fd);
-	return (port);
-}
-
 // A tcp listener can be reached from other hosts: without --exec-allow the
 // broker refuses to start (any of them could run any program as its
 // user); with it, it starts, serves over tcp and runs what is allowed.
@@ -1094,7 +1076,7 @@ test_tcp_listener_requires_exec_allow(void **state)
 	tbh_fix_start(f, NULL); // for its directory
 	snprintf(data, sizeof(data), "%s/tcpdata", f->b.dir);
 	snprintf(events, sizeof(events), "ipc://%s/tcp-ev.sock", f->b.dir);
-	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", free_tcp_port());
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", tbh_free_tcp_port());
 	snprintf(log, sizeof(log), "%s/tcp.log", f->b.dir);
 	{
 		char *argv[] = { getenv("TB_BROKER_BIN"), "--data-dir", data,

@@ -39,24 +39,6 @@ static char rogue_cert[TBH_PATH + 16], rogue_key[TBH_PATH + 16];
 // removes its dir, also after a failed assertion.
 static tbh_broker second;
 
-// free_tcp_port returns a loopback port that was free a moment ago.
-static int
-free_tcp_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t          n = sizeof(a);
-	int                fd;
-	int                port;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &n), 0);
-	port = ntohs(a.sin_port);
-	close(fd);
-	return (port);
-}
-
 // use_urls points the fixture's broker at scheme://host:port endpoints for
 // requests and events (fresh loopback ports), making its dir first, and
 // tells the harness to reach it with conn.
@@ -70,10 +52,10 @@ use_urls(tbh_fix *f, const char *scheme, const char *ev_scheme,
 	    tbh_write_config(&f->b, "unused", "", path, sizeof(path)),
 	    0); // makes the dir and the default paths
 	snprintf(f->b.url, sizeof(f->b.url), "%s://127.0.0.1:%d", scheme,
-	    free_tcp_port());
+	    tbh_free_tcp_port());
 	if (ev_scheme != NULL) {
 		snprintf(f->b.events_url, sizeof(f->b.events_url),
-		    "%s://127.0.0.1:%d", ev_scheme, free_tcp_port());
+		    "%s://127.0.0.1:%d", ev_scheme, tbh_free_tcp_port());
 	}
 	f->b.conn = conn;
 }
@@ -469,11 +451,12 @@ test_unsafe_configurations_are_refused(void **state)
 	    f, "open-token", TOKEN, 0644, open_token, sizeof(open_token));
 	write_secret(
 	    f, "short-token", "abc", 0600, short_token, sizeof(short_token));
-	snprintf(any, sizeof(any), "tcp://0.0.0.0:%d", free_tcp_port());
-	snprintf(any_ev, sizeof(any_ev), "tcp://0.0.0.0:%d", free_tcp_port());
-	snprintf(lo, sizeof(lo), "tcp://127.0.0.1:%d", free_tcp_port());
+	snprintf(any, sizeof(any), "tcp://0.0.0.0:%d", tbh_free_tcp_port());
 	snprintf(
-	    lo_tls, sizeof(lo_tls), "tls+tcp://127.0.0.1:%d", free_tcp_port());
+	    any_ev, sizeof(any_ev), "tcp://0.0.0.0:%d", tbh_free_tcp_port());
+	snprintf(lo, sizeof(lo), "tcp://127.0.0.1:%d", tbh_free_tcp_port());
+	snprintf(lo_tls, sizeof(lo_tls), "tls+tcp://127.0.0.1:%d",
+	    tbh_free_tcp_port());
 	snprintf(ipc, sizeof(ipc), "ipc://%s/ev.sock", f->b.dir);
 	{
 		const char *const a[] = { "--listen", any, "--events", ipc,
@@ -482,7 +465,7 @@ test_unsafe_configurations_are_refused(void **state)
 	}
 	{
 		char v6[64];
-		snprintf(v6, sizeof(v6), "tcp://[::]:%d", free_tcp_port());
+		snprintf(v6, sizeof(v6), "tcp://[::]:%d", tbh_free_tcp_port());
 		const char *const a[] = { "--listen", v6, "--events", ipc,
 			"--exec-allow", "/bin/true", NULL };
 		expect_refused(f, a, 2, "nothing would authenticate them");
@@ -491,7 +474,7 @@ test_unsafe_configurations_are_refused(void **state)
 		// TLS without client certificates proves nothing either.
 		char tls_any[64];
 		snprintf(tls_any, sizeof(tls_any), "tls+tcp://0.0.0.0:%d",
-		    free_tcp_port());
+		    tbh_free_tcp_port());
 		const char *const a[] = { "--listen", tls_any, "--events", ipc,
 			"--tls-cert", server_cert, "--tls-key", server_key,
 			"--exec-allow", "/bin/true", NULL };
@@ -566,7 +549,7 @@ test_loopback_and_token_listeners_start(void **state)
 	snprintf(b2->events_url, sizeof(b2->events_url), "ipc://%.63s/ev.sock",
 	    b2->dir);
 	{
-		int port = free_tcp_port();
+		int port = tbh_free_tcp_port();
 		snprintf(any, sizeof(any), "tcp://0.0.0.0:%d", port);
 		snprintf(b2->url, sizeof(b2->url), "tcp://127.0.0.1:%d", port);
 	}

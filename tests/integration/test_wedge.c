@@ -192,24 +192,6 @@ test_guard_restarts_a_stopped_listener(void **state)
 	f->passed = true;
 }
 
-// free_tcp_port returns a loopback port that was free a moment ago.
-static int
-free_tcp_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t          n = sizeof(a);
-	int                fd;
-	int                port;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &n), 0);
-	port = ntohs(a.sin_port);
-	close(fd);
-	return (port);
-}
-
 // tcp_start starts the fixture's broker with both endpoints on loopback
 // tcp (exec limited, as any tcp listener requires).
 static void
@@ -223,9 +205,9 @@ tcp_start(tbh_fix *f)
 	snprintf(b->data_dir, sizeof(b->data_dir), "%s/data", b->dir);
 	snprintf(b->log_path, sizeof(b->log_path), "%s/broker.log", b->dir);
 	snprintf(
-	    b->url, sizeof(b->url), "tcp://127.0.0.1:%d", free_tcp_port());
+	    b->url, sizeof(b->url), "tcp://127.0.0.1:%d", tbh_free_tcp_port());
 	snprintf(b->events_url, sizeof(b->events_url), "tcp://127.0.0.1:%d",
-	    free_tcp_port());
+	    tbh_free_tcp_port());
 	tbh_fix_start(f, args);
 }
 
@@ -266,7 +248,8 @@ test_second_broker_on_a_tcp_endpoint_fails_clearly(void **state)
 
 	tcp_start(f);
 	snprintf(data, sizeof(data), "%s/data2", f->b.dir);
-	snprintf(other, sizeof(other), "tcp://127.0.0.1:%d", free_tcp_port());
+	snprintf(
+	    other, sizeof(other), "tcp://127.0.0.1:%d", tbh_free_tcp_port());
 	for (int i = 0; i < 2; i++) {
 		const char *listen = i == 0 ? f->b.url : other;
 		const char *events = i == 0 ? other : f->b.events_url;

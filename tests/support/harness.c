@@ -1461,3 +1461,20 @@ tbh_storm(const char *url, int n)
 		close(fd);
 	}
 }
+
+int
+tbh_free_tcp_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t          n = sizeof(a);
+	int                fd;
+	int                port;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &n), 0);
+	port = ntohs(a.sin_port);
+	close(fd);
+	return (port);
+}

@@ -238,6 +238,10 @@ int tbh_raw_open(nng_socket *sp, const char *url, int timeout_ms);
 int tbh_raw_call(
     nng_socket s, const void *buf, size_t len, void **repp, size_t *replenp);
 
+// tbh_free_tcp_port returns a loopback tcp port that was free a moment
+// ago (asserts).
+int tbh_free_tcp_port(void);
+
 // tbh_storm makes n raw connections to url (ipc://PATH, or
 // tcp://127.0.0.1:PORT and tls+tcp://127.0.0.1:PORT) and closes each at
 // once, before any handshake: what stopped nng 1.5.2's listeners. A
