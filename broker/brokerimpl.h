@@ -13,7 +13,8 @@
 //   ops/        the request handlers and the op table (ops.c)
 //   periodic.c  periodic schedules fire tasks through submit
 //   shutdown.c  phases, deadline, teardown; stops attempts
-//   attempt.c   dispatch, start, launch, timeouts, stop, end of attempts
+//   attempt.c   dispatch, start, launch, timeouts, stop, end of attempts,
+//               interrupted attempts (crashes, quarantine)
 //   submit.c    accepting tasks: dedupe, keys, backpressure, reply
 //   prune.c     retention: deleting ended tasks in small batches
 //   store_ops.c store ops with the loop's context; their hand-back
