@@ -428,6 +428,16 @@ test_kill9_during_attempts_refunds_them_and_counts_one_crash(void **state)
 	assert_non_null(strstr(out, "CRASHES"));
 	assert_non_null(strstr(out, "1/3"));
 	free(out);
+	// submit --max-crashes sets the task's limit; 0 is a usage error.
+	const char *const sub[] = { "submit", "noop", "--max-crashes", "5",
+		"--wait", "--json", NULL };
+	out                     = tbh_cli_ok(&f->b, sub);
+	assert_non_null(strstr(out, "\"max_crashes\":5"));
+	assert_non_null(strstr(out, "\"crashes\":0"));
+	free(out);
+	const char *const bad[] = { "submit", "noop", "--max-crashes", "0",
+		NULL };
+	free(tbh_cli_expect(&f->b, 2, bad));
 	f->passed = true;
 }
 
