@@ -297,8 +297,9 @@ int tb_ping(tb_client *c, char **versionp);
 // broker has acknowledged the request, not once it has exited.
 int tb_shutdown(tb_client *c);
 
-// tb_retry puts task id, which must be dead or cancelled, back to pending
-// with its attempts reset. TB_ESTATE for a task in another state.
+// tb_retry puts task id, which must be dead (also quarantined) or
+// cancelled, back to pending with its attempts and crashes reset.
+// TB_ESTATE for a task in another state.
 int tb_retry(tb_client *c, tb_id id);
 
 // tb_retry_queue does the same for every task of queue (NULL: all queues)
