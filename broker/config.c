@@ -69,10 +69,10 @@ static const config_entry config_table[] = {
 	{ "max-attempts", CFG_LONG, "1", 1, 1000000, OFF(max_attempts),
 	    { NULL }, "attempts of a task that does not say" },
 	{ "max-crashes", CFG_LONG, "3", 1, 1000000, OFF(max_crashes), { NULL },
-	    "attempts of a task that may be cut short by the death of the "
-	    "broker or of a worker (they do not count as attempts) before "
-	    "the task is quarantined as a likely cause: dead, with that "
-	    "error; for a task that does not say" },
+	    "interrupted attempts (cut short by the death of the broker or "
+	    "of a worker; they do not count as attempts) before a task that "
+	    "does not say is quarantined as a likely cause: dead, with that "
+	    "error" },
 	{ "timeout", CFG_MS, "0", 0, 31536000000L, OFF(timeout_ms), { NULL },
 	    "time limit of an attempt of a task that does not say; 0: none" },
 	{ "retry-backoff", CFG_MS, "100ms", 1, 86400000, OFF(retry_backoff_ms),
