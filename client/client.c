@@ -88,6 +88,8 @@ struct tb_task {
 	int      state;
 	uint32_t attempts;
 	uint32_t max_attempts;
+	uint32_t crashes;
+	uint32_t max_crashes;
 	int32_t  priority;
 	int64_t  created_at;
 	int64_t  started_at;
@@ -562,6 +564,8 @@ task_copy(tb_task **tp, const tbp_task_info *in)
 	t->state        = (int) in->state;
 	t->attempts     = in->attempts;
 	t->max_attempts = in->max_attempts;
+	t->crashes      = in->crashes;
+	t->max_crashes  = in->max_crashes;
 	t->priority     = in->priority;
 	t->created_at   = in->created_at;
 	t->started_at   = in->started_at;
@@ -641,6 +645,18 @@ uint32_t
 tb_task_max_attempts(const tb_task *t)
 {
 	return (t->max_attempts);
+}
+
+uint32_t
+tb_task_crashes(const tb_task *t)
+{
+	return (t->crashes);
+}
+
+uint32_t
+tb_task_max_crashes(const tb_task *t)
+{
+	return (t->max_crashes);
 }
 
 int32_t
@@ -800,6 +816,7 @@ tb_submit_batch_flags(tb_client *c, const tb_task_spec *specs, size_t n,
 		in[i].run_at       = o->run_at;
 		in[i].key          = tbp_str(o->key); // NULL: none
 		in[i].forever      = o->forever != 0;
+		in[i].max_crashes  = o->max_crashes;
 		if (s->payload_len > UINT32_MAX) {
 			rv = TB_ETOOBIG;
 			goto out;

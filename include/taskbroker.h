@@ -147,11 +147,16 @@ typedef struct tb_submit_opts {
 	int64_t     run_at;       // earliest start, Unix µs; 0: use delay_ms
 	const char *key;          // idempotency key; NULL: none
 	int         forever;      // non-zero: restart whenever it ends
+	// max_crashes: attempts that may be cut short by the death of the
+	// broker or of a worker (they do not count in max_attempts) before
+	// the task is quarantined: dead, as a likely cause. 0: the queue's
+	// default (the broker's --max-crashes, 3).
+	uint32_t max_crashes;
 } tb_submit_opts;
 
-#define TB_SUBMIT_OPTS_INIT                  \
-	{                                    \
-		NULL, 0, 0, 0, 0, 0, NULL, 0 \
+#define TB_SUBMIT_OPTS_INIT                     \
+	{                                       \
+		NULL, 0, 0, 0, 0, 0, NULL, 0, 0 \
 	}
 
 // tb_task_spec describes one task of a batch submit. payload is msgpack
@@ -235,10 +240,17 @@ void tb_task_list_free(tb_task **tasks, size_t n);
 // Task accessors. Strings and bytes stay valid until tb_task_free. Times are
 // Unix microseconds, 0 when not reached. result is msgpack bytes (NULL with
 // *lenp 0 if none); error is NULL if the last attempt did not fail.
+// attempts counts the attempts that ran to an outcome (or run now);
+// crashes counts apart the attempts cut short by the death of the broker or
+// of a worker, which are run again without spending an attempt; at
+// max_crashes the task is quarantined (dead). A broker older than these
+// figures reports 0 for both.
 tb_id       tb_task_id(const tb_task *t);
 int         tb_task_state(const tb_task *t);
 uint32_t    tb_task_attempts(const tb_task *t);
 uint32_t    tb_task_max_attempts(const tb_task *t);
+uint32_t    tb_task_crashes(const tb_task *t);
+uint32_t    tb_task_max_crashes(const tb_task *t);
 int32_t     tb_task_priority(const tb_task *t);
 const char *tb_task_queue(const tb_task *t);
 const char *tb_task_handler(const tb_task *t);
@@ -285,8 +297,9 @@ int tb_ping(tb_client *c, char **versionp);
 // broker has acknowledged the request, not once it has exited.
 int tb_shutdown(tb_client *c);
 
-// tb_retry puts task id, which must be dead or cancelled, back to pending
-// with its attempts reset. TB_ESTATE for a task in another state.
+// tb_retry puts task id, which must be dead (also quarantined) or
+// cancelled, back to pending with its attempts and crashes reset.
+// TB_ESTATE for a task in another state.
 int tb_retry(tb_client *c, tb_id id);
 
 // tb_retry_queue does the same for every task of queue (NULL: all queues)
@@ -394,8 +407,10 @@ void tb_queues_free(tb_queue_info *list, size_t n);
 // topics starting with prefix (NULL or "": all; e.g. "tb.done."). Topics are
 // "tb.<event>.<queue>.<handler>"; events: start, done, retry (an attempt
 // failed and a retry is scheduled), dead, cancelled, timeout (an attempt
-// ran out of time), restart (a forever task is started again), crashloop,
-// fired (a schedule created a task), shutdown. Events are best effort: a
+// ran out of time), interrupted (an attempt was cut short by the death of
+// the broker or of a worker; the task is pending again, its crashes one
+// more), restart (a forever task is started again), crashloop, fired (a
+// schedule created a task), shutdown. Events are best effort: a
 // slow subscriber may miss some; tb_status always tells the truth. On success
 // *sp owns the subscription (tb_sub_close).
 int tb_sub_open(tb_sub **sp, const char *url, const char *prefix);
@@ -426,6 +441,7 @@ uint64_t    tb_event_seq(const tb_event *e);   // increases by 1 per event
 tb_id       tb_event_task_id(const tb_event *e);
 int         tb_event_state(const tb_event *e);
 uint32_t    tb_event_attempt(const tb_event *e);
+uint32_t    tb_event_crashes(const tb_event *e); // the task's crashes
 uint64_t    tb_event_duration_us(const tb_event *e);
 int64_t     tb_event_time(const tb_event *e); // Unix µs of the change
 const char *tb_event_queue(const tb_event *e);

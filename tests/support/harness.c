@@ -907,6 +907,7 @@ tbh_list_all(tb_client *c, tbh_row **rowsp, size_t *np)
 			rows[n].id       = tb_task_id(ts[i]);
 			rows[n].state    = tb_task_state(ts[i]);
 			rows[n].attempts = tb_task_attempts(ts[i]);
+			rows[n].crashes  = tb_task_crashes(ts[i]);
 			if (n > 0 && rows[n].id <= rows[n - 1].id) {
 				fprintf(stderr,
 				    "harness: tb_list not in id order: %llu "

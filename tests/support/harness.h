@@ -214,6 +214,7 @@ typedef struct tbh_row {
 	tb_id    id;
 	int      state;
 	uint32_t attempts;
+	uint32_t crashes;
 } tbh_row;
 
 // tbh_list_all lists every task in the store (pages of 1000, in id order)
