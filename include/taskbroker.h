@@ -125,7 +125,10 @@ int tb_client_open_opts(
     tb_client **cp, const char *url, const tb_conn_opts *opts);
 
 // tb_client_close closes the client; calls still running in other threads
-// return TB_ECLOSED. Accepts NULL. No call may start on c afterwards. It
+// return TB_ECLOSED, and asynchronous ops in flight complete with
+// TB_ECLOSED before it returns (see tb_submit_async). Accepts NULL. No
+// call may start on c afterwards, and it must not be called from an op's
+// callback. It
 // never blocks on the socket's close for more than about 2 s, even where
 // nng 1.5.2's own close would hang (a close racing the reconnection to a
 // broker that has gone); the socket is then closed in the background.
