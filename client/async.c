@@ -592,8 +592,8 @@ tb_client_next_completed(tb_client *c, tb_op **opp)
 			as->cq_tail = NULL;
 			if (as->efd >= 0) {
 				eventfd_t v;
-				(void) eventfd_read(
-				    as->efd, &v); // not readable
+				// Empty: the descriptor is no longer readable.
+				(void) eventfd_read(as->efd, &v);
 			}
 		}
 		op->next = NULL;
