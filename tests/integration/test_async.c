@@ -93,6 +93,19 @@ collect(tb_client *c, tb_op **ops, size_t n, int ms)
 	}
 }
 
+// async_noop_ok submits one noop asynchronously through the queue and
+// fails unless it is acknowledged.
+static void
+async_noop_ok(tb_client *c)
+{
+	tb_op *op;
+
+	TBH_OK(tb_submit_async(c, "noop", NULL, 0, NULL, NULL, NULL, NULL));
+	collect(c, &op, 1, TBH_MS(10000));
+	TBH_OK(tb_op_status(op));
+	tb_op_free(op);
+}
+
 // One thread starts NFLIGHT single-task submits before it takes any
 // completion, then gets them all through poll(2) on the completion
 // descriptor: each acknowledged, ids distinct, each arg back once. Then
@@ -475,7 +488,6 @@ test_inflight_limit_gives_ebusy(void **state)
 {
 	tbh_fix *f = *state;
 	tb_op   *ops[4];
-	tb_op   *op;
 	void    *p;
 	size_t   len;
 	tb_id    id;
@@ -506,10 +518,7 @@ test_inflight_limit_gives_ebusy(void **state)
 	}
 	TBH_OK(tb_client_completion_fd(f->c, &fd));
 	assert_false(fd_readable(fd, 0)); // the refused ops never came
-	TBH_OK(tb_submit_async(f->c, "noop", NULL, 0, NULL, NULL, NULL, NULL));
-	collect(f->c, &op, 1, TBH_MS(10000));
-	TBH_OK(tb_op_status(op));
-	tb_op_free(op);
+	async_noop_ok(f->c);
 	f->passed = true;
 }
 
@@ -528,7 +537,6 @@ test_close_with_ops_in_flight_completes_them_eclosed(void **state)
 	size_t     len;
 	tb_id      id;
 	int64_t    t0, took;
-	tb_op     *op;
 
 	tbh_fix_start(f, NULL);
 	box_init(&b, NHELD);
@@ -575,10 +583,7 @@ test_close_with_ops_in_flight_completes_them_eclosed(void **state)
 		tb_op_free(b.ops[i]);
 	}
 	// The broker is fine, and the fixture's client unaffected.
-	TBH_OK(tb_submit_async(f->c, "noop", NULL, 0, NULL, NULL, NULL, NULL));
-	collect(f->c, &op, 1, TBH_MS(10000));
-	TBH_OK(tb_op_status(op));
-	tb_op_free(op);
+	async_noop_ok(f->c);
 	TBH_OK(tb_cancel(f->c, id, NULL));
 	box_fini(&b);
 	f->passed = true;
@@ -656,10 +661,7 @@ test_async_in_forked_child_returns_efork(void **state)
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 	tb_op_free(op);
-	TBH_OK(tb_submit_async(f->c, "noop", NULL, 0, NULL, NULL, NULL, NULL));
-	collect(f->c, &op, 1, TBH_MS(10000));
-	TBH_OK(tb_op_status(op));
-	tb_op_free(op);
+	async_noop_ok(f->c);
 	f->passed = true;
 }
 
