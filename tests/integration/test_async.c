@@ -626,6 +626,42 @@ test_close_after_the_broker_died_with_ops_in_flight(void **state)
 	f->passed = true;
 }
 
+// The broker is killed while NRESTART submits are started and started
+// again: nng sends or resends each request after reconnecting, as for the
+// blocking calls, so every op is acknowledged, the ids are distinct, and
+// the store holds each task once (resent copies were recognised).
+#define NRESTART 200
+
+static void
+test_async_submits_survive_a_broker_restart(void **state)
+{
+	tbh_fix *f = *state;
+	tb_op   *ops[NRESTART];
+	tb_id    ids[NRESTART];
+
+	tbh_fix_start(f, NULL);
+	TBH_OK(tb_client_set_timeout(f->c, TBH_MS(20000)));
+	// Half just before the kill (in flight or answered as it comes),
+	// half while no broker is there (they wait for the reconnection).
+	for (int i = 0; i < NRESTART; i++) {
+		if (i == NRESTART / 2) {
+			assert_int_equal(tbh_kill9(&f->b), 0);
+		}
+		TBH_OK(tb_submit_async(
+		    f->c, "noop", NULL, 0, NULL, NULL, NULL, NULL));
+	}
+	assert_int_equal(tbh_restart(&f->b), 0);
+	collect(f->c, ops, NRESTART, TBH_MS(30000));
+	for (int i = 0; i < NRESTART; i++) {
+		TBH_OK(tb_op_status(ops[i]));
+		ids[i] = tb_op_id(ops[i]);
+		tb_op_free(ops[i]);
+	}
+	expect_distinct(ids, NRESTART);
+	assert_int_equal(tbh_count(f->c, NULL, -1), NRESTART);
+	f->passed = true;
+}
+
 // In a forked child every asynchronous call returns TB_EFORK, freeing an
 // op delivered before the fork and closing the client do not abort; the
 // parent's client keeps working.
@@ -679,6 +715,7 @@ main(void)
 		T(test_inflight_limit_gives_ebusy),
 		T(test_close_with_ops_in_flight_completes_them_eclosed),
 		T(test_close_after_the_broker_died_with_ops_in_flight),
+		T(test_async_submits_survive_a_broker_restart),
 		T(test_async_in_forked_child_returns_efork),
 	};
 #undef T
