@@ -402,8 +402,9 @@ void tb_queues_free(tb_queue_info *list, size_t n);
 // would have returned (same encoding, timeouts, resends after a broker
 // restart and reconnection), delivered in one of two ways chosen per op:
 //
-// - cb != NULL: cb(op, arg) is called once, on one of nng's threads (never
-//   the caller's, never while the starting call runs). It must not block:
+// - cb != NULL: cb(op, arg) is called once, on one of nng's threads (not
+//   inside the starting call, though possibly before the starting call
+//   has returned to its caller). It must not block:
 //   no blocking tb_* call, no waiting on locks held for long, and never
 //   tb_client_close. It may call the tb_op_* accessors, start new
 //   asynchronous ops, and free op (tb_op_free), in the callback or later
