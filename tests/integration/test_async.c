@@ -480,45 +480,58 @@ test_error_reply_reaches_the_op(void **state)
 	f->passed = true;
 }
 
-// With max_inflight 4 and 4 waits held by the broker, a fifth op (wait or
-// submit) fails with TB_EBUSY and is never delivered; once the task ends
-// and the waits complete, ops start again.
+// expect_limit holds n waits on a task that sleeps (the client's bound
+// must be n): one more op, a wait or a submit, fails with TB_EBUSY and is
+// never delivered; once the task is cancelled the n waits complete, and
+// ops start again.
 static void
-test_inflight_limit_gives_ebusy(void **state)
+expect_limit(tbh_fix *f, size_t n)
 {
-	tbh_fix *f = *state;
-	tb_op   *ops[4];
-	void    *p;
-	size_t   len;
-	tb_id    id;
-	int      fd;
+	tb_op **ops = calloc(n, sizeof(*ops));
+	void   *p;
+	size_t  len;
+	tb_id   id;
+	int     fd;
 
-	tbh_fix_start(f, NULL);
-	TBH_RV(tb_client_set_max_inflight(f->c, 0), TB_EINVAL);
-	TBH_RV(tb_client_set_max_inflight(f->c, 65537), TB_EINVAL);
-	TBH_OK(tb_client_set_max_inflight(f->c, 4));
-	p  = tbh_pack_ms(30000, &len);
+	assert_non_null(ops);
+	p  = tbh_pack_ms(60000, &len);
 	id = tbh_submit(f->c, "sleep", p, len, NULL);
 	free(p);
-	for (int i = 0; i < 4; i++) {
+	for (size_t i = 0; i < n; i++) {
 		TBH_OK(
-		    tb_wait_async(f->c, id, TBH_MS(30000), NULL, NULL, NULL));
+		    tb_wait_async(f->c, id, TBH_MS(60000), NULL, NULL, NULL));
 	}
 	TBH_RV(tb_wait_async(f->c, id, 1000, NULL, NULL, NULL), TB_EBUSY);
 	TBH_RV(tb_submit_async(f->c, "noop", NULL, 0, NULL, NULL, NULL, NULL),
 	    TB_EBUSY);
 	// The blocking calls are not bounded by it.
 	TBH_OK(tb_cancel(f->c, id, NULL));
-	collect(f->c, ops, 4, TBH_MS(10000));
-	for (int i = 0; i < 4; i++) {
+	collect(f->c, ops, n, TBH_MS(20000));
+	for (size_t i = 0; i < n; i++) {
 		TBH_OK(tb_op_status(ops[i]));
 		assert_int_equal(
 		    tb_task_state(tb_op_task(ops[i])), TB_STATE_CANCELLED);
 		tb_op_free(ops[i]);
 	}
+	free(ops);
 	TBH_OK(tb_client_completion_fd(f->c, &fd));
 	assert_false(fd_readable(fd, 0)); // the refused ops never came
 	async_noop_ok(f->c);
+}
+
+// The bound of ops in flight: TB_ASYNC_MAX_INFLIGHT by default, then 4
+// once set; out-of-range settings are refused.
+static void
+test_inflight_limit_gives_ebusy(void **state)
+{
+	tbh_fix *f = *state;
+
+	tbh_fix_start(f, NULL);
+	expect_limit(f, TB_ASYNC_MAX_INFLIGHT);
+	TBH_RV(tb_client_set_max_inflight(f->c, 0), TB_EINVAL);
+	TBH_RV(tb_client_set_max_inflight(f->c, 65537), TB_EINVAL);
+	TBH_OK(tb_client_set_max_inflight(f->c, 4));
+	expect_limit(f, 4);
 	f->passed = true;
 }
 
