@@ -23,6 +23,12 @@
 // marks the client closing, closes the socket (their aios then end with
 // NNG_ECLOSED, which they return as TB_ECLOSED) and waits until the last of
 // them has let go of the client before it frees it.
+//
+// The asynchronous requests (async.c) make the same exchange with an aio
+// callback instead of nng_aio_wait, through the same pieces (tbc_call_*,
+// the submit and task encoders and decoders below). tb_client_close ends
+// them first (TB_ECLOSED) while the socket is open, and leaves the
+// client's memory to the last op the caller still holds.
 ////
 // Threads: any thread, on one tb_client at once.
 // Ownership: every tb_task and list the library returns is the caller's,
