@@ -40,13 +40,14 @@ attempt_run_free(run *r)
 // attempt_slot_free gives back the running slot of a task whose attempt
 // ended or never started.
 static void
-attempt_slot_free(broker *b, const task *t)
+attempt_slot_free(broker *b, task *t)
 {
 	b->running--;
 	t->q->running--;
 	if (t->pool) {
 		b->running_pool--;
 	}
+	worker_job_drop(t->wjob); // a worker's room comes back with it
 	b->need_dispatch = true;
 }
 
@@ -204,6 +205,42 @@ attempt_end(broker *b, task *t, run *r)
 	attempt_run_free(r);
 }
 
+// attempt_given_back ends t's running attempt r without an outcome: the
+// attempt is refunded and the task is ready again (unless a cancel asked
+// for its end, or a shutdown has begun: then it waits for the next start).
+static void
+attempt_given_back(broker *b, task *t)
+{
+	run *r = t->run;
+
+	if (r == NULL) {
+		return;
+	}
+	t->requeue = !t->cancelling;
+	attempt_end(b, t, r);
+	if (t->state == TB_STATE_PENDING && b->phase == PHASE_RUNNING &&
+	    t->heap == SCHED_NONE) {
+		task_schedule(b, t);
+	}
+}
+
+void
+attempt_interrupted(broker *b, task *t, const char *why)
+{
+	log_info("task %" PRIu64 ": attempt %u interrupted (%s); it runs "
+	         "again, the attempt not counted",
+	    t->id, t->attempts, why);
+	attempt_given_back(b, t);
+}
+
+void
+attempt_handed_back(broker *b, task *t)
+{
+	log_info("task %" PRIu64 ": attempt %u handed back by its worker",
+	    t->id, t->attempts);
+	attempt_given_back(b, t);
+}
+
 void
 attempt_run_done(run *r)
 {
@@ -236,6 +273,12 @@ void
 attempt_stop(broker *b, task *t, run *r)
 {
 	atomic_store(&r->cancelled, true);
+	if (r->h->mode == HANDLER_WORKER) {
+		if (!worker_stop_job(b, t, r)) {
+			attempt_end(b, t, r); // the worker never saw it
+		}
+		return;
+	}
 	if (r->h->mode == HANDLER_POOL) {
 		run *stub = calloc(1, sizeof(*stub));
 		if (stub == NULL) {
@@ -281,11 +324,22 @@ attempt_pool_run(pool_job *job)
 	}
 }
 
+// attempt_handler returns t's handler: a registered one, or the
+// definition of its worker handler; NULL when neither exists.
+static const handler *
+attempt_handler(const task *t)
+{
+	if (t->wq != NULL) {
+		return (worker_handler_def(t->wq));
+	}
+	return (handlers_find(t->handler, strlen(t->handler)));
+}
+
 // attempt_launch starts the handler of a task whose attempt is counted.
 static void
 attempt_launch(broker *b, task *t)
 {
-	const handler *h = handlers_find(t->handler, strlen(t->handler));
+	const handler *h = attempt_handler(t);
 	run           *r;
 	uint8_t       *pcopy = NULL;
 
@@ -329,6 +383,13 @@ attempt_launch(broker *b, task *t)
 		uv_timer_start(r->timer, attempt_timeout, t->timeout_ms, 0);
 	}
 
+	if (h->mode == HANDLER_WORKER) {
+		if (worker_launch(b, t, r) != TB_OK) {
+			attempt_interrupted(
+			    b, t, "its worker went before it was sent");
+		}
+		return; // sent with the worker's next take reply
+	}
 	if (h->mode == HANDLER_POOL) {
 		r->job.fn = attempt_pool_run;
 		pool_submit(b->pl, &r->job); // the pool has r until it is done
@@ -378,7 +439,7 @@ attempt_start_committed(broker *b, sop *w)
 static void
 attempt_start(broker *b, task *t)
 {
-	if (handlers_find(t->handler, strlen(t->handler)) == NULL) {
+	if (attempt_handler(t) == NULL) {
 		// A handler that existed when the task was accepted is gone
 		// (e.g. a plugin was removed). It cannot run anywhere.
 		task_end(b, t, TB_STATE_DEAD, "unknown handler");
@@ -433,6 +494,20 @@ attempt_dispatch(broker *b)
 			    (t = sched_pop(&q->ready)) != NULL) {
 				attempt_start(b, t);
 				progress = true;
+			}
+			// Worker handlers: one heap per handler, so that one
+			// no worker serves holds up nothing else.
+			for (wheap *h = q->wheaps; h != NULL;
+			     h        = worker_heap_next(h)) {
+				if (!queue_can_start(q) ||
+				    b->running >=
+				        (uint32_t) b->cfg->max_running) {
+					break;
+				}
+				if ((t = worker_dispatch_heap(b, h)) != NULL) {
+					attempt_start(b, t);
+					progress = true;
+				}
 			}
 		}
 	}
