@@ -31,7 +31,19 @@ struct guard {
 	bool            suspect;    // errors grew: is the listener stopped?
 	int64_t         suspect_us; // since when
 	uint64_t        accepts;    // the listener's accepts when suspected
-	guard          *next;
+	// A connection that was accepted and then closes in the ordinary
+	// way (a client exits) is counted as an "other" error by nng 1.5.2
+	// too. Without telling the two apart, any client's exit followed by
+	// 250 ms without a new connection replaced the listener, which
+	// closed every connection it had accepted: every worker's, whose
+	// tasks were then interrupted. So the errors a look sees are first
+	// reduced by the connections that closed since the last look
+	// (accepts less the open "pipes" gauge), and only what remains
+	// counts as failed handshakes (fails).
+	uint64_t seen_errors; // other + oom at the last look
+	uint64_t seen_closed; // accepts - pipes at the last look
+	uint64_t fails;       // errors not explained by closed connections
+	guard   *next;
 };
 
 // The watch: one timer for every guard of the process, because each look
@@ -98,7 +110,8 @@ guard_find(nng_stat *root, nng_listener l)
 // and its count of the accept errors that can leave it stopped. False when
 // the statistics do not have the listener.
 static bool
-guard_counts(nng_stat *root, const guard *g, uint64_t *errp, uint64_t *accp)
+guard_counts(nng_stat *root, const guard *g, uint64_t *errp, uint64_t *accp,
+    uint64_t *pipesp)
 {
 	nng_stat *ls;
 	int       found = 0;
@@ -106,7 +119,7 @@ guard_counts(nng_stat *root, const guard *g, uint64_t *errp, uint64_t *accp)
 	if ((ls = guard_find(root, g->l)) == NULL) {
 		return (false);
 	}
-	*errp = *accp = 0;
+	*errp = *accp = *pipesp = 0;
 	for (nng_stat *st = nng_stat_child(ls); st != NULL;
 	     st           = nng_stat_next(st)) {
 		const char *name = nng_stat_name(st);
@@ -116,9 +129,31 @@ guard_counts(nng_stat *root, const guard *g, uint64_t *errp, uint64_t *accp)
 		} else if (strcmp(name, "accept") == 0) {
 			*accp = nng_stat_value(st);
 			found++;
+		} else if (strcmp(name, "pipes") == 0) {
+			*pipesp = nng_stat_value(st);
 		}
 	}
 	return (found == 3);
+}
+
+// guard_fails turns one look's counts into g->fails, the errors that
+// closed connections do not explain (see struct guard), and returns it.
+static uint64_t
+guard_fails(guard *g, uint64_t errors, uint64_t accepts, uint64_t pipes)
+{
+	uint64_t closed = accepts >= pipes ? accepts - pipes : 0;
+	uint64_t d_err  = errors - g->seen_errors;
+	uint64_t d_cl   = closed - g->seen_closed;
+
+	if (errors < g->seen_errors || closed < g->seen_closed) {
+		d_err = d_cl = 0; // a new listener: counts start again
+	}
+	g->seen_errors = errors;
+	g->seen_closed = closed;
+	if (d_err > d_cl) {
+		g->fails += d_err - d_cl;
+	}
+	return (g->fails);
 }
 
 // guard_look decides, from one look at the statistics, whether g's
@@ -129,10 +164,12 @@ guard_look(nng_stat *root, guard *g, int64_t now)
 {
 	uint64_t errors;
 	uint64_t accepts;
+	uint64_t pipes;
 
-	if (!guard_counts(root, g, &errors, &accepts)) {
+	if (!guard_counts(root, g, &errors, &accepts, &pipes)) {
 		return (false);
 	}
+	errors = guard_fails(g, errors, accepts, pipes);
 	if (g->suspect) {
 		if (accepts != g->accepts) {
 			// It accepted since the suspicion began; if it also
@@ -199,8 +236,11 @@ guard_start(guard *g, const char **stepp)
 		nng_listener_close(l);
 		return (rv);
 	}
-	g->l      = l;
-	g->errors = 0; // a new listener's counts start at zero
+	g->l           = l;
+	g->errors      = 0; // a new listener's counts start at zero
+	g->fails       = 0;
+	g->seen_errors = 0;
+	g->seen_closed = 0;
 	return (0);
 }
 

@@ -100,8 +100,9 @@ struct worker {
 	int64_t    answered_at; // mono µs: the last take was answered
 	srv_req   *take;        // the held take, or NULL
 	uint32_t   take_free;
-	bool       flush;     // something to send
-	bool       stop_sent; // a reply carried the stop notice
+	uint64_t   take_dones; // the take's "dones"
+	bool       flush;      // something to send
+	bool       stop_sent;  // a reply carried the stop notice
 	wjob      *jobs;
 	worker    *next, *prev; // on b->workers
 	broker    *b;
@@ -863,9 +864,10 @@ worker_take(broker *b, srv_req *req)
 		w->take      = NULL;
 		reply_error(old, TB_EBUSY, "a newer take replaced this one");
 	}
-	w->take      = req;
-	w->take_free = req->req.free;
-	w->take_at   = util_mono_us();
+	w->take       = req;
+	w->take_free  = req->req.free;
+	w->take_dones = req->req.dones;
+	w->take_at    = util_mono_us();
 	held_keep(b, req);
 	if (worker_has_news(b, w)) {
 		w->flush        = true;
@@ -884,6 +886,13 @@ worker_done(broker *b, srv_req *req)
 	wjob           *j = t != NULL ? t->wjob : NULL;
 	run            *r;
 
+	if (w != NULL && w->take != NULL && d->seq > w->take_dones) {
+		// The worker counted this job as held when it sent its take:
+		// the take has one slot more now (tbp.h, worker_take).
+		w->take_free++;
+		w->take_dones    = d->seq;
+		b->need_dispatch = true;
+	}
 	if (w == NULL || j == NULL || j->w != w || j->r == NULL ||
 	    t->run != j->r || j->attempt != d->attempt) {
 		log_warn("worker %" PRIu64 ": result for task %" PRIu64

@@ -84,17 +84,22 @@
 //                     "timeout_ms": uint}
 //                The broker binds the worker to the connection (nng pipe)
 //                the hello came on; when it closes, the worker is gone.
-//   worker_take  req {"worker_id": uint, "free": uint}
+//   worker_take  req {"worker_id": uint, "free": uint, "dones"?: uint}
 //                rep {"jobs": [job...], "cancels": [{"id", "attempt"}...],
 //                     "stop": bool}
 //                Held by the broker until it has a job (at most free) or
 //                a cancel to send, a stop notice (broker shutdown), or
 //                heartbeat_ms pass (then an empty reply). A worker keeps
 //                one take outstanding at all times, free 0 included.
+//                free is its slots less the jobs it holds; dones the
+//                number of worker_done it had begun to send when it
+//                computed free, so that a done numbered above it while the
+//                take is held frees one more slot of that take.
 //   job          {"id", "attempt", "crashes": uint, "handler", "queue":
 //                 str, "payload"?: bin, "deadline_ms": int (Unix ms; 0:
 //                 no timeout)}
 //   worker_done  req {"worker_id", "id": uint, "attempt": uint, "ok": bool,
+//                     "seq"?: uint (1, 2, ... per worker handle),
 //                     "result"?: bin (ok; <= TBP_MAX_RESULT), "error"?: str
 //                     (failed; <= TBP_MAX_ERROR), "retryable"?: bool
 //                     (failed; default true)}
@@ -380,6 +385,7 @@ typedef struct tbp_done {
 	tbp_bytes result;
 	tbp_bytes error;
 	bool      retryable;
+	uint64_t  seq;
 } tbp_done;
 
 // tbp_job is one dispatch of a take reply; a cancel notice uses only id
@@ -444,6 +450,7 @@ typedef struct tbp_req {
 	tbp_hello    hello;      // worker_hello
 	uint64_t     worker_id;  // worker_take, worker_done, worker_bye
 	uint32_t     free;       // worker_take
+	uint64_t     dones;      // worker_take
 	tbp_done     done;       // worker_done
 	uint64_t    *ids;        // worker_bye: hand_back
 	uint32_t     nids;
@@ -599,8 +606,8 @@ int tbp_enc_sched_name(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 // Worker ops (see "Added for workers" above).
 int tbp_enc_worker_hello(
     msgpack_sbuffer *b, uint64_t req_id, const tbp_hello *h);
-int tbp_enc_worker_take(
-    msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id, uint32_t free);
+int tbp_enc_worker_take(msgpack_sbuffer *b, uint64_t req_id,
+    uint64_t worker_id, uint32_t free, uint64_t dones);
 int tbp_enc_worker_done(msgpack_sbuffer *b, uint64_t req_id,
     uint64_t worker_id, const tbp_done *d);
 int tbp_enc_worker_bye(msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id,

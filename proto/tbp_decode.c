@@ -907,6 +907,8 @@ dec_req_worker(tbp_req *r, const msgpack_object *body)
 			have_wid = true;
 		} else if (op == TBP_OP_WORKER_TAKE && key_is(k, "free")) {
 			rv = get_u32(v, &r->free);
+		} else if (op == TBP_OP_WORKER_TAKE && key_is(k, "dones")) {
+			rv = get_u64(v, UINT64_MAX, &r->dones);
 		} else if (op == TBP_OP_WORKER_DONE) {
 			if (key_is(k, "id")) {
 				rv      = get_u64(v, UINT64_MAX, &r->done.id);
@@ -925,6 +927,8 @@ dec_req_worker(tbp_req *r, const msgpack_object *body)
 				    v, TBP_MAX_ERROR, &r->done.error);
 			} else if (key_is(k, "retryable")) {
 				rv = get_bool(v, &r->done.retryable);
+			} else if (key_is(k, "seq")) {
+				rv = get_u64(v, UINT64_MAX, &r->done.seq);
 			}
 		} else if (op == TBP_OP_WORKER_BYE && key_is(k, "hand_back")) {
 			if (v->type != MSGPACK_OBJECT_ARRAY) {

@@ -974,14 +974,16 @@ tbp_enc_worker_hello(msgpack_sbuffer *b, uint64_t req_id, const tbp_hello *h)
 }
 
 int
-tbp_enc_worker_take(
-    msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id, uint32_t free)
+tbp_enc_worker_take(msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id,
+    uint32_t free, uint64_t dones)
 {
 	tbp_enc e;
 
 	enc_begin(&e, b);
 	enc_req_head(&e, TBP_OP_WORKER_TAKE, req_id);
-	enc_map(&e, 2);
+	enc_map(&e, 3);
+	enc_key(&e, "dones");
+	enc_u64(&e, dones);
 	enc_key(&e, "worker_id");
 	enc_u64(&e, worker_id);
 	enc_key(&e, "free");
@@ -997,7 +999,9 @@ tbp_enc_worker_done(
 
 	enc_begin(&e, b);
 	enc_req_head(&e, TBP_OP_WORKER_DONE, req_id);
-	enc_map(&e, 5 + (d->result.n > 0) + (d->error.n > 0));
+	enc_map(&e, 6 + (d->result.n > 0) + (d->error.n > 0));
+	enc_key(&e, "seq");
+	enc_u64(&e, d->seq);
 	enc_key(&e, "worker_id");
 	enc_u64(&e, worker_id);
 	enc_key(&e, "id");
