@@ -2,11 +2,14 @@
 
 #include "guard.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <taskbroker/defs.h>
@@ -14,6 +17,30 @@
 
 #include "log.h"
 #include "util.h"
+
+typedef struct probe probe;
+
+// probe is a connection of the guard's own to a suspected listener (ipc
+// and tcp; see guard.h). The transport negotiates it whether or not the
+// core still accepts; only a core that accepts counts it.
+struct probe {
+	union {
+		uv_handle_t h;
+		uv_stream_t s;
+		uv_pipe_t   pipe;
+		uv_tcp_t    tcp;
+	} u;
+	uv_connect_t conn;
+	uv_write_t   wr;
+	guard       *g;       // NULL once the guard has let it go
+	uint8_t      head[8]; // our SP header
+	uint8_t      buf[64]; // what the broker sends, read and dropped
+	size_t       got;     // bytes read: 8 and more is negotiated
+	int64_t      neg_us;  // when it was negotiated
+	bool         failed;  // refused or closed before it was negotiated
+	bool         retry;   // the connect found the backlog full
+	probe       *next;    // in watch.orphans, once let go
+};
 
 struct guard {
 	nng_socket      sock;
@@ -31,19 +58,10 @@ struct guard {
 	bool            suspect;    // errors grew: is the listener stopped?
 	int64_t         suspect_us; // since when
 	uint64_t        accepts;    // the listener's accepts when suspected
-	// A connection that was accepted and then closes in the ordinary
-	// way (a client exits) is counted as an "other" error by nng 1.5.2
-	// too. Without telling the two apart, any client's exit followed by
-	// 250 ms without a new connection replaced the listener, which
-	// closed every connection it had accepted: every worker's, whose
-	// tasks were then interrupted. So the errors a look sees are first
-	// reduced by the connections that closed since the last look
-	// (accepts less the open "pipes" gauge), and only what remains
-	// counts as failed handshakes (fails).
-	uint64_t seen_errors; // other + oom at the last look
-	uint64_t seen_closed; // accepts - pipes at the last look
-	uint64_t fails;       // errors not explained by closed connections
-	guard   *next;
+	uv_loop_t      *loop;
+	int             peer;  // the SP protocol a peer of the socket speaks
+	probe          *probe; // the open probe of this suspicion, or NULL
+	guard          *next;
 };
 
 // The watch: one timer for every guard of the process, because each look
@@ -56,6 +74,7 @@ static struct {
 	bool       inited;  // timer initialised and not closing
 	bool       closing; // uv_close called, callback not yet run
 	guard     *list;
+	probe     *orphans; // probes let go, not yet closed
 } watch;
 
 int
@@ -110,8 +129,7 @@ guard_find(nng_stat *root, nng_listener l)
 // and its count of the accept errors that can leave it stopped. False when
 // the statistics do not have the listener.
 static bool
-guard_counts(nng_stat *root, const guard *g, uint64_t *errp, uint64_t *accp,
-    uint64_t *pipesp)
+guard_counts(nng_stat *root, const guard *g, uint64_t *errp, uint64_t *accp)
 {
 	nng_stat *ls;
 	int       found = 0;
@@ -119,7 +137,7 @@ guard_counts(nng_stat *root, const guard *g, uint64_t *errp, uint64_t *accp,
 	if ((ls = guard_find(root, g->l)) == NULL) {
 		return (false);
 	}
-	*errp = *accp = *pipesp = 0;
+	*errp = *accp = 0;
 	for (nng_stat *st = nng_stat_child(ls); st != NULL;
 	     st           = nng_stat_next(st)) {
 		const char *name = nng_stat_name(st);
@@ -129,69 +147,291 @@ guard_counts(nng_stat *root, const guard *g, uint64_t *errp, uint64_t *accp,
 		} else if (strcmp(name, "accept") == 0) {
 			*accp = nng_stat_value(st);
 			found++;
-		} else if (strcmp(name, "pipes") == 0) {
-			*pipesp = nng_stat_value(st);
 		}
 	}
 	return (found == 3);
 }
 
-// guard_fails turns one look's counts into g->fails, the errors that
-// closed connections do not explain (see struct guard), and returns it.
-static uint64_t
-guard_fails(guard *g, uint64_t errors, uint64_t accepts, uint64_t pipes)
+static void
+probe_closed(uv_handle_t *h)
 {
-	uint64_t closed = accepts >= pipes ? accepts - pipes : 0;
-	uint64_t d_err  = errors - g->seen_errors;
-	uint64_t d_cl   = closed - g->seen_closed;
+	probe *p = h->data;
 
-	if (errors < g->seen_errors || closed < g->seen_closed) {
-		d_err = d_cl = 0; // a new listener: counts start again
+	for (probe **pp = &watch.orphans; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
 	}
-	g->seen_errors = errors;
-	g->seen_closed = closed;
-	if (d_err > d_cl) {
-		g->fails += d_err - d_cl;
+	free(p);
+}
+
+// probe_settled: the probe can be closed without failing a handshake of
+// the listener's: the broker's header has arrived (ours went first), or
+// there is no connection (refused, closed, or the backlog was full).
+static bool
+probe_settled(const probe *p)
+{
+	return (p->got >= sizeof(p->head) || p->failed || p->retry);
+}
+
+// probe_drop closes a probe its guard has let go, once it is settled.
+static void
+probe_drop(probe *p)
+{
+	if (p->g == NULL && probe_settled(p) && !uv_is_closing(&p->u.h)) {
+		uv_close(&p->u.h, probe_closed);
 	}
-	return (g->fails);
+}
+
+// probe_end lets g's probe go: closed as soon as it is settled (at once,
+// or when the broker's header or its close arrives; nng gives up on a
+// handshake after 10 s), freed when libuv is done with it.
+static void
+probe_end(guard *g)
+{
+	probe *p = g->probe;
+
+	if (p == NULL) {
+		return;
+	}
+	g->probe      = NULL;
+	p->g          = NULL;
+	p->next       = watch.orphans;
+	watch.orphans = p;
+	probe_drop(p);
+}
+
+static void
+probe_alloc(uv_handle_t *h, size_t want, uv_buf_t *buf)
+{
+	probe *p = h->data;
+
+	(void) want;
+	*buf = uv_buf_init((char *) p->buf, sizeof(p->buf));
+}
+
+static void
+probe_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+	probe *p = st->data;
+
+	(void) buf;
+	if (n < 0) {
+		// Closed by the broker: before negotiation that is a
+		// listener that is not there (a verdict); after it, the
+		// accept count alone decides.
+		p->failed = p->got < sizeof(p->head);
+		uv_read_stop(st);
+	} else {
+		if (p->got < sizeof(p->head) &&
+		    p->got + (size_t) n >= sizeof(p->head)) {
+			p->neg_us = util_mono_us();
+		}
+		p->got += (size_t) n;
+	}
+	probe_drop(p);
+}
+
+static void
+probe_written(uv_write_t *wr, int status)
+{
+	probe *p = wr->data;
+
+	if (status != 0 && status != UV_ECANCELED) {
+		p->failed = true;
+		probe_drop(p);
+	}
+}
+
+static void
+probe_connected(uv_connect_t *conn, int status)
+{
+	probe   *p = conn->data;
+	uv_buf_t b = uv_buf_init((char *) p->head, sizeof(p->head));
+
+	if (status == UV_ECANCELED) {
+		return; // closed (the broker is stopping)
+	}
+	if (status == UV_EAGAIN) {
+		// A unix socket's backlog is full: a busy listener, not a
+		// verdict. The next look probes again.
+		p->retry = true;
+	} else if (status != 0 ||
+	    uv_write(&p->wr, &p->u.s, &b, 1, probe_written) != 0 ||
+	    uv_read_start(&p->u.s, probe_alloc, probe_read) != 0) {
+		// The header goes first, then the broker's is read, even
+		// for a probe let go meanwhile: closing before the broker
+		// has both is what stops a listener.
+		p->failed = true;
+	}
+	probe_drop(p);
+}
+
+// probe_start connects a probe to g's listener, at the address it is
+// bound to (a wildcard address is reached through loopback). Returns
+// false if there is nothing to probe with (tls+tcp, an address family
+// not known here, no memory): then time alone decides, as before.
+static bool
+probe_start(guard *g)
+{
+	nng_sockaddr            sa;
+	struct sockaddr_storage ss;
+	probe                  *p;
+	int                     rv;
+
+	if (g->tls != NULL || g->peer < 0 ||
+	    nng_listener_get_addr(g->l, NNG_OPT_LOCADDR, &sa) != 0 ||
+	    (p = calloc(1, sizeof(*p))) == NULL) {
+		return (false);
+	}
+	memset(&ss, 0, sizeof(ss));
+	p->g         = g;
+	p->head[1]   = 'S';
+	p->head[2]   = 'P';
+	p->head[4]   = (uint8_t) (g->peer >> 8);
+	p->head[5]   = (uint8_t) g->peer;
+	p->conn.data = p->wr.data = p;
+	switch (sa.s_family) {
+	case NNG_AF_IPC:
+		rv = uv_pipe_init(g->loop, &p->u.pipe, 0);
+		if (rv == 0) {
+			p->u.h.data = p;
+			uv_pipe_connect(&p->conn, &p->u.pipe, sa.s_ipc.sa_path,
+			    probe_connected);
+		}
+		break;
+	case NNG_AF_INET: {
+		struct sockaddr_in *in = (struct sockaddr_in *) &ss;
+		in->sin_family         = AF_INET;
+		in->sin_port           = sa.s_in.sa_port; // network order
+		in->sin_addr.s_addr    = sa.s_in.sa_addr == 0
+		       ? htonl(INADDR_LOOPBACK)
+		       : sa.s_in.sa_addr;
+		goto tcp;
+	}
+	case NNG_AF_INET6: {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+		static const uint8_t any[16];
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port   = sa.s_in6.sa_port;
+		memcpy(&in6->sin6_addr, sa.s_in6.sa_addr, 16);
+		if (memcmp(sa.s_in6.sa_addr, any, 16) == 0) {
+			in6->sin6_addr = in6addr_loopback;
+		}
+		in6->sin6_scope_id = sa.s_in6.sa_scope;
+		goto tcp;
+	}
+	default:
+		free(p);
+		return (false);
+	tcp:
+		rv = uv_tcp_init(g->loop, &p->u.tcp);
+		if (rv == 0) {
+			p->u.h.data = p;
+			rv          = uv_tcp_connect(&p->conn, &p->u.tcp,
+			             (struct sockaddr *) &ss, probe_connected);
+		}
+		break;
+	}
+	if (rv != 0) {
+		if (p->u.h.data == p) {
+			uv_close(&p->u.h, probe_closed); // initialised
+		} else {
+			free(p);
+		}
+		return (false);
+	}
+	g->probe = p;
+	return (true);
+}
+
+// guard_suspect starts a suspicion of g's listener (its errors grew) at
+// now, with a probe where one can be made.
+static void
+guard_suspect(guard *g, int64_t now, uint64_t errors, uint64_t accepts)
+{
+	probe_end(g);
+	g->suspect    = true;
+	g->suspect_us = now;
+	g->accepts    = accepts;
+	g->errors     = errors;
+	(void) probe_start(g);
+}
+
+// guard_verdict says whether a suspected listener that has accepted
+// nothing since the suspicion began has stopped: with a probe, when the
+// probe was refused, or was negotiated by the transport and not accepted
+// by the core for GUARD_CONFIRM_MS (which outlasts the core's pause of
+// 100 ms after a failed handshake), or was not negotiated within
+// GUARD_PROBE_MAX_MS of the last failed handshake the core heard of
+// (guard_look); without one, when GUARD_CONFIRM_MS passed.
+static bool
+guard_verdict(const guard *g, int64_t now)
+{
+	const probe *p       = g->probe;
+	int64_t      confirm = (int64_t) GUARD_CONFIRM_MS * 1000;
+
+	if (p == NULL) {
+		return (now - g->suspect_us >= confirm);
+	}
+	if (p->failed) {
+		return (true);
+	}
+	if (p->got >= sizeof(p->head)) {
+		return (now - p->neg_us >= confirm);
+	}
+	return (now - g->suspect_us >= (int64_t) GUARD_PROBE_MAX_MS * 1000);
 }
 
 // guard_look decides, from one look at the statistics, whether g's
-// listener has stopped: its errors grew (a suspicion), and it accepted
-// nothing for GUARD_CONFIRM_MS after.
+// listener has stopped: its errors grew (a suspicion), and then it
+// accepted nothing, not even the guard's probe (guard_verdict).
 static bool
 guard_look(nng_stat *root, guard *g, int64_t now)
 {
 	uint64_t errors;
 	uint64_t accepts;
-	uint64_t pipes;
 
-	if (!guard_counts(root, g, &errors, &accepts, &pipes)) {
+	if (!guard_counts(root, g, &errors, &accepts)) {
 		return (false);
 	}
-	errors = guard_fails(g, errors, accepts, pipes);
 	if (g->suspect) {
 		if (accepts != g->accepts) {
 			// It accepted since the suspicion began; if it also
 			// failed again meanwhile, the order is unknown:
 			// suspect it afresh from now rather than lose that
 			// failure.
-			g->suspect    = errors != g->errors;
-			g->suspect_us = now;
-			g->accepts    = accepts;
-			g->errors     = errors;
+			log_debug("%s: the listener on %s accepts after a "
+			          "failed handshake; it is kept",
+			    g->what, g->url);
+			probe_end(g);
+			g->suspect = false;
+			if (errors != g->errors) {
+				guard_suspect(g, now, errors, accepts);
+			}
+			g->accepts = accepts;
+			g->errors  = errors;
 			return (false);
 		}
-		return (
-		    now - g->suspect_us >= (int64_t) GUARD_CONFIRM_MS * 1000);
+		if (g->probe != NULL && g->probe->retry) {
+			probe_end(g);
+			(void) probe_start(g);
+		}
+		if (errors != g->errors && g->probe != NULL &&
+		    g->probe->got < sizeof(g->probe->head)) {
+			// The core still hears of failed handshakes, so it
+			// had an accept pending: alive when they failed. The
+			// probe waits behind their connections; wait on.
+			g->errors     = errors;
+			g->suspect_us = now;
+			return (false);
+		}
+		return (guard_verdict(g, now));
 	}
-	if (errors == g->errors) {
-		return (false);
+	if (errors != g->errors) {
+		guard_suspect(g, now, errors, accepts);
 	}
-	g->suspect    = true;
-	g->suspect_us = now;
-	g->accepts    = accepts;
-	g->errors     = errors;
 	return (false);
 }
 
@@ -236,11 +476,8 @@ guard_start(guard *g, const char **stepp)
 		nng_listener_close(l);
 		return (rv);
 	}
-	g->l           = l;
-	g->errors      = 0; // a new listener's counts start at zero
-	g->fails       = 0;
-	g->seen_errors = 0;
-	g->seen_closed = 0;
+	g->l      = l;
+	g->errors = 0; // a new listener's counts start at zero
 	return (0);
 }
 
@@ -256,6 +493,7 @@ guard_restart(guard *g)
 	if (!g->down) {
 		nng_listener_close(g->l);
 	}
+	probe_end(g); // after the close: the listener can no longer fail on it
 	if ((rv = guard_start(g, &step)) != 0) {
 		if (!g->down) {
 			log_err("%s: cannot %s on %s again: %s; trying every "
@@ -277,13 +515,15 @@ guard_restart(guard *g)
 	g->unlogged++;
 	if (g->logged_us == 0 ||
 	    now - g->logged_us >= (int64_t) GUARD_LOG_EVERY_MS * 1000) {
-		log_warn("%s: the listener on %s accepted nothing for %d ms "
-		         "after a failed handshake (nng 1.5.2's listener "
-		         "bug, or no descriptors or memory); started a new "
-		         "one (%" PRIu64 " time%s since the last such line, "
-		         "%" PRIu64 " in all)",
-		    g->what, g->url, GUARD_CONFIRM_MS, g->unlogged,
-		    g->unlogged == 1 ? "" : "s", g->restarts);
+		log_warn("%s: the listener on %s stopped accepting after a "
+		         "failed handshake (nng 1.5.2's listener bug, or no "
+		         "descriptors or memory): it accepted %s for %d ms; "
+		         "started a new one (%" PRIu64 " time%s since the "
+		         "last such line, %" PRIu64 " in all)",
+		    g->what, g->url,
+		    g->tls == NULL ? "not even a probe" : "nothing",
+		    GUARD_CONFIRM_MS, g->unlogged, g->unlogged == 1 ? "" : "s",
+		    g->restarts);
 		g->unlogged  = 0;
 		g->logged_us = now;
 	}
@@ -359,6 +599,10 @@ guard_listen(guard **gp, uv_loop_t *loop, nng_socket sock, const char *url,
 	g->sock = sock;
 	g->what = what;
 	g->tls  = tls;
+	g->loop = loop;
+	if (nng_socket_get_int(sock, NNG_OPT_PEER, &g->peer) != 0) {
+		g->peer = -1; // no probe: a wrong header fails a handshake
+	}
 	if (access != NULL) {
 		g->access     = *access;
 		g->has_access = true;
@@ -401,8 +645,18 @@ guard_close(guard *g)
 			break;
 		}
 	}
+	probe_end(g);
 	free(g->url);
 	free(g);
+	if (watch.list == NULL) {
+		// The last listener is closing: so is the broker, and no
+		// handshake matters now.
+		for (probe *p = watch.orphans; p != NULL; p = p->next) {
+			if (!uv_is_closing(&p->u.h)) {
+				uv_close(&p->u.h, probe_closed);
+			}
+		}
+	}
 	if (watch.list == NULL && watch.inited) {
 		uv_timer_stop(&watch.timer);
 		watch.inited  = false;

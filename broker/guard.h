@@ -20,16 +20,29 @@
 // costs: the guard spends at most 1/GUARD_COST_SHARE of a core, up to
 // GUARD_MAX_MS between looks). When a listener's "other" or "oom" count
 // has grown, the listener is suspect: errors the core survives count
-// there too (a peer that shut down cleanly makes it pause 100 ms). If its
-// "accept" count has not moved GUARD_CONFIRM_MS later, the listener is
-// closed and a new one is started on the same url, with a (rate-limited)
-// log line. An idle listener that only paused is replaced too: the guard
-// cannot tell it from a stopped one without a probe, and the probe we
-// tried (an nng dialer made and closed on each suspicion) left nng
-// dialer allocations that LeakSanitizer reported at exit, in CI runs only
-// and not understood yet. With nngfix.c such errors are rare (1 in about 1,000
-// raw connect-and-close here), and a needless replacement costs the
-// listener's clients a reconnection.
+// there too (a peer that shut down cleanly during the handshake makes it
+// pause 100 ms, then accept again), so the count alone cannot say.
+//
+// The probe says. On a suspicion the guard connects to the listener's own
+// address (ipc path, or tcp address and port; a wildcard address through
+// loopback) with a libuv stream, sends the SP header of the socket's peer
+// protocol, and reads the broker's. The transport negotiates every
+// connection whether or not the core still accepts, but only a live core
+// accepts the probe and counts it in "accept". So: the accept count moved
+// (the probe's or anyone's) — the listener lives and is kept; the probe
+// was negotiated and not accepted for GUARD_CONFIRM_MS (well past the
+// 100 ms pause), or was refused, or not negotiated in GUARD_PROBE_MAX_MS
+// — it has stopped, and it is closed and a new one is started on the same
+// url, with a (rate-limited) log line. The probe is closed only after the
+// broker has both headers (its own sent, ours read), so it cannot itself
+// fail a handshake; a probe accepted and closed is a clean disconnect.
+// Before the probe, an idle listener that had only paused was replaced
+// too, which closed its clients' connections and made nng's REQ resend
+// their requests in flight (a cancel then ran twice). A tls+tcp listener
+// gets no probe (the probe would need a TLS client of its own): there the
+// listener is replaced when it accepted nothing for GUARD_CONFIRM_MS
+// after the errors, idle or not. With nngfix.c such errors are rare (1 in
+// about 1,000 raw connect-and-close here).
 //
 // Closing an nng listener closes the connections it accepted, so clients
 // of that listener reconnect (the client library does so within
@@ -59,7 +72,8 @@
 #define GUARD_EVERY_MS 20        // how often the listeners' counts are read,
 #define GUARD_COST_SHARE 50      // unless a look costs more than 1/50th of
 #define GUARD_MAX_MS 2000        // the period; never less often than this
-#define GUARD_CONFIRM_MS 250     // no accept this long after errors: stopped
+#define GUARD_CONFIRM_MS 250     // probe not accepted this long: stopped
+#define GUARD_PROBE_MAX_MS 2000  // probe not even negotiated this long
 #define GUARD_LOG_EVERY_MS 10000 // at most one restart line per period
 
 // guard_access is what --socket-mode and --socket-group ask of an ipc

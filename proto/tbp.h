@@ -274,11 +274,14 @@ typedef enum tbp_nng_ctx {
 //                             TB_ESYSTEM    TB_EUNREACHABLE  TB_EUNREACHABLE
 //   NNG_EPEERAUTH, NNG_ECRYPTO
 //                             TB_ESYSTEM    TB_ETLS          TB_ETLS
+//   NNG_EAGAIN                TB_ESYSTEM    TB_ESYSTEM       TB_EUNREACHABLE
 //   any other code            TB_ESYSTEM    TB_ESYSTEM       TB_ESYSTEM
 //
 // NNG_ENOTSUP from nng_dial or nng_listen is a url scheme this nng does
 // not support, the caller's mistake; from a client's other calls it means
-// the nng library lacks something, not the caller. A ctx out of range is a
+// the nng library lacks something, not the caller. NNG_EAGAIN from a
+// dial is a listener whose backlog is full (a unix socket's connect(2)
+// says EAGAIN then): for now, unreachable. A ctx out of range is a
 // caller's bug and gets TB_EINTERNAL. Any thread.
 int tbp_nng_err(int rv, tbp_nng_ctx ctx);
 

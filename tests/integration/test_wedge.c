@@ -19,6 +19,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <nng/nng.h>
+
 #define STORM 1000 // raw connections opened and closed on a listener
 
 // SERVED_MS bounds the time from the storm's end to a new client's answer:
@@ -192,13 +194,13 @@ test_guard_restarts_a_stopped_listener(void **state)
 	f->passed = true;
 }
 
-// tcp_start starts the fixture's broker with both endpoints on loopback
-// tcp (exec limited, as any tcp listener requires).
+// tcp_start_args starts the fixture's broker with both endpoints on
+// loopback tcp and args (which must limit exec, as any tcp listener
+// requires).
 static void
-tcp_start(tbh_fix *f)
+tcp_start_args(tbh_fix *f, const char *const *args)
 {
-	tbh_broker       *b      = &f->b;
-	const char *const args[] = { "--exec-allow", "/bin/true", NULL };
+	tbh_broker *b = &f->b;
 
 	snprintf(b->dir, sizeof(b->dir), "/tmp/tbh-XXXXXX");
 	assert_non_null(mkdtemp(b->dir));
@@ -209,6 +211,14 @@ tcp_start(tbh_fix *f)
 	snprintf(b->events_url, sizeof(b->events_url), "tcp://127.0.0.1:%d",
 	    tbh_free_tcp_port());
 	tbh_fix_start(f, args);
+}
+
+static void
+tcp_start(tbh_fix *f)
+{
+	const char *const args[] = { "--exec-allow", "/bin/true", NULL };
+
+	tcp_start_args(f, args);
 }
 
 static void
@@ -274,6 +284,101 @@ test_second_broker_on_a_tcp_endpoint_fails_clearly(void **state)
 	f->passed = true;
 }
 
+// dialer_connects returns how many connections this process's nng
+// dialers for url have made (the client library's, here): it grows when
+// the broker closed a client's connection and the client made a new one.
+static uint64_t
+dialer_connects(const char *url)
+{
+	nng_stat *root;
+	uint64_t  n = 0;
+
+	TBH_OK(nng_stats_get(&root) == 0 ? TB_OK : TB_ENOMEM);
+	for (nng_stat *d = nng_stat_child(root); d != NULL;
+	     d           = nng_stat_next(d)) {
+		nng_stat *u, *c;
+		if (strcmp(nng_stat_name(d), "dialer") == 0 &&
+		    (u = nng_stat_find(d, "url")) != NULL &&
+		    strcmp(nng_stat_string(u), url) == 0 &&
+		    (c = nng_stat_find(d, "connect")) != NULL) {
+			n += nng_stat_value(c);
+		}
+	}
+	nng_stats_free(root);
+	return (n);
+}
+
+// wait_verdict waits until the broker's log has, after offset, the
+// guard's verdict on a suspected listener: kept (true) or replaced.
+static bool
+wait_verdict(tbh_fix *f, size_t offset)
+{
+	int64_t deadline = tbh_now_ms() + TBH_MS(5000);
+
+	for (;;) {
+		size_t len = 0;
+		char  *log = tbh_read_file(f->b.log_path, &len);
+		bool   kept, replaced;
+
+		assert_non_null(log);
+		kept     = len > offset && strstr(log + offset, "it is kept");
+		replaced = len > offset &&
+		    strstr(log + offset, "started a new one") != NULL;
+		free(log);
+		if (kept && replaced) {
+			print_error("the guard both kept and replaced\n");
+			fail();
+		}
+		if (kept || replaced) {
+			return (kept);
+		}
+		if (tbh_now_ms() > deadline) {
+			print_error("no verdict of the guard in 5 s\n");
+			tbh_print_log(&f->b, 40);
+			fail();
+		}
+		tbh_sleep_ms(5);
+	}
+}
+
+// A tcp listener that only paused after failed handshakes (a peer that
+// shut down cleanly) accepts the guard's probe and is kept: its clients'
+// connections stay (so nng's REQ resends nothing of theirs). Before the
+// probe the guard replaced any listener idle for 250 ms after such an
+// error. A storm that stopped the listener for real (rare) is followed by
+// another, up to 5.
+static void
+test_guard_keeps_a_listener_that_only_paused(void **state)
+{
+	tbh_fix          *f      = *state;
+	const char *const args[] = { "--exec-allow", "/bin/true",
+		"--log-level", "debug", NULL };
+
+	tcp_start_args(f, args);
+	for (int round = 0; round < 5; round++) {
+		uint64_t connects;
+		size_t   offset = 0;
+		char    *log;
+
+		TBH_OK(tb_ping(f->c, NULL));
+		connects = dialer_connects(f->b.url);
+		assert_true(connects >= 1);
+		log = tbh_read_file(f->b.log_path, &offset);
+		free(log);
+		tbh_storm(f->b.url, 20);
+		if (!wait_verdict(f, offset)) {
+			continue; // it had stopped: replaced, rightly
+		}
+		TBH_OK(tb_ping(f->c, NULL));
+		assert_int_equal(dialer_connects(f->b.url), connects);
+		f->passed = true;
+		return;
+	}
+	print_error(
+	    "5 storms, and the guard replaced the listener each time\n");
+	fail();
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, tbh_setup, tbh_teardown)
 
 int
@@ -286,6 +391,7 @@ main(void)
 		T(test_tcp_events_listener_survives_a_storm),
 		T(test_second_broker_on_a_tcp_endpoint_fails_clearly),
 		T(test_guard_restarts_a_stopped_listener),
+		T(test_guard_keeps_a_listener_that_only_paused),
 	};
 
 	tbh_filter_from_env();

@@ -761,6 +761,7 @@ static const struct {
 	{ NNG_EPEERAUTH, TB_ESYSTEM, TB_ETLS, TB_ETLS },
 	{ NNG_ECRYPTO, TB_ESYSTEM, TB_ETLS, TB_ETLS },
 	{ NNG_EPERM, TB_ESYSTEM, TB_EUNREACHABLE, TB_EUNREACHABLE },
+	{ NNG_EAGAIN, TB_ESYSTEM, TB_ESYSTEM, TB_EUNREACHABLE },
 };
 
 static void
@@ -783,11 +784,10 @@ test_nng_err_maps_each_code(void **state)
 static void
 test_nng_err_defaults_to_system(void **state)
 {
-	static const int other[] = { NNG_EINTR, NNG_EBUSY, NNG_EAGAIN,
-		NNG_ESTATE, NNG_ENOSPC, NNG_EEXIST, NNG_EREADONLY,
-		NNG_EWRITEONLY, NNG_ECANCELED, NNG_ENOFILES, NNG_EAMBIGUOUS,
-		NNG_EBADTYPE, NNG_EINTERNAL, NNG_ESYSERR | 2, NNG_ETRANERR | 1,
-		-1, 12345 };
+	static const int other[] = { NNG_EINTR, NNG_EBUSY, NNG_ESTATE,
+		NNG_ENOSPC, NNG_EEXIST, NNG_EREADONLY, NNG_EWRITEONLY,
+		NNG_ECANCELED, NNG_ENOFILES, NNG_EAMBIGUOUS, NNG_EBADTYPE,
+		NNG_EINTERNAL, NNG_ESYSERR | 2, NNG_ETRANERR | 1, -1, 12345 };
 
 	(void) state;
 	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
