@@ -831,6 +831,65 @@ test_tcp_worker_stopped_with_sigstop_is_detected(void **state)
 	f->passed = true;
 }
 
+static void
+test_example_worker_serves_upper(void **state)
+{
+	tbh_fix          *f      = *state;
+	const char *const none[] = { NULL };
+	char              log[TBH_PATH];
+	const char       *argv[3];
+	msgpack_sbuffer   sb;
+	msgpack_packer    pk;
+	tb_id             id;
+	tb_task          *t;
+	size_t            len;
+	const char       *r;
+
+	tbh_fix_start(f, none);
+	snprintf(log, sizeof(log), "%s/example.log", f->b.dir);
+	argv[0] = TB_EXAMPLE_WORKER_BIN;
+	argv[1] = f->b.url;
+	argv[2] = NULL;
+	assert_int_equal(
+	    tbh_spawn(&wpids[0], (char *const *) argv, log, log), 0);
+	wait_workers(f->c, 1);
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	tbh_pack_cstr(&pk, "text");
+	tbh_pack_cstr(&pk, "hello");
+	id = tbh_submit(f->c, "upper", sb.data, sb.size, NULL);
+	msgpack_sbuffer_destroy(&sb);
+	t = tbh_wait_final(f->c, id, WAIT_MS);
+	tbh_expect_state(t, TB_STATE_DONE);
+	r = tb_task_result(t, &len);
+	assert_non_null(r);
+	assert_non_null(memmem(r, len, "HELLO", 5));
+	tb_task_free(t);
+	// An empty text fails without a retry.
+	{
+		tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
+		o.max_attempts   = 3;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_map(&pk, 1);
+		tbh_pack_cstr(&pk, "text");
+		tbh_pack_cstr(&pk, "");
+		id = tbh_submit(f->c, "upper", sb.data, sb.size, &o);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	t = tbh_wait_final(f->c, id, WAIT_MS);
+	tbh_expect_state(t, TB_STATE_DEAD);
+	assert_int_equal(tb_task_attempts(t), 1);
+	tb_task_free(t);
+	// SIGTERM: a graceful stop, exit 0.
+	kill(wpids[0], SIGTERM);
+	assert_int_equal(tbh_waitpid(wpids[0], WAIT_MS), 0);
+	wpids[0] = 0;
+	wait_workers(f->c, 0);
+	f->passed = true;
+}
+
 // ---- kill -9 of the broker under a flood -----------------------------------
 
 #define FLOOD_PRODUCERS 4
@@ -969,6 +1028,7 @@ main(int argc, char **argv)
 		T(test_timeout_of_an_uncooperative_worker_task_ends_after_grace),
 		T(test_graceful_worker_stop_during_load_loses_nothing),
 		T(test_tcp_worker_stopped_with_sigstop_is_detected),
+		T(test_example_worker_serves_upper),
 		T(test_kill9_of_the_broker_during_a_flood_loses_nothing),
 	};
 
