@@ -832,6 +832,79 @@ test_tcp_worker_stopped_with_sigstop_is_detected(void **state)
 }
 
 static void
+test_broker_shutdown_gives_worker_tasks_back_and_workers_reconnect(
+    void **state)
+{
+	tbh_fix          *f      = *state;
+	const char *const args[] = { "--worker-handler", "job",
+		"--shutdown-timeout", "1", NULL };
+	char              rep[TBH_PATH], line[64];
+	tb_id             id;
+	tb_task          *t;
+
+	tbh_fix_start(f, args);
+	start_worker(f, 0, NULL, 1, NULL, rep, sizeof(rep));
+	wait_workers(f->c, 1);
+	id = submit_job(f->c, 20000, false, false, NULL);
+	wait_start(rep, id, 1, WAIT_MS);
+	// SIGTERM: the running job gets shutdown-timeout (1 s), then a
+	// cancel notice, which the worker obeys; the task goes back to
+	// pending, its attempt refunded.
+	tb_client_close(f->c);
+	f->c = NULL;
+	assert_int_equal(tbh_stop(&f->b, WAIT_MS), 0);
+	snprintf(line, sizeof(line), "cancel %llu 1", (unsigned long long) id);
+	wait_line(rep, line, WAIT_MS);
+	// The same worker process reconnects to the restarted broker by
+	// itself and runs the task again.
+	assert_int_equal(tbh_restart(&f->b), 0);
+	f->c = tbh_client(&f->b, 10000);
+	wait_workers(f->c, 1);
+	{
+		int64_t end = tbh_now_ms() + WAIT_MS;
+		for (;;) {
+			t = tbh_status(f->c, id);
+			if (tb_task_state(t) == TB_STATE_RUNNING) {
+				tb_task_free(t);
+				break;
+			}
+			tb_task_free(t);
+			assert_true(tbh_now_ms() < end);
+			tbh_sleep_ms(5);
+		}
+	}
+	// Two runs of attempt 1 in the worker's report: the refunded one
+	// and this one.
+	for (int64_t end = tbh_now_ms() + WAIT_MS;; tbh_sleep_ms(2)) {
+		size_t      len;
+		char       *buf = tbh_read_file(rep, &len);
+		char        want[64];
+		int         n = 0;
+		const char *p = buf;
+		snprintf(want, sizeof(want), "start %llu 1 ",
+		    (unsigned long long) id);
+		while (p != NULL && (p = strstr(p, want)) != NULL) {
+			n++;
+			p++;
+		}
+		free(buf);
+		assert_true(n <= 2);
+		if (n == 2) {
+			break;
+		}
+		assert_true(tbh_now_ms() < end);
+	}
+	t = tbh_status(f->c, id);
+	assert_int_equal(tb_task_attempts(t), 1);
+	tb_task_free(t);
+	TBH_OK(tb_cancel(f->c, id, NULL));
+	t = tbh_wait_final(f->c, id, WAIT_MS);
+	tbh_expect_state(t, TB_STATE_CANCELLED);
+	tb_task_free(t);
+	f->passed = true;
+}
+
+static void
 test_example_worker_serves_upper(void **state)
 {
 	tbh_fix          *f      = *state;
@@ -1028,6 +1101,7 @@ main(int argc, char **argv)
 		T(test_timeout_of_an_uncooperative_worker_task_ends_after_grace),
 		T(test_graceful_worker_stop_during_load_loses_nothing),
 		T(test_tcp_worker_stopped_with_sigstop_is_detected),
+		T(test_broker_shutdown_gives_worker_tasks_back_and_workers_reconnect),
 		T(test_example_worker_serves_upper),
 		T(test_kill9_of_the_broker_during_a_flood_loses_nothing),
 	};
