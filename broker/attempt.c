@@ -205,32 +205,54 @@ attempt_end(broker *b, task *t, run *r)
 	attempt_run_free(r);
 }
 
-// attempt_given_back ends t's running attempt r without an outcome: the
-// attempt is refunded and the task is ready again (unless a cancel asked
-// for its end, or a shutdown has begun: then it waits for the next start).
-static void
-attempt_given_back(broker *b, task *t)
+void
+attempt_abandon(broker *b, task *t)
 {
 	run *r = t->run;
 
+	(void) b;
 	if (r == NULL) {
 		return;
 	}
-	t->requeue = !t->cancelling;
-	attempt_end(b, t, r);
-	if (t->state == TB_STATE_PENDING && b->phase == PHASE_RUNNING &&
-	    t->heap == SCHED_NONE) {
+	attempt_timer_stop(r);
+	t->run = NULL;
+	attempt_run_free(r);
+}
+
+// attempt_give_back ends t's attempt, whose run has ended without an
+// outcome (t->run NULL), with the attempt refunded: the task is pending
+// and ready again at once (it waits for the next start if a shutdown has
+// begun), or cancelled if a cancel asked for its end meanwhile. event
+// (may be NULL) is published once that is written.
+static void
+attempt_give_back(broker *b, task *t, const char *event)
+{
+	attempt_slot_free(b, t); // and the worker's room
+	t->attempts--;
+	t->requeue = false;
+	if (t->cancelling) {
+		t->cancelling = false;
+		task_end(b, t, TB_STATE_CANCELLED, "cancelled");
+		sop_write_task(b, t, sop_task_written, "cancelled", 0, NULL);
+		return;
+	}
+	task_set_state(b, t, TB_STATE_PENDING);
+	sop_write_task(b, t, sop_task_written, event, 0, NULL);
+	if (b->phase == PHASE_RUNNING) {
 		task_schedule(b, t);
 	}
 }
 
+// attempt_interrupted is this branch's stand-in for crash accounting's
+// (same name, signature and contract): the attempt is refunded and the
+// task ready again; no crash is counted yet.
 void
 attempt_interrupted(broker *b, task *t, const char *why)
 {
 	log_info("task %" PRIu64 ": attempt %u interrupted (%s); it runs "
 	         "again, the attempt not counted",
 	    t->id, t->attempts, why);
-	attempt_given_back(b, t);
+	attempt_give_back(b, t, "interrupted");
 }
 
 void
@@ -238,7 +260,8 @@ attempt_handed_back(broker *b, task *t)
 {
 	log_info("task %" PRIu64 ": attempt %u handed back by its worker",
 	    t->id, t->attempts);
-	attempt_given_back(b, t);
+	attempt_abandon(b, t);
+	attempt_give_back(b, t, NULL);
 }
 
 void
@@ -385,8 +408,10 @@ attempt_launch(broker *b, task *t)
 
 	if (h->mode == HANDLER_WORKER) {
 		if (worker_launch(b, t, r) != TB_OK) {
-			attempt_interrupted(
-			    b, t, "its worker went before it was sent");
+			attempt_abandon(b, t);
+			attempt_interrupted(b, t,
+			    "its worker's connection closed before the task "
+			    "was sent");
 		}
 		return; // sent with the worker's next take reply
 	}

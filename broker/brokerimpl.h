@@ -439,15 +439,28 @@ void attempt_timer_stop(run *r);
 // attempt_run_free frees a run and what it owns.
 void attempt_run_free(run *r);
 
-// attempt_interrupted ends t's running attempt as interrupted by the
-// death of what ran it (a worker's connection closed): the attempt is
-// refunded and the task is ready again at once; why is logged. (With crash
-// accounting this also counts a crash.)
+// attempt_abandon ends t's run with no outcome (its worker has gone or
+// handed it back): the run's timer is stopped and the run freed; t->run is
+// NULL afterwards, the attempt still counted and its slot still held, for
+// attempt_interrupted or attempt_handed_back. Worker runs only (a pool run
+// must be given up with attempt_stop). Loop thread.
+void attempt_abandon(broker *b, task *t);
+
+// attempt_interrupted ends the attempt of t as interrupted: cut short by
+// the death of what ran it (its worker's connection closed), with no
+// outcome of its own. The attempt is refunded and the task is pending and
+// ready at once (event "interrupted"), or cancelled if a cancel asked for
+// it meanwhile. why says what died, as a clause ("its worker's connection
+// closed"), for the log line. The caller must have ended the attempt's
+// run first (attempt_abandon): t is running, t->run is NULL and its start
+// write has committed. Its slot is given back here. This branch's stand-in
+// for crash accounting's function of the same name and contract, which
+// counts a crash as well. Loop thread.
 void attempt_interrupted(broker *b, task *t, const char *why);
 
 // attempt_handed_back ends t's running attempt that its worker gave back
-// unstarted or unfinished at a graceful stop: back to pending, the attempt
-// refunded, no crash counted.
+// at a graceful stop: its run is abandoned, the task is pending again, the
+// attempt refunded, no crash counted. Loop thread.
 void attempt_handed_back(broker *b, task *t);
 
 // ---- worker.c: workers and the worker handler mode -----------------------

@@ -599,14 +599,18 @@ worker_remove(broker *b, worker *w, const char *why)
 {
 	char text[160];
 
-	log_info("worker %" PRIu64 " (%s, pid %" PRIu64 "): gone: %s; %u "
-	         "attempt(s) interrupted",
+	log_info("worker %" PRIu64 " (%s, pid %" PRIu64 "): connection %s; "
+	         "%u attempt(s) interrupted",
 	    w->id, w->name, w->pid, why, w->running);
-	snprintf(text, sizeof(text), "worker %" PRIu64 " %s", w->id, why);
+	snprintf(text, sizeof(text),
+	    "its worker's connection %s (worker "
+	    "%" PRIu64 ")",
+	    why, w->id);
 	while (w->jobs != NULL) {
 		wjob *j = w->jobs;
 		task *t = j->t;
 		if (j->r != NULL && t != NULL && t->run == j->r) {
+			attempt_abandon(b, t);
 			attempt_interrupted(b, t, text); // drops j
 		} else {
 			worker_job_unlink(j); // the start write sees j->w NULL
@@ -671,7 +675,8 @@ worker_tick(uv_timer_t *timer)
 			worker_answer(b, w);
 		} else if (w->take == NULL && now - w->answered_at >= to) {
 			char why[64];
-			snprintf(why, sizeof(why), "no take for %ld ms",
+			snprintf(why, sizeof(why),
+			    "was closed: no take for %ld ms",
 			    b->cfg->worker_timeout_ms);
 			srv_pipe_close(w->pipe);
 			worker_remove(b, w, why);
