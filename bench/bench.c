@@ -7,6 +7,10 @@
 //   batch   the same with tb_submit_batch of B tasks per request;
 //   paced   one producer, open loop at R submits/s for S seconds, C threads
 //           so that one slow ack does not hold up the schedule;
+//   serial  one producer, one thread, one blocking tb_submit at a time;
+//   async   one producer, one thread keeping A single-task
+//           tb_submit_async in flight, waiting on the client's completion
+//           descriptor (poll) as an event loop would;
 // and the raw limits of the machine:
 //   nng     REQ/REP round trips of 100 bytes over ipc, against an echo
 //           server process, with the same P x C pattern (req0 contexts);
@@ -45,6 +49,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -95,9 +100,18 @@ extern char **environ;
 static volatile sig_atomic_t g_stop;
 
 // The measurements of a run, in order; --only picks some.
-enum { S_SINGLE, S_BATCH, S_PACED, S_NNG, S_SQLITE, S_COUNT };
+enum {
+	S_SINGLE,
+	S_BATCH,
+	S_PACED,
+	S_NNG,
+	S_SQLITE,
+	S_SERIAL,
+	S_ASYNC,
+	S_COUNT
+};
 static const char *scen_names[] = { "single", "batch", "paced", "nng",
-	"sqlite" };
+	"sqlite", "serial", "async" };
 
 // bench_cfg: the command line.
 typedef struct bench_cfg {
@@ -108,8 +122,10 @@ typedef struct bench_cfg {
 	int         workers;          // 0: the broker's default
 	int         producers;
 	int         inflight;
-	long        tasks;       // single scenario
-	long        batch_tasks; // batch scenario
+	long        tasks;          // single scenario
+	long        batch_tasks;    // batch scenario
+	long        serial_tasks;   // serial scenario
+	int         async_inflight; // async scenario
 	int         batch;
 	int         rate;
 	int         paced_secs;
@@ -165,6 +181,14 @@ enum {
 	F_SINGLE_E2E,
 	F_SINGLE_BCPU,
 	F_SINGLE_CCPU,
+	F_SERIAL_SUBMIT,
+	F_SERIAL_P50,
+	F_SERIAL_P99,
+	F_ASYNC_SUBMIT,
+	F_ASYNC_P50,
+	F_ASYNC_P99,
+	F_ASYNC_E2E,
+	F_ASYNC_CCPU,
 	F_BATCH_SUBMIT,
 	F_BATCH_P50,
 	F_BATCH_P99,
@@ -218,6 +242,24 @@ static const struct fig_info {
 	    "single: broker CPU per task", "us", false, true },
 	[F_SINGLE_CCPU] = { "single_client_cpu_per_task",
 	    "single: producer CPU per task", "us", false, true },
+	[F_SERIAL_SUBMIT] = { "serial_submit_rate",
+	    "serial: submit throughput (1 thread, blocking)", "tasks/s", true,
+	    true },
+	[F_SERIAL_P50]   = { "serial_ack_p50", "serial: ack latency p50", "ms",
+	      false, true },
+	[F_SERIAL_P99]   = { "serial_ack_p99", "serial: ack latency p99", "ms",
+	      false, true },
+	[F_ASYNC_SUBMIT] = { "async_submit_rate",
+	    "async: submit throughput (1 thread, A in flight)", "tasks/s",
+	    true, true },
+	[F_ASYNC_P50]    = { "async_ack_p50", "async: ack latency p50", "ms",
+	       false, true },
+	[F_ASYNC_P99]    = { "async_ack_p99", "async: ack latency p99", "ms",
+	       false, true },
+	[F_ASYNC_E2E]    = { "async_e2e_rate", "async: end-to-end throughput",
+	       "tasks/s", true, true },
+	[F_ASYNC_CCPU]   = { "async_client_cpu_per_task",
+	      "async: producer CPU per task", "us", false, true },
 	[F_BATCH_SUBMIT] = { "batch_submit_rate", "batch: submit throughput",
 	    "tasks/s", true, true },
 	[F_BATCH_P50]    = { "batch_ack_p50",
@@ -247,8 +289,8 @@ static double vals[F_COUNT][MAX_RUNS];
 
 // Problems seen during the runs, summed over runs, for the report.
 static struct {
-	uint64_t errors[3]; // single, batch, paced
-	int      first_err[3];
+	uint64_t errors[S_COUNT]; // by scenario (single, batch, paced, ...)
+	int      first_err[S_COUNT];
 	int      failed_scenarios;
 	int      dup_warnings;
 	int      broker_bad_exits;
@@ -1046,7 +1088,9 @@ out:
 // Producers: the child side (--producer)
 
 typedef struct prod {
-	bool             nng; // raw nng round trips instead of tb_submit
+	bool             nng;      // raw nng round trips instead of tb_submit
+	bool             async;    // one thread, tb_submit_async
+	int              inflight; // async: submits in flight
 	const char      *url;
 	int              threads;
 	long             tasks;
@@ -1099,6 +1143,17 @@ rtt_once(prod_thr *t)
 	}
 	nng_msg_free(nng_aio_get_msg(t->aio));
 	return (0);
+}
+
+// prod_error counts a failed request of thread t (and says the first).
+static void
+prod_error(prod_thr *t, int rv)
+{
+	if (t->errors++ == 0) {
+		t->first_err = rv;
+		fprintf(stderr, "producer %d: %s\n", (int) getpid(),
+		    t->p->nng ? nng_strerror(rv) : tb_strerror(rv));
+	}
 }
 
 static void *
@@ -1159,15 +1214,82 @@ prod_thread(void *arg)
 			    (uint64_t) (t1 - (sched != 0 ? sched : t0));
 			t->ok_tasks += (uint64_t) n;
 		} else {
-			if (t->errors++ == 0) {
-				t->first_err = rv;
-				fprintf(stderr, "producer %d: %s\n",
-				    (int) getpid(),
-				    p->nng ? nng_strerror(rv)
-				           : tb_strerror(rv));
-			}
+			prod_error(t, rv);
 		}
 	}
+	return (NULL);
+}
+
+// prod_async keeps p->inflight single-task tb_submit_async in flight from
+// this one thread: it starts submits up to the bound, then waits on the
+// client's completion descriptor with poll(2) and drains the queue, as an
+// event loop does. Latency counts from each submit's start.
+static void *
+prod_async(void *arg)
+{
+	prod_thr     *t = arg;
+	prod         *p = t->p;
+	int64_t      *sent;
+	uint64_t      started = 0, inflight = 0;
+	struct pollfd pfd = { .events = POLLIN };
+	tb_op        *op;
+	int           rv;
+
+	if ((sent = calloc(p->nreq + 1, sizeof(*sent))) == NULL ||
+	    (rv = tb_client_completion_fd(p->c, &pfd.fd)) != TB_OK) {
+		prod_error(t, sent == NULL ? TB_ENOMEM : rv);
+		free(sent);
+		return (NULL);
+	}
+	sleep_until(p->start);
+	for (;;) {
+		while (
+		    started < p->nreq && inflight < (uint64_t) p->inflight) {
+			int64_t t0 = now_ns();
+
+			if (t0 > p->deadline) {
+				break;
+			}
+			rv = tb_submit_async(p->c, "noop", NULL, 0, NULL, NULL,
+			    (void *) (uintptr_t) started, NULL);
+			if (t->first_send == 0) {
+				t->first_send = t0;
+			}
+			if (rv != TB_OK) {
+				prod_error(t, rv);
+			} else {
+				sent[started] = t0;
+				inflight++;
+			}
+			started++;
+		}
+		if (inflight == 0 || now_ns() > p->deadline) {
+			break;
+		}
+		if (poll(&pfd, 1, 1000) < 0 && errno != EINTR) {
+			prod_error(t, TB_ESYSTEM);
+			break;
+		}
+		while (tb_client_next_completed(p->c, &op) == TB_OK) {
+			uint64_t i  = (uintptr_t) tb_op_arg(op);
+			int64_t  t1 = now_ns();
+
+			inflight--;
+			t->last_ack = t1;
+			if ((rv = tb_op_status(op)) == TB_OK) {
+				p->lat[i] = (uint64_t) (t1 - sent[i]);
+				t->ok_tasks++;
+			} else {
+				prod_error(t, rv);
+			}
+			tb_op_free(op);
+		}
+	}
+	// Ops still in flight at the deadline count as errors; close frees
+	// them.
+	t->errors += inflight;
+	atomic_store(&p->next, started);
+	free(sent);
 	return (NULL);
 }
 
@@ -1225,11 +1347,17 @@ producer_main(int argc, char **argv)
 	}
 	memset(&p, 0, sizeof(p));
 	p.nng     = strcmp(argv[0], "nng") == 0;
+	p.async   = strcmp(argv[0], "async") == 0;
 	p.url     = argv[1];
 	p.threads = atoi(argv[2]);
-	p.tasks   = atol(argv[3]);
-	p.batch   = atoi(argv[4]);
-	p.rate    = atoi(argv[5]);
+	if (p.async) {
+		// One thread keeps that many submits in flight.
+		p.inflight = p.threads;
+		p.threads  = 1;
+	}
+	p.tasks = atol(argv[3]);
+	p.batch = atoi(argv[4]);
+	p.rate  = atoi(argv[5]);
 	if (p.threads < 1 || p.tasks < 0 || p.batch < 1 ||
 	    p.batch > TB_MAX_BATCH) {
 		fprintf(stderr, "producer: bad arguments\n");
@@ -1264,8 +1392,8 @@ producer_main(int argc, char **argv)
 	}
 	p.deadline = p.start + (int64_t) atoi(argv[6]) * NS_PER_S;
 	for (int i = 0; i < p.threads; i++) {
-		if (pthread_create(&thr[i].tid, NULL, prod_thread, &thr[i]) !=
-		    0) {
+		if (pthread_create(&thr[i].tid, NULL,
+		        p.async ? prod_async : prod_thread, &thr[i]) != 0) {
 			fprintf(stderr, "producer: pthread_create failed\n");
 			p.deadline = 0; // the started ones stop at once
 			break;
@@ -1637,6 +1765,19 @@ bench_broker(const bench_cfg *cfg, int which, scen_result *r)
 		pr.tasks = cfg->batch_tasks;
 		pr.batch = cfg->batch;
 		break;
+	case S_SERIAL:
+		pr.nprod   = 1;
+		pr.threads = 1;
+		pr.tasks   = cfg->serial_tasks;
+		pr.batch   = 1;
+		break;
+	case S_ASYNC:
+		pr.kind    = "async";
+		pr.nprod   = 1;
+		pr.threads = cfg->async_inflight; // in flight, one thread
+		pr.tasks   = cfg->tasks;
+		pr.batch   = 1;
+		break;
 	default:
 		pr.nprod = 1;
 		pr.tasks = (long) cfg->rate * cfg->paced_secs;
@@ -1759,6 +1900,30 @@ run_once(const bench_cfg *cfg, int run)
 		    "broker %.1f us, producers %.1f us\n",
 		    r.e2e_rate, vals[F_SINGLE_BCPU][run],
 		    vals[F_SINGLE_CCPU][run]);
+	} else {
+		probs.failed_scenarios++;
+	}
+	quiesce(cfg);
+	if (!(cfg->only & (1u << S_SERIAL))) {
+		// skipped
+	} else if (!g_stop && bench_broker(cfg, S_SERIAL, &r) == 0) {
+		vals[F_SERIAL_SUBMIT][run] = r.submit_rate;
+		vals[F_SERIAL_P50][run]    = r.p50;
+		vals[F_SERIAL_P99][run]    = r.p99;
+		progress_rate("serial", r.submit_rate, r.p50, r.p99);
+	} else {
+		probs.failed_scenarios++;
+	}
+	quiesce(cfg);
+	if (!(cfg->only & (1u << S_ASYNC))) {
+		// skipped
+	} else if (!g_stop && bench_broker(cfg, S_ASYNC, &r) == 0) {
+		vals[F_ASYNC_SUBMIT][run] = r.submit_rate;
+		vals[F_ASYNC_P50][run]    = r.p50;
+		vals[F_ASYNC_P99][run]    = r.p99;
+		vals[F_ASYNC_E2E][run]    = r.e2e_rate;
+		vals[F_ASYNC_CCPU][run]   = r.client_cpu / (double) r.ok_tasks;
+		progress_rate("async", r.submit_rate, r.p50, r.p99);
 	} else {
 		probs.failed_scenarios++;
 	}
@@ -2016,10 +2181,13 @@ print_human(const bench_cfg *cfg, const machine *m)
 	    cfg->broker_bin, nng_version(), sqlite3_libversion());
 	printf("- durability=%s; P=%d producer processes x C=%d requests in "
 	       "flight; single: N=%ld; batch: B=%d, N=%ld; paced: %d/s for "
-	       "%d s (1 producer, C=%d); noop tasks, empty payload\n",
+	       "%d s (1 producer, C=%d); serial: 1 producer, 1 thread, one "
+	       "blocking tb_submit at a time, N=%ld; async: 1 producer, 1 "
+	       "thread, A=%d tb_submit_async in flight, N=%ld; noop tasks, "
+	       "empty payload\n",
 	    cfg->durability, cfg->producers, cfg->inflight, cfg->tasks,
 	    cfg->batch, cfg->batch_tasks, cfg->rate, cfg->paced_secs,
-	    cfg->inflight);
+	    cfg->inflight, cfg->serial_tasks, cfg->async_inflight, cfg->tasks);
 	printf("- %d run(s); each figure is the median (min-max) over runs; "
 	       "every scenario starts a fresh broker on an empty data "
 	       "directory\n\n",
@@ -2090,6 +2258,12 @@ print_human(const bench_cfg *cfg, const machine *m)
 	       "request); paced latency counts from each request's "
 	       "scheduled time (open loop).\n\n",
 	    cfg->batch);
+	fmt_ratio(a, sizeof(a), med[F_ASYNC_SUBMIT], med[F_SERIAL_SUBMIT]);
+	fmt_ratio(b, sizeof(b), med[F_ASYNC_SUBMIT], med[F_SINGLE_SUBMIT]);
+	printf("Submit throughput ratios: async (1 thread, A=%d in flight) / "
+	       "serial (1 thread, blocking) = %s; async / single (P*C=%d "
+	       "blocking threads) = %s.\n\n",
+	    cfg->async_inflight, a, cfg->producers * cfg->inflight, b);
 
 	printf("### Targets (2-core machine)\n\n");
 	printf("| target | measured (median) | result |\n|---|---:|---|\n");
@@ -2115,13 +2289,14 @@ print_human(const bench_cfg *cfg, const machine *m)
 
 	if (probs.failed_scenarios || probs.dup_warnings ||
 	    probs.broker_bad_exits || probs.nng_errors || probs.errors[0] ||
-	    probs.errors[1] || probs.errors[2]) {
+	    probs.errors[1] || probs.errors[2] || probs.errors[S_SERIAL] ||
+	    probs.errors[S_ASYNC]) {
 		printf("\n### Problems\n\n");
 		if (probs.failed_scenarios) {
 			printf("- %d scenario run(s) failed (see stderr)\n",
 			    probs.failed_scenarios);
 		}
-		for (int s = 0; s < 3; s++) {
+		for (int s = 0; s < S_COUNT; s++) {
 			if (probs.errors[s]) {
 				printf("- %s: %" PRIu64 " failed requests "
 				       "(first: %s)\n",
@@ -2204,9 +2379,11 @@ print_json(const bench_cfg *cfg, const machine *m)
 	json_str(cfg->durability);
 	printf(", \"producers\": %d, \"inflight\": %d, \"tasks\": %ld, "
 	       "\"batch\": %d, \"batch_tasks\": %ld, \"rate\": %d, "
-	       "\"paced_seconds\": %d, \"runs\": %d},\n",
+	       "\"paced_seconds\": %d, \"serial_tasks\": %ld, "
+	       "\"async_inflight\": %d, \"runs\": %d},\n",
 	    cfg->producers, cfg->inflight, cfg->tasks, cfg->batch,
-	    cfg->batch_tasks, cfg->rate, cfg->paced_secs, cfg->runs);
+	    cfg->batch_tasks, cfg->rate, cfg->paced_secs, cfg->serial_tasks,
+	    cfg->async_inflight, cfg->runs);
 	printf("  \"figures\": {\n");
 	for (int f = 0; f < F_COUNT; f++) {
 		printf("    \"%s\": {\"unit\": \"%s\", \"median\": ",
@@ -2236,11 +2413,12 @@ print_json(const bench_cfg *cfg, const machine *m)
 	}
 	printf("  },\n  \"problems\": {\"failed_scenarios\": %d, "
 	       "\"single_errors\": %" PRIu64 ", \"batch_errors\": %" PRIu64
-	       ", \"paced_errors\": %" PRIu64 ", \"nng_errors\": %" PRIu64
+	       ", \"paced_errors\": %" PRIu64 ", \"serial_errors\": %" PRIu64
+	       ", \"async_errors\": %" PRIu64 ", \"nng_errors\": %" PRIu64
 	       ", \"count_mismatches\": %d, \"broker_bad_exits\": %d}\n}\n",
 	    probs.failed_scenarios, probs.errors[0], probs.errors[1],
-	    probs.errors[2], probs.nng_errors, probs.dup_warnings,
-	    probs.broker_bad_exits);
+	    probs.errors[2], probs.errors[S_SERIAL], probs.errors[S_ASYNC],
+	    probs.nng_errors, probs.dup_warnings, probs.broker_bad_exits);
 }
 
 // ---------------------------------------------------------------------------
@@ -2275,6 +2453,12 @@ usage(FILE *f)
 	    "  --rate R               paced scenario submits/s (default "
 	    "5000)\n"
 	    "  --paced-seconds S      paced scenario length (default 3)\n"
+	    "  --serial-tasks N       tasks in the serial scenario (default "
+	    "4000)\n"
+	    "  --async-inflight A     submits the async scenario's one thread "
+	    "keeps in\n"
+	    "                         flight (default 100, max %d); its "
+	    "tasks: --tasks\n"
 	    "  --sqlite-ms MS         length of each SQLite measurement "
 	    "(default 1500)\n"
 	    "  --runs K               repeat everything K times, report "
@@ -2290,12 +2474,13 @@ usage(FILE *f)
 	    "                         $TMPDIR or /tmp); its filesystem "
 	    "decides fsync cost\n"
 	    "  --only LIST            run only some of single,batch,paced,"
-	    "nng,sqlite\n"
+	    "nng,sqlite,\n"
+	    "                         serial,async\n"
 	    "  --keep                 keep the temporary directories (broker "
 	    "logs)\n"
 	    "  --json                 print JSON instead of Markdown\n"
 	    "  --help                 this text\n",
-	    TB_BENCH_BROKER_BIN, TB_MAX_BATCH);
+	    TB_BENCH_BROKER_BIN, TB_MAX_BATCH, TB_ASYNC_MAX_INFLIGHT);
 }
 
 static int
@@ -2336,7 +2521,7 @@ parse_only(const char *list, unsigned *onlyp)
 		if (s == S_COUNT) {
 			fprintf(stderr,
 			    "taskbroker-bench: --only takes "
-			    "single,batch,paced,nng,sqlite\n");
+			    "single,batch,paced,nng,sqlite,serial,async\n");
 			return (-1);
 		}
 		only |= 1u << s;
@@ -2361,6 +2546,8 @@ parse_args(bench_cfg *cfg, int argc, char **argv)
 		{ "batch", required_argument, NULL, 'B' },
 		{ "rate", required_argument, NULL, 'R' },
 		{ "paced-seconds", required_argument, NULL, 'S' },
+		{ "serial-tasks", required_argument, NULL, 's' },
+		{ "async-inflight", required_argument, NULL, 'A' },
 		{ "sqlite-ms", required_argument, NULL, 'Q' },
 		{ "runs", required_argument, NULL, 'K' },
 		{ "durability", required_argument, NULL, 'D' },
@@ -2377,20 +2564,22 @@ parse_args(bench_cfg *cfg, int argc, char **argv)
 	long        v;
 	int         ch;
 
-	cfg->broker_bin  = TB_BENCH_BROKER_BIN;
-	cfg->durability  = "full";
-	cfg->producers   = 2;
-	cfg->inflight    = 32;
-	cfg->tasks       = 40000;
-	cfg->batch_tasks = 200000;
-	cfg->batch       = 100;
-	cfg->rate        = 5000;
-	cfg->paced_secs  = 3;
-	cfg->sqlite_ms   = 1500;
-	cfg->runs        = 3;
-	cfg->only        = (1u << S_COUNT) - 1;
-	tmp              = getenv("TMPDIR");
-	cfg->tmpdir      = (tmp != NULL && tmp[0] != '\0') ? tmp : "/tmp";
+	cfg->broker_bin     = TB_BENCH_BROKER_BIN;
+	cfg->durability     = "full";
+	cfg->producers      = 2;
+	cfg->inflight       = 32;
+	cfg->tasks          = 40000;
+	cfg->batch_tasks    = 200000;
+	cfg->batch          = 100;
+	cfg->rate           = 5000;
+	cfg->paced_secs     = 3;
+	cfg->serial_tasks   = 4000;
+	cfg->async_inflight = 100;
+	cfg->sqlite_ms      = 1500;
+	cfg->runs           = 3;
+	cfg->only           = (1u << S_COUNT) - 1;
+	tmp                 = getenv("TMPDIR");
+	cfg->tmpdir         = (tmp != NULL && tmp[0] != '\0') ? tmp : "/tmp";
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
@@ -2417,6 +2606,20 @@ parse_args(bench_cfg *cfg, int argc, char **argv)
 				return (-1);
 			}
 			cfg->tasks = v;
+			break;
+		case 's':
+			if (parse_int("--serial-tasks", optarg, 1, 100000000,
+			        &v) != 0) {
+				return (-1);
+			}
+			cfg->serial_tasks = v;
+			break;
+		case 'A':
+			if (parse_int("--async-inflight", optarg, 1,
+			        TB_ASYNC_MAX_INFLIGHT, &v) != 0) {
+				return (-1);
+			}
+			cfg->async_inflight = (int) v;
 			break;
 		case 'M':
 			if (parse_int("--batch-tasks", optarg, 1, 100000000,

@@ -1,5 +1,6 @@
 // attempt.c: dispatch and the life of an attempt: start (counted in the
-// store first), launch, timeout, stop, end, and forever restarts.
+// store first), launch, timeout, stop, end, interruption, and forever
+// restarts.
 //
 // DESIGN. Dispatch takes ready tasks while slots are free, marks each
 // running with its attempt counted and queues that write; only when it has
@@ -11,11 +12,19 @@
 // a pool run up at once: the loop ends the attempt with a stub run and
 // discards the worker's late result.
 //
+// A crash is not a failure. An attempt cut short by the death of the broker
+// (found running in the store at start) or of a worker has no outcome of
+// its own: attempt_interrupted gives the attempt back and counts a crash
+// instead (sched_interrupted), in the one write that makes the task pending
+// again, so the crash figure is as durable as the attempt was. A task
+// interrupted max_crashes times is quarantined: dead, as a likely cause.
+//
 // Threads: loop thread only; pool runs are touched by a worker only while
 // the pool holds them (see handlers/handlers.h).
 // Ownership: the task owns its run (t->run) until the attempt ends; a pool
 // run given up is owned by the pool until it comes back, then freed.
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +51,7 @@ attempt_run_free(run *r)
 static void
 attempt_slot_free(broker *b, task *t)
 {
+	t->slot = false;
 	b->running--;
 	t->q->running--;
 	if (t->pool) {
@@ -51,8 +61,9 @@ attempt_slot_free(broker *b, task *t)
 	b->need_dispatch = true;
 }
 
-// attempt_refund puts a task whose attempt never ran (or was interrupted)
-// back to pending, the attempt not counted.
+// attempt_refund puts a task whose attempt never ran (or was stopped by a
+// graceful shutdown) back to pending, the attempt not counted and no crash
+// either: nothing went wrong with the task.
 static void
 attempt_refund(broker *b, task *t)
 {
@@ -227,7 +238,9 @@ attempt_abandon(broker *b, task *t)
 static void
 attempt_give_back(broker *b, task *t, const char *event)
 {
-	attempt_slot_free(b, t); // and the worker's room
+	if (t->slot) {
+		attempt_slot_free(b, t); // and the worker's room
+	}
 	t->attempts--;
 	t->requeue = false;
 	if (t->cancelling) {
@@ -243,18 +256,6 @@ attempt_give_back(broker *b, task *t, const char *event)
 	}
 }
 
-// attempt_interrupted is this branch's stand-in for crash accounting's
-// (same name, signature and contract): the attempt is refunded and the
-// task ready again; no crash is counted yet.
-void
-attempt_interrupted(broker *b, task *t, const char *why)
-{
-	log_info("task %" PRIu64 ": attempt %u interrupted (%s); it runs "
-	         "again, the attempt not counted",
-	    t->id, t->attempts, why);
-	attempt_give_back(b, t, "interrupted");
-}
-
 void
 attempt_handed_back(broker *b, task *t)
 {
@@ -262,6 +263,66 @@ attempt_handed_back(broker *b, task *t)
 	    t->id, t->attempts);
 	attempt_abandon(b, t);
 	attempt_give_back(b, t, NULL);
+}
+
+void
+attempt_interrupted(broker *b, task *t, const char *why)
+{
+	sched_crash c;
+	char       *msg = NULL;
+	int64_t     now = util_now_us();
+	int         outcome;
+
+	assert(t->state == TB_STATE_RUNNING && t->run == NULL && !t->starting);
+	if (t->slot) {
+		attempt_slot_free(b, t);
+	}
+	outcome = sched_interrupted(
+	    t->attempts, t->crashes, t->max_crashes, t->cancelling, &c);
+	t->attempts = c.attempts;
+	t->crashes  = c.crashes;
+	t->requeue  = false; // pending again in any case: nothing to give back
+	switch (outcome) {
+	case SCHED_CRASH_CANCELLED:
+		t->cancelling = false;
+		task_end(b, t, TB_STATE_CANCELLED, "cancelled");
+		sop_write_task(b, t, sop_task_written, "cancelled", 0, NULL);
+		log_info("task %" PRIu64 ": cancelled; %s during its attempt",
+		    t->id, why);
+		break;
+	case SCHED_CRASH_QUARANTINE:
+		if (asprintf(&msg,
+		        "quarantined: %s during %u attempts of this task "
+		        "(max-crashes %u); it may be what kills it",
+		        why, t->crashes, t->max_crashes) < 0) {
+			msg = NULL; // task_end keeps the old text
+		}
+		task_end(b, t, TB_STATE_DEAD, msg);
+		sop_write_task(b, t, sop_task_written, "dead", 0, NULL);
+		log_warn("task %" PRIu64 ": %s", t->id,
+		    msg != NULL ? msg : "quarantined");
+		free(msg);
+		break;
+	default:
+		if (asprintf(&msg,
+		        "interrupted: %s during attempt %u (crash %u of "
+		        "max-crashes %u); it runs again",
+		        why, t->attempts + 1, t->crashes,
+		        t->max_crashes) >= 0) {
+			free(t->error);
+			t->error = msg;
+		}
+		task_set_state(b, t, TB_STATE_PENDING);
+		if (t->run_at > now) {
+			t->run_at = now; // ready again at once
+		}
+		sop_write_task(b, t, sop_task_written, "interrupted", 0, NULL);
+		log_info("task %" PRIu64 ": interrupted (%s); crash %u of %u, "
+		         "pending again with %u attempt(s) spent",
+		    t->id, why, t->crashes, t->max_crashes, t->attempts);
+		task_schedule(b, t);
+		break;
+	}
 }
 
 void
@@ -478,6 +539,7 @@ attempt_start(broker *b, task *t)
 	t->attempts++;
 	t->started_at = util_now_us();
 	t->starting   = true;
+	t->slot       = true;
 	b->running++;
 	t->q->running++;
 	if (t->pool) {

@@ -13,7 +13,8 @@
 //   ops/        the request handlers and the op table (ops.c)
 //   periodic.c  periodic schedules fire tasks through submit
 //   shutdown.c  phases, deadline, teardown; stops attempts
-//   attempt.c   dispatch, start, launch, timeouts, stop, end of attempts
+//   attempt.c   dispatch, start, launch, timeouts, stop, end of attempts,
+//               interrupted attempts (crashes, quarantine)
 //   submit.c    accepting tasks: dedupe, keys, backpressure, reply
 //   prune.c     retention: deleting ended tasks in small batches
 //   store_ops.c store ops with the loop's context; their hand-back
@@ -93,6 +94,7 @@ typedef struct queue {
 	uint32_t       concurrency; // 0: no limit
 	uint64_t       max_pending; // 0: no limit
 	uint32_t       max_attempts;
+	uint32_t       max_crashes;
 	uint32_t       timeout_ms;
 	int64_t        backoff_us;
 	int64_t        backoff_max_us;
@@ -439,24 +441,32 @@ void attempt_timer_stop(run *r);
 // attempt_run_free frees a run and what it owns.
 void attempt_run_free(run *r);
 
+// attempt_interrupted ends the attempt of t as interrupted: cut short by
+// the death of the broker (recovery: t was found running in the store) or
+// of the worker that ran it (its connection closed), with no outcome of
+// its own. A crash is not a failure: the attempt is refunded (attempts - 1)
+// and a crash counted (crashes + 1) instead (sched_interrupted). At the
+// task's max_crashes it is quarantined: dead, with the error "quarantined:
+// WHY during N attempts of this task (max-crashes N); it may be what kills
+// it". Otherwise it is pending and ready at once (event "interrupted"). A
+// cancel asked for meanwhile (t->cancelling) ends it cancelled instead.
+// One task write records the new state and figures; its event is
+// published once that has committed. why says what died, as a clause:
+// "the broker stopped", "its worker's connection closed"; it goes into
+// the log line and the error text.
+// The caller must have ended the attempt's run first: t is in state
+// running, t->run is NULL (no handler still holds the attempt) and its
+// start write has committed (!t->starting). A running slot the attempt
+// held (t->slot) is given back here. Loop thread.
+void attempt_interrupted(broker *b, task *t, const char *why);
+
+
 // attempt_abandon ends t's run with no outcome (its worker has gone or
 // handed it back): the run's timer is stopped and the run freed; t->run is
 // NULL afterwards, the attempt still counted and its slot still held, for
 // attempt_interrupted or attempt_handed_back. Worker runs only (a pool run
 // must be given up with attempt_stop). Loop thread.
 void attempt_abandon(broker *b, task *t);
-
-// attempt_interrupted ends the attempt of t as interrupted: cut short by
-// the death of what ran it (its worker's connection closed), with no
-// outcome of its own. The attempt is refunded and the task is pending and
-// ready at once (event "interrupted"), or cancelled if a cancel asked for
-// it meanwhile. why says what died, as a clause ("its worker's connection
-// closed"), for the log line. The caller must have ended the attempt's
-// run first (attempt_abandon): t is running, t->run is NULL and its start
-// write has committed. Its slot is given back here. This branch's stand-in
-// for crash accounting's function of the same name and contract, which
-// counts a crash as well. Loop thread.
-void attempt_interrupted(broker *b, task *t, const char *why);
 
 // attempt_handed_back ends t's running attempt that its worker gave back
 // at a graceful stop: its run is abandoned, the task is pending again, the

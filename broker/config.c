@@ -68,6 +68,11 @@ static const config_entry config_table[] = {
 	    { "error", "warn", "info", "debug", NULL }, "log verbosity" },
 	{ "max-attempts", CFG_LONG, "1", 1, 1000000, OFF(max_attempts),
 	    { NULL }, "attempts of a task that does not say" },
+	{ "max-crashes", CFG_LONG, "3", 1, 1000000, OFF(max_crashes), { NULL },
+	    "interrupted attempts (cut short by the death of the broker or "
+	    "of a worker; they do not count as attempts) before a task that "
+	    "does not say is quarantined as a likely cause: dead, with that "
+	    "error" },
 	{ "timeout", CFG_MS, "0", 0, 31536000000L, OFF(timeout_ms), { NULL },
 	    "time limit of an attempt of a task that does not say; 0: none" },
 	{ "retry-backoff", CFG_MS, "100ms", 1, 86400000, OFF(retry_backoff_ms),
@@ -191,6 +196,9 @@ static const config_qkey config_qkeys[] = {
 	    "tasks waiting in the queue past which a submit gets queue_full" },
 	{ "max-attempts", CFG_LONG, 1, 1000000, QOFF(max_attempts),
 	    "attempts of a task that does not say" },
+	{ "max-crashes", CFG_LONG, 1, 1000000, QOFF(max_crashes),
+	    "interrupted attempts of a task that does not say before it is "
+	    "quarantined" },
 	{ "timeout", CFG_MS, 0, 31536000000L, QOFF(timeout_ms),
 	    "time limit of an attempt of a task that does not say" },
 	{ "retry-backoff", CFG_MS, 1, 86400000, QOFF(retry_backoff_ms),
@@ -429,6 +437,7 @@ config_queue_get(config *cfg, const char *name)
 		return (NULL);
 	}
 	q->concurrency = q->max_pending = q->max_attempts = -1;
+	q->max_crashes                                    = -1;
 	q->timeout_ms = q->retry_backoff_ms = q->retry_backoff_max_ms = -1;
 	q->next     = cfg->queues;
 	cfg->queues = q;

@@ -22,6 +22,7 @@ typedef struct config_queue {
 	long                 concurrency; // 0: no limit
 	long                 max_pending; // 0: no limit
 	long                 max_attempts;
+	long                 max_crashes;
 	long                 timeout_ms; // 0: none
 	long                 retry_backoff_ms;
 	long                 retry_backoff_max_ms;
@@ -53,6 +54,7 @@ typedef struct config {
 	int   max_running;
 	int   log_level;
 	long  max_attempts;         // default per task
+	long  max_crashes;          // interrupted attempts that quarantine
 	long  timeout_ms;           // default per attempt; 0: none
 	long  retry_backoff_ms;     // first retry delay (before jitter)
 	long  retry_backoff_max_ms; // cap

@@ -63,6 +63,7 @@ events_publish(events *ev, const char *event, const taskrec *t, uint32_t state,
 	e.handler     = tbp_str(t->handler);
 	e.state       = state;
 	e.attempt     = attempt;
+	e.crashes     = t->crashes;
 	e.duration_us = duration_us;
 	e.time        = util_now_us();
 	e.result.p    = t->result;

@@ -31,8 +31,9 @@ int events_open(events **ep, uv_loop_t *loop, const char *url,
     const guard_access *access, const remote *rem);
 
 // events_publish announces event ("start", "done", ...) for the task t,
-// reporting state and attempt as given (the task may have moved on since)
-// and duration_us, the attempt's running time (0 if none).
+// reporting state and attempt as given (the task may have moved on since),
+// t's crashes as they are now, and duration_us, the attempt's running time
+// (0 if none).
 void events_publish(events *ev, const char *event, const taskrec *t,
     uint32_t state, uint32_t attempt, uint64_t duration_us);
 

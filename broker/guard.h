@@ -44,6 +44,12 @@
 // after the errors, idle or not. With nngfix.c such errors are rare (1 in
 // about 1,000 raw connect-and-close here).
 //
+// What a replacement leaks: nng 1.5.2 never frees the connections a
+// closed listener's transport had negotiated and the stopped core never
+// accepted (their memory, about 1 KiB each, and their descriptors), nor
+// the listener itself then. Clients that connected while it was stopped
+// are among them, and so is the guard's probe.
+//
 // Closing an nng listener closes the connections it accepted, so clients
 // of that listener reconnect (the client library does so within
 // CLIENT_RECONNMINT_MS and sends its request again; submits are

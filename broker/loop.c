@@ -99,6 +99,9 @@ loop_recover_cb(void *arg, store_rec *r)
 	if (t->forever) {
 		t->q->forever++;
 	}
+	if (t->state == TB_STATE_RUNNING) {
+		return (TB_OK); // interrupted: see loop_interrupt_all
+	}
 	if (task_push(b, t, util_now_us()) != 0) {
 		return (TB_ENOMEM);
 	}
@@ -140,6 +143,33 @@ loop_schedule_cb(void *arg, store_sched *sc)
 	return (periodic_load(arg, sc));
 }
 
+// loop_interrupt_all ends, as interrupted, the attempt of every task the
+// store says is running: it belongs to an earlier run of the broker, which
+// died during it (a clean stop leaves none running). Runs once the figures
+// are loaded, which it adjusts; the writes go out when the store starts.
+static void
+loop_interrupt_all(broker *b)
+{
+	task    *t;
+	task    *tmp;
+	uint64_t n = 0, quarantined = 0;
+
+	HASH_ITER (hh, b->by_id, t, tmp) {
+		if (t->state != TB_STATE_RUNNING) {
+			continue;
+		}
+		attempt_interrupted(b, t, "the broker stopped");
+		n++;
+		quarantined += t->state == TB_STATE_DEAD;
+	}
+	if (n > 0) {
+		log_warn("store: recovery: %" PRIu64 " task(s) were running "
+		         "when the broker stopped: %" PRIu64
+		         " pending again, %" PRIu64 " quarantined",
+		    n, n - quarantined, quarantined);
+	}
+}
+
 // loop_recover loads what an earlier run left: unfinished tasks (a task
 // that was running is interrupted by definition), queue figures and flags,
 // schedules.
@@ -166,6 +196,7 @@ loop_recover(broker *b, const char *path)
 		log_err("store: cannot load queues and schedules of %s", path);
 		return (rv);
 	}
+	loop_interrupt_all(b);
 	return (TB_OK);
 }
 

@@ -13,9 +13,12 @@
 // is delayed). Dispatch takes ready tasks while fewer than max-running run,
 // marks each running with its attempt counted, and queues that UPDATE; only
 // when it has committed does the handler start, so an attempt that crashes
-// the broker is still counted. When the attempt ends, the loop queues the
-// end state; once that commits it publishes the event, answers waiters and
-// forgets the task (status then reads the store).
+// the broker is still noticed: at the next start the store says the task
+// is running, and recovery ends that attempt as interrupted (refunded, one
+// crash counted; quarantined at max_crashes; attempt_interrupted). When the
+// attempt ends, the loop queues the end state; once that commits it
+// publishes the event, answers waiters and forgets the task (status then
+// reads the store).
 //
 // Shutdown (SIGTERM, SIGINT, the shutdown op): new submits get
 // shutting_down, nothing new starts, running attempts get shutdown-timeout

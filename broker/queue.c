@@ -34,6 +34,7 @@ queue_get(broker *b, const char *name)
 	v               = QSET(max_pending, cfg->queue_max_pending);
 	q->max_pending  = (uint64_t) v;
 	q->max_attempts = (uint32_t) QSET(max_attempts, cfg->max_attempts);
+	q->max_crashes  = (uint32_t) QSET(max_crashes, cfg->max_crashes);
 	q->timeout_ms   = (uint32_t) QSET(timeout_ms, cfg->timeout_ms);
 	q->backoff_us = QSET(retry_backoff_ms, cfg->retry_backoff_ms) * 1000LL;
 	q->backoff_max_us =

@@ -235,6 +235,21 @@ sched_outcome(const sched_end *e)
 	return (SCHED_DEAD);
 }
 
+int
+sched_interrupted(uint32_t attempts, uint32_t crashes, uint32_t max_crashes,
+    bool cancelling, sched_crash *cp)
+{
+	cp->attempts = attempts > 0 ? attempts - 1 : 0;
+	cp->crashes  = crashes < UINT32_MAX ? crashes + 1 : UINT32_MAX;
+	if (cancelling) {
+		return (SCHED_CRASH_CANCELLED);
+	}
+	if (cp->crashes >= (max_crashes > 0 ? max_crashes : 1)) {
+		return (SCHED_CRASH_QUARANTINE);
+	}
+	return (SCHED_CRASH_READY);
+}
+
 int64_t
 sched_forever_restart(sched_forever *f, const sched_forever_cfg *cfg,
     uint64_t dur_us, int64_t mono, double r, int *changep)

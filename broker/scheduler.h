@@ -12,7 +12,8 @@
 // The decisions the loop takes about a task are pure functions here, with
 // every input an argument (the clock and the random jitter too), so they
 // are unit-tested without a broker: how an ended attempt ends the task
-// (sched_outcome), the retry backoff (sched_backoff_us), a forever task's
+// (sched_outcome), how an interrupted attempt ends it (sched_interrupted),
+// the retry backoff (sched_backoff_us), a forever task's
 // restart delay and crash-loop state (sched_forever_restart), backpressure
 // (sched_admit), and a periodic schedule's due times (sched_next_due,
 // sched_sid).
@@ -102,6 +103,32 @@ enum sched_outcome {
 // restarts however it ended; success is done; a failure is retried while
 // attempts remain and the handler did not forbid it; else the task is dead.
 int sched_outcome(const sched_end *e);
+
+// sched_crash is what becomes of a task whose attempt was interrupted: cut
+// short by the death of the broker (found running at start) or of the
+// worker that ran it, with no outcome of its own.
+typedef struct sched_crash {
+	uint32_t attempts; // the task's attempts, the interrupted one refunded
+	uint32_t crashes;  // its crashes, this one counted
+} sched_crash;
+
+enum sched_crash_outcome {
+	SCHED_CRASH_READY = 0,  // pending again, ready at once
+	SCHED_CRASH_QUARANTINE, // crashed max_crashes times: ends dead
+	SCHED_CRASH_CANCELLED,  // a cancel was asked for: ends cancelled
+};
+
+// sched_interrupted decides what becomes of a task whose attempt was
+// interrupted: attempts (that attempt included) and crashes are the task's
+// figures before it, max_crashes its limit (0 counts as 1: a limit was
+// never set, and the task must not loop). A crash is not a failure: the
+// attempt is given back (attempts - 1, never below 0) and counted in
+// crashes instead (+1, saturating). cancelling (a cancel stopped, or was
+// about to stop, the attempt) ends the task cancelled; otherwise it is
+// quarantined once crashes reaches max_crashes, else ready again. *cp
+// receives the new figures. Returns an enum sched_crash_outcome.
+int sched_interrupted(uint32_t attempts, uint32_t crashes,
+    uint32_t max_crashes, bool cancelling, sched_crash *cp);
 
 // sched_forever is a forever task's restart history.
 typedef struct sched_forever {

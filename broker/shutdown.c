@@ -211,8 +211,9 @@ shutdown_deadline(uv_timer_t *timer)
 		return;
 	}
 	if (b->running > 0) {
-		log_warn("shutdown: %u attempt(s) did not end after cancel; "
-		         "they count as interrupted",
+		log_warn(
+		    "shutdown: %u attempt(s) did not end after cancel; "
+		    "they count as interrupted (a crash) at the next start",
 		    b->running);
 	}
 	shutdown_finish(b);

@@ -125,7 +125,14 @@ static const char *const migrations[] = {
 	"CREATE INDEX tasks_queue_state_finished"
 	"  ON tasks(queue, state, finished_at);",
 
-	// 2 -> 3: handler names workers have served, so that a submit for
+	// 2 -> 3: a crash is not a failure. crashes counts the attempts cut
+	// short by the death of the broker (or of a worker), apart from
+	// attempts; max_crashes is the task's limit, 0 for the rows of older
+	// brokers: the loop reads 0 as its queue's setting.
+	"ALTER TABLE tasks ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE tasks ADD COLUMN max_crashes INTEGER NOT NULL DEFAULT 0;",
+
+	// 3 -> 4: handler names workers have served, so that a submit for
 	// one is accepted while no worker is connected.
 	"CREATE TABLE worker_handlers("
 	"  name TEXT PRIMARY KEY,"
@@ -140,7 +147,7 @@ _Static_assert(
 #define STORE_COLS                                                      \
 	"id, sid, queue, handler, payload, priority, state, attempts, " \
 	"max_attempts, timeout_ms, run_at, created_at, started_at, "    \
-	"finished_at, result, error, key, forever"
+	"finished_at, result, error, key, forever, crashes, max_crashes"
 
 // STORE_SCHED_COLS is the column list store_read_sched expects, and the
 // order of st_sched_put's parameters.
@@ -156,9 +163,6 @@ _Static_assert(
 	"AND (?6 = 0 OR created_at > ?6) "  \
 	"AND (?7 = 0 OR created_at < ?7) ORDER BY id LIMIT ?4"
 
-#define STORE_INTERRUPTED \
-	"interrupted: the broker stopped during the last attempt"
-
 struct store {
 	sqlite3 *wdb; // writer connection; see the top of the file
 	sqlite3 *rdb; // reader connection; loop thread only
@@ -170,8 +174,6 @@ struct store {
 	sqlite3_stmt *st_insert;
 	sqlite3_stmt *st_find_sid;
 	sqlite3_stmt *st_update;
-	sqlite3_stmt *st_rec_dead;
-	sqlite3_stmt *st_rec_pending;
 	sqlite3_stmt *st_rec_unfinished;
 	sqlite3_stmt *st_rec_max_id;
 	sqlite3_stmt *st_keep_max_id;
@@ -244,21 +246,15 @@ static const store_stmt_def store_stmts[] = {
 	STORE_STMT(st_insert, false,
 	    "INSERT INTO tasks(id, sid, queue, handler, payload, priority, "
 	    "state, attempts, max_attempts, timeout_ms, run_at, created_at, "
-	    "started_at, finished_at, result, error, key, forever) "
+	    "started_at, finished_at, result, error, key, forever, crashes, "
+	    "max_crashes) "
 	    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-	    "?14, ?15, ?16, ?17, ?18) ON CONFLICT(sid) DO NOTHING"),
+	    "?14, ?15, ?16, ?17, ?18, ?19, ?20) ON CONFLICT(sid) DO NOTHING"),
 	STORE_STMT(st_find_sid, false, "SELECT id FROM tasks WHERE sid = ?1"),
 	STORE_STMT(st_update, false,
 	    "UPDATE tasks SET state = ?2, attempts = ?3, run_at = ?4, "
-	    "started_at = ?5, finished_at = ?6, result = ?7, error = ?8 "
-	    "WHERE id = ?1"),
-	STORE_STMT(st_rec_dead, false,
-	    "UPDATE tasks SET state = 4, finished_at = ?1, error = ?2 "
-	    "WHERE (state < 2 OR state = 3) AND state = 1 "
-	    "AND attempts >= max_attempts"),
-	STORE_STMT(st_rec_pending, false,
-	    "UPDATE tasks SET state = 0 "
-	    "WHERE (state < 2 OR state = 3) AND state = 1"),
+	    "started_at = ?5, finished_at = ?6, result = ?7, error = ?8, "
+	    "crashes = ?9, max_crashes = ?10 WHERE id = ?1"),
 	STORE_STMT(st_rec_unfinished, false,
 	    // Without statistics the planner would rather scan the table in
 	    // id order; recovery must not read the finished rows.
@@ -422,15 +418,6 @@ store_errstr(int src)
 		}
 	}
 	return ("storage error");
-}
-
-static int64_t
-store_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ((int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
 }
 
 // store_exec runs sql (no results expected) on db; used only at open.
@@ -775,6 +762,8 @@ store_read_row(sqlite3_stmt *st, store_rec **rp)
 		return (rv);
 	}
 	r->forever      = sqlite3_column_int64(st, 17) != 0;
+	r->crashes      = (uint32_t) sqlite3_column_int64(st, 18);
+	r->max_crashes  = (uint32_t) sqlite3_column_int64(st, 19);
 	r->priority     = (int32_t) sqlite3_column_int64(st, 5);
 	r->state        = (uint32_t) sqlite3_column_int64(st, 6);
 	r->attempts     = (uint32_t) sqlite3_column_int64(st, 7);
@@ -845,34 +834,9 @@ store_recover(store *s, uint64_t *max_idp, uint64_t *counts,
 	if (s == NULL || s->started) {
 		return (TB_EINVAL); // the writer thread owns the connection
 	}
-	// One transaction: every interrupted task changes, or none does.
-	if ((src = store_step1(s->st_begin)) != SQLITE_DONE) {
-		goto sqlfail;
-	}
-	sqlite3_bind_int64(s->st_rec_dead, 1, store_now_us());
-	sqlite3_bind_text(
-	    s->st_rec_dead, 2, STORE_INTERRUPTED, -1, SQLITE_STATIC);
-	if ((src = store_step1(s->st_rec_dead)) != SQLITE_DONE) {
-		goto sqlfail;
-	}
-	if (sqlite3_changes(s->wdb) > 0) {
-		log_warn(
-		    "store: recovery: %d interrupted tasks had no attempts "
-		    "left and are dead",
-		    sqlite3_changes(s->wdb));
-	}
-	if ((src = store_step1(s->st_rec_pending)) != SQLITE_DONE) {
-		goto sqlfail;
-	}
-	if (sqlite3_changes(s->wdb) > 0) {
-		log_info("store: recovery: %d interrupted tasks are pending "
-		         "again",
-		    sqlite3_changes(s->wdb));
-	}
-	if ((src = store_step1(s->st_commit)) != SQLITE_DONE) {
-		goto sqlfail;
-	}
-
+	// Nothing is changed here: a task found running is handed to cb as
+	// it is, and the loop records what becomes of it (attempt.c,
+	// attempt_interrupted) with the same update as any state change.
 	st = s->st_rec_unfinished;
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
 		store_rec *r;
@@ -1035,6 +999,8 @@ store_insert_rec(store *s, const store_rec *r, uint64_t *dupp)
 	store_bind_text(st, 16, r->error);
 	store_bind_text(st, 17, r->key);
 	sqlite3_bind_int(st, 18, r->forever ? 1 : 0);
+	sqlite3_bind_int64(st, 19, r->crashes);
+	sqlite3_bind_int64(st, 20, r->max_crashes);
 	src = sqlite3_step(st);
 	sqlite3_clear_bindings(st); // drop the borrowed pointers
 	sqlite3_reset(st);
@@ -1076,6 +1042,8 @@ store_update(store *s, const store_op *op)
 	} else {
 		sqlite3_bind_text(st, 8, op->error, -1, SQLITE_STATIC);
 	}
+	sqlite3_bind_int64(st, 9, op->crashes);
+	sqlite3_bind_int64(st, 10, op->max_crashes);
 	src = sqlite3_step(st);
 	sqlite3_clear_bindings(st);
 	sqlite3_reset(st);

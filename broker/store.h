@@ -56,7 +56,7 @@
 
 #include "taskrec.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 typedef struct store store;
 
@@ -118,9 +118,9 @@ enum store_op_kind {
 	// exists is not inserted; dup_ids[i] receives the existing row's id
 	// (0 when rec i was inserted).
 	STORE_OP_INSERT = 0,
-	// STORE_OP_UPDATE sets state, attempts, run_at, started_at,
-	// finished_at, result and error of the row with id (all of them, as
-	// given: a NULL result/error stores NULL).
+	// STORE_OP_UPDATE sets state, attempts, crashes, max_crashes,
+	// run_at, started_at, finished_at, result and error of the row with
+	// id (all of them, as given: a NULL result/error stores NULL).
 	STORE_OP_UPDATE = 1,
 	// STORE_OP_BARRIER does nothing; it completes once everything
 	// submitted before it has committed.
@@ -138,7 +138,7 @@ enum store_op_kind {
 	STORE_OP_SCHED_PUT = 5,
 	// STORE_OP_SCHED_DEL deletes the schedule name; count is 1 or 0.
 	STORE_OP_SCHED_DEL = 6,
-	// STORE_OP_WHANDLER_PUT records name as a worker handler (schema 3),
+	// STORE_OP_WHANDLER_PUT records name as a worker handler (schema 4),
 	// first seen at run_at (Unix µs); a name already there is kept.
 	STORE_OP_WHANDLER_PUT = 7,
 };
@@ -166,6 +166,8 @@ typedef struct store_op {
 	uint64_t       id;
 	uint32_t       state;
 	uint32_t       attempts;
+	uint32_t       crashes;
+	uint32_t       max_crashes;
 	int64_t        run_at;
 	int64_t        started_at;
 	int64_t        finished_at;
@@ -205,12 +207,13 @@ const char *store_errstr(int src);
 // Returns TB_OK, TB_ENOMEM or TB_ESTORE.
 int store_open(store **sp, const char *path, int durability);
 
-// store_recover runs once at start, before store_start. Every task the
-// database says is running belongs to an earlier run of the broker that
-// stopped during its attempt: its attempt was counted, so it becomes
-// pending again, or dead (error "interrupted") if it has used up
-// max_attempts. Then each task that has not ended (pending or failed) is
-// passed to cb in id order; cb owns the record from then on. If cb returns
+// store_recover runs once at start, before store_start. It changes
+// nothing: each task that has not ended (pending, failed or running) is
+// passed to cb in id order, as stored; cb owns the record from then on. A
+// task the database says is running belongs to an earlier run of the
+// broker that stopped during its attempt (its attempt and crash figures
+// were stored before that attempt began); what becomes of it is the
+// loop's decision (attempt_interrupted), written as an update. If cb returns
 // non-zero, recovery stops and returns that code. *max_idp receives the
 // highest id ever stored (0 for none); counts[] (TB_STATE_CANCELLED + 1
 // entries) receives the number of tasks in each state afterwards.

@@ -88,6 +88,8 @@ sop_write_task(broker *b, task *t, sop_done_fn done, const char *event,
 	w->op.id          = t->id;
 	w->op.state       = t->state;
 	w->op.attempts    = t->attempts;
+	w->op.crashes     = t->crashes;
+	w->op.max_crashes = t->max_crashes;
 	w->op.run_at      = t->run_at;
 	w->op.started_at  = t->started_at;
 	w->op.finished_at = t->finished_at;

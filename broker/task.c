@@ -154,6 +154,8 @@ task_info(const taskrec *c, tbp_task_info *ti)
 	ti->state        = c->state;
 	ti->attempts     = c->attempts;
 	ti->max_attempts = c->max_attempts;
+	ti->crashes      = c->crashes;
+	ti->max_crashes  = c->max_crashes;
 	ti->priority     = c->priority;
 	ti->created_at   = c->created_at;
 	ti->started_at   = c->started_at;
@@ -181,6 +183,10 @@ task_from_rec(broker *b, store_rec *r)
 	t->core    = *r; // the row's strings and bytes are the task's now
 	t->durable = true;
 	free(r);
+	if (t->max_crashes == 0) {
+		// A row of a broker before schema 3: its queue's setting.
+		t->max_crashes = t->q->max_crashes;
+	}
 	task_set_handler_mode(b, t);
 	return (t);
 }
@@ -216,6 +222,8 @@ task_from_in(broker *b, queue *q, const tbp_task_in *in, int64_t now)
 	t->state    = TB_STATE_PENDING;
 	t->max_attempts =
 	    in->max_attempts > 0 ? in->max_attempts : q->max_attempts;
+	t->max_crashes =
+	    in->max_crashes > 0 ? in->max_crashes : q->max_crashes;
 	t->timeout_ms = in->timeout_ms > 0 ? in->timeout_ms : q->timeout_ms;
 	t->created_at = now;
 	t->run_at     = sched_run_at(now, in->run_at, in->delay_ms);

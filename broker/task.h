@@ -47,6 +47,7 @@ typedef struct task {
 	// Bookkeeping of the loop.
 	bool            durable;  // its insert has committed
 	bool            starting; // start write in flight, handler not yet run
+	bool            slot;     // counted in b->running and q->running
 	bool            requeue;  // shutdown interrupted it: give it back
 	bool            pool;     // its handler runs on the worker pool
 	bool            cancelling;  // a cancel stops the running attempt

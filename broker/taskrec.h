@@ -32,6 +32,8 @@
 	uint32_t state; /* tb_state */                    \
 	uint32_t attempts;                                \
 	uint32_t max_attempts;                            \
+	uint32_t crashes;     /* attempts cut short */    \
+	uint32_t max_crashes; /* crashes to quarantine */ \
 	uint32_t timeout_ms;                              \
 	int64_t  run_at; /* Unix µs; earliest start */   \
 	int64_t  created_at;                              \

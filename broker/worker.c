@@ -523,6 +523,7 @@ worker_answer(broker *b, worker *w)
 			jobs[nj++] = (tbp_job) {
 				.id          = t->id,
 				.attempt     = j->attempt,
+				.crashes     = t->crashes,
 				.handler     = tbp_str(t->handler),
 				.queue       = tbp_str(t->queue),
 				.payload     = { t->payload,

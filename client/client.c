@@ -23,6 +23,12 @@
 // marks the client closing, closes the socket (their aios then end with
 // NNG_ECLOSED, which they return as TB_ECLOSED) and waits until the last of
 // them has let go of the client before it frees it.
+//
+// The asynchronous requests (async.c) make the same exchange with an aio
+// callback instead of nng_aio_wait, through the same pieces (tbc_call_*,
+// the submit and task encoders and decoders below). tb_client_close ends
+// them first (TB_ECLOSED) while the socket is open, and leaves the
+// client's memory to the last op the caller still holds.
 ////
 // Threads: any thread, on one tb_client at once.
 // Ownership: every tb_task and list the library returns is the caller's,
@@ -81,6 +87,8 @@ struct tb_client {
 
 	atomic_int           timeout_ms;
 	atomic_uint_fast64_t next_req_id;
+
+	tbc_async *async; // the asynchronous requests (async.c)
 };
 
 struct tb_task {
@@ -88,6 +96,8 @@ struct tb_task {
 	int      state;
 	uint32_t attempts;
 	uint32_t max_attempts;
+	uint32_t crashes;
+	uint32_t max_crashes;
 	int32_t  priority;
 	int64_t  created_at;
 	int64_t  started_at;
@@ -102,14 +112,6 @@ struct tb_task {
 	int      forever;
 	char    *key; // NULL: none
 };
-
-// client_call is one request/reply exchange: the decoded reply and the
-// message whose bytes it may point into.
-typedef struct client_call {
-	tbp_rep  rep;
-	nng_msg *msg;
-	bool     decoded;
-} client_call;
 
 // ---- errors, states, urls -------------------------------------------------
 
@@ -218,6 +220,12 @@ tb_client_open_opts(tb_client **cp, const char *url, const tb_conn_opts *opts)
 		free(c);
 		return (rv);
 	}
+	if ((rv = tbc_async_alloc(&c->async, c)) != TB_OK) {
+		tbc_conn_fini(&c->conn);
+		free(c->url);
+		free(c);
+		return (rv);
+	}
 	pthread_mutex_init(&c->mtx, NULL);
 	pthread_cond_init(&c->idle, NULL);
 	c->pid = getpid();
@@ -238,11 +246,16 @@ tb_client_close(tb_client *c)
 	if (getpid() != c->pid) {
 		// A forked child: the socket belongs to the parent and any nng
 		// call here would abort. Free our memory only.
+		tbc_async_free(c->async);
 		tbc_conn_fini(&c->conn);
 		free(c->url);
 		free(c);
 		return;
 	}
+	// First the asynchronous ops: each in flight completes with
+	// TB_ECLOSED while the socket is still there to abort it on.
+	tbc_async_shutdown(c->async);
+
 	pthread_mutex_lock(&c->mtx);
 	c->closing = true;
 	was_open   = c->open;
@@ -261,11 +274,34 @@ tb_client_close(tb_client *c)
 	}
 	pthread_mutex_unlock(&c->mtx);
 
+	// Ops the caller still holds keep the client's memory until the
+	// last of them is freed (tb_op_free).
+	if (tbc_async_fini(c->async)) {
+		tbc_client_free(c);
+	}
+}
+
+void
+tbc_client_free(tb_client *c)
+{
 	pthread_cond_destroy(&c->idle);
 	pthread_mutex_destroy(&c->mtx);
+	tbc_async_free(c->async);
 	tbc_conn_fini(&c->conn);
 	free(c->url);
 	free(c);
+}
+
+tbc_async *
+tbc_client_async(tb_client *c)
+{
+	return (c->async);
+}
+
+bool
+tbc_client_forked(const tb_client *c)
+{
+	return (getpid() != c->pid);
 }
 
 int
@@ -323,10 +359,8 @@ client_dial_locked(tb_client *c)
 	return (TB_OK);
 }
 
-// client_acquire checks the process, opens the socket on first use and
-// marks the client busy. On success the caller must client_release(c).
-static int
-client_acquire(tb_client *c, nng_socket *sp)
+int
+tbc_acquire(tb_client *c, nng_socket *sp)
 {
 	int rv = TB_OK;
 
@@ -350,8 +384,8 @@ client_acquire(tb_client *c, nng_socket *sp)
 	return (rv);
 }
 
-static void
-client_release(tb_client *c)
+void
+tbc_release(tb_client *c)
 {
 	pthread_mutex_lock(&c->mtx);
 	if (--c->busy == 0 && c->closing) {
@@ -360,8 +394,8 @@ client_release(tb_client *c)
 	pthread_mutex_unlock(&c->mtx);
 }
 
-static int64_t
-now_ms(void)
+int64_t
+tbc_now_ms(void)
 {
 	struct timespec ts;
 
@@ -369,8 +403,8 @@ now_ms(void)
 	return ((int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
-static nng_duration
-clamp_ms(int64_t ms)
+nng_duration
+tbc_clamp_ms(int64_t ms)
 {
 	if (ms < 1) {
 		return (1);
@@ -381,8 +415,8 @@ clamp_ms(int64_t ms)
 	return ((nng_duration) ms);
 }
 
-static void
-call_fini(client_call *call)
+void
+tbc_call_fini(tbc_call *call)
 {
 	if (call->decoded) {
 		tbp_rep_fini(&call->rep);
@@ -394,17 +428,87 @@ call_fini(client_call *call)
 	}
 }
 
+static uint64_t
+client_next_req_id(tb_client *c)
+{
+	return (atomic_fetch_add(&c->next_req_id, 1));
+}
+
+int64_t
+tbc_timeout(tb_client *c)
+{
+	return (atomic_load(&c->timeout_ms));
+}
+
+int
+tbc_call_msg(tb_client *c, msgpack_sbuffer *b, nng_msg **msgp)
+{
+	nng_msg *msg;
+	int      rv;
+
+	if (c->conn.token != NULL) {
+		tbp_bytes tok = { (const uint8_t *) c->conn.token,
+			(uint32_t) c->conn.token_len };
+		if ((rv = tbp_req_add_token(b, 0, tok)) != TB_OK) {
+			return (rv);
+		}
+	}
+	if ((rv = nng_msg_alloc(&msg, 0)) != 0) {
+		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
+	}
+	if ((rv = nng_msg_append(msg, b->data, b->size)) != 0) {
+		nng_msg_free(msg);
+		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
+	}
+	*msgp = msg;
+	return (TB_OK);
+}
+
+void
+tbc_call_resend(tb_client *c, nng_ctx ctx, int64_t timeout)
+{
+	// A request can be lost with its connection (a broker killed just
+	// as it was sent); nng resends it after reconnecting, and also after
+	// this long without a reply. Resending is safe: submits carry their
+	// submission ids and the other ops can be repeated. A wait may last
+	// its whole timeout before the broker answers, so it is resent only
+	// after that.
+	int64_t extra  = timeout - tbc_timeout(c);
+	int64_t resend = CLIENT_RESEND_MS + (extra > 0 ? extra : 0);
+
+	(void) nng_ctx_set_ms(
+	    ctx, NNG_OPT_REQ_RESENDTIME, tbc_clamp_ms(resend));
+}
+
+int
+tbc_call_decode(tbc_call *call, nng_msg *msg, uint32_t op, uint64_t req_id)
+{
+	int rv;
+
+	call->msg     = msg;
+	call->decoded = true;
+	if (tbp_rep_decode(&call->rep, nng_msg_body(msg), nng_msg_len(msg)) !=
+	        TB_OK ||
+	    call->rep.req_id != req_id || call->rep.op != op) {
+		return (TB_EPROTO);
+	}
+	rv = call->rep.status;
+	if (rv < 0 || rv >= NERRS) {
+		rv = TB_EPROTO; // a status this library does not know
+	}
+	return (rv);
+}
+
 // client_call_run sends the encoded request in b (adding the client's
 // token to it first, if it has one) and waits up to timeout milliseconds
 // in all for the reply, which it decodes into call. Returns
 // TB_OK only if the broker answered with status ok; with a broker error,
-// call->rep still holds the decoded reply. call_fini(call) must be called
-// afterwards whatever the result.
-static int64_t client_timeout(tb_client *c);
-
+// call->rep still holds the decoded reply. tbc_call_fini(call) must be
+// called afterwards whatever the result. async.c makes the same exchange
+// with a callback on the aio instead of nng_aio_wait.
 static int
 client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
-    int64_t timeout, client_call *call)
+    int64_t timeout, tbc_call *call)
 {
 	nng_socket sock;
 	nng_ctx    ctx;
@@ -415,44 +519,24 @@ client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 	int        rv;
 
 	memset(call, 0, sizeof(*call));
-	if ((rv = client_acquire(c, &sock)) != TB_OK) {
+	if ((rv = tbc_acquire(c, &sock)) != TB_OK) {
 		return (rv);
 	}
-	deadline = now_ms() + timeout;
-	if (c->conn.token != NULL) {
-		tbp_bytes tok = { (const uint8_t *) c->conn.token,
-			(uint32_t) c->conn.token_len };
-		if ((rv = tbp_req_add_token(b, 0, tok)) != TB_OK) {
-			goto out;
-		}
-	}
-	if ((rv = nng_msg_alloc(&msg, 0)) != 0 ||
-	    (rv = nng_msg_append(msg, b->data, b->size)) != 0 ||
-	    (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
-		rv = tbp_nng_err(rv, TBP_NNG_CLIENT);
+	deadline = tbc_now_ms() + timeout;
+	if ((rv = tbc_call_msg(c, b, &msg)) != TB_OK) {
 		goto out;
 	}
-	if ((rv = nng_ctx_open(&ctx, sock)) != 0) {
+	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0 ||
+	    (rv = nng_ctx_open(&ctx, sock)) != 0) {
 		rv = tbp_nng_err(rv, TBP_NNG_CLIENT);
 		goto out;
 	}
 	have_ctx = true;
-	// A request can be lost with its connection (a broker killed just
-	// as it was sent); nng resends it after reconnecting, and also after
-	// this long without a reply. Resending is safe: submits carry their
-	// submission ids and the other ops can be repeated. A wait may last
-	// its whole timeout before the broker answers, so it is resent only
-	// after that.
-	{
-		int64_t extra  = timeout - client_timeout(c);
-		int64_t resend = CLIENT_RESEND_MS + (extra > 0 ? extra : 0);
-		(void) nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME,
-		    (nng_duration) clamp_ms(resend));
-	}
+	tbc_call_resend(c, ctx, timeout);
 
 	// req0 completes the send once the request is handed to a pipe, so
 	// with no broker connected this is where the time goes.
-	nng_aio_set_timeout(aio, clamp_ms(timeout));
+	nng_aio_set_timeout(aio, tbc_clamp_ms(timeout));
 	nng_aio_set_msg(aio, msg);
 	nng_ctx_send(ctx, aio);
 	nng_aio_wait(aio);
@@ -463,26 +547,14 @@ client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 	}
 	msg = NULL; // nng owns the request from here
 
-	nng_aio_set_timeout(aio, clamp_ms(deadline - now_ms()));
+	nng_aio_set_timeout(aio, tbc_clamp_ms(deadline - tbc_now_ms()));
 	nng_ctx_recv(ctx, aio);
 	nng_aio_wait(aio);
 	if ((rv = nng_aio_result(aio)) != 0) {
 		rv = tbp_nng_err(rv, TBP_NNG_CLIENT);
 		goto out;
 	}
-	call->msg = nng_aio_get_msg(aio);
-
-	call->decoded = true;
-	if (tbp_rep_decode(&call->rep, nng_msg_body(call->msg),
-	        nng_msg_len(call->msg)) != TB_OK ||
-	    call->rep.req_id != req_id || call->rep.op != op) {
-		rv = TB_EPROTO;
-		goto out;
-	}
-	rv = call->rep.status;
-	if (rv < 0 || rv >= NERRS) {
-		rv = TB_EPROTO; // a status this library does not know
-	}
+	rv = tbc_call_decode(call, nng_aio_get_msg(aio), op, req_id);
 out:
 	if (aio != NULL) {
 		nng_aio_free(aio);
@@ -493,20 +565,8 @@ out:
 	if (msg != NULL) {
 		nng_msg_free(msg);
 	}
-	client_release(c);
+	tbc_release(c);
 	return (rv);
-}
-
-static uint64_t
-client_next_req_id(tb_client *c)
-{
-	return (atomic_fetch_add(&c->next_req_id, 1));
-}
-
-static int64_t
-client_timeout(tb_client *c)
-{
-	return (atomic_load(&c->timeout_ms));
 }
 
 // fill_random writes n random bytes: getrandom(2), else /dev/urandom.
@@ -562,6 +622,8 @@ task_copy(tb_task **tp, const tbp_task_info *in)
 	t->state        = (int) in->state;
 	t->attempts     = in->attempts;
 	t->max_attempts = in->max_attempts;
+	t->crashes      = in->crashes;
+	t->max_crashes  = in->max_crashes;
 	t->priority     = in->priority;
 	t->created_at   = in->created_at;
 	t->started_at   = in->started_at;
@@ -641,6 +703,18 @@ uint32_t
 tb_task_max_attempts(const tb_task *t)
 {
 	return (t->max_attempts);
+}
+
+uint32_t
+tb_task_crashes(const tb_task *t)
+{
+	return (t->crashes);
+}
+
+uint32_t
+tb_task_max_crashes(const tb_task *t)
+{
+	return (t->max_crashes);
 }
 
 int32_t
@@ -740,15 +814,12 @@ tb_submit_batch(tb_client *c, const tb_task_spec *specs, size_t n, tb_id *ids)
 }
 
 int
-tb_submit_batch_flags(tb_client *c, const tb_task_spec *specs, size_t n,
-    tb_id *ids, uint32_t *flags)
+tbc_submit_encode(tb_client *c, const tb_task_spec *specs, size_t n,
+    msgpack_sbuffer *b, uint64_t *req_idp)
 {
 	static const tb_submit_opts dflt = TB_SUBMIT_OPTS_INIT;
-	msgpack_sbuffer             b;
-	client_call                 call;
 	tbp_task_in                *in   = NULL;
 	uint8_t                    *sids = NULL;
-	uint64_t                    req_id;
 	int                         rv;
 
 	if (c == NULL || specs == NULL || n == 0 || n > TB_MAX_BATCH) {
@@ -770,9 +841,10 @@ tb_submit_batch_flags(tb_client *c, const tb_task_spec *specs, size_t n,
 		    strlen(o->key) > TBP_MAX_KEY) {
 			return (TB_ETOOBIG);
 		}
+		if (s->payload_len > UINT32_MAX) {
+			return (TB_ETOOBIG);
+		}
 	}
-	msgpack_sbuffer_init(&b);
-	memset(&call, 0, sizeof(call));
 	if ((in = calloc(n, sizeof(*in))) == NULL ||
 	    (sids = malloc(n * TB_SID_LEN)) == NULL) {
 		rv = TB_ENOMEM;
@@ -800,88 +872,115 @@ tb_submit_batch_flags(tb_client *c, const tb_task_spec *specs, size_t n,
 		in[i].run_at       = o->run_at;
 		in[i].key          = tbp_str(o->key); // NULL: none
 		in[i].forever      = o->forever != 0;
-		if (s->payload_len > UINT32_MAX) {
-			rv = TB_ETOOBIG;
-			goto out;
-		}
+		in[i].max_crashes  = o->max_crashes;
 	}
-	req_id = client_next_req_id(c);
-	if ((rv = tbp_enc_submit(&b, req_id, in, (uint32_t) n)) != TB_OK) {
-		goto out;
-	}
-	rv = client_call_run(
-	    c, &b, TBP_OP_SUBMIT, req_id, client_timeout(c), &call);
-	if (rv != TB_OK) {
-		goto out;
-	}
-	if (call.rep.nids != n || call.rep.ids == NULL) {
-		rv = TB_EPROTO;
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (ids != NULL) {
-			ids[i] = call.rep.ids[i];
-		}
-		if (flags != NULL) {
-			// An older broker sends no "existing": all new.
-			flags[i] = 0;
-			if (call.rep.dup != NULL && call.rep.dup[i]) {
-				flags[i] |= TB_SUBMIT_DUP;
-			}
-			if (call.rep.existing != NULL &&
-			    call.rep.existing[i]) {
-				flags[i] |= TB_SUBMIT_EXISTING;
-			}
-		}
-	}
+	*req_idp = client_next_req_id(c);
+	rv       = tbp_enc_submit(b, *req_idp, in, (uint32_t) n);
 out:
-	call_fini(&call);
-	msgpack_sbuffer_destroy(&b);
 	free(sids);
 	free(in);
 	return (rv);
 }
 
-// task_request runs status, cancel or wait and copies the reply's task to
-// *tp (may be NULL). For wait, *timed_outp receives the reply's flag.
-static int
-task_request(tb_client *c, uint32_t op, tb_id id, int64_t wait_ms,
-    tb_task **tp, bool *timed_outp)
+int
+tbc_submit_decode(const tbp_rep *rep, size_t n, tb_id *ids, uint32_t *flags)
+{
+	if (rep->nids != n || rep->ids == NULL) {
+		return (TB_EPROTO);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ids != NULL) {
+			ids[i] = rep->ids[i];
+		}
+		if (flags != NULL) {
+			// An older broker sends no "existing": all new.
+			flags[i] = 0;
+			if (rep->dup != NULL && rep->dup[i]) {
+				flags[i] |= TB_SUBMIT_DUP;
+			}
+			if (rep->existing != NULL && rep->existing[i]) {
+				flags[i] |= TB_SUBMIT_EXISTING;
+			}
+		}
+	}
+	return (TB_OK);
+}
+
+int
+tb_submit_batch_flags(tb_client *c, const tb_task_spec *specs, size_t n,
+    tb_id *ids, uint32_t *flags)
 {
 	msgpack_sbuffer b;
-	client_call     call;
+	tbc_call        call;
 	uint64_t        req_id;
-	int64_t         timeout = client_timeout(c);
 	int             rv;
 
 	msgpack_sbuffer_init(&b);
 	memset(&call, 0, sizeof(call));
-	req_id = client_next_req_id(c);
-	if (op == TBP_OP_WAIT) {
-		rv = tbp_enc_wait(&b, req_id, id, wait_ms);
-		timeout += wait_ms;
-	} else {
-		rv = tbp_enc_req_id(&b, op, req_id, id);
+	if ((rv = tbc_submit_encode(c, specs, n, &b, &req_id)) == TB_OK &&
+	    (rv = client_call_run(c, &b, TBP_OP_SUBMIT, req_id, tbc_timeout(c),
+	         &call)) == TB_OK) {
+		rv = tbc_submit_decode(&call.rep, n, ids, flags);
 	}
-	if (rv != TB_OK) {
-		goto out;
+	tbc_call_fini(&call);
+	msgpack_sbuffer_destroy(&b);
+	return (rv);
+}
+
+int
+tbc_task_encode(tb_client *c, uint32_t op, tb_id id, int64_t wait_ms,
+    msgpack_sbuffer *b, uint64_t *req_idp, int64_t *timeoutp)
+{
+	*req_idp  = client_next_req_id(c);
+	*timeoutp = tbc_timeout(c);
+	if (op != TBP_OP_WAIT) {
+		return (tbp_enc_req_id(b, op, *req_idp, id));
 	}
-	if ((rv = client_call_run(c, &b, op, req_id, timeout, &call)) !=
-	    TB_OK) {
-		goto out;
+	if (wait_ms < 0) {
+		wait_ms = CLIENT_WAIT_MAX_MS;
 	}
-	if (!call.rep.have_task) {
-		rv = TB_EPROTO;
-		goto out;
+	*timeoutp += wait_ms;
+	return (tbp_enc_wait(b, *req_idp, id, wait_ms));
+}
+
+int
+tbc_task_decode(const tbp_rep *rep, uint32_t op, tb_task **tp)
+{
+	int rv = TB_OK;
+
+	if (!rep->have_task) {
+		return (TB_EPROTO);
 	}
-	if (timed_outp != NULL) {
-		*timed_outp = call.rep.timed_out;
+	if (tp != NULL && (rv = task_copy(tp, &rep->task)) != TB_OK) {
+		return (rv);
 	}
-	if (tp != NULL) {
-		rv = task_copy(tp, &call.rep.task);
+	if (op == TBP_OP_WAIT && rep->timed_out) {
+		rv = TB_ETIMEDOUT; // *tp stays set: the caller frees it
 	}
-out:
-	call_fini(&call);
+	return (rv);
+}
+
+// task_request runs status, cancel or wait and copies the reply's task to
+// *tp (may be NULL), as tbc_task_decode does.
+static int
+task_request(
+    tb_client *c, uint32_t op, tb_id id, int64_t wait_ms, tb_task **tp)
+{
+	msgpack_sbuffer b;
+	tbc_call        call;
+	uint64_t        req_id;
+	int64_t         timeout;
+	int             rv;
+
+	msgpack_sbuffer_init(&b);
+	memset(&call, 0, sizeof(call));
+	if ((rv = tbc_task_encode(
+	         c, op, id, wait_ms, &b, &req_id, &timeout)) == TB_OK &&
+	    (rv = client_call_run(c, &b, op, req_id, timeout, &call)) ==
+	        TB_OK) {
+		rv = tbc_task_decode(&call.rep, op, tp);
+	}
+	tbc_call_fini(&call);
 	msgpack_sbuffer_destroy(&b);
 	return (rv);
 }
@@ -893,27 +992,17 @@ tb_status(tb_client *c, tb_id id, tb_task **tp)
 		return (TB_EINVAL);
 	}
 	*tp = NULL;
-	return (task_request(c, TBP_OP_STATUS, id, 0, tp, NULL));
+	return (task_request(c, TBP_OP_STATUS, id, 0, tp));
 }
 
 int
 tb_wait(tb_client *c, tb_id id, int timeout_ms, tb_task **tp)
 {
-	bool timed_out = false;
-	int  rv;
-
 	if (c == NULL || tp == NULL) {
 		return (TB_EINVAL);
 	}
 	*tp = NULL;
-	if (timeout_ms < 0) {
-		timeout_ms = CLIENT_WAIT_MAX_MS;
-	}
-	rv = task_request(c, TBP_OP_WAIT, id, timeout_ms, tp, &timed_out);
-	if (rv == TB_OK && timed_out) {
-		rv = TB_ETIMEDOUT; // *tp stays set: the caller frees it
-	}
-	return (rv);
+	return (task_request(c, TBP_OP_WAIT, id, timeout_ms, tp));
 }
 
 int
@@ -925,7 +1014,7 @@ tb_cancel(tb_client *c, tb_id id, tb_task **tp)
 	if (tp != NULL) {
 		*tp = NULL;
 	}
-	return (task_request(c, TBP_OP_CANCEL, id, 0, tp, NULL));
+	return (task_request(c, TBP_OP_CANCEL, id, 0, tp));
 }
 
 int
@@ -933,7 +1022,7 @@ tb_list(tb_client *c, const tb_list_opts *opts, tb_task ***tasksp, size_t *np)
 {
 	static const tb_list_opts dflt = TB_LIST_OPTS_INIT;
 	msgpack_sbuffer           b;
-	client_call               call;
+	tbc_call                  call;
 	tb_task                 **tasks = NULL;
 	size_t                    n     = 0;
 	uint64_t                  req_id;
@@ -957,8 +1046,8 @@ tb_list(tb_client *c, const tb_list_opts *opts, tb_task ***tasksp, size_t *np)
 	         opts->max_age_ms)) != TB_OK) {
 		goto out;
 	}
-	rv = client_call_run(
-	    c, &b, TBP_OP_LIST, req_id, client_timeout(c), &call);
+	rv =
+	    client_call_run(c, &b, TBP_OP_LIST, req_id, tbc_timeout(c), &call);
 	if (rv != TB_OK) {
 		goto out;
 	}
@@ -982,16 +1071,16 @@ tb_list(tb_client *c, const tb_list_opts *opts, tb_task ***tasksp, size_t *np)
 	tasks   = NULL; // the caller owns the array from here
 out:
 	tb_task_list_free(tasks, n);
-	call_fini(&call);
+	tbc_call_fini(&call);
 	msgpack_sbuffer_destroy(&b);
 	return (rv);
 }
 
 // empty_request runs a request with an empty body (ping, stats, shutdown,
 // schedule_list, queues); the caller reads call->rep and
-// must call_fini(call) whatever the result.
+// must tbc_call_fini(call) whatever the result.
 static int
-empty_request(tb_client *c, uint32_t op, client_call *call)
+empty_request(tb_client *c, uint32_t op, tbc_call *call)
 {
 	msgpack_sbuffer b;
 	uint64_t        req_id;
@@ -1004,8 +1093,7 @@ empty_request(tb_client *c, uint32_t op, client_call *call)
 	msgpack_sbuffer_init(&b);
 	req_id = client_next_req_id(c);
 	if ((rv = tbp_enc_req_empty(&b, op, req_id)) == TB_OK) {
-		rv = client_call_run(
-		    c, &b, op, req_id, client_timeout(c), call);
+		rv = client_call_run(c, &b, op, req_id, tbc_timeout(c), call);
 	}
 	msgpack_sbuffer_destroy(&b);
 	return (rv);
@@ -1014,8 +1102,8 @@ empty_request(tb_client *c, uint32_t op, client_call *call)
 int
 tb_stats_get(tb_client *c, tb_stats *st)
 {
-	client_call call;
-	int         rv;
+	tbc_call call;
+	int      rv;
 
 	if (st == NULL) {
 		return (TB_EINVAL);
@@ -1039,15 +1127,15 @@ tb_stats_get(tb_client *c, tb_stats *st)
 		st->forever   = s->forever;
 		st->crashloop = s->crashloop;
 	}
-	call_fini(&call);
+	tbc_call_fini(&call);
 	return (rv);
 }
 
 int
 tb_ping(tb_client *c, char **versionp)
 {
-	client_call call;
-	int         rv;
+	tbc_call call;
+	int      rv;
 
 	if (versionp != NULL) {
 		*versionp = NULL;
@@ -1059,18 +1147,18 @@ tb_ping(tb_client *c, char **versionp)
 			rv = TB_ENOMEM;
 		}
 	}
-	call_fini(&call);
+	tbc_call_fini(&call);
 	return (rv);
 }
 
 int
 tb_shutdown(tb_client *c)
 {
-	client_call call;
-	int         rv;
+	tbc_call call;
+	int      rv;
 
 	rv = empty_request(c, TBP_OP_SHUTDOWN, &call);
-	call_fini(&call);
+	tbc_call_fini(&call);
 	return (rv);
 }
 
@@ -1078,10 +1166,10 @@ tb_shutdown(tb_client *c)
 
 // encoded_request runs the request encoded in b (by the caller, with
 // req_id) and waits up to timeout for its reply; the caller reads call->rep
-// and must call_fini(call) whatever the result. b is destroyed here.
+// and must tbc_call_fini(call) whatever the result. b is destroyed here.
 static int
 encoded_request(tb_client *c, msgpack_sbuffer *b, int enc_rv, uint32_t op,
-    uint64_t req_id, int64_t timeout, client_call *call)
+    uint64_t req_id, int64_t timeout, tbc_call *call)
 {
 	int rv = enc_rv;
 
@@ -1099,15 +1187,14 @@ static int
 count_request(tb_client *c, msgpack_sbuffer *b, int enc_rv, uint32_t op,
     uint64_t req_id, uint64_t *countp)
 {
-	client_call call;
-	int         rv;
+	tbc_call call;
+	int      rv;
 
-	rv = encoded_request(
-	    c, b, enc_rv, op, req_id, client_timeout(c), &call);
+	rv = encoded_request(c, b, enc_rv, op, req_id, tbc_timeout(c), &call);
 	if (rv == TB_OK && countp != NULL) {
 		*countp = call.rep.count;
 	}
-	call_fini(&call);
+	tbc_call_fini(&call);
 	return (rv);
 }
 
@@ -1150,7 +1237,7 @@ static int
 queue_op(tb_client *c, uint32_t op, const char *queue)
 {
 	msgpack_sbuffer b;
-	client_call     call;
+	tbc_call        call;
 	uint64_t        req_id;
 	int             rv;
 
@@ -1160,8 +1247,8 @@ queue_op(tb_client *c, uint32_t op, const char *queue)
 	msgpack_sbuffer_init(&b);
 	req_id = client_next_req_id(c);
 	rv     = tbp_enc_queue_op(&b, op, req_id, queue);
-	rv = encoded_request(c, &b, rv, op, req_id, client_timeout(c), &call);
-	call_fini(&call);
+	rv     = encoded_request(c, &b, rv, op, req_id, tbc_timeout(c), &call);
+	tbc_call_fini(&call);
 	return (rv);
 }
 
@@ -1181,7 +1268,7 @@ int
 tb_drain(tb_client *c, const char *queue, int timeout_ms)
 {
 	msgpack_sbuffer b;
-	client_call     call;
+	tbc_call        call;
 	uint64_t        req_id;
 	int             rv;
 
@@ -1197,11 +1284,11 @@ tb_drain(tb_client *c, const char *queue, int timeout_ms)
 	// The broker answers at its own deadline at the latest; give the
 	// reply the usual time on top, as tb_wait does.
 	rv = encoded_request(c, &b, rv, TBP_OP_DRAIN, req_id,
-	    (int64_t) timeout_ms + client_timeout(c), &call);
+	    (int64_t) timeout_ms + tbc_timeout(c), &call);
 	if (rv == TB_OK && call.rep.timed_out) {
 		rv = TB_ETIMEDOUT;
 	}
-	call_fini(&call);
+	tbc_call_fini(&call);
 	return (rv);
 }
 
@@ -1230,7 +1317,7 @@ int
 tb_schedule_add(tb_client *c, const tb_schedule_spec *spec)
 {
 	msgpack_sbuffer b;
-	client_call     call;
+	tbc_call        call;
 	tbp_sched       s;
 	uint64_t        req_id;
 	bool            have_cron;
@@ -1265,8 +1352,8 @@ tb_schedule_add(tb_client *c, const tb_schedule_spec *spec)
 	req_id = client_next_req_id(c);
 	rv     = tbp_enc_sched_add(&b, req_id, &s);
 	rv     = encoded_request(
-	        c, &b, rv, TBP_OP_SCHED_ADD, req_id, client_timeout(c), &call);
-	call_fini(&call);
+	        c, &b, rv, TBP_OP_SCHED_ADD, req_id, tbc_timeout(c), &call);
+	tbc_call_fini(&call);
 	return (rv);
 }
 
@@ -1275,7 +1362,7 @@ static int
 sched_name_op(tb_client *c, uint32_t op, const char *name, bool paused)
 {
 	msgpack_sbuffer b;
-	client_call     call;
+	tbc_call        call;
 	uint64_t        req_id;
 	int             rv;
 
@@ -1285,8 +1372,8 @@ sched_name_op(tb_client *c, uint32_t op, const char *name, bool paused)
 	msgpack_sbuffer_init(&b);
 	req_id = client_next_req_id(c);
 	rv     = tbp_enc_sched_name(&b, op, req_id, name, paused);
-	rv = encoded_request(c, &b, rv, op, req_id, client_timeout(c), &call);
-	call_fini(&call);
+	rv     = encoded_request(c, &b, rv, op, req_id, tbc_timeout(c), &call);
+	tbc_call_fini(&call);
 	return (rv);
 }
 
@@ -1344,7 +1431,7 @@ sched_copy(tb_schedule_info *out, const tbp_sched *in)
 int
 tb_schedule_list(tb_client *c, tb_schedule_info **listp, size_t *np)
 {
-	client_call       call;
+	tbc_call          call;
 	tb_schedule_info *list = NULL;
 	size_t            n    = 0;
 	int               rv;
@@ -1378,7 +1465,7 @@ tb_schedule_list(tb_client *c, tb_schedule_info **listp, size_t *np)
 	list   = NULL; // the caller owns the array from here
 out:
 	tb_schedule_list_free(list, n);
-	call_fini(&call);
+	tbc_call_fini(&call);
 	return (rv);
 }
 
@@ -1397,7 +1484,7 @@ tb_queues_free(tb_queue_info *list, size_t n)
 int
 tb_queues(tb_client *c, tb_queue_info **listp, size_t *np)
 {
-	client_call    call;
+	tbc_call       call;
 	tb_queue_info *list = NULL;
 	size_t         n    = 0;
 	int            rv;
@@ -1444,7 +1531,7 @@ tb_queues(tb_client *c, tb_queue_info **listp, size_t *np)
 	list   = NULL; // the caller owns the array from here
 out:
 	tb_queues_free(list, n);
-	call_fini(&call);
+	tbc_call_fini(&call);
 	return (rv);
 }
 
@@ -1494,7 +1581,7 @@ tb_workers_free(tb_worker_info *list, size_t n)
 int
 tb_workers(tb_client *c, tb_worker_info **listp, size_t *np)
 {
-	client_call     call;
+	tbc_call     call;
 	tb_worker_info *list = NULL;
 	size_t          n    = 0;
 	int             rv;
@@ -1536,7 +1623,7 @@ tb_workers(tb_client *c, tb_worker_info **listp, size_t *np)
 	list   = NULL;
 out:
 	tb_workers_free(list, n);
-	call_fini(&call);
+	tbc_call_fini(&call);
 	return (rv);
 }
 
@@ -1555,7 +1642,7 @@ tb_worker_handlers_free(tb_whandler_info *list, size_t n)
 int
 tb_worker_handlers(tb_client *c, tb_whandler_info **listp, size_t *np)
 {
-	client_call       call;
+	tbc_call       call;
 	tb_whandler_info *list = NULL;
 	size_t            n    = 0;
 	int               rv;
@@ -1586,6 +1673,6 @@ tb_worker_handlers(tb_client *c, tb_whandler_info **listp, size_t *np)
 	list   = NULL;
 out:
 	tb_worker_handlers_free(list, n);
-	call_fini(&call);
+	tbc_call_fini(&call);
 	return (rv);
 }

@@ -47,6 +47,7 @@ struct tb_event {
 	tb_id    id;
 	int      state;
 	uint32_t attempt;
+	uint32_t crashes;
 	uint64_t duration_us;
 	int64_t  time;
 };
@@ -157,6 +158,7 @@ event_copy(tb_event **ep, const tbp_event *in)
 	e->id          = in->id;
 	e->state       = (int) in->state;
 	e->attempt     = in->attempt;
+	e->crashes     = in->crashes;
 	e->duration_us = in->duration_us;
 	e->time        = in->time;
 	if ((e->topic = tbp_bytes_dup(in->topic)) == NULL ||
@@ -249,6 +251,12 @@ uint32_t
 tb_event_attempt(const tb_event *e)
 {
 	return (e->attempt);
+}
+
+uint32_t
+tb_event_crashes(const tb_event *e)
+{
+	return (e->crashes);
 }
 
 uint64_t

@@ -125,7 +125,10 @@ int tb_client_open_opts(
     tb_client **cp, const char *url, const tb_conn_opts *opts);
 
 // tb_client_close closes the client; calls still running in other threads
-// return TB_ECLOSED. Accepts NULL. No call may start on c afterwards. It
+// return TB_ECLOSED, and asynchronous ops in flight complete with
+// TB_ECLOSED before it returns (see tb_submit_async). Accepts NULL. No
+// call may start on c afterwards, and it must not be called from an op's
+// callback. It
 // never blocks on the socket's close for more than about 2 s, even where
 // nng 1.5.2's own close would hang (a close racing the reconnection to a
 // broker that has gone); the socket is then closed in the background.
@@ -147,11 +150,16 @@ typedef struct tb_submit_opts {
 	int64_t     run_at;       // earliest start, Unix µs; 0: use delay_ms
 	const char *key;          // idempotency key; NULL: none
 	int         forever;      // non-zero: restart whenever it ends
+	// max_crashes: attempts that may be cut short by the death of the
+	// broker or of a worker (they do not count in max_attempts) before
+	// the task is quarantined: dead, as a likely cause. 0: the queue's
+	// default (the broker's --max-crashes, 3).
+	uint32_t max_crashes;
 } tb_submit_opts;
 
-#define TB_SUBMIT_OPTS_INIT                  \
-	{                                    \
-		NULL, 0, 0, 0, 0, 0, NULL, 0 \
+#define TB_SUBMIT_OPTS_INIT                     \
+	{                                       \
+		NULL, 0, 0, 0, 0, 0, NULL, 0, 0 \
 	}
 
 // tb_task_spec describes one task of a batch submit. payload is msgpack
@@ -235,10 +243,17 @@ void tb_task_list_free(tb_task **tasks, size_t n);
 // Task accessors. Strings and bytes stay valid until tb_task_free. Times are
 // Unix microseconds, 0 when not reached. result is msgpack bytes (NULL with
 // *lenp 0 if none); error is NULL if the last attempt did not fail.
+// attempts counts the attempts that ran to an outcome (or run now);
+// crashes counts apart the attempts cut short by the death of the broker or
+// of a worker, which are run again without spending an attempt; at
+// max_crashes the task is quarantined (dead). A broker older than these
+// figures reports 0 for both.
 tb_id       tb_task_id(const tb_task *t);
 int         tb_task_state(const tb_task *t);
 uint32_t    tb_task_attempts(const tb_task *t);
 uint32_t    tb_task_max_attempts(const tb_task *t);
+uint32_t    tb_task_crashes(const tb_task *t);
+uint32_t    tb_task_max_crashes(const tb_task *t);
 int32_t     tb_task_priority(const tb_task *t);
 const char *tb_task_queue(const tb_task *t);
 const char *tb_task_handler(const tb_task *t);
@@ -285,8 +300,9 @@ int tb_ping(tb_client *c, char **versionp);
 // broker has acknowledged the request, not once it has exited.
 int tb_shutdown(tb_client *c);
 
-// tb_retry puts task id, which must be dead or cancelled, back to pending
-// with its attempts reset. TB_ESTATE for a task in another state.
+// tb_retry puts task id, which must be dead (also quarantined) or
+// cancelled, back to pending with its attempts and crashes reset.
+// TB_ESTATE for a task in another state.
 int tb_retry(tb_client *c, tb_id id);
 
 // tb_retry_queue does the same for every task of queue (NULL: all queues)
@@ -390,12 +406,133 @@ typedef struct tb_queue_info {
 int  tb_queues(tb_client *c, tb_queue_info **listp, size_t *np);
 void tb_queues_free(tb_queue_info *list, size_t n);
 
+// ---- asynchronous requests ------------------------------------------------
+//
+// tb_submit_async, tb_submit_batch_async and tb_wait_async send their
+// request and return at once, so that one thread (an event loop) can keep
+// many requests in flight on one client. Each started request is a tb_op
+// that completes exactly once, with the same outcome the blocking call
+// would have returned (same encoding, timeouts, resends after a broker
+// restart and reconnection), delivered in one of two ways chosen per op:
+//
+// - cb != NULL: cb(op, arg) is called once, on one of nng's threads (not
+//   inside the starting call, though possibly before the starting call
+//   has returned to its caller). It must not block:
+//   no blocking tb_* call, no waiting on locks held for long, and never
+//   tb_client_close. It may call the tb_op_* accessors, start new
+//   asynchronous ops, and free op (tb_op_free), in the callback or later
+//   from any thread: the op is the callback's from the moment it is called.
+// - cb == NULL: the op is appended to the client's completion queue, from
+//   which tb_client_next_completed takes it (and hands it to the caller).
+//   tb_client_completion_fd gives a descriptor to wait on.
+//
+// Ownership: an op belongs to the library until it is delivered (its
+// callback called, or taken from the queue); the receiver then frees it
+// with tb_op_free, before or after tb_client_close. *opp (may be NULL)
+// gets the op's handle before the request is sent, for matching only:
+// in callback mode the op may already have been delivered and freed when
+// the starting call returns. If a starting call fails, no op exists, the
+// callback is never called and nothing is queued. Everything the call
+// takes (handler, payload, opts, specs) is copied before it returns.
+//
+// Bound: at most a client's max_inflight ops (default
+// TB_ASYNC_MAX_INFLIGHT, see tb_client_set_max_inflight) are in flight
+// at once; a call over it fails with TB_EBUSY without sending anything.
+// An op counts from its start until it is delivered.
+//
+// tb_client_close with ops in flight aborts them: each completes with
+// TB_ECLOSED (as does any op the broker had not answered), its callback
+// is called before tb_client_close returns, and ops still in the
+// completion queue are freed by tb_client_close (nobody can take them
+// afterwards). TB_ECLOSED and TB_ETIMEDOUT on a submit mean the outcome
+// is unknown: the broker may have accepted the tasks.
+//
+// Threads: every call here may be made from many threads at once on one
+// client. The first request of a client in a process (blocking or not)
+// dials the broker synchronously, which takes up to about 250 ms when
+// the broker is not there (then TB_EUNREACHABLE). After fork(), every
+// call fails with TB_EFORK as the blocking calls do.
+
+#define TB_ASYNC_MAX_INFLIGHT 1024 // default bound of ops in flight
+
+typedef struct tb_op tb_op;
+
+// tb_op_cb is called once when op completes; see above for the rules.
+typedef void (*tb_op_cb)(tb_op *op, void *arg);
+
+// tb_client_set_max_inflight sets how many asynchronous ops may be in
+// flight on c at once (1..65536; default TB_ASYNC_MAX_INFLIGHT). Lowering
+// it does not touch ops already in flight. TB_EINVAL out of range.
+int tb_client_set_max_inflight(tb_client *c, int n);
+
+// tb_submit_async submits one task as tb_submit does, without waiting.
+// On completion tb_op_status is tb_submit's result and tb_op_id the id.
+// Returns TB_OK (the op is in flight), or an error and no op: TB_EINVAL,
+// TB_ETOOBIG, TB_EBUSY (max_inflight reached), TB_ECLOSED (the client is
+// closing), TB_EUNREACHABLE (first dial), TB_EFORK, TB_ENOMEM.
+int tb_submit_async(tb_client *c, const char *handler, const void *payload,
+    size_t payload_len, const tb_submit_opts *opts, tb_op_cb cb, void *arg,
+    tb_op **opp);
+
+// tb_submit_batch_async submits n tasks (1..TB_MAX_BATCH) in one request
+// as tb_submit_batch does; tb_op_ids gives their ids in order. Returns as
+// tb_submit_async.
+int tb_submit_batch_async(tb_client *c, const tb_task_spec *specs, size_t n,
+    tb_op_cb cb, void *arg, tb_op **opp);
+
+// tb_wait_async waits as tb_wait does (timeout_ms < 0: an hour) without
+// blocking. On completion tb_op_status is TB_OK when the task has ended,
+// TB_ETIMEDOUT when it had not in time (tb_op_task is then the task as it
+// was), or an error (TB_ENOTFOUND, ...). Returns as tb_submit_async.
+int tb_wait_async(tb_client *c, tb_id id, int timeout_ms, tb_op_cb cb,
+    void *arg, tb_op **opp);
+
+// tb_client_completion_fd writes to *fdp a descriptor (an eventfd, made on
+// the first call) that is readable whenever c's completion queue holds at
+// least one op: level-triggered, it stays readable until
+// tb_client_next_completed has taken the last op. Watch it for reading
+// only (poll, epoll, asyncio's add_reader, libuv's uv_poll); never read,
+// write or close it. It stays valid until tb_client_close, which closes
+// it: stop watching it first. Returns TB_OK, TB_EINVAL, TB_EFORK or
+// TB_ESYSTEM.
+int tb_client_completion_fd(tb_client *c, int *fdp);
+
+// tb_client_next_completed takes the oldest op from c's completion queue
+// without blocking: *opp is then the caller's (tb_op_free). Returns TB_OK,
+// or TB_ETIMEDOUT with *opp NULL when the queue is empty (TB_EINVAL,
+// TB_EFORK). Drain it until TB_ETIMEDOUT each time the descriptor is
+// readable.
+int tb_client_next_completed(tb_client *c, tb_op **opp);
+
+// Op accessors, for a delivered op (any thread, one at a time).
+// tb_op_status is the op's result (a TB_E* code, TB_OK on success).
+// tb_op_id is the first (for tb_submit_async the only) id of a successful
+// submit, else 0; tb_op_ids gives all n of them (NULL, *np 0 if none; np
+// may be NULL), valid until tb_op_free. tb_op_task is the task of a wait
+// that returned one (TB_OK or TB_ETIMEDOUT), else NULL; it belongs to the
+// op and is freed with it, unless taken with tb_op_take_task, which hands
+// it to the caller (tb_task_free) and leaves NULL in the op. tb_op_arg is
+// the arg given at the start.
+int            tb_op_status(const tb_op *op);
+tb_id          tb_op_id(const tb_op *op);
+const tb_id   *tb_op_ids(const tb_op *op, size_t *np);
+const tb_task *tb_op_task(const tb_op *op);
+tb_task       *tb_op_take_task(tb_op *op);
+void          *tb_op_arg(const tb_op *op);
+
+// tb_op_free frees a delivered op and what it still holds. Accepts NULL.
+// Any thread, also in the op's own callback; never on an op that has not
+// been delivered.
+void tb_op_free(tb_op *op);
+
 // tb_sub_open subscribes to the broker's events at url (NULL: default) for
 // topics starting with prefix (NULL or "": all; e.g. "tb.done."). Topics are
 // "tb.<event>.<queue>.<handler>"; events: start, done, retry (an attempt
 // failed and a retry is scheduled), dead, cancelled, timeout (an attempt
-// ran out of time), restart (a forever task is started again), crashloop,
-// fired (a schedule created a task), shutdown. Events are best effort: a
+// ran out of time), interrupted (an attempt was cut short by the death of
+// the broker or of a worker; the task is pending again, its crashes one
+// more), restart (a forever task is started again), crashloop, fired (a
+// schedule created a task), shutdown. Events are best effort: a
 // slow subscriber may miss some; tb_status always tells the truth. On success
 // *sp owns the subscription (tb_sub_close).
 int tb_sub_open(tb_sub **sp, const char *url, const char *prefix);
@@ -426,6 +563,7 @@ uint64_t    tb_event_seq(const tb_event *e);   // increases by 1 per event
 tb_id       tb_event_task_id(const tb_event *e);
 int         tb_event_state(const tb_event *e);
 uint32_t    tb_event_attempt(const tb_event *e);
+uint32_t    tb_event_crashes(const tb_event *e); // the task's crashes
 uint64_t    tb_event_duration_us(const tb_event *e);
 int64_t     tb_event_time(const tb_event *e); // Unix µs of the change
 const char *tb_event_queue(const tb_event *e);

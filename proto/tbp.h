@@ -74,6 +74,14 @@
 //              says. Read for every op, also when the version or the op
 //              is unknown.
 //
+// Added for "a crash is not a failure" (version 1 still: old peers ignore
+// the new keys, and a broker that does not send them means 0):
+//   task_in  + "max_crashes"?: uint (0 or absent: the queue's default)
+//   task     + "crashes": uint (attempts cut short by the death of the
+//              broker or of a worker, not counted in attempts),
+//              "max_crashes": uint (the crashes that quarantine it)
+//   event    + "crashes": uint
+//
 // Added for workers (version 1 still). A worker is a process that runs
 // tasks of the handlers it names; see broker/worker.c for the model.
 //   worker_hello req {"handlers": [str...] (1..TBP_MAX_WNAMES),
@@ -306,6 +314,7 @@ typedef struct tbp_task_in {
 	int64_t   run_at;       // Unix µs; 0: use delay_ms
 	tbp_bytes key;          // empty: none
 	bool      forever;
+	uint32_t  max_crashes; // 0: the queue's default
 } tbp_task_in;
 
 // tbp_task_info is a task as status/wait/cancel/list report it.
@@ -325,7 +334,9 @@ typedef struct tbp_task_info {
 	int64_t   run_at;
 	uint32_t  timeout_ms;
 	bool      forever;
-	tbp_bytes key; // n == 0: none
+	tbp_bytes key;         // n == 0: none
+	uint32_t  crashes;     // attempts cut short by a crash
+	uint32_t  max_crashes; // crashes that quarantine it; 0: not known
 } tbp_task_info;
 
 // tbp_sched is a periodic schedule.
@@ -548,6 +559,7 @@ typedef struct tbp_event {
 	tbp_bytes handler;
 	uint32_t  state;
 	uint32_t  attempt;
+	uint32_t  crashes; // the task's crashes so far
 	uint64_t  duration_us;
 	int64_t   time; // Unix µs
 	tbp_bytes result;

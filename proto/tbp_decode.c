@@ -594,6 +594,8 @@ dec_task_in(tbp_task_in *t, const msgpack_object *o)
 			rv = get_text(v, 1, TBP_MAX_KEY, &t->key);
 		} else if (key_is(k, "forever")) {
 			rv = get_bool(v, &t->forever);
+		} else if (key_is(k, "max_crashes")) {
+			rv = get_u32(v, &t->max_crashes);
 		}
 		if (rv != TB_OK) {
 			return (rv);
@@ -1096,6 +1098,10 @@ dec_task_info(tbp_task_info *t, const msgpack_object *o)
 			rv = get_u32(v, &t->attempts);
 		} else if (key_is(k, "max_attempts")) {
 			rv = get_u32(v, &t->max_attempts);
+		} else if (key_is(k, "crashes")) {
+			rv = get_u32(v, &t->crashes);
+		} else if (key_is(k, "max_crashes")) {
+			rv = get_u32(v, &t->max_crashes);
 		} else if (key_is(k, "priority")) {
 			rv = get_i32(v, &t->priority);
 		} else if (key_is(k, "created_at")) {
@@ -1773,6 +1779,8 @@ event_decode(tbp_event *e, const void *buf, size_t len)
 			rv = get_u32(v, &e->state);
 		} else if (key_is(k, "attempt")) {
 			rv = get_u32(v, &e->attempt);
+		} else if (key_is(k, "crashes")) {
+			rv = get_u32(v, &e->crashes);
 		} else if (key_is(k, "duration_us")) {
 			rv = get_u64(v, UINT64_MAX, &e->duration_us);
 		} else if (key_is(k, "time")) {

@@ -158,7 +158,7 @@ enc_task_in(tbp_enc *e, const tbp_task_in *t)
 	n += (t->queue.n > 0) + (t->payload.n > 0) + (t->priority != 0) +
 	    (t->max_attempts != 0) + (t->timeout_ms != 0) +
 	    (t->delay_ms != 0) + (t->run_at != 0) + (t->key.n > 0) +
-	    t->forever;
+	    t->forever + (t->max_crashes != 0);
 	enc_map(e, n);
 	enc_key(e, "sid");
 	enc_bin(e, t->sid);
@@ -200,12 +200,16 @@ enc_task_in(tbp_enc *e, const tbp_task_in *t)
 		enc_key(e, "forever");
 		enc_bool(e, true);
 	}
+	if (t->max_crashes != 0) {
+		enc_key(e, "max_crashes");
+		enc_u64(e, t->max_crashes);
+	}
 }
 
 static void
 enc_task_info(tbp_enc *e, const tbp_task_info *t)
 {
-	enc_map(e, 13 + (t->result.n > 0) + (t->error.n > 0) + (t->key.n > 0));
+	enc_map(e, 15 + (t->result.n > 0) + (t->error.n > 0) + (t->key.n > 0));
 	enc_key(e, "id");
 	enc_u64(e, t->id);
 	enc_key(e, "queue");
@@ -218,6 +222,10 @@ enc_task_info(tbp_enc *e, const tbp_task_info *t)
 	enc_u64(e, t->attempts);
 	enc_key(e, "max_attempts");
 	enc_u64(e, t->max_attempts);
+	enc_key(e, "crashes");
+	enc_u64(e, t->crashes);
+	enc_key(e, "max_crashes");
+	enc_u64(e, t->max_crashes);
 	enc_key(e, "priority");
 	enc_i64(e, t->priority);
 	enc_key(e, "created_at");
@@ -906,7 +914,7 @@ tbp_enc_event(msgpack_sbuffer *b, const tbp_event *ev)
 	enc_raw(&e, ".", 1);
 	enc_raw(&e, ev->handler.p, ev->handler.n);
 	enc_raw(&e, "", 1); // the NUL that ends the topic
-	enc_map(&e, 9 + (ev->result.n > 0) + (ev->error.n > 0));
+	enc_map(&e, 10 + (ev->result.n > 0) + (ev->error.n > 0));
 	enc_key(&e, "seq");
 	enc_u64(&e, ev->seq);
 	enc_key(&e, "event");
@@ -921,6 +929,8 @@ tbp_enc_event(msgpack_sbuffer *b, const tbp_event *ev)
 	enc_u64(&e, ev->state);
 	enc_key(&e, "attempt");
 	enc_u64(&e, ev->attempt);
+	enc_key(&e, "crashes");
+	enc_u64(&e, ev->crashes);
 	enc_key(&e, "duration_us");
 	enc_u64(&e, ev->duration_us);
 	enc_key(&e, "time");

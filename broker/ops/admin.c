@@ -224,6 +224,7 @@ admin_revive(broker *b, task *t, multi_ctx *mc)
 	}
 	task_key_index(b, t);
 	t->attempts    = 0;
+	t->crashes     = 0; // a quarantined task gets its crashes back too
 	t->run_at      = util_now_us();
 	t->started_at  = 0;
 	t->finished_at = 0;

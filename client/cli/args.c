@@ -145,6 +145,19 @@ opt_max_attempts(const char *cmd, const char *arg, uint32_t *maxp)
 }
 
 int
+opt_max_crashes(const char *cmd, const char *arg, uint32_t *maxp)
+{
+	int64_t v;
+
+	if (!parse_i64(arg, 1, UINT32_MAX, &v)) {
+		return (usage_error(cmd,
+		    "bad --max-crashes '%s': not a positive integer", arg));
+	}
+	*maxp = (uint32_t) v;
+	return (-1);
+}
+
+int
 opt_attempt_timeout(const char *cmd, const char *arg, uint32_t *msp)
 {
 	uint64_t ms;

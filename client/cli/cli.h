@@ -128,6 +128,9 @@ int opt_priority(const char *cmd, const char *arg, int32_t *prip);
 // opt_max_attempts parses the value of --max-attempts of a task into *maxp.
 int opt_max_attempts(const char *cmd, const char *arg, uint32_t *maxp);
 
+// opt_max_crashes parses the value of --max-crashes of a task into *maxp.
+int opt_max_crashes(const char *cmd, const char *arg, uint32_t *maxp);
+
 // opt_attempt_timeout parses the value of --timeout of a task (the limit
 // of each attempt, at most 49 days) into *msp.
 int opt_attempt_timeout(const char *cmd, const char *arg, uint32_t *msp);

@@ -36,6 +36,9 @@ task_json(const tb_task *t)
 	json_object_set_new(o, "attempts", json_integer(tb_task_attempts(t)));
 	json_object_set_new(
 	    o, "max_attempts", json_integer(tb_task_max_attempts(t)));
+	json_object_set_new(o, "crashes", json_integer(tb_task_crashes(t)));
+	json_object_set_new(
+	    o, "max_crashes", json_integer(tb_task_max_crashes(t)));
 	json_object_set_new(o, "queue", json_str_or_null(tb_task_queue(t)));
 	json_object_set_new(
 	    o, "handler", json_str_or_null(tb_task_handler(t)));
@@ -105,6 +108,8 @@ print_task_human(const tb_task *t)
 	printf("priority:     %" PRId32 "\n", tb_task_priority(t));
 	printf("attempts:     %" PRIu32 "/%" PRIu32 "\n", tb_task_attempts(t),
 	    tb_task_max_attempts(t));
+	printf("crashes:      %" PRIu32 "/%" PRIu32 "\n", tb_task_crashes(t),
+	    tb_task_max_crashes(t));
 	printf("created_at:   %s\n",
 	    fmt_time(tb_task_created_at(t), b1, sizeof(b1), true));
 	printf("started_at:   %s\n",
@@ -190,6 +195,10 @@ static const char submit_help[] =
     "0)\n"
     "  -m, --max-attempts N      attempts before the task is dead (default:\n"
     "                            the broker's)\n"
+    "  -C, --max-crashes N       attempts cut short by a crash of the broker\n"
+    "                            or of a worker (not counted as attempts)\n"
+    "                            before the task is quarantined: dead\n"
+    "                            (default: the broker's, 3)\n"
     "  -t, --timeout DURATION    time limit per attempt (default: none)\n"
     "  -d, --delay DURATION      earliest start after acceptance (default 0)\n"
     "  -r, --run-at TIME         earliest start: 2026-11-21T10:00:00Z (UTC\n"
@@ -235,6 +244,7 @@ cmd_submit(cli *c, int argc, char **argv)
 		{ "queue", required_argument, NULL, 'q' },
 		{ "priority", required_argument, NULL, 'p' },
 		{ "max-attempts", required_argument, NULL, 'm' },
+		{ "max-crashes", required_argument, NULL, 'C' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "delay", required_argument, NULL, 'd' },
 		{ "run-at", required_argument, NULL, 'r' },
@@ -265,7 +275,7 @@ cmd_submit(cli *c, int argc, char **argv)
 	nopt   = argv_split(argc, argv, &args, &nargs);
 	optind = 0;
 	opterr = 0;
-	while ((ch = getopt_long(nopt, argv, ":q:p:m:t:d:r:k:fP:wW:jh",
+	while ((ch = getopt_long(nopt, argv, ":q:p:m:C:t:d:r:k:fP:wW:jh",
 	            longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'q':
@@ -280,6 +290,12 @@ cmd_submit(cli *c, int argc, char **argv)
 		case 'm':
 			if ((rv = opt_max_attempts(
 			         "submit", optarg, &o.max_attempts)) >= 0) {
+				return (rv);
+			}
+			break;
+		case 'C':
+			if ((rv = opt_max_crashes(
+			         "submit", optarg, &o.max_crashes)) >= 0) {
 				return (rv);
 			}
 			break;
@@ -406,7 +422,9 @@ static const char status_help[] =
     "Usage: taskbroker status [--json] ID\n"
     "\n"
     "Show task ID. With --json, print one object with the keys id, state,\n"
-    "attempts, max_attempts, queue, handler, priority, created_at,\n"
+    "attempts, max_attempts, crashes (attempts cut short by a crash of the\n"
+    "broker or of a worker, not counted in attempts), max_crashes (the\n"
+    "crashes that quarantine it), queue, handler, priority, created_at,\n"
     "started_at, finished_at, run_at (Unix seconds with a fraction, null if\n"
     "not reached; run_at is the earliest next start), timeout_ms (0: none),\n"
     "forever (bool), key (null if none), result (the result as JSON, null\n"
@@ -644,7 +662,7 @@ cmd_ls(cli *c, int argc, char **argv)
 		rv = print_json(arr);
 	} else {
 		// Two passes: column widths first, then the rows.
-		int  wid = 2, wst = 5, wq = 5, wh = 7, wa = 8;
+		int  wid = 2, wst = 5, wq = 5, wh = 7, wa = 8, wc = 7;
 		char b[64];
 
 		for (size_t i = 0; i < n; i++) {
@@ -662,20 +680,27 @@ cmd_ls(cli *c, int argc, char **argv)
 			k   = snprintf(b, sizeof(b), "%" PRIu32 "/%" PRIu32,
 			      tb_task_attempts(t), tb_task_max_attempts(t));
 			wa  = k > wa ? k : wa;
+			k   = snprintf(b, sizeof(b), "%" PRIu32 "/%" PRIu32,
+			      tb_task_crashes(t), tb_task_max_crashes(t));
+			wc  = k > wc ? k : wc;
 		}
-		printf("%-*s  %-*s  %-*s  %-*s  %-*s  %s\n", wid, "ID", wst,
-		    "STATE", wq, "QUEUE", wh, "HANDLER", wa, "ATTEMPTS",
-		    "CREATED");
+		printf("%-*s  %-*s  %-*s  %-*s  %-*s  %-*s  %s\n", wid, "ID",
+		    wst, "STATE", wq, "QUEUE", wh, "HANDLER", wa, "ATTEMPTS",
+		    wc, "CRASHES", "CREATED");
 		for (size_t i = 0; i < n; i++) {
 			const tb_task *t = tasks[i];
-			char           att[32], when[64];
+			char           att[32], cra[32], when[64];
 
 			snprintf(att, sizeof(att), "%" PRIu32 "/%" PRIu32,
 			    tb_task_attempts(t), tb_task_max_attempts(t));
-			printf("%-*" PRIu64 "  %-*s  %-*s  %-*s  %-*s  %s\n",
+			snprintf(cra, sizeof(cra), "%" PRIu32 "/%" PRIu32,
+			    tb_task_crashes(t), tb_task_max_crashes(t));
+			printf("%-*" PRIu64
+			       "  %-*s  %-*s  %-*s  %-*s  %-*s  %s\n",
 			    wid, tb_task_id(t), wst,
 			    tb_state_name(tb_task_state(t)), wq,
 			    tb_task_queue(t), wh, tb_task_handler(t), wa, att,
+			    wc, cra,
 			    fmt_time(tb_task_created_at(t), when, sizeof(when),
 			        false));
 		}

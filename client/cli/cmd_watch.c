@@ -19,12 +19,14 @@ static const char watch_help[] =
     "Print the broker's events as they come, one per line:\n"
     "  SEQ EVENT ID QUEUE HANDLER STATE ATTEMPT DURATION\n"
     "or with --json one object per line with the keys seq, event, topic, id,\n"
-    "queue, handler, state, attempt, duration_us, time (Unix seconds),\n"
-    "result and error. Events are best effort: a slow watcher may miss some.\n"
-    "EVENT is one of start, done, retry (an attempt failed, a retry is\n"
-    "scheduled), dead, cancelled, timeout (an attempt ran out of time),\n"
-    "restart (a forever task started again), crashloop, fired (a schedule\n"
-    "created a task) and shutdown.\n"
+    "queue, handler, state, attempt, crashes, duration_us, time (Unix\n"
+    "seconds), result and error. Events are best effort: a slow watcher may\n"
+    "miss some. EVENT is one of start, done, retry (an attempt failed, a\n"
+    "retry is scheduled), dead, cancelled, timeout (an attempt ran out of\n"
+    "time), interrupted (an attempt was cut short by the death of the broker\n"
+    "or of a worker: the task runs again, one more crash, no attempt\n"
+    "spent), restart (a forever task started again), crashloop, fired (a\n"
+    "schedule created a task) and shutdown.\n"
     "\n"
     "Options:\n"
     "  -p, --prefix P     only topics starting with P; topics are\n"
@@ -70,6 +72,8 @@ print_event(cli *c, const tb_event *e)
 		    o, "state", json_string(tb_state_name(tb_event_state(e))));
 		json_object_set_new(
 		    o, "attempt", json_integer(tb_event_attempt(e)));
+		json_object_set_new(
+		    o, "crashes", json_integer(tb_event_crashes(e)));
 		json_object_set_new(o, "duration_us",
 		    json_integer((json_int_t) tb_event_duration_us(e)));
 		json_object_set_new(o, "time", json_time(tb_event_time(e)));

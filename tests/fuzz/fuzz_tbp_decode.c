@@ -226,6 +226,7 @@ check_req(const uint8_t *data, size_t size)
 		REQUIRE(a->run_at == c->run_at);
 		REQUIRE(bytes_same(a->key, c->key));
 		REQUIRE(a->forever == c->forever);
+		REQUIRE(a->max_crashes == c->max_crashes);
 	}
 	tbp_req_fini(&r2);
 	msgpack_sbuffer_destroy(&b);
@@ -248,6 +249,7 @@ task_same(const tbp_task_info *a, const tbp_task_info *b)
 	return (a->id == b->id && bytes_same(a->queue, b->queue) &&
 	    bytes_same(a->handler, b->handler) && a->state == b->state &&
 	    a->attempts == b->attempts && a->max_attempts == b->max_attempts &&
+	    a->crashes == b->crashes && a->max_crashes == b->max_crashes &&
 	    a->priority == b->priority && a->created_at == b->created_at &&
 	    a->started_at == b->started_at &&
 	    a->finished_at == b->finished_at &&
@@ -403,6 +405,7 @@ check_event(const uint8_t *data, size_t size)
 	REQUIRE(tbp_event_decode(&e2, b.data, b.size) == TB_OK);
 	REQUIRE(e2.seq == e.seq && e2.id == e.id && e2.state == e.state);
 	REQUIRE(e2.attempt == e.attempt && e2.time == e.time);
+	REQUIRE(e2.crashes == e.crashes);
 	REQUIRE(e2.duration_us == e.duration_us);
 	REQUIRE(bytes_same(e2.event, e.event));
 	REQUIRE(bytes_same(e2.result, e.result));

@@ -786,8 +786,9 @@ test_cli_status_json_has_every_field(void **state)
 	tb_task                 *t;
 	tb_id                    id;
 	static const char *const keys[] = { "id", "state", "attempts",
-		"max_attempts", "queue", "handler", "priority", "error",
-		"result", "created_at", "started_at", "finished_at", NULL };
+		"max_attempts", "crashes", "max_crashes", "queue", "handler",
+		"priority", "error", "result", "created_at", "started_at",
+		"finished_at", NULL };
 
 	tbh_fix_start(f, NULL);
 	o.queue        = "cliq";
@@ -817,6 +818,9 @@ test_cli_status_json_has_every_field(void **state)
 	    json_integer_value(json_object_get(j, "attempts")), 1);
 	assert_int_equal(
 	    json_integer_value(json_object_get(j, "max_attempts")), 2);
+	assert_int_equal(json_integer_value(json_object_get(j, "crashes")), 0);
+	assert_int_equal(
+	    json_integer_value(json_object_get(j, "max_crashes")), 3);
 	assert_string_equal(
 	    json_string_value(json_object_get(j, "queue")), "cliq");
 	assert_string_equal(

@@ -333,8 +333,9 @@ test_disk_full_at_shutdown_exits_cleanly_and_keeps_acked(void **state)
 	// The disk stays full through a shutdown: the broker gives the kept
 	// end of a task a few more tries, says what it could not write, and
 	// exits 0. The task's stored state is its start, so after the
-	// restart it counts as interrupted and runs again (at-least-once);
-	// everything acknowledged is there.
+	// restart it counts as interrupted and runs again (at-least-once),
+	// its attempt refunded and a crash counted instead; everything
+	// acknowledged is there.
 	disk_mount(d);
 	tbh_fix_start(f, args);
 	f->sub  = tbh_sub_open(&f->b, f->c, "tb.");
@@ -365,7 +366,8 @@ test_disk_full_at_shutdown_exits_cleanly_and_keeps_acked(void **state)
 	expect_done(f, done_id, 1);
 	t = tbh_wait_final(f->c, sleeper, WAIT_MS);
 	tbh_expect_state(t, TB_STATE_DONE);
-	assert_int_equal(tb_task_attempts(t), 2);
+	assert_int_equal(tb_task_attempts(t), 1);
+	assert_int_equal(tb_task_crashes(t), 1);
 	tb_task_free(t);
 	assert_int_equal(tbh_count(f->c, NULL, -1), base + 2);
 	f->passed = true;

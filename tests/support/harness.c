@@ -624,9 +624,47 @@ tbh_rmtree(const char *dir)
 	nftw(dir, tbh_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-void
+// tbh_sanitizer_marks are how AddressSanitizer, LeakSanitizer and
+// UndefinedBehaviorSanitizer begin a report (they write to the broker's
+// stderr, which is its log).
+static const char *const tbh_sanitizer_marks[] = {
+	"ERROR: AddressSanitizer",
+	"ERROR: LeakSanitizer",
+	": runtime error: ",
+};
+
+bool
+tbh_sanitizer_report(const tbh_broker *b)
+{
+	char *log;
+	bool  found = false;
+
+	if (b->log_path[0] == '\0' ||
+	    (log = tbh_read_file(b->log_path, NULL)) == NULL) {
+		return (false);
+	}
+	for (size_t i = 0;
+	     i < sizeof(tbh_sanitizer_marks) / sizeof(tbh_sanitizer_marks[0]);
+	     i++) {
+		const char *at = strstr(log, tbh_sanitizer_marks[i]);
+		if (at != NULL) {
+			fprintf(stderr,
+			    "harness: the broker's log has a sanitizer "
+			    "report:\n%.4000s\n",
+			    at);
+			found = true;
+			break;
+		}
+	}
+	free(log);
+	return (found);
+}
+
+int
 tbh_cleanup(tbh_broker *b, bool failed)
 {
+	int rv = 0;
+
 	if (tbh_running(b)) {
 		int code;
 
@@ -645,6 +683,10 @@ tbh_cleanup(tbh_broker *b, bool failed)
 			    code);
 		}
 	}
+	if (b->dir[0] != '\0' && tbh_sanitizer_report(b)) {
+		failed = true;
+		rv     = -1;
+	}
 	if (failed && b->dir[0] != '\0') {
 		tbh_print_log(b, 60);
 	}
@@ -661,6 +703,7 @@ tbh_cleanup(tbh_broker *b, bool failed)
 		}
 		b->dir[0] = '\0';
 	}
+	return (rv);
 }
 
 // Payloads.
@@ -864,6 +907,7 @@ tbh_list_all(tb_client *c, tbh_row **rowsp, size_t *np)
 			rows[n].id       = tb_task_id(ts[i]);
 			rows[n].state    = tb_task_state(ts[i]);
 			rows[n].attempts = tb_task_attempts(ts[i]);
+			rows[n].crashes  = tb_task_crashes(ts[i]);
 			if (n > 0 && rows[n].id <= rows[n - 1].id) {
 				fprintf(stderr,
 				    "harness: tb_list not in id order: %llu "
@@ -1051,6 +1095,7 @@ int
 tbh_teardown(void **state)
 {
 	tbh_fix *f = *state;
+	int      rv;
 
 	if (f == NULL) {
 		alarm(0);
@@ -1066,10 +1111,10 @@ tbh_teardown(void **state)
 	tb_sub_close(f->sub);
 	tb_client_close(f->c);
 	alarm(0);
-	tbh_cleanup(&f->b, !f->passed);
+	rv = tbh_cleanup(&f->b, !f->passed);
 	free(f);
 	*state = NULL;
-	return (0);
+	return (rv); // -1 fails the test: the broker had a sanitizer report
 }
 
 void

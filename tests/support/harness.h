@@ -118,7 +118,14 @@ int tbh_kill9(tbh_broker *b);
 // tbh_cleanup kills the broker if it still runs, and removes the temp dir
 // (kept if TBH_KEEP is set or failed is true, then its path is printed).
 // If failed, the log tail is printed first. Frees the argument copies.
-void tbh_cleanup(tbh_broker *b, bool failed);
+// Returns 0, or -1 if the broker's log has a sanitizer report (printed;
+// the dir is kept): tbh_teardown then fails the test.
+int tbh_cleanup(tbh_broker *b, bool failed);
+
+// tbh_sanitizer_report says whether the broker's log has a report of
+// AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer, and
+// prints it.
+bool tbh_sanitizer_report(const tbh_broker *b);
 
 // tbh_print_log prints the last max_lines lines of the broker log to stderr.
 void tbh_print_log(const tbh_broker *b, int max_lines);
@@ -207,6 +214,7 @@ typedef struct tbh_row {
 	tb_id    id;
 	int      state;
 	uint32_t attempts;
+	uint32_t crashes;
 } tbh_row;
 
 // tbh_list_all lists every task in the store (pages of 1000, in id order)

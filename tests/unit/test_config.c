@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "store.h"
@@ -54,6 +55,8 @@ test_defaults_need_no_arguments(void **state)
 	assert_int_equal(cfg.workers, 4);
 	assert_int_equal(cfg.shutdown_timeout, 30);
 	assert_int_equal(cfg.durability, STORE_FULL);
+	assert_int_equal(cfg.max_attempts, 1);
+	assert_int_equal(cfg.max_crashes, 3);
 	config_fini(&cfg);
 	free(out);
 	free(err);
@@ -148,7 +151,7 @@ test_help_lists_every_option_and_exits(void **state)
 	assert_int_equal(parse(&cfg, &out, &err, "--help", NULL), CONFIG_EXIT);
 	const char *names[] = { "--data-dir", "--listen", "--events",
 		"--workers", "--max-running", "--shutdown-timeout",
-		"--durability", "--log-level", "--version" };
+		"--durability", "--log-level", "--max-crashes", "--version" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		assert_non_null(strstr(out, names[i]));
 	}
@@ -163,6 +166,59 @@ test_help_lists_every_option_and_exits(void **state)
 	free(err);
 }
 
+// --max-crashes: on the command line, in [broker] and per [queue NAME];
+// the command line wins over the file, and 0 is refused (a task must not
+// loop on crashes for ever).
+static void
+test_max_crashes_from_flags_file_and_queue(void **state)
+{
+	config              cfg;
+	const config_queue *q;
+	char               *out, *err;
+	char                path[] = "/tmp/tb_config_XXXXXX";
+	int                 fd;
+	FILE               *fp;
+
+	(void) state;
+	assert_int_equal(
+	    parse(&cfg, &out, &err, "--max-crashes", "7", NULL), CONFIG_OK);
+	assert_int_equal(cfg.max_crashes, 7);
+	config_fini(&cfg);
+	free(out);
+	free(err);
+	assert_int_equal(
+	    parse(&cfg, &out, &err, "--max-crashes=0", NULL), CONFIG_BAD);
+	assert_non_null(strstr(err, "--max-crashes"));
+	config_fini(&cfg);
+	free(out);
+	free(err);
+
+	assert_true((fd = mkstemp(path)) >= 0);
+	assert_non_null(fp = fdopen(fd, "w"));
+	fputs("[broker]\nmax-crashes = 5\n[queue risky]\nmax_crashes = 1\n"
+	      "[queue other]\nconcurrency = 2\n",
+	    fp);
+	fclose(fp);
+	assert_int_equal(
+	    parse(&cfg, &out, &err, "--config", path, NULL), CONFIG_OK);
+	assert_int_equal(cfg.max_crashes, 5);
+	assert_non_null(q = config_queue_find(&cfg, "risky"));
+	assert_int_equal(q->max_crashes, 1);
+	assert_non_null(q = config_queue_find(&cfg, "other"));
+	assert_int_equal(q->max_crashes, -1); // the broker's
+	config_fini(&cfg);
+	free(out);
+	free(err);
+	assert_int_equal(parse(&cfg, &out, &err, "--config", path,
+	                     "--max-crashes", "2", NULL),
+	    CONFIG_OK);
+	assert_int_equal(cfg.max_crashes, 2);
+	config_fini(&cfg);
+	free(out);
+	free(err);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -175,6 +231,7 @@ main(void)
 		cmocka_unit_test(
 		    test_unknown_option_and_stray_argument_are_usage_errors),
 		cmocka_unit_test(test_help_lists_every_option_and_exits),
+		cmocka_unit_test(test_max_crashes_from_flags_file_and_queue),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -317,8 +317,10 @@ test_outcome_forever_restarts_however_it_ended(void **state)
 	assert_int_equal(sched_outcome(&e), SCHED_RESTART);
 }
 
+// A graceful shutdown that stops an attempt gives it back (no crash: see
+// sched_interrupted for an attempt cut short by a death).
 static void
-test_outcome_interrupted_attempt_is_given_back(void **state)
+test_outcome_shutdown_stop_is_given_back(void **state)
 {
 	sched_end e = ended(true, 3, 3);
 
@@ -327,6 +329,112 @@ test_outcome_interrupted_attempt_is_given_back(void **state)
 	e.cancelling = true;
 	e.forever    = true;
 	assert_int_equal(sched_outcome(&e), SCHED_REQUEUE);
+}
+
+// ---- interrupted attempts (a crash is not a failure) ----------------------
+
+static void
+test_interrupted_refunds_the_attempt_and_counts_a_crash(void **state)
+{
+	sched_crash c;
+
+	(void) state;
+	// The default task: one attempt, counted when it started.
+	assert_int_equal(
+	    sched_interrupted(1, 0, 3, false, &c), SCHED_CRASH_READY);
+	assert_int_equal(c.attempts, 0);
+	assert_int_equal(c.crashes, 1);
+	// A task on its fifth attempt, interrupted once before.
+	assert_int_equal(
+	    sched_interrupted(5, 1, 3, false, &c), SCHED_CRASH_READY);
+	assert_int_equal(c.attempts, 4);
+	assert_int_equal(c.crashes, 2);
+}
+
+static void
+test_interrupted_quarantines_at_max_crashes(void **state)
+{
+	sched_crash c        = { 0, 0 };
+	uint32_t    attempts = 0;
+	int         outcome  = -1;
+
+	(void) state;
+	// Start (the attempt counted), crash, again: the third crash of
+	// max_crashes 3 quarantines it, never the first two.
+	for (uint32_t i = 1; i <= 3; i++) {
+		attempts++; // attempt_start
+		outcome = sched_interrupted(attempts, c.crashes, 3, false, &c);
+		attempts = c.attempts;
+		assert_int_equal(c.crashes, i);
+		assert_int_equal(attempts, 0);
+		assert_int_equal(outcome,
+		    i < 3 ? SCHED_CRASH_READY : SCHED_CRASH_QUARANTINE);
+	}
+	assert_int_equal(
+	    sched_interrupted(1, 0, 1, false, &c), SCHED_CRASH_QUARANTINE);
+	assert_int_equal(c.crashes, 1);
+	// Crashes already past the limit (a limit lowered since) quarantine.
+	assert_int_equal(
+	    sched_interrupted(2, 9, 4, false, &c), SCHED_CRASH_QUARANTINE);
+	assert_int_equal(c.crashes, 10);
+	assert_int_equal(c.attempts, 1);
+}
+
+static void
+test_interrupted_attempts_never_run_out_before_crashes(void **state)
+{
+	sched_crash c        = { 0, 0 };
+	uint32_t    attempts = 2; // two failed attempts already
+
+	(void) state;
+	// However often a task is interrupted, its attempts stay where its
+	// own failures left them; only crashes grow.
+	for (uint32_t i = 1; i < 1000; i++) {
+		assert_int_equal(sched_interrupted(
+		                     attempts + 1, c.crashes, 1000, false, &c),
+		    SCHED_CRASH_READY);
+		attempts = c.attempts;
+		assert_int_equal(attempts, 2);
+		assert_int_equal(c.crashes, i);
+	}
+}
+
+static void
+test_interrupted_cancel_wins_over_the_crash(void **state)
+{
+	sched_crash c;
+
+	(void) state;
+	assert_int_equal(
+	    sched_interrupted(1, 0, 3, true, &c), SCHED_CRASH_CANCELLED);
+	assert_int_equal(c.attempts, 0);
+	assert_int_equal(c.crashes, 1);
+	assert_int_equal(sched_interrupted(1, 2, 3, true, &c),
+	    SCHED_CRASH_CANCELLED); // even at max_crashes
+	assert_int_equal(c.crashes, 3);
+}
+
+static void
+test_interrupted_edges_do_not_wrap(void **state)
+{
+	sched_crash c;
+
+	(void) state;
+	// No attempt counted (never happens; must not wrap to UINT32_MAX).
+	assert_int_equal(
+	    sched_interrupted(0, 0, 3, false, &c), SCHED_CRASH_READY);
+	assert_int_equal(c.attempts, 0);
+	// The crash count saturates instead of wrapping to 0.
+	assert_int_equal(
+	    sched_interrupted(1, UINT32_MAX, UINT32_MAX, false, &c),
+	    SCHED_CRASH_QUARANTINE);
+	assert_int_equal(c.crashes, UINT32_MAX);
+	assert_int_equal(
+	    sched_interrupted(1, UINT32_MAX - 1, UINT32_MAX, false, &c),
+	    SCHED_CRASH_QUARANTINE);
+	// A limit of 0 (never set) counts as 1: the task must not loop.
+	assert_int_equal(
+	    sched_interrupted(1, 0, 0, false, &c), SCHED_CRASH_QUARANTINE);
 }
 
 // ---- forever restarts
@@ -485,8 +593,14 @@ main(void)
 		cmocka_unit_test(test_outcome_cancel_wins_over_the_attempt),
 		cmocka_unit_test(
 		    test_outcome_forever_restarts_however_it_ended),
+		cmocka_unit_test(test_outcome_shutdown_stop_is_given_back),
 		cmocka_unit_test(
-		    test_outcome_interrupted_attempt_is_given_back),
+		    test_interrupted_refunds_the_attempt_and_counts_a_crash),
+		cmocka_unit_test(test_interrupted_quarantines_at_max_crashes),
+		cmocka_unit_test(
+		    test_interrupted_attempts_never_run_out_before_crashes),
+		cmocka_unit_test(test_interrupted_cancel_wins_over_the_crash),
+		cmocka_unit_test(test_interrupted_edges_do_not_wrap),
 		cmocka_unit_test(
 		    test_forever_quick_exits_back_off_exponentially),
 		cmocka_unit_test(

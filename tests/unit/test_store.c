@@ -127,6 +127,7 @@ rec_new(uint64_t id, uint8_t sid, const char *queue, uint32_t state)
 	r->state        = state;
 	r->attempts     = 0;
 	r->max_attempts = 3;
+	r->max_crashes  = 3;
 	r->timeout_ms   = 1000;
 	r->run_at       = 1700000000000000 + (int64_t) id;
 	r->created_at   = 1700000000000001 + (int64_t) id;
@@ -407,6 +408,8 @@ assert_rec_equal(const store_rec *a, const store_rec *b)
 	assert_int_equal(a->state, b->state);
 	assert_int_equal(a->attempts, b->attempts);
 	assert_int_equal(a->max_attempts, b->max_attempts);
+	assert_int_equal(a->crashes, b->crashes);
+	assert_int_equal(a->max_crashes, b->max_crashes);
 	assert_int_equal(a->timeout_ms, b->timeout_ms);
 	assert_int_equal(a->run_at, b->run_at);
 	assert_int_equal(a->created_at, b->created_at);
@@ -451,6 +454,8 @@ test_insert_get_round_trips_every_field(void **state)
 	a->priority     = INT32_MIN;
 	a->attempts     = 2;
 	a->max_attempts = UINT32_MAX;
+	a->crashes      = 7;
+	a->max_crashes  = UINT32_MAX;
 	a->timeout_ms   = UINT32_MAX;
 	a->run_at       = INT64_MAX;
 	a->created_at   = -5;
@@ -572,6 +577,8 @@ test_update_changes_exactly_the_fields(void **state)
 	op->id          = 5;
 	op->state       = TB_STATE_DONE;
 	op->attempts    = 1;
+	op->crashes     = 2;
+	op->max_crashes = 9;
 	op->run_at      = 100;
 	op->started_at  = 200;
 	op->finished_at = 300;
@@ -584,6 +591,8 @@ test_update_changes_exactly_the_fields(void **state)
 
 	want->state       = TB_STATE_DONE;
 	want->attempts    = 1;
+	want->crashes     = 2;
+	want->max_crashes = 9;
 	want->run_at      = 100;
 	want->started_at  = 200;
 	want->finished_at = 300;
@@ -600,6 +609,8 @@ test_update_changes_exactly_the_fields(void **state)
 	op->id          = 5;
 	op->state       = TB_STATE_FAILED;
 	op->attempts    = 2;
+	op->crashes     = 1;
+	op->max_crashes = 9;
 	op->run_at      = 101;
 	op->started_at  = 201;
 	op->finished_at = 0;
@@ -614,6 +625,7 @@ test_update_changes_exactly_the_fields(void **state)
 
 	want->state       = TB_STATE_FAILED;
 	want->attempts    = 2;
+	want->crashes     = 1;
 	want->run_at      = 101;
 	want->started_at  = 201;
 	want->finished_at = 0;
@@ -850,8 +862,12 @@ recover_cb(void *arg, store_rec *r)
 	return (0);
 }
 
+// Recovery changes nothing: a task left running by a broker that died is
+// handed back as it is, with its figures, for the loop to decide on
+// (attempt_interrupted, which writes the outcome as an update); the
+// figures by state are the stored ones.
 static void
-test_recover_requeues_interrupted_tasks(void **state)
+test_recover_hands_back_running_tasks_unchanged(void **state)
 {
 	fixture   *fx = *state;
 	rec_sink   k  = { .n = 0 };
@@ -862,10 +878,11 @@ test_recover_requeues_interrupted_tasks(void **state)
 	// Ids out of order on purpose: recovery hands them back sorted.
 	open_started(fx);
 	store_rec *run_left  = rec_new(30, 1, "q", TB_STATE_RUNNING);
-	run_left->attempts   = 1; // of 3: may run again
+	run_left->attempts   = 1;
+	run_left->crashes    = 2;
 	run_left->started_at = 55;
 	store_rec *run_last  = rec_new(20, 2, "q", TB_STATE_RUNNING);
-	run_last->attempts   = 3; // of 3: used up
+	run_last->attempts   = 3; // of 3: a crash is no failure, not dead
 	store_rec *failed    = rec_new(10, 3, "q", TB_STATE_FAILED);
 	store_rec *pending   = rec_new(40, 4, "q", TB_STATE_PENDING);
 	store_rec *done      = rec_new(50, 5, "q", TB_STATE_DONE);
@@ -879,35 +896,41 @@ test_recover_requeues_interrupted_tasks(void **state)
 	close_store(fx);
 
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
-	int64_t t0 = (int64_t) time(NULL) * 1000000;
 	assert_int_equal(
 	    store_recover(fx->s, &max_id, counts, recover_cb, &k), TB_OK);
 	assert_int_equal(max_id, 60);
-	assert_int_equal(k.n, 3);
+	assert_int_equal(k.n, 4);
 	assert_int_equal(k.recs[0]->id, 10);
 	assert_int_equal(k.recs[0]->state, TB_STATE_FAILED);
-	assert_int_equal(k.recs[1]->id, 30);
-	assert_int_equal(k.recs[1]->state, TB_STATE_PENDING);
-	assert_int_equal(k.recs[1]->attempts, 1); // the attempt stays spent
-	assert_int_equal(k.recs[1]->started_at, 55);
-	assert_string_equal(k.recs[1]->handler, "noop");
-	assert_int_equal(k.recs[2]->id, 40);
-	assert_int_equal(counts[TB_STATE_PENDING], 2);
-	assert_int_equal(counts[TB_STATE_RUNNING], 0);
+	assert_int_equal(k.recs[1]->id, 20);
+	assert_int_equal(k.recs[1]->state, TB_STATE_RUNNING);
+	assert_int_equal(k.recs[1]->attempts, 3);
+	assert_int_equal(k.recs[1]->crashes, 0);
+	assert_null(k.recs[1]->error);
+	assert_int_equal(k.recs[2]->id, 30);
+	assert_int_equal(k.recs[2]->state, TB_STATE_RUNNING);
+	assert_int_equal(k.recs[2]->attempts, 1);
+	assert_int_equal(k.recs[2]->crashes, 2);
+	assert_int_equal(k.recs[2]->max_crashes, 3);
+	assert_int_equal(k.recs[2]->started_at, 55);
+	assert_string_equal(k.recs[2]->handler, "noop");
+	assert_int_equal(k.recs[3]->id, 40);
+	assert_int_equal(k.recs[3]->state, TB_STATE_PENDING);
+	assert_int_equal(counts[TB_STATE_PENDING], 1);
+	assert_int_equal(counts[TB_STATE_RUNNING], 2);
 	assert_int_equal(counts[TB_STATE_DONE], 1);
 	assert_int_equal(counts[TB_STATE_FAILED], 1);
-	assert_int_equal(counts[TB_STATE_DEAD], 2);
+	assert_int_equal(counts[TB_STATE_DEAD], 1);
 	assert_int_equal(counts[TB_STATE_CANCELLED], 1);
 	for (size_t i = 0; i < k.n; i++) {
 		store_rec_free(k.recs[i]);
 	}
 
+	// Nothing was written: the rows are as they were stored.
 	assert_int_equal(store_get(fx->s, 20, &r), TB_OK);
-	assert_int_equal(r->state, TB_STATE_DEAD);
+	assert_int_equal(r->state, TB_STATE_RUNNING);
 	assert_int_equal(r->attempts, 3);
-	assert_non_null(r->error);
-	assert_non_null(strstr(r->error, "interrupted"));
-	assert_true(r->finished_at >= t0);
+	assert_int_equal(r->finished_at, 0);
 	store_rec_free(r);
 
 	// The store still works after recovery.
@@ -1240,6 +1263,8 @@ test_migrate_v1_keeps_rows(void **state)
 	assert_string_equal(r->error, "warned");
 	assert_null(r->key);
 	assert_false(r->forever);
+	assert_int_equal(r->crashes, 0);
+	assert_int_equal(r->max_crashes, 0);
 	store_rec_free(r);
 
 	// The migrated table takes schema-2 rows next to the old one.
@@ -1258,6 +1283,135 @@ test_migrate_v1_keeps_rows(void **state)
 	assert_int_equal(
 	    sql_int(fx->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 	assert_int_equal(store_get(fx->s, 17, &r), TB_OK);
+	store_rec_free(r);
+}
+
+// SCHEMA_V2 is the database exactly as schema version 2 shipped it (the
+// steps 0 -> 1 -> 2 of store.c's migrations[]), for the migration tests.
+#define SCHEMA_V2                                                            \
+	"CREATE TABLE tasks(id INTEGER PRIMARY KEY, sid BLOB NOT NULL "      \
+	"UNIQUE, queue TEXT NOT NULL, handler TEXT NOT NULL, payload BLOB, " \
+	"priority INTEGER NOT NULL, state INTEGER NOT NULL, attempts "       \
+	"INTEGER NOT NULL, max_attempts INTEGER NOT NULL, timeout_ms "       \
+	"INTEGER NOT NULL, run_at INTEGER NOT NULL, created_at INTEGER "     \
+	"NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER NOT "    \
+	"NULL, result BLOB, error TEXT);"                                    \
+	"CREATE INDEX tasks_unfinished ON tasks(state) "                     \
+	"WHERE (state < 2 OR state = 3);"                                    \
+	"CREATE INDEX tasks_queue_state ON tasks(queue, state);"             \
+	"ALTER TABLE tasks ADD COLUMN key TEXT;"                             \
+	"ALTER TABLE tasks ADD COLUMN forever INTEGER NOT NULL DEFAULT 0;"   \
+	"CREATE TABLE queues(name TEXT PRIMARY KEY, paused INTEGER NOT "     \
+	"NULL DEFAULT 0);"                                                   \
+	"CREATE TABLE schedules(name TEXT PRIMARY KEY, handler TEXT NOT "    \
+	"NULL, queue TEXT NOT NULL, payload BLOB, priority INTEGER NOT "     \
+	"NULL, max_attempts INTEGER NOT NULL, timeout_ms INTEGER NOT "       \
+	"NULL, every_ms INTEGER NOT NULL, cron TEXT, catch_up INTEGER NOT "  \
+	"NULL, paused INTEGER NOT NULL, created_at INTEGER NOT NULL, "       \
+	"next_at INTEGER NOT NULL, last_at INTEGER NOT NULL, fired "         \
+	"INTEGER NOT NULL, last_task INTEGER NOT NULL);"                     \
+	"CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);"         \
+	"CREATE INDEX tasks_queue_state_finished"                            \
+	"  ON tasks(queue, state, finished_at);"
+
+// A database of schema version 2 (before crashes were counted) opens with
+// every task kept: the new columns read 0 (max_crashes 0: "the queue's
+// setting", which the loop fills in), a task the old broker left running is
+// handed to recovery as it was, and the migrated rows take the new figures.
+static void
+test_migrate_v2_keeps_tasks_and_adds_crash_figures(void **state)
+{
+	fixture   *fx = *state;
+	rec_sink   k  = { .n = 0 };
+	uint64_t   counts[TB_STATE_CANCELLED + 1];
+	uint64_t   max_id = 0;
+	store_rec *r;
+	store_op  *op;
+
+	sql_exec(fx->path,
+	    SCHEMA_V2
+	    // A running task (interrupted by the old broker's death), a
+	    // done one with a key, a pending forever one; a paused queue,
+	    // a schedule and the highest id ever stored.
+	    "INSERT INTO tasks VALUES(7, x'07000000000000000000000000000000', "
+	    "'mail', 'send', x'c0', 0, 1, 1, 1, 0, 10, 11, 12, 0, NULL, "
+	    "NULL, NULL, 0);"
+	    "INSERT INTO tasks VALUES(8, x'08000000000000000000000000000000', "
+	    "'mail', 'send', NULL, 4, 2, 1, 1, 250, 20, 21, 22, 23, x'2a', "
+	    "NULL, 'order-8', 0);"
+	    "INSERT INTO tasks VALUES(9, x'09000000000000000000000000000000', "
+	    "'bg', 'tick', NULL, 0, 0, 0, 1, 0, 30, 31, 0, 0, NULL, NULL, "
+	    "NULL, 1);"
+	    "INSERT INTO queues VALUES('mail', 1);"
+	    "INSERT INTO schedules VALUES('nightly', 'noop', 'default', NULL, "
+	    "0, 1, 0, 0, '@daily', 0, 0, 1, 2, 0, 0, 0);"
+	    "INSERT INTO meta VALUES('max_id', 12);"
+	    "PRAGMA user_version = 2;");
+
+	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
+	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 3);
+	assert_int_equal(
+	    store_recover(fx->s, &max_id, counts, recover_cb, &k), TB_OK);
+	assert_int_equal(max_id, 12);
+	assert_int_equal(k.n, 2);
+	assert_int_equal(k.recs[0]->id, 7);
+	assert_int_equal(k.recs[0]->state, TB_STATE_RUNNING);
+	assert_int_equal(k.recs[0]->attempts, 1);
+	assert_int_equal(k.recs[0]->crashes, 0);
+	assert_int_equal(k.recs[0]->max_crashes, 0);
+	assert_int_equal(k.recs[0]->payload_len, 1);
+	assert_int_equal(k.recs[1]->id, 9);
+	assert_true(k.recs[1]->forever);
+	assert_int_equal(k.recs[1]->crashes, 0);
+	assert_int_equal(counts[TB_STATE_RUNNING], 1);
+	assert_int_equal(counts[TB_STATE_DONE], 1);
+	assert_int_equal(counts[TB_STATE_PENDING], 1);
+	for (size_t i = 0; i < k.n; i++) {
+		store_rec_free(k.recs[i]);
+	}
+	assert_int_equal(store_get(fx->s, 8, &r), TB_OK);
+	assert_int_equal(r->state, TB_STATE_DONE);
+	assert_int_equal(r->priority, 4);
+	assert_int_equal(r->timeout_ms, 250);
+	assert_int_equal(r->finished_at, 23);
+	assert_int_equal(r->result_len, 1);
+	assert_string_equal(r->key, "order-8");
+	assert_int_equal(r->crashes, 0);
+	assert_int_equal(r->max_crashes, 0);
+	store_rec_free(r);
+	assert_int_equal(
+	    sql_int(fx->path, "SELECT count(*) FROM queues WHERE paused = 1"),
+	    1);
+	assert_int_equal(
+	    sql_int(fx->path, "SELECT count(*) FROM schedules"), 1);
+
+	// The loop's update of the interrupted task (pending again, the
+	// attempt refunded, one crash, its queue's limit filled in) and new
+	// rows with crash figures both go into the migrated table.
+	assert_int_equal(store_start(fx->s, notify_cb, fx), TB_OK);
+	op              = op_new(STORE_OP_UPDATE);
+	op->id          = 7;
+	op->state       = TB_STATE_PENDING;
+	op->attempts    = 0;
+	op->crashes     = 1;
+	op->max_crashes = 3;
+	op->run_at      = 10;
+	op->started_at  = 12;
+	submit_sync(fx, op);
+	assert_int_equal(op->rv, TB_OK);
+	store_rec *n = rec_new(13, 13, "mail", TB_STATE_PENDING);
+	n->crashes   = 2;
+	insert_sync(fx, n);
+	assert_int_equal(store_get(fx->s, 7, &r), TB_OK);
+	assert_int_equal(r->state, TB_STATE_PENDING);
+	assert_int_equal(r->attempts, 0);
+	assert_int_equal(r->crashes, 1);
+	assert_int_equal(r->max_crashes, 3);
+	assert_string_equal(r->queue, "mail");
+	store_rec_free(r);
+	assert_int_equal(store_get(fx->s, 13, &r), TB_OK);
+	assert_int_equal(r->crashes, 2);
+	assert_int_equal(r->max_crashes, 3);
 	store_rec_free(r);
 }
 
@@ -1977,12 +2131,13 @@ main(void)
 		T(test_group_commit_under_load),
 		T(test_stop_commits_what_was_queued),
 		T(test_submit_after_stop_is_closed),
-		T(test_recover_requeues_interrupted_tasks),
+		T(test_recover_hands_back_running_tasks_unchanged),
 		T(test_recover_stops_when_cb_fails),
 		T(test_list_filters_queue_state_after_and_limit),
 		T(test_failing_batch_rolls_back_everything),
 		T(test_insert_invalid_record_fails_alone),
 		T(test_migrate_v1_keeps_rows),
+		T(test_migrate_v2_keeps_tasks_and_adds_crash_figures),
 		T(test_whandler_put_is_kept_once_and_loaded),
 		T(test_insert_get_round_trips_key_and_forever),
 		T(test_delete_by_ids_remembers_the_highest_id),

@@ -176,6 +176,8 @@ task_info(void)
 	t.state        = TB_STATE_DONE;
 	t.attempts     = 2;
 	t.max_attempts = 5;
+	t.crashes      = 1;
+	t.max_crashes  = 3;
 	t.priority     = -3;
 	t.created_at   = 1700000000000000;
 	t.started_at   = 1700000000100000;
@@ -422,6 +424,8 @@ assert_task_info_equal(const tbp_task_info *a, const tbp_task_info *b)
 	assert_int_equal(a->state, b->state);
 	assert_int_equal(a->attempts, b->attempts);
 	assert_int_equal(a->max_attempts, b->max_attempts);
+	assert_int_equal(a->crashes, b->crashes);
+	assert_int_equal(a->max_crashes, b->max_crashes);
 	assert_int_equal(a->priority, b->priority);
 	assert_true(a->created_at == b->created_at);
 	assert_true(a->started_at == b->started_at);
@@ -568,6 +572,7 @@ event(void)
 	e.handler     = tbp_str("noop");
 	e.state       = TB_STATE_DONE;
 	e.attempt     = 1;
+	e.crashes     = 2;
 	e.duration_us = 1500;
 	e.time        = 1700000000000000;
 	return (e);
@@ -594,6 +599,7 @@ test_event_round_trips(void **state)
 	assert_true(tbp_bytes_eq(f->ev.handler, "noop"));
 	assert_int_equal(f->ev.state, TB_STATE_DONE);
 	assert_int_equal(f->ev.attempt, 1);
+	assert_int_equal(f->ev.crashes, 2);
 	assert_int_equal(f->ev.duration_us, 1500);
 	assert_true(f->ev.time == 1700000000000000);
 	assert_int_equal(f->ev.result.n, 1);
@@ -1458,6 +1464,9 @@ test_req_rejects_wrong_task_field_types(void **state)
 		{ "priority", 2 },     // INT32_MIN - 1
 		{ "max_attempts", 3 }, // -1
 		{ "max_attempts", 4 }, // UINT32_MAX + 1
+		{ "max_crashes", 3 },  // -1
+		{ "max_crashes", 4 },  // UINT32_MAX + 1
+		{ "max_crashes", 0 },  // "x"
 		{ "timeout_ms", 5 },   // 1.5
 		{ "delay_ms", 6 },     // true
 		{ "queue", 7 },        // 5
@@ -1953,6 +1962,75 @@ test_submit_round_trips_lifecycle_fields(void **state)
 	assert_true(d->run_at == -5);
 	assert_int_equal(d->key.n, 0);
 	assert_false(d->forever);
+}
+
+// max_crashes is sent only when set, and read back as sent; absent (an
+// older client) it is 0, the queue's default.
+static void
+test_submit_round_trips_max_crashes(void **state)
+{
+	fx         *f = *state;
+	tbp_task_in t[2];
+	size_t      with;
+
+	t[0]             = task_in("exec");
+	t[0].max_crashes = 7;
+	t[1]             = task_in("exec");
+	assert_int_equal(tbp_enc_submit(&f->sb, 3, t, 1), TB_OK);
+	with = f->sb.size;
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.tasks[0].max_crashes, 7);
+	reset(f);
+	assert_int_equal(tbp_enc_submit(&f->sb, 3, &t[1], 1), TB_OK);
+	assert_true(f->sb.size + strlen("max_crashes") + 2 == with);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.tasks[0].max_crashes, 0);
+}
+
+// A reply or event of a broker that knows nothing of crashes (no such
+// keys) reads as 0 crashes; a task reply always carries both keys.
+static void
+test_crash_figures_absent_read_zero(void **state)
+{
+	fx           *f = *state;
+	tbp_task_info t = task_info();
+
+	t.crashes     = 0;
+	t.max_crashes = 0;
+	assert_int_equal(
+	    tbp_enc_rep_task(&f->sb, TBP_OP_STATUS, 5, &t, false), TB_OK);
+	assert_non_null(memmem(f->sb.data, f->sb.size,
+	    "\xa7"
+	    "crashes",
+	    8));
+	assert_non_null(memmem(f->sb.data, f->sb.size,
+	    "\xab"
+	    "max_crashes",
+	    12));
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.task.crashes, 0);
+	assert_int_equal(f->rep.task.max_crashes, 0);
+
+	reset(f);
+	msgpack_pack_array(&f->pk, 5);
+	msgpack_pack_uint32(&f->pk, TBP_VERSION);
+	msgpack_pack_uint32(&f->pk, TBP_OP_STATUS);
+	msgpack_pack_uint64(&f->pk, 5);
+	msgpack_pack_int(&f->pk, 0);
+	msgpack_pack_map(&f->pk, 1);
+	pk_key(f, "task");
+	msgpack_pack_map(&f->pk, 3);
+	pk_key(f, "id");
+	msgpack_pack_uint64(&f->pk, 8);
+	pk_key(f, "state");
+	msgpack_pack_uint32(&f->pk, TB_STATE_DONE);
+	pk_key(f, "attempts");
+	msgpack_pack_uint32(&f->pk, 1);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_true(f->rep.have_task);
+	assert_int_equal(f->rep.task.attempts, 1);
+	assert_int_equal(f->rep.task.crashes, 0);
+	assert_int_equal(f->rep.task.max_crashes, 0);
 }
 
 static void
@@ -3223,6 +3301,8 @@ main(void)
 		T(test_event_rejects_wrong_field_types),
 		T(test_golden_bad_inputs_are_refused),
 		T(test_submit_round_trips_lifecycle_fields),
+		T(test_submit_round_trips_max_crashes),
+		T(test_crash_figures_absent_read_zero),
 		T(test_req_rejects_bad_key),
 		T(test_req_numbers_out_of_range_are_bad_requests),
 		T(test_req_rejects_wrong_lifecycle_task_types),
