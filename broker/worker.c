@@ -653,7 +653,7 @@ worker_pipe_gone(uint32_t pipe, void *arg)
 	while (w != NULL) {
 		worker *next = w->next;
 		if (pipe == 0 ? !srv_pipe_alive(w->pipe) : w->pipe == pipe) {
-			worker_remove(b, w, "connection closed");
+			worker_remove(b, w, "closed");
 		}
 		w = next;
 	}
@@ -940,7 +940,7 @@ worker_bye(broker *b, srv_req *req)
 			attempt_handed_back(b, t);
 		}
 	}
-	worker_remove(b, w, "said goodbye");
+	worker_remove(b, w, "ended with a goodbye");
 	return (
 	    tbp_enc_rep_empty(&req->out, req->req.op, req->req.req_id) == TB_OK
 	        ? TB_OK

@@ -383,8 +383,10 @@ kill9_case(tbh_fix *f, const char *url, int bound_ms)
 	for (int i = 0; i < 2; i++) {
 		t = tbh_wait_final(f->c, ids[i], WAIT_MS);
 		tbh_expect_state(t, TB_STATE_DONE);
-		// The interrupted attempt was refunded: one counted.
+		// The interrupted attempt was refunded: one counted, and
+		// the worker's death counted as a crash.
 		assert_int_equal(tb_task_attempts(t), 1);
+		assert_int_equal(tb_task_crashes(t), 1);
 		assert_int_equal(result_pid(t), wpids[1]);
 		tb_task_free(t);
 	}
@@ -543,6 +545,95 @@ test_fencing_refuses_a_result_for_a_superseded_attempt(void **state)
 	tb_task_free(t);
 	nng_close(s);
 	msgpack_sbuffer_destroy(&b);
+	f->passed = true;
+}
+
+// reap_restart restarts worker n (slots, report rep) if it has died.
+static bool
+reap_restart(tbh_fix *f, int n, int slots, char *rep, size_t size)
+{
+	if (wpids[n] > 0 && tbh_waitpid(wpids[n], 0) < 0) {
+		return (false); // still running
+	}
+	start_worker(f, n, NULL, slots, NULL, rep, size);
+	return (true);
+}
+
+static void
+test_a_task_that_kills_its_worker_is_quarantined(void **state)
+{
+	tbh_fix       *f = *state;
+	char           rep[2][TBH_PATH];
+	tb_id          killer, ids[6];
+	tb_submit_opts o = TB_SUBMIT_OPTS_INIT;
+	tb_task       *t;
+	int            restarts = 0;
+	int64_t        end;
+
+	tbh_fix_start(f, broker_args);
+	start_worker(f, 0, NULL, 2, NULL, rep[0], sizeof(rep[0]));
+	start_worker(f, 1, NULL, 2, NULL, rep[1], sizeof(rep[1]));
+	wait_workers(f->c, 2);
+	// Default options for the killer: max_crashes 3.
+	killer = submit_job(f->c, 0, false, true, NULL);
+	// The others may share a worker with it when it dies, which is a
+	// crash for them too: they get room for that.
+	o.max_crashes = 20;
+	for (int i = 0; i < 6; i++) {
+		ids[i] = submit_job(f->c, 100, false, false, &o);
+	}
+	// Bring back every worker that dies, until the killer has ended.
+	end = tbh_now_ms() + WAIT_MS;
+	for (;;) {
+		t = tbh_status(f->c, killer);
+		if (tb_state_is_final(tb_task_state(t))) {
+			break;
+		}
+		tb_task_free(t);
+		for (int n = 0; n < 2; n++) {
+			restarts +=
+			    reap_restart(f, n, 2, rep[n], sizeof(rep[n]));
+		}
+		assert_true(tbh_now_ms() < end);
+		tbh_sleep_ms(5);
+	}
+	print_message("killer ended %s after %u crashes, %u attempts (%d "
+	              "worker restarts): %s\n",
+	    tb_state_name(tb_task_state(t)), tb_task_crashes(t),
+	    tb_task_attempts(t), restarts, tb_task_error(t));
+	tbh_expect_state(t, TB_STATE_DEAD);
+	assert_int_equal(tb_task_crashes(t), 3);
+	assert_int_equal(tb_task_attempts(t), 0);
+	assert_non_null(strstr(tb_task_error(t), "quarantined"));
+	tb_task_free(t);
+	// The third death may not have been seen yet: wait for it.
+	for (int64_t end2 = tbh_now_ms() + WAIT_MS; restarts < 3;
+	     tbh_sleep_ms(5)) {
+		for (int n = 0; n < 2; n++) {
+			restarts +=
+			    reap_restart(f, n, 2, rep[n], sizeof(rep[n]));
+		}
+		assert_true(tbh_now_ms() < end2);
+	}
+	end = tbh_now_ms() + WAIT_MS;
+	for (int i = 0; i < 6; i++) {
+		for (;;) {
+			t = tbh_status(f->c, ids[i]);
+			if (tb_state_is_final(tb_task_state(t))) {
+				break;
+			}
+			tb_task_free(t);
+			for (int n = 0; n < 2; n++) {
+				(void) reap_restart(
+				    f, n, 2, rep[n], sizeof(rep[n]));
+			}
+			assert_true(tbh_now_ms() < end);
+			tbh_sleep_ms(5);
+		}
+		tbh_expect_state(t, TB_STATE_DONE);
+		assert_int_equal(tb_task_attempts(t), 1);
+		tb_task_free(t);
+	}
 	f->passed = true;
 }
 
@@ -780,8 +871,10 @@ test_graceful_worker_stop_during_load_loses_nothing(void **state)
 	for (int i = 0; i < 30; i++) {
 		tb_task *t = tbh_wait_final(f->c, ids[i], WAIT_MS);
 		tbh_expect_state(t, TB_STATE_DONE);
-		// Handed back: the attempt is refunded, not spent.
+		// Handed back: the attempt is refunded, not spent, and no
+		// crash is counted.
 		assert_int_equal(tb_task_attempts(t), 1);
+		assert_int_equal(tb_task_crashes(t), 0);
 		handed_back = handed_back || result_pid(t) == wpids[1];
 		tb_task_free(t);
 	}
@@ -896,6 +989,7 @@ test_broker_shutdown_gives_worker_tasks_back_and_workers_reconnect(
 	}
 	t = tbh_status(f->c, id);
 	assert_int_equal(tb_task_attempts(t), 1);
+	assert_int_equal(tb_task_crashes(t), 0); // a shutdown is no crash
 	tb_task_free(t);
 	TBH_OK(tb_cancel(f->c, id, NULL));
 	t = tbh_wait_final(f->c, id, WAIT_MS);
@@ -988,10 +1082,8 @@ flood_main(const char *url, const char *outfile, const char *stopfile)
 		return (1);
 	}
 	(void) tb_client_set_timeout(c, 2000);
-	// Until crash accounting: an attempt cut short by the broker's death
-	// spends one of max_attempts, so a task may be cut short several
-	// times by FLOOD_KILLS kills.
-	o.max_attempts = FLOOD_KILLS + 2;
+	// Default options (max_attempts 1): an attempt cut short by the
+	// broker's death is a crash, not a spent attempt.
 	while (access(stopfile, F_OK) != 0) {
 		tb_id id;
 		char  line[32];
@@ -1092,6 +1184,7 @@ main(int argc, char **argv)
 		T(test_kill9_of_a_worker_restarts_its_tasks_on_another_within_100ms),
 		T(test_kill9_of_a_worker_over_tcp),
 		T(test_fencing_refuses_a_result_for_a_superseded_attempt),
+		T(test_a_task_that_kills_its_worker_is_quarantined),
 		T(test_slots_are_never_exceeded),
 		T(test_priority_order_holds_across_two_workers),
 		T(test_a_paused_queue_sends_nothing_to_workers),
