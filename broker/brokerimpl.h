@@ -460,7 +460,6 @@ void attempt_run_free(run *r);
 // held (t->slot) is given back here. Loop thread.
 void attempt_interrupted(broker *b, task *t, const char *why);
 
-
 // attempt_abandon ends t's run with no outcome (its worker has gone or
 // handed it back): the run's timer is stopped and the run freed; t->run is
 // NULL afterwards, the attempt still counted and its slot still held, for
@@ -469,7 +468,8 @@ void attempt_interrupted(broker *b, task *t, const char *why);
 void attempt_abandon(broker *b, task *t);
 
 // attempt_handed_back ends t's running attempt that its worker gave back
-// at a graceful stop: its run is abandoned, the task is pending again, the
+// (a graceful stop) or never received (its connection closed before the
+// job was sent): its run is abandoned, the task is pending again, the
 // attempt refunded, no crash counted. Loop thread.
 void attempt_handed_back(broker *b, task *t);
 

@@ -610,7 +610,11 @@ worker_remove(broker *b, worker *w, const char *why)
 	while (w->jobs != NULL) {
 		wjob *j = w->jobs;
 		task *t = j->t;
-		if (j->r != NULL && t != NULL && t->run == j->r) {
+		if (j->r != NULL && t != NULL && t->run == j->r && !j->sent) {
+			// Launched but never sent: the worker did not see it,
+			// so its death is no crash of this task.
+			attempt_handed_back(b, t); // drops j
+		} else if (j->r != NULL && t != NULL && t->run == j->r) {
 			attempt_abandon(b, t);
 			attempt_interrupted(b, t, text); // drops j
 		} else {
