@@ -442,7 +442,13 @@ worker_take(tb_worker *w)
 			}
 		}
 		if (rep.njobs > 0 || rep.ncancels > 0) {
-			worker_signal_locked(w);
+			uint64_t one = 1;
+			(void) !write(w->efd, &one, sizeof(one));
+		}
+		// One waiter per job, not all of them: a worker with many
+		// slot threads would wake every one for each reply.
+		for (uint32_t i = 0; i < rep.njobs; i++) {
+			pthread_cond_signal(&w->cv);
 		}
 		// The callbacks run with the lock held, so that no other
 		// thread can end (and free) their job meanwhile; hence the
