@@ -259,7 +259,8 @@ attempt_give_back(broker *b, task *t, const char *event)
 void
 attempt_handed_back(broker *b, task *t)
 {
-	log_info("task %" PRIu64 ": attempt %u handed back by its worker",
+	log_info("task %" PRIu64 ": attempt %u given back: its worker did "
+	         "not run it",
 	    t->id, t->attempts);
 	attempt_abandon(b, t);
 	attempt_give_back(b, t, NULL);
@@ -469,10 +470,9 @@ attempt_launch(broker *b, task *t)
 
 	if (h->mode == HANDLER_WORKER) {
 		if (worker_launch(b, t, r) != TB_OK) {
-			attempt_abandon(b, t);
-			attempt_interrupted(b, t,
-			    "its worker's connection closed before the task "
-			    "was sent");
+			// Its worker went during the start write and never saw
+			// it: given back, no crash.
+			attempt_handed_back(b, t);
 		}
 		return; // sent with the worker's next take reply
 	}
