@@ -314,6 +314,43 @@ test_worker_connecting_before_and_after_its_tasks_runs_them(void **state)
 }
 
 static void
+test_cli_lists_workers_and_waiting_tasks(void **state)
+{
+	tbh_fix          *f           = *state;
+	const char *const workers[]   = { "--json", "workers", NULL };
+	const char *const workers_t[] = { "workers", NULL };
+	const char *const stats[]     = { "--json", "stats", NULL };
+	const char *const stats_t[]   = { "stats", NULL };
+	char              rep[TBH_PATH], want[64];
+	char             *out;
+
+	tbh_fix_start(f, broker_args);
+	// No worker yet: the task waits, and stats says so.
+	(void) submit_job(f->c, 0, false, false, NULL);
+	out = tbh_cli_ok(&f->b, stats);
+	assert_non_null(strstr(out,
+	    "\"worker_handlers\":[{\"name\":"
+	    "\"job\",\"workers\":0,\"waiting\":1}]"));
+	free(out);
+	out = tbh_cli_ok(&f->b, stats_t);
+	assert_non_null(strstr(out, "no worker connected"));
+	free(out);
+	start_worker(f, 0, NULL, 3, NULL, rep, sizeof(rep));
+	wait_workers(f->c, 1);
+	out = tbh_cli_ok(&f->b, workers);
+	snprintf(want, sizeof(want), "\"pid\":%d", (int) wpids[0]);
+	assert_non_null(strstr(out, want));
+	assert_non_null(strstr(out, "\"handlers\":[\"job\"]"));
+	assert_non_null(strstr(out, "\"slots\":3"));
+	assert_non_null(strstr(out, "\"name\":\"w0\""));
+	free(out);
+	out = tbh_cli_ok(&f->b, workers_t);
+	assert_non_null(strstr(out, "w0"));
+	free(out);
+	f->passed = true;
+}
+
+static void
 test_registered_name_is_remembered(void **state)
 {
 	tbh_fix          *f      = *state;
@@ -1180,6 +1217,7 @@ main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		T(test_worker_connecting_before_and_after_its_tasks_runs_them),
 		T(test_registered_name_is_remembered),
+		T(test_cli_lists_workers_and_waiting_tasks),
 		T(test_kill9_of_a_worker_restarts_its_tasks_on_another_within_100ms),
 		T(test_kill9_of_a_worker_over_tcp),
 		T(test_fencing_refuses_a_result_for_a_superseded_attempt),
