@@ -887,14 +887,15 @@ worker_take(broker *b, srv_req *req)
 	return (TB_OK);
 }
 
-int
-worker_done(broker *b, srv_req *req)
+// worker_apply applies one result d of worker w (NULL: unknown, or not
+// on its connection): TB_OK, or TB_ESTALE when (id, attempt) is not a
+// running attempt of w's (fencing; logged, nothing changes).
+static int
+worker_apply(broker *b, worker *w, uint64_t wid, const tbp_done *d)
 {
-	const tbp_done *d = &req->req.done;
-	worker         *w = worker_of(b, req);
-	task           *t = task_find(b, d->id);
-	wjob           *j = t != NULL ? t->wjob : NULL;
-	run            *r;
+	task *t = task_find(b, d->id);
+	wjob *j = t != NULL ? t->wjob : NULL;
+	run  *r;
 
 	if (w != NULL && w->take != NULL && d->seq > w->take_dones) {
 		// The worker counted this job as held when it sent its take:
@@ -907,7 +908,7 @@ worker_done(broker *b, srv_req *req)
 	    t->run != j->r || j->attempt != d->attempt) {
 		log_warn("worker %" PRIu64 ": result for task %" PRIu64
 		         " attempt %u refused (stale): %s",
-		    req->req.worker_id, d->id, d->attempt,
+		    wid, d->id, d->attempt,
 		    w == NULL       ? "unknown worker"
 		        : t == NULL ? "no such task running"
 		                    : "not that worker's current attempt");
@@ -923,10 +924,39 @@ worker_done(broker *b, srv_req *req)
 	}
 	w->done++;
 	attempt_run_done(r); // drops j
-	return (
-	    tbp_enc_rep_empty(&req->out, req->req.op, req->req.req_id) == TB_OK
-	        ? TB_OK
-	        : TB_ENOMEM);
+	return (TB_OK);
+}
+
+int
+worker_done(broker *b, srv_req *req)
+{
+	worker   *w = worker_of(b, req);
+	uint32_t  n = req->req.nresults;
+	uint32_t *st;
+	int       rv;
+
+	if (n == 0) {
+		if ((rv = worker_apply(
+		         b, w, req->req.worker_id, &req->req.done)) != TB_OK) {
+			return (rv);
+		}
+		return (tbp_enc_rep_empty(
+		            &req->out, req->req.op, req->req.req_id) == TB_OK
+		        ? TB_OK
+		        : TB_ENOMEM);
+	}
+	// Several results: each is applied or refused on its own, and the
+	// reply says which.
+	if ((st = calloc(n, sizeof(*st))) == NULL) {
+		return (TB_ENOMEM);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		st[i] = (uint32_t) worker_apply(
+		    b, w, req->req.worker_id, &req->req.results[i]);
+	}
+	rv = tbp_enc_rep_dones(&req->out, req->req.req_id, st, n);
+	free(st);
+	return (rv == TB_OK ? TB_OK : TB_ENOMEM);
 }
 
 int

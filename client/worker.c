@@ -12,7 +12,10 @@
 // not be sent twice, and with no resend nng ends a request whose
 // connection drops (NNG_ECONNRESET) instead of sending it again, which
 // tells the taker to say hello again. worker_done goes out from the
-// thread that ends the job, on a context of its own.
+// threads that end jobs, on a context of its own, as a group commit: the
+// first thread with a result sends every result waiting then in one
+// request, and the others wait for its reply, which gives each its own
+// status (fencing is per result).
 //
 // Slots. A take carries free = slots - held (jobs received and not yet
 // ended) and dones, the number of worker_done begun so far; each done
@@ -29,7 +32,8 @@
 // close still finds its worker (and gets TB_ECLOSED).
 //
 // Threads: every call from any thread; the taker thread; nng's.
-// Lock order: one lock, tb_worker.mtx, never held during an nng call
+// Lock order: one lock, tb_worker.mtx (with its condition variables cv and
+// dcv), never held during an nng call
 // that waits, except the socket's close in tb_worker_close (the taker does
 // not take the lock while a request of its is in flight).
 // Ownership: queued jobs are the worker's; a job handed out is the
@@ -78,6 +82,8 @@ struct tb_job {
 	tb_job          *prev;
 };
 
+typedef struct done_entry done_entry;
+
 struct tb_worker {
 	pid_t      pid;
 	char      *url;
@@ -101,11 +107,15 @@ struct tb_worker {
 	pthread_cond_t       cv;  // ready queue, held count, closing
 	tb_job              *ready_head;
 	tb_job              *ready_tail;
-	tb_job              *held;  // handed out (doubly linked)
-	unsigned             nheld; // ready + handed out
-	uint64_t             wid;   // 0: no hello answered yet
-	uint64_t             dones; // worker_done begun
-	uint32_t             hb_ms; // the broker's heartbeat
+	tb_job              *held;    // handed out (doubly linked)
+	unsigned             nheld;   // ready + handed out
+	uint64_t             wid;     // 0: no hello answered yet
+	uint64_t             dones;   // worker_done begun
+	uint32_t             hb_ms;   // the broker's heartbeat
+	pthread_cond_t       dcv;     // results sent: their threads go on
+	done_entry          *dq_head; // results waiting to be sent
+	done_entry         **dq_tail;
+	bool                 dsending; // a thread is sending results
 	bool                 stopping;
 	bool                 stopped; // goodbye said: the taker ends
 	bool                 closing;
@@ -168,6 +178,7 @@ worker_free(tb_worker *w)
 		close(w->efd);
 	}
 	pthread_cond_destroy(&w->cv);
+	pthread_cond_destroy(&w->dcv);
 	pthread_mutex_destroy(&w->mtx);
 	free(w);
 }
@@ -561,6 +572,8 @@ tb_worker_open(tb_worker **wp, const char *url, const tb_worker_opts *o)
 	w->efd = -1;
 	pthread_mutex_init(&w->mtx, NULL);
 	pthread_cond_init(&w->cv, NULL);
+	pthread_cond_init(&w->dcv, NULL);
+	w->dq_tail   = &w->dq_head;
 	w->nhandlers = o->nhandlers;
 	w->nqueues   = o->nqueues;
 	w->slots     = o->slots;
@@ -701,18 +714,87 @@ tb_worker_try_next(tb_worker *w, tb_job **jp)
 	return (tb_worker_next(w, 0, jp));
 }
 
-// job_end unlinks j from its worker, sends worker_done with d and frees
-// j. Any thread.
+// done_entry is one result waiting to be sent, on the stack of the thread
+// that ends the job; the views in d point to that thread's memory, which
+// stays valid because it waits until done.
+struct done_entry {
+	tbp_done           d;
+	uint64_t           wid;
+	int                rv;
+	bool               done;
+	struct done_entry *next;
+};
+
+// DONE_BATCH_BYTES bounds the results in one request (TBP_MAX_MSG is
+// 8 MiB; every result is at most 64 KiB).
+#define DONE_BATCH_BYTES (4u << 20)
+
+// done_status maps what the broker said about one result to what
+// tb_job_complete returns.
+static int
+done_status(int rv)
+{
+	if (rv == TB_ENOTFOUND || rv == TB_EUNREACHABLE) {
+		// The broker does not know that worker (any more), or the
+		// connection dropped with the request: the attempt was
+		// interrupted; either way, not taken.
+		return (TB_ESTALE);
+	}
+	return (rv);
+}
+
+// done_send sends the results of batch[0..n) (one worker id) in one
+// request and writes each one's status. No lock held.
+static void
+done_send(tb_worker *w, done_entry **batch, uint32_t n)
+{
+	tbp_done       *all = NULL;
+	msgpack_sbuffer b;
+	tbp_rep         rep;
+	nng_msg        *msg    = NULL;
+	uint64_t        req_id = atomic_fetch_add(&w->next_req_id, 1);
+	int             rv;
+
+	memset(&rep, 0, sizeof(rep));
+	msgpack_sbuffer_init(&b);
+	if (n == 1) {
+		rv = tbp_enc_worker_done(
+		    &b, req_id, batch[0]->wid, &batch[0]->d);
+	} else if ((all = malloc(n * sizeof(*all))) == NULL) {
+		rv = TB_ENOMEM;
+	} else {
+		for (uint32_t i = 0; i < n; i++) {
+			all[i] = batch[i]->d;
+		}
+		rv = tbp_enc_worker_dones(&b, req_id, batch[0]->wid, all, n);
+		free(all);
+	}
+	if (rv == TB_OK) {
+		rv = worker_call(w, &b, TBP_OP_WORKER_DONE, req_id,
+		    WORKER_CALL_MS, &rep, &msg);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		int st = rv;
+		if (rv == TB_OK && n > 1) {
+			st = rep.nstatuses == n ? (int) rep.statuses[i]
+			                        : TB_EPROTO;
+		}
+		batch[i]->rv = done_status(st);
+	}
+	worker_call_fini(&rep, msg);
+	msgpack_sbuffer_destroy(&b);
+}
+
+// job_end unlinks j from its worker, sends its result d (with whatever
+// other results are waiting then: one thread sends, the others wait for
+// its reply, as in a group commit) and frees j. Any thread.
 static int
 job_end(tb_job *j, tbp_done *d)
 {
-	tb_worker      *w = j->w;
-	msgpack_sbuffer b;
-	tbp_rep         rep;
-	nng_msg        *msg = NULL;
-	uint64_t        req_id;
-	bool            closed;
-	int             rv;
+	tb_worker  *w = j->w;
+	done_entry  me;
+	done_entry *batch[TBP_MAX_SLOTS];
+	int         rv;
 
 	pthread_mutex_lock(&w->mtx);
 	if (j->prev != NULL) {
@@ -724,31 +806,59 @@ job_end(tb_job *j, tbp_done *d)
 		j->next->prev = j->prev;
 	}
 	w->nheld--;
-	d->seq = ++w->dones;
-	closed = w->closing || getpid() != w->pid;
-	pthread_mutex_unlock(&w->mtx);
-
-	if (closed) {
+	d->seq     = ++w->dones;
+	d->id      = j->id;
+	d->attempt = j->attempt;
+	if (w->closing || getpid() != w->pid) {
 		rv = getpid() != w->pid ? TB_EFORK : TB_ECLOSED;
-	} else {
-		d->id      = j->id;
-		d->attempt = j->attempt;
-		req_id     = atomic_fetch_add(&w->next_req_id, 1);
-		msgpack_sbuffer_init(&b);
-		rv = tbp_enc_worker_done(&b, req_id, j->wid, d);
-		if (rv == TB_OK) {
-			rv = worker_call(w, &b, TBP_OP_WORKER_DONE, req_id,
-			    WORKER_CALL_MS, &rep, &msg);
-			worker_call_fini(&rep, msg);
-		}
-		msgpack_sbuffer_destroy(&b);
-		if (rv == TB_ENOTFOUND || rv == TB_EUNREACHABLE) {
-			// The broker does not know that worker (any more), or
-			// the connection dropped with the request: the
-			// attempt was interrupted; either way, not taken.
-			rv = TB_ESTALE;
-		}
+		goto out;
 	}
+	memset(&me, 0, sizeof(me));
+	me.d        = *d;
+	me.wid      = j->wid;
+	*w->dq_tail = &me;
+	w->dq_tail  = &me.next;
+	while (!me.done) {
+		uint32_t n     = 0;
+		size_t   bytes = 0;
+		uint64_t wid;
+
+		if (w->dsending) {
+			pthread_cond_wait(&w->dcv, &w->mtx);
+			continue;
+		}
+		// This thread sends what is queued for the first entry's
+		// worker id, its own result among them or not.
+		w->dsending = true;
+		wid         = w->dq_head->wid;
+		for (done_entry **pp = &w->dq_head; *pp != NULL &&
+		     n < TBP_MAX_SLOTS && bytes < DONE_BATCH_BYTES;) {
+			done_entry *e = *pp;
+			if (e->wid != wid) {
+				pp = &e->next;
+				continue;
+			}
+			batch[n++] = e;
+			bytes += e->d.result.n + e->d.error.n + 64;
+			*pp = e->next; // off the queue
+		}
+		// The tail: the last entry left, or the head.
+		w->dq_tail = &w->dq_head;
+		while (*w->dq_tail != NULL) {
+			w->dq_tail = &(*w->dq_tail)->next;
+		}
+		pthread_mutex_unlock(&w->mtx);
+		done_send(w, batch, n);
+		pthread_mutex_lock(&w->mtx);
+		for (uint32_t i = 0; i < n; i++) {
+			batch[i]->done = true;
+		}
+		w->dsending = false;
+		pthread_cond_broadcast(&w->dcv);
+	}
+	rv = me.rv;
+out:
+	pthread_mutex_unlock(&w->mtx);
 	job_free(j);
 	pthread_mutex_lock(&w->mtx);
 	pthread_cond_broadcast(&w->cv); // tb_worker_stop counts held jobs

@@ -113,6 +113,11 @@
 //                     (failed; default true)}
 //                rep {}, or the error stale when (id, attempt) is not an
 //                attempt of that worker's that is still running (fencing)
+//                Or several results at once: req {"worker_id", "results":
+//                [{"id", "attempt", "ok", "result"?, "error"?,
+//                "retryable"?, "seq"?}...] (1..TBP_MAX_SLOTS)}
+//                rep {"status": [uint...]} (one tb_err per result, in
+//                order: 0 taken, stale refused)
 //   worker_bye   req {"worker_id", "hand_back"?: [uint...]} rep {}
 //                (a graceful stop: the tasks handed back go back to
 //                pending, their attempts refunded; the worker is gone)
@@ -468,6 +473,8 @@ typedef struct tbp_req {
 	tbp_done     done;       // worker_done
 	uint64_t    *ids;        // worker_bye: hand_back
 	uint32_t     nids;
+	tbp_done    *results; // worker_done with "results"
+	uint32_t     nresults;
 
 	msgpack_unpacked priv_; // owns the memory behind the views
 } tbp_req;
@@ -535,6 +542,8 @@ typedef struct tbp_rep {
 	uint32_t       nworkers;
 	tbp_whstat    *whstats; // stats
 	uint32_t       nwhstats;
+	uint32_t      *statuses; // worker_done with "results"
+	uint32_t       nstatuses;
 
 	msgpack_unpacked priv_;
 	void            *priv_alloc_; // arrays owned by the reply
@@ -625,6 +634,12 @@ int tbp_enc_worker_take(msgpack_sbuffer *b, uint64_t req_id,
     uint64_t worker_id, uint32_t free, uint64_t dones);
 int tbp_enc_worker_done(msgpack_sbuffer *b, uint64_t req_id,
     uint64_t worker_id, const tbp_done *d);
+// tbp_enc_worker_dones encodes a worker_done of n results ("results").
+int tbp_enc_worker_dones(msgpack_sbuffer *b, uint64_t req_id,
+    uint64_t worker_id, const tbp_done *d, uint32_t n);
+// tbp_enc_rep_dones answers it with one status (tb_err) per result.
+int tbp_enc_rep_dones(
+    msgpack_sbuffer *b, uint64_t req_id, const uint32_t *st, uint32_t n);
 int tbp_enc_worker_bye(msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id,
     const uint64_t *ids, uint32_t n);
 int tbp_enc_rep_hello(msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id,

@@ -868,6 +868,49 @@ get_names(
 	return (TB_OK);
 }
 
+// dec_done_entry reads one result of a worker_done's "results".
+static int
+dec_done_entry(tbp_done *d, const msgpack_object *o)
+{
+	bool have_id = false, have_att = false, have_ok = false;
+	int  rv;
+
+	if ((rv = map_check(o)) != TB_OK) {
+		return (rv);
+	}
+	d->retryable = true;
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (key_is(k, "id")) {
+			rv      = get_u64(v, UINT64_MAX, &d->id);
+			have_id = true;
+		} else if (key_is(k, "attempt")) {
+			rv       = get_u32(v, &d->attempt);
+			have_att = true;
+		} else if (key_is(k, "ok")) {
+			rv      = get_bool(v, &d->ok);
+			have_ok = true;
+		} else if (key_is(k, "result")) {
+			rv = get_bytes(v, TBP_MAX_RESULT, &d->result);
+		} else if (key_is(k, "error")) {
+			rv = get_bytes(v, TBP_MAX_ERROR, &d->error);
+		} else if (key_is(k, "retryable")) {
+			rv = get_bool(v, &d->retryable);
+		} else if (key_is(k, "seq")) {
+			rv = get_u64(v, UINT64_MAX, &d->seq);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	return (have_id && have_att && have_ok ? TB_OK : TB_EBADREQ);
+}
+
 // dec_req_worker reads the bodies of worker_hello, worker_take,
 // worker_done and worker_bye; each op looks only at its own keys.
 static int
@@ -911,6 +954,24 @@ dec_req_worker(tbp_req *r, const msgpack_object *body)
 			rv = get_u32(v, &r->free);
 		} else if (op == TBP_OP_WORKER_TAKE && key_is(k, "dones")) {
 			rv = get_u64(v, UINT64_MAX, &r->dones);
+		} else if (op == TBP_OP_WORKER_DONE && key_is(k, "results")) {
+			if (v->type != MSGPACK_OBJECT_ARRAY ||
+			    v->via.array.size == 0) {
+				return (TB_EBADREQ);
+			}
+			if (v->via.array.size > TBP_MAX_SLOTS) {
+				return (TB_ETOOBIG);
+			}
+			r->nresults = v->via.array.size;
+			if ((r->results = zalloc(&r->priv_, r->nresults,
+			         sizeof(*r->results))) == NULL) {
+				return (TB_ENOMEM);
+			}
+			for (uint32_t j = 0; j < r->nresults && rv == TB_OK;
+			     j++) {
+				rv = dec_done_entry(
+				    &r->results[j], &v->via.array.ptr[j]);
+			}
 		} else if (op == TBP_OP_WORKER_DONE) {
 			if (key_is(k, "id")) {
 				rv      = get_u64(v, UINT64_MAX, &r->done.id);
@@ -962,7 +1023,7 @@ dec_req_worker(tbp_req *r, const msgpack_object *body)
 		return (TB_OK);
 	}
 	if (!have_wid ||
-	    (op == TBP_OP_WORKER_DONE &&
+	    (op == TBP_OP_WORKER_DONE && r->nresults == 0 &&
 	        (!have_id || !have_att || !have_ok))) {
 		return (TB_EBADREQ);
 	}
@@ -1531,6 +1592,11 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 				rv = get_u32(v, &r->wtimeout_ms);
 			}
 			break;
+		case TBP_OP_WORKER_DONE:
+			if (key_is(k, "status")) {
+				arr = v;
+			}
+			break;
 		case TBP_OP_WORKER_TAKE:
 			if (key_is(k, "jobs")) {
 				arr = v;
@@ -1624,6 +1690,29 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 			return (dec_rep_array(r, arr2, TBP_MAX_SLOTS * 4,
 			    sizeof(*r->cancels), dec_cancel_elem,
 			    (void **) &r->cancels, &r->ncancels));
+		}
+		return (TB_OK);
+	case TBP_OP_WORKER_DONE:
+		if (arr == NULL) {
+			return (TB_OK); // the reply to a single result
+		}
+		if (arr->type != MSGPACK_OBJECT_ARRAY) {
+			return (TB_EBADREQ);
+		}
+		if (arr->via.array.size > TBP_MAX_SLOTS) {
+			return (TB_ETOOBIG);
+		}
+		r->nstatuses = arr->via.array.size;
+		if (r->nstatuses > 0 &&
+		    (r->statuses = zalloc(&r->priv_, r->nstatuses,
+		         sizeof(*r->statuses))) == NULL) {
+			return (TB_ENOMEM);
+		}
+		for (uint32_t i = 0; i < r->nstatuses; i++) {
+			if ((rv = get_u32(&arr->via.array.ptr[i],
+			         &r->statuses[i])) != TB_OK) {
+				return (rv);
+			}
 		}
 		return (TB_OK);
 	case TBP_OP_WORKERS:

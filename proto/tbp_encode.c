@@ -1033,6 +1033,66 @@ tbp_enc_worker_done(
 	return (enc_end(&e));
 }
 
+static void
+enc_done_entry(tbp_enc *e, const tbp_done *d)
+{
+	enc_map(e, 5 + (d->result.n > 0) + (d->error.n > 0));
+	enc_key(e, "seq");
+	enc_u64(e, d->seq);
+	enc_key(e, "id");
+	enc_u64(e, d->id);
+	enc_key(e, "attempt");
+	enc_u64(e, d->attempt);
+	enc_key(e, "ok");
+	enc_bool(e, d->ok);
+	enc_key(e, "retryable");
+	enc_bool(e, d->retryable);
+	if (d->result.n > 0) {
+		enc_key(e, "result");
+		enc_bin(e, d->result);
+	}
+	if (d->error.n > 0) {
+		enc_key(e, "error");
+		enc_str(e, d->error);
+	}
+}
+
+int
+tbp_enc_worker_dones(msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id,
+    const tbp_done *d, uint32_t n)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_WORKER_DONE, req_id);
+	enc_map(&e, 2);
+	enc_key(&e, "worker_id");
+	enc_u64(&e, worker_id);
+	enc_key(&e, "results");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_done_entry(&e, &d[i]);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_dones(
+    msgpack_sbuffer *b, uint64_t req_id, const uint32_t *st, uint32_t n)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_WORKER_DONE, req_id, TB_OK);
+	enc_map(&e, 1);
+	enc_key(&e, "status");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_u64(&e, st[i]);
+	}
+	return (enc_end(&e));
+}
+
 int
 tbp_enc_worker_bye(msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id,
     const uint64_t *ids, uint32_t n)

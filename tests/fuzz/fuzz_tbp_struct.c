@@ -89,10 +89,11 @@ enum fkind {
 	F_PAYLOAD, // bin holding one msgpack object, up to TBP_MAX_PAYLOAD
 	F_SID,     // bin of TB_SID_LEN bytes
 	F_BOOL,
-	F_TASKS, // array of task_in
-	F_SCHED, // a sched map
-	F_NAMES, // array of names (worker_hello)
-	F_IDS,   // array of uint64 (worker_bye)
+	F_TASKS,   // array of task_in
+	F_SCHED,   // a sched map
+	F_NAMES,   // array of names (worker_hello)
+	F_IDS,     // array of uint64 (worker_bye)
+	F_RESULTS, // array of worker_done results
 };
 
 typedef struct field {
@@ -132,17 +133,20 @@ static const field f_sched[] = { { "name", F_NAME1 }, { "handler", F_NAME1 },
 	{ "every_ms", F_DUR }, { "cron", F_CRON }, { "catch_up", F_BOOL },
 	{ "paused", F_BOOL }, { NULL, 0 } };
 
-static const field f_hello[] = { { "handlers", F_NAMES },
-	{ "queues", F_NAMES }, { "slots", F_U32 }, { "pid", F_ID },
-	{ "host", F_NAME }, { "name", F_NAME }, { NULL, 0 } };
-static const field f_take[]  = { { "worker_id", F_ID }, { "free", F_U32 },
-	 { "dones", F_ID }, { NULL, 0 } };
-static const field f_done[]  = { { "worker_id", F_ID }, { "id", F_ID },
-	 { "attempt", F_U32 }, { "ok", F_BOOL }, { "result", F_PAYLOAD },
-	 { "error", F_KEY }, { "retryable", F_BOOL }, { "seq", F_ID },
-	 { NULL, 0 } };
-static const field f_bye[]   = { { "worker_id", F_ID }, { "hand_back", F_IDS },
-	  { NULL, 0 } };
+static const field f_hello[]  = { { "handlers", F_NAMES },
+	 { "queues", F_NAMES }, { "slots", F_U32 }, { "pid", F_ID },
+	 { "host", F_NAME }, { "name", F_NAME }, { NULL, 0 } };
+static const field f_take[]   = { { "worker_id", F_ID }, { "free", F_U32 },
+	  { "dones", F_ID }, { NULL, 0 } };
+static const field f_done[]   = { { "worker_id", F_ID }, { "id", F_ID },
+	  { "attempt", F_U32 }, { "ok", F_BOOL }, { "result", F_PAYLOAD },
+	  { "error", F_KEY }, { "retryable", F_BOOL }, { "seq", F_ID },
+	  { "results", F_RESULTS }, { NULL, 0 } };
+static const field f_result[] = { { "id", F_ID }, { "attempt", F_U32 },
+	{ "ok", F_BOOL }, { "result", F_PAYLOAD }, { "error", F_KEY },
+	{ "retryable", F_BOOL }, { "seq", F_ID }, { NULL, 0 } };
+static const field f_bye[] = { { "worker_id", F_ID }, { "hand_back", F_IDS },
+	{ NULL, 0 } };
 
 static const field *const op_fields[TBP_OP_COUNT] = {
 	[TBP_OP_PING]         = f_none,
@@ -467,6 +471,14 @@ gen_value(gen *g, enum fkind kind)
 			gen_value(g, F_NAME1);
 		}
 		break;
+	case F_RESULTS:
+		n = count_lens[in_pick(
+		    g->in, sizeof(count_lens) / sizeof(count_lens[0]))];
+		msgpack_pack_array(&g->pk, n);
+		for (uint32_t i = 0; i < n; i++) {
+			gen_map(g, f_result);
+		}
+		break;
 	case F_IDS:
 		n = count_lens[in_pick(
 		    g->in, sizeof(count_lens) / sizeof(count_lens[0]))];
@@ -638,6 +650,11 @@ check_ranges(const tbp_req *r)
 	REQUIRE(r->done.result.n <= TBP_MAX_RESULT);
 	REQUIRE(r->done.error.n <= TBP_MAX_ERROR);
 	REQUIRE(r->nids <= TBP_MAX_SLOTS && (r->nids == 0 || r->ids != NULL));
+	REQUIRE(r->nresults <= TBP_MAX_SLOTS);
+	for (uint32_t i = 0; i < r->nresults; i++) {
+		REQUIRE(r->results[i].result.n <= TBP_MAX_RESULT);
+		REQUIRE(r->results[i].error.n <= TBP_MAX_ERROR);
+	}
 	if (r->op == TBP_OP_SCHED_ADD) {
 		const tbp_sched *s = &r->sched;
 

@@ -3112,6 +3112,41 @@ test_worker_take_done_bye_round_trip(void **state)
 }
 
 static void
+test_worker_done_of_several_results_round_trips(void **state)
+{
+	fx      *f     = *state;
+	tbp_done d[2]  = { { .id          = 1,
+		               .attempt   = 1,
+		               .ok        = true,
+		               .result    = tbp_str("\x01"),
+		               .retryable = true,
+		               .seq       = 7 },
+		 { .id          = 2,
+		     .attempt   = 3,
+		     .ok        = false,
+		     .error     = tbp_str("no"),
+		     .retryable = false,
+		     .seq       = 8 } };
+	uint32_t st[2] = { TB_OK, TB_ESTALE };
+
+	assert_int_equal(tbp_enc_worker_dones(&f->sb, 1, 9, d, 2), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.worker_id, 9);
+	assert_int_equal(f->req.nresults, 2);
+	assert_int_equal(f->req.results[0].seq, 7);
+	assert_true(f->req.results[0].ok);
+	assert_true(f->req.results[0].retryable);
+	assert_int_equal(f->req.results[1].attempt, 3);
+	assert_false(f->req.results[1].retryable);
+	assert_true(tbp_bytes_eq(f->req.results[1].error, "no"));
+	reset(f);
+	assert_int_equal(tbp_enc_rep_dones(&f->sb, 1, st, 2), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.nstatuses, 2);
+	assert_int_equal(f->rep.statuses[1], TB_ESTALE);
+}
+
+static void
 test_worker_done_refuses_a_result_over_the_limit(void **state)
 {
 	fx      *f   = *state;
@@ -3200,6 +3235,7 @@ main(void)
 		T(test_worker_hello_round_trips),
 		T(test_worker_hello_refuses_no_handlers_or_bad_slots),
 		T(test_worker_take_done_bye_round_trip),
+		T(test_worker_done_of_several_results_round_trips),
 		T(test_worker_done_refuses_a_result_over_the_limit),
 		T(test_rep_hello_take_workers_round_trip),
 		T(test_token_is_added_to_every_kind_of_body),
