@@ -74,6 +74,15 @@ echo "format: ${#csrc[@]} C files as clang-format writes them"
 
 werror=OFF
 [ "${CI:-}" = true ] && werror=ON
+
+# The integration tests' brokers live in directories below TBH_TMPDIR: a
+# fresh one per run, so that another run on the machine (or its clean-up)
+# cannot touch this one's.
+# Searchable by all: test_access connects as another user.
+TBH_TMPDIR=$(mktemp -d /tmp/tbt.XXXXXX)
+chmod 0755 "$TBH_TMPDIR"
+export TBH_TMPDIR
+trap 'rm -rf "$TBH_TMPDIR"' EXIT
 build build -DTB_WERROR=$werror -DTB_TESTS=ON -DTB_BENCH=ON
 (cd build && ctest --output-on-failure -j "$jobs")
 
