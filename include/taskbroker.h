@@ -4,7 +4,9 @@
 // A producer opens a client (tb_client_open), submits tasks (tb_submit,
 // tb_submit_batch), and may ask for their state (tb_status), wait for them
 // to end (tb_wait) or cancel them (tb_cancel). A consumer of outcomes opens
-// a subscription (tb_sub_open) and receives events (tb_sub_recv).
+// a subscription (tb_sub_open) and receives events (tb_sub_recv). A worker
+// process runs tasks of its own handlers (tb_worker_open, tb_worker_next,
+// tb_job_complete; "workers" below).
 //
 // Conventions, kept on every call so that bindings (ctypes, cffi) are easy:
 // - Every function that can fail returns an int error code: TB_OK (0) or
