@@ -1581,7 +1581,7 @@ tb_workers_free(tb_worker_info *list, size_t n)
 int
 tb_workers(tb_client *c, tb_worker_info **listp, size_t *np)
 {
-	tbc_call     call;
+	tbc_call        call;
 	tb_worker_info *list = NULL;
 	size_t          n    = 0;
 	int             rv;
@@ -1642,7 +1642,7 @@ tb_worker_handlers_free(tb_whandler_info *list, size_t n)
 int
 tb_worker_handlers(tb_client *c, tb_whandler_info **listp, size_t *np)
 {
-	tbc_call       call;
+	tbc_call          call;
 	tb_whandler_info *list = NULL;
 	size_t            n    = 0;
 	int               rv;

@@ -1349,8 +1349,8 @@ test_migrate_v2_keeps_tasks_and_adds_crash_figures(void **state)
 	    "PRAGMA user_version = 2;");
 
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
-	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"),
-	    STORE_SCHEMA_VERSION);
+	assert_int_equal(
+	    sql_int(fx->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 	assert_int_equal(
 	    store_recover(fx->s, &max_id, counts, recover_cb, &k), TB_OK);
 	assert_int_equal(max_id, 12);
