@@ -675,6 +675,47 @@ test_a_task_that_kills_its_worker_is_quarantined(void **state)
 }
 
 static void
+test_a_worker_limited_to_queues_gets_only_their_tasks(void **state)
+{
+	tbh_fix          *f    = *state;
+	const char *const qa[] = { "--queue", "a", NULL };
+	char              rep[2][TBH_PATH];
+	tb_submit_opts    oa = TB_SUBMIT_OPTS_INIT;
+	tb_submit_opts    ob = TB_SUBMIT_OPTS_INIT;
+	tb_id             in_a, in_b;
+	tb_task          *t;
+	int64_t           end;
+
+	tbh_fix_start(f, broker_args);
+	start_worker(f, 0, NULL, 2, qa, rep[0], sizeof(rep[0]));
+	wait_workers(f->c, 1);
+	oa.queue = "a";
+	ob.queue = "b";
+	in_b     = submit_job(f->c, 0, false, false, &ob);
+	in_a     = submit_job(f->c, 0, false, false, &oa);
+	t        = tbh_wait_final(f->c, in_a, WAIT_MS);
+	tbh_expect_state(t, TB_STATE_DONE);
+	assert_int_equal(result_pid(t), wpids[0]);
+	tb_task_free(t);
+	// The queue-b task waits while only the queue-a worker is there (a
+	// window for a negative check).
+	end = tbh_now_ms() + TBH_MS(300);
+	while (tbh_now_ms() < end) {
+		assert_false(rep_start(rep[0], in_b, 0, NULL, NULL));
+		tbh_sleep_ms(20);
+	}
+	t = tbh_status(f->c, in_b);
+	assert_int_equal(tb_task_state(t), TB_STATE_PENDING);
+	tb_task_free(t);
+	start_worker(f, 1, NULL, 1, NULL, rep[1], sizeof(rep[1]));
+	t = tbh_wait_final(f->c, in_b, WAIT_MS);
+	tbh_expect_state(t, TB_STATE_DONE);
+	assert_int_equal(result_pid(t), wpids[1]);
+	tb_task_free(t);
+	f->passed = true;
+}
+
+static void
 test_slots_are_never_exceeded(void **state)
 {
 	tbh_fix *f = *state;
@@ -1222,6 +1263,7 @@ main(int argc, char **argv)
 		T(test_kill9_of_a_worker_over_tcp),
 		T(test_fencing_refuses_a_result_for_a_superseded_attempt),
 		T(test_a_task_that_kills_its_worker_is_quarantined),
+		T(test_a_worker_limited_to_queues_gets_only_their_tasks),
 		T(test_slots_are_never_exceeded),
 		T(test_priority_order_holds_across_two_workers),
 		T(test_a_paused_queue_sends_nothing_to_workers),
