@@ -103,6 +103,7 @@ extern char **environ;
 // g_stop is set by SIGINT/SIGTERM in the parent; every wait loop checks it
 // and unwinds through its cleanup.
 static volatile sig_atomic_t g_stop;
+static void                  on_signal(int sig);
 
 // The measurements of a run, in order; --only picks some.
 enum {
@@ -211,6 +212,10 @@ enum {
 	F_WK2_E2E,
 	F_RECOVER_P50,
 	F_RECOVER_P99,
+	F_WKS_E2E,
+	F_WKP_RATE,
+	F_WKP_P50,
+	F_WKP_P99,
 	F_COUNT
 };
 
@@ -305,6 +310,15 @@ static const struct fig_info {
 	[F_RECOVER_P99] = { "worker_recovery_p99",
 	    "workers: kill -9 of a worker to its task's start elsewhere, p99",
 	    "ms", false, true },
+	[F_WKS_E2E]     = { "workers2_single_e2e_rate",
+	        "workers: end-to-end, 2 workers, one task per request", "tasks/s",
+	        true, true },
+	[F_WKP_RATE]    = { "workers_paced_rate",
+	       "workers: paced submit rate (2 workers)", "tasks/s", false, true },
+	[F_WKP_P50]     = { "workers_paced_start_p50",
+	        "workers: paced, submit-to-start p50", "ms", false, true },
+	[F_WKP_P99]     = { "workers_paced_start_p99",
+	        "workers: paced, submit-to-start p99", "ms", false, true },
 };
 
 // vals[f][run] holds each figure of each run; NAN if the run failed it.
@@ -1111,9 +1125,40 @@ out:
 }
 
 // ---------------------------------------------------------------------------
-// Workers: the child side (--worker url slots): a tb_worker with one
-// thread per slot that completes every job at once with no result. It
-// runs until the parent stops it (SIGTERM).
+// Workers: the child side (--worker url slots [latency-file]): a
+// tb_worker with one thread per slot that completes every job at once
+// with no result. It runs until the parent stops it (SIGTERM).
+
+// A stamped payload (stamp_encode) carries its submit time: the worker
+// keeps now - stamp as the task's submit-to-start latency, and writes
+// them all (a prod_hdr, then the latencies) to its file at SIGTERM.
+#define BW_LAT_MAX (4u << 20)
+static uint64_t        *bw_lat;
+static _Atomic uint64_t bw_nlat;
+
+static void
+stamp_encode(uint8_t *b, int64_t t)
+{
+	b[0] = 0xcf; // msgpack uint 64
+	for (int i = 0; i < 8; i++) {
+		b[1 + i] = (uint8_t) ((uint64_t) t >> (56 - 8 * i));
+	}
+}
+
+static bool
+stamp_decode(const uint8_t *b, size_t len, int64_t *tp)
+{
+	uint64_t v = 0;
+
+	if (b == NULL || len != 9 || b[0] != 0xcf) {
+		return (false);
+	}
+	for (int i = 0; i < 8; i++) {
+		v = (v << 8) | b[1 + i];
+	}
+	*tp = (int64_t) v;
+	return (true);
+}
 
 static void *
 bench_worker_slot(void *arg)
@@ -1121,14 +1166,25 @@ bench_worker_slot(void *arg)
 	tb_worker *w = arg;
 	tb_job    *j;
 
-	for (;;) {
-		int    rv  = tb_worker_next(w, 1000, &j);
-		size_t len = 0;
+	while (!g_stop) {
+		int         rv  = tb_worker_next(w, 100, &j);
+		size_t      len = 0;
+		const void *pl;
+		int64_t     t0, now = now_ns();
 		if (rv == TB_OK) {
-			// A job with a payload is held until it is cancelled
-			// (the recovery scenario's); the others end at once.
-			(void) tb_job_payload(j, &len);
-			while (len > 0 && !tb_job_cancelled(j)) {
+			// A job whose payload is true is held until it is
+			// cancelled (the recovery scenario's); the others
+			// end at once.
+			pl = tb_job_payload(j, &len);
+			if (stamp_decode(pl, len, &t0) && now > t0 &&
+			    bw_lat != NULL) {
+				uint64_t k = atomic_fetch_add(&bw_nlat, 1);
+				if (k < BW_LAT_MAX) {
+					bw_lat[k] = (uint64_t) (now - t0);
+				}
+			}
+			while (len == 1 && *(const uint8_t *) pl == 0xc3 &&
+			    !tb_job_cancelled(j) && !g_stop) {
 				usleep(1000);
 			}
 			(void) tb_job_complete(j, NULL, 0);
@@ -1142,16 +1198,29 @@ bench_worker_slot(void *arg)
 static int
 worker_main(int argc, char **argv)
 {
-	const char    *handlers[] = { "bench_job" };
-	tb_worker_opts o          = TB_WORKER_OPTS_INIT;
-	tb_worker     *w;
-	pthread_t      tid;
-	int            slots;
-	int            rv;
+	const char      *handlers[] = { "bench_job" };
+	tb_worker_opts   o          = TB_WORKER_OPTS_INIT;
+	tb_worker       *w;
+	pthread_t        tid;
+	int              slots;
+	int              rv;
+	struct sigaction sa;
+	prod_hdr         h;
+	FILE            *f;
+	uint64_t         n;
 
-	if (argc != 2 || (slots = atoi(argv[1])) < 1 || slots > 1024) {
+	if ((argc != 2 && argc != 3) || (slots = atoi(argv[1])) < 1 ||
+	    slots > 1024) {
 		fprintf(stderr, "worker: bad arguments\n");
 		return (2);
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	if (argc == 3 &&
+	    (bw_lat = malloc(BW_LAT_MAX * sizeof(*bw_lat))) == NULL) {
+		return (1);
 	}
 	o.handlers  = handlers;
 	o.nhandlers = 1;
@@ -1167,15 +1236,29 @@ worker_main(int argc, char **argv)
 		}
 		pthread_detach(tid);
 	}
-	for (;;) {
-		pause(); // SIGTERM ends the process
+	while (!g_stop) {
+		pause(); // SIGTERM (on_signal) ends the wait
 	}
+	if (argc == 3) {
+		sleep_ms(150); // the slots see g_stop within 100 ms
+		n = atomic_load(&bw_nlat);
+		memset(&h, 0, sizeof(h));
+		h.magic = PROD_MAGIC;
+		h.nreq  = n < BW_LAT_MAX ? n : BW_LAT_MAX;
+		if ((f = fopen(argv[2], "wb")) != NULL) {
+			(void) fwrite(&h, sizeof(h), 1, f);
+			(void) fwrite(bw_lat, sizeof(*bw_lat), h.nreq, f);
+			fclose(f);
+		}
+	}
+	_exit(0); // the slots' threads still hold the worker
 }
 
 // Producers: the child side (--producer)
 
 typedef struct prod {
 	const char      *handler;  // "noop", or "bench_job" for workers
+	bool             stamp;    // payloads carry their submit time
 	bool             nng;      // raw nng round trips instead of tb_submit
 	bool             async;    // one thread, tb_submit_async
 	int              inflight; // async: submits in flight
@@ -1255,10 +1338,12 @@ prod_thread(void *arg)
 	long         n;
 	int          rv;
 
+	uint8_t stamp[9];
+
 	for (int k = 0; k < p->batch; k++) {
 		specs[k].handler     = p->handler;
-		specs[k].payload     = NULL;
-		specs[k].payload_len = 0;
+		specs[k].payload     = p->stamp ? stamp : NULL;
+		specs[k].payload_len = p->stamp ? sizeof(stamp) : 0;
 		specs[k].opts        = NULL;
 	}
 	// Every thread of every producer begins at the common start time.
@@ -1285,11 +1370,15 @@ prod_thread(void *arg)
 		if (t0 > p->deadline) {
 			break;
 		}
+		if (p->stamp) {
+			stamp_encode(stamp, t0);
+		}
 		if (p->nng) {
 			rv = rtt_once(t);
 		} else if (p->batch == 1) {
-			rv = tb_submit(
-			    t->p->c, t->p->handler, NULL, 0, NULL, NULL);
+			rv =
+			    tb_submit(t->p->c, t->p->handler, specs[0].payload,
+			        specs[0].payload_len, NULL, NULL);
 		} else {
 			rv = tb_submit_batch(t->p->c, specs, (size_t) n, NULL);
 		}
@@ -1435,8 +1524,10 @@ producer_main(int argc, char **argv)
 		return (2);
 	}
 	memset(&p, 0, sizeof(p));
-	p.nng     = strcmp(argv[0], "nng") == 0;
-	p.handler = strcmp(argv[0], "tbw") == 0 ? "bench_job" : "noop";
+	p.nng   = strcmp(argv[0], "nng") == 0;
+	p.stamp = strcmp(argv[0], "tbws") == 0;
+	p.handler =
+	    strcmp(argv[0], "tbw") == 0 || p.stamp ? "bench_job" : "noop";
 	p.async   = strcmp(argv[0], "async") == 0;
 	p.url     = argv[1];
 	p.threads = atoi(argv[2]);
@@ -1900,15 +1991,19 @@ bench_broker(const bench_cfg *cfg, int which, scen_result *r)
 // run by nworkers worker processes (--worker) that complete each job at
 // once: end-to-end throughput through workers.
 static int
-bench_workers(const bench_cfg *cfg, int nworkers, scen_result *r)
+bench_workers(const bench_cfg *cfg, int nworkers, int batch, int rate,
+    scen_result *r, double *p50p, double *p99p)
 {
 	broker   b;
 	prod_run pr;
 	pid_t    wp[2] = { 0, 0 };
 	char     slots[16];
 	char     log[PATH_MAX + 32];
+	char     out[2][PATH_MAX + 32];
 	int64_t  deadline;
 	int      rv = -1;
+
+	*p50p = *p99p = NAN;
 
 	if (broker_start(cfg, &b) != 0) {
 		return (-1);
@@ -1917,7 +2012,11 @@ bench_workers(const bench_cfg *cfg, int nworkers, scen_result *r)
 	snprintf(log, sizeof(log), "%s/workers.log", b.dir);
 	for (int i = 0; i < nworkers; i++) {
 		char *argv[] = { (char *) cfg->self, "--worker", b.url, slots,
-			NULL };
+			out[i], NULL };
+		snprintf(out[i], sizeof(out[i]), "%s/worker-%d.bin", b.dir, i);
+		if (rate == 0) {
+			argv[4] = NULL; // no latencies kept
+		}
 		if (spawn_child(&wp[i], argv, -1, -1, log) != 0) {
 			goto out;
 		}
@@ -1941,19 +2040,51 @@ bench_workers(const bench_cfg *cfg, int nworkers, scen_result *r)
 		usleep(5000);
 	}
 	memset(&pr, 0, sizeof(pr));
-	pr.kind       = "tbw";
-	pr.url        = b.url;
-	pr.dir        = b.dir;
-	pr.threads    = cfg->inflight;
-	pr.stats      = b.c;
-	pr.nprod      = cfg->producers;
-	pr.tasks      = cfg->batch_tasks;
-	pr.batch      = cfg->batch;
+	pr.kind    = rate > 0 ? "tbws" : "tbw";
+	pr.url     = b.url;
+	pr.dir     = b.dir;
+	pr.threads = cfg->inflight;
+	pr.stats   = b.c;
+	pr.nprod   = cfg->producers;
+	pr.tasks   = batch > 1 ? cfg->batch_tasks : cfg->tasks;
+	pr.batch   = batch;
+	if (rate > 0) {
+		pr.nprod = 1;
+		pr.rate  = rate;
+		pr.tasks = (long) rate * cfg->paced_secs;
+	}
 	pr.deadline_s = 30 + (int) (pr.tasks / 2000);
 	rv            = run_producers(cfg, &pr, r);
 out:
 	for (int i = 0; i < nworkers; i++) {
 		child_stop(wp[i], SIGTERM, CHILD_STOP_MS, NULL, NULL);
+		wp[i] = 0;
+	}
+	if (rv == 0 && rate > 0) {
+		// The workers' submit-to-start latencies, merged.
+		size_t    cap = 0, n = 0;
+		uint64_t *lat = NULL;
+		prod_hdr  h;
+		for (int i = 0; i < nworkers; i++) {
+			struct stat st;
+			if (stat(out[i], &st) == 0) {
+				cap += (size_t) st.st_size / sizeof(uint64_t);
+			}
+		}
+		if (cap > 0 && (lat = malloc(cap * sizeof(*lat))) != NULL) {
+			for (int i = 0; i < nworkers; i++) {
+				if (read_results(out[i], &h, lat, cap, &n) !=
+				    0) {
+					break;
+				}
+			}
+			qsort(lat, n, sizeof(*lat), cmp_u64);
+			if (n > 0) {
+				*p50p = pct_ms(lat, n, 0.50);
+				*p99p = pct_ms(lat, n, 0.99);
+			}
+		}
+		free(lat);
 	}
 	broker_stop(cfg, &b);
 	r->broker_cpu = b.cpu;
@@ -2240,13 +2371,44 @@ run_once(const bench_cfg *cfg, int run)
 		if (!(cfg->only & (1u << S_WORKERS))) {
 			break; // skipped
 		}
-		if (!g_stop && bench_workers(cfg, nw, &r) == 0) {
+		double p50, p99;
+		if (!g_stop &&
+		    bench_workers(cfg, nw, cfg->batch, 0, &r, &p50, &p99) ==
+		        0) {
 			vals[nw == 1 ? F_WK1_E2E : F_WK2_E2E][run] =
 			    r.e2e_rate;
 			fprintf(stderr,
 			    "  workers  %10.0f /s end-to-end through %d "
 			    "worker(s) of %d slots\n",
 			    r.e2e_rate, nw, BENCH_WORKER_SLOTS);
+		} else {
+			probs.failed_scenarios++;
+		}
+	}
+	quiesce(cfg);
+	if (cfg->only & (1u << S_WORKERS)) {
+		double p50, p99;
+		if (!g_stop &&
+		    bench_workers(cfg, 2, 1, 0, &r, &p50, &p99) == 0) {
+			vals[F_WKS_E2E][run] = r.e2e_rate;
+			fprintf(stderr,
+			    "  workers  %10.0f /s end-to-end through 2 "
+			    "workers, "
+			    "one task per request\n",
+			    r.e2e_rate);
+		} else {
+			probs.failed_scenarios++;
+		}
+		quiesce(cfg);
+		if (!g_stop &&
+		    bench_workers(cfg, 2, 1, cfg->rate, &r, &p50, &p99) == 0) {
+			vals[F_WKP_RATE][run] = r.submit_rate;
+			vals[F_WKP_P50][run]  = p50;
+			vals[F_WKP_P99][run]  = p99;
+			fprintf(stderr,
+			    "  workers  %10.0f /s paced: submit-to-start p50 "
+			    "%.3f ms, p99 %.3f ms\n",
+			    r.submit_rate, p50, p99);
 		} else {
 			probs.failed_scenarios++;
 		}
@@ -2607,6 +2769,13 @@ print_human(const bench_cfg *cfg, const machine *m)
 		        : wk >= 50000 ? "PASS"
 		                      : "FAIL");
 	}
+	fmt_val(a, sizeof(a), med[F_WKP_P99], "ms");
+	printf("| submit-to-start p99 <= 1 ms at 5,000/s through workers | "
+	       "%s ms at %d/s | %s |\n",
+	    a, cfg->rate,
+	    cfg->rate != 5000 || isnan(med[F_WKP_P99]) ? "n/a"
+	        : med[F_WKP_P99] <= 1.0                ? "PASS"
+	                                               : "FAIL");
 	fmt_val(a, sizeof(a), med[F_RECOVER_P99], "ms");
 	printf("| kill -9 of a worker to its task's start elsewhere, p99 <= "
 	       "100 ms (ipc) | %s | %s |\n",
