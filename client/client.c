@@ -72,6 +72,11 @@
 #define CLIENT_RESENDTIME_MS 60000
 #define CLIENT_RESEND_MS 2000      // per request; see client_call_run
 #define CLIENT_WAIT_MAX_MS 3600000 // tb_wait with timeout < 0
+// A request that finds no connection waits for one in slices of
+// CLIENT_SEND_SLICE_MS; after each, a dialer with no connection is
+// replaced, at most once per CLIENT_REDIAL_MS (see client_redial).
+#define CLIENT_SEND_SLICE_MS 500
+#define CLIENT_REDIAL_MS 1000
 
 struct tb_client {
 	pid_t    pid; // the process that opened the client; never changes
@@ -81,9 +86,11 @@ struct tb_client {
 	pthread_mutex_t mtx;  // protects sock, open, closing, busy
 	pthread_cond_t  idle; // signalled when busy drops to 0 while closing
 	nng_socket      sock;
-	bool            open;    // sock is open and dialled
-	bool            closing; // tb_client_close has started
-	unsigned        busy;    // calls currently using sock
+	nng_dialer      dialer;   // sock's one dialer
+	int64_t         redialed; // tbc_now_ms of its last replacement
+	bool            open;     // sock is open and dialled
+	bool            closing;  // tb_client_close has started
+	unsigned        busy;     // calls currently using sock
 
 	atomic_int           timeout_ms;
 	atomic_uint_fast64_t next_req_id;
@@ -343,7 +350,8 @@ client_dial_locked(tb_client *c)
 	// or replacing a listener (broker/guard.h), has no listener for a
 	// moment, and that must not fail the request.
 	for (int wait_ms = 1, waited = 0;; waited += wait_ms, wait_ms *= 2) {
-		if ((rv = tbc_dial(s, c->url, &c->conn, 0)) == TB_OK) {
+		if ((rv = tbc_dial(s, c->url, &c->conn, 0, &c->dialer)) ==
+		    TB_OK) {
 			break;
 		}
 		// TB_ECLOSED: the connection was closed during its handshake.
@@ -354,9 +362,65 @@ client_dial_locked(tb_client *c)
 		}
 		nng_msleep((nng_duration) wait_ms);
 	}
-	c->sock = s;
-	c->open = true;
+	c->sock     = s;
+	c->redialed = tbc_now_ms();
+	c->open     = true;
 	return (TB_OK);
+}
+
+// client_dialer_pipes returns how many connections dialer d has open
+// (nng's "pipes" statistic), or -1 if the statistics do not say.
+static int64_t
+client_dialer_pipes(nng_dialer d)
+{
+	nng_stat *root;
+	int64_t   pipes = -1;
+	int       id    = nng_dialer_id(d);
+
+	if (nng_stats_get(&root) != 0) {
+		return (-1);
+	}
+	for (nng_stat *s = nng_stat_child(root); s != NULL;
+	     s           = nng_stat_next(s)) {
+		nng_stat *idst, *p;
+		if (nng_stat_type(s) == NNG_STAT_SCOPE &&
+		    strcmp(nng_stat_name(s), "dialer") == 0 &&
+		    (idst = nng_stat_find(s, "id")) != NULL &&
+		    nng_stat_value(idst) == (uint64_t) id &&
+		    (p = nng_stat_find(s, "pipes")) != NULL) {
+			pipes = (int64_t) nng_stat_value(p);
+			break;
+		}
+	}
+	nng_stats_free(root);
+	return (pipes);
+}
+
+// client_redial replaces c's dialer when it has no connection: nng 1.5.2's
+// dialer stops for good when a connection it made is closed during the
+// SP handshake (it reads the NNG_ECLOSED it gets as "dialer closed"; the
+// listener's side of the same bug is broker/guard.h's), which a broker
+// stopping while the client reconnects can cause. A client then never
+// reached the restarted broker again. With no connection open, closing
+// the dialer disturbs nothing; a dialer that was only retrying is
+// replaced by one that retries too. At most once per CLIENT_REDIAL_MS.
+static void
+client_redial(tb_client *c)
+{
+	int64_t    now = tbc_now_ms();
+	nng_dialer d;
+
+	pthread_mutex_lock(&c->mtx);
+	if (c->open && !c->closing && now - c->redialed >= CLIENT_REDIAL_MS &&
+	    client_dialer_pipes(c->dialer) == 0) {
+		c->redialed = now;
+		nng_dialer_close(c->dialer);
+		if (tbc_dial(c->sock, c->url, &c->conn, NNG_FLAG_NONBLOCK,
+		        &d) == TB_OK) {
+			c->dialer = d;
+		}
+	}
+	pthread_mutex_unlock(&c->mtx);
 }
 
 int
@@ -535,15 +599,27 @@ client_call_run(tb_client *c, msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
 	tbc_call_resend(c, ctx, timeout);
 
 	// req0 completes the send once the request is handed to a pipe, so
-	// with no broker connected this is where the time goes.
-	nng_aio_set_timeout(aio, tbc_clamp_ms(timeout));
-	nng_aio_set_msg(aio, msg);
-	nng_ctx_send(ctx, aio);
-	nng_aio_wait(aio);
-	if ((rv = nng_aio_result(aio)) != 0) {
-		// msg is still ours, freed below.
-		rv = tbp_nng_err(rv, TBP_NNG_CLIENT);
-		goto out;
+	// with no broker connected this is where the time goes: in slices,
+	// replacing a dialer that has stopped (client_redial) after each.
+	for (;;) {
+		int64_t left = deadline - tbc_now_ms();
+
+		nng_aio_set_timeout(aio,
+		    tbc_clamp_ms(left < CLIENT_SEND_SLICE_MS
+		            ? left
+		            : CLIENT_SEND_SLICE_MS));
+		nng_aio_set_msg(aio, msg);
+		nng_ctx_send(ctx, aio);
+		nng_aio_wait(aio);
+		if ((rv = nng_aio_result(aio)) == 0) {
+			break;
+		}
+		// msg is still ours: sent again, or freed below.
+		if (rv != NNG_ETIMEDOUT || tbc_now_ms() >= deadline) {
+			rv = tbp_nng_err(rv, TBP_NNG_CLIENT);
+			goto out;
+		}
+		client_redial(c);
 	}
 	msg = NULL; // nng owns the request from here
 

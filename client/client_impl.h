@@ -55,11 +55,13 @@ void tbc_conn_fini(tbc_conn *cn);
 // tbc_url_tls is true for a tls+tcp:// (tls+tcp4, tls+tcp6) url.
 bool tbc_url_tls(const char *url);
 
-// tbc_dial dials url on s as nng_dial(s, url, NULL, flags) does, with
-// cn's TLS settings if url is tls+tcp. Returns a tb_err: nng's codes
-// mapped as tbp_nng_err does for a dial, and TB_EINVAL for TLS material
-// nng cannot use or a url without a host to verify. Any thread.
-int tbc_dial(nng_socket s, const char *url, const tbc_conn *cn, int flags);
+// tbc_dial dials url on s as nng_dial(s, url, dp, flags) does, with
+// cn's TLS settings if url is tls+tcp; *dp (dp may be NULL) is the new
+// dialer. Returns a tb_err: nng's codes mapped as tbp_nng_err does for a
+// dial, and TB_EINVAL for TLS material nng cannot use or a url without a
+// host to verify. Any thread.
+int tbc_dial(nng_socket s, const char *url, const tbc_conn *cn, int flags,
+    nng_dialer *dp);
 
 // ---- requests, shared by the blocking calls (client.c) and the
 // asynchronous ones (async.c) ----------------------------------------------

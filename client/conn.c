@@ -272,7 +272,8 @@ conn_tls_config(const tbc_conn *cn, const char *url, nng_tls_config **cfgp)
 }
 
 int
-tbc_dial(nng_socket s, const char *url, const tbc_conn *cn, int flags)
+tbc_dial(nng_socket s, const char *url, const tbc_conn *cn, int flags,
+    nng_dialer *dp)
 {
 	nng_dialer      d;
 	nng_tls_config *cfg;
@@ -280,7 +281,7 @@ tbc_dial(nng_socket s, const char *url, const tbc_conn *cn, int flags)
 
 	if (!tbc_url_tls(url)) {
 		return (
-		    tbp_nng_err(nng_dial(s, url, NULL, flags), TBP_NNG_DIAL));
+		    tbp_nng_err(nng_dial(s, url, dp, flags), TBP_NNG_DIAL));
 	}
 	if ((rv = conn_tls_config(cn, url, &cfg)) != TB_OK) {
 		return (rv);
@@ -303,6 +304,9 @@ tbc_dial(nng_socket s, const char *url, const tbc_conn *cn, int flags)
 		// the handshake, which nng reports as a shutdown.
 		return (rv == NNG_ECONNSHUT ? TB_ETLS
 		                            : tbp_nng_err(rv, TBP_NNG_DIAL));
+	}
+	if (dp != NULL) {
+		*dp = d;
 	}
 	return (TB_OK);
 }

@@ -106,7 +106,8 @@ tb_sub_open_opts(
 	}
 	// Non-blocking: a broker that is not up yet is dialled in the
 	// background. Only a malformed url fails here.
-	if ((rv = tbc_dial(s->sock, url, &cn, NNG_FLAG_NONBLOCK)) != TB_OK) {
+	if ((rv = tbc_dial(s->sock, url, &cn, NNG_FLAG_NONBLOCK, NULL)) !=
+	    TB_OK) {
 		goto fail;
 	}
 	tbc_conn_fini(&cn);

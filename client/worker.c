@@ -612,8 +612,8 @@ tb_worker_open(tb_worker **wp, const char *url, const tb_worker_opts *o)
 	(void) nng_socket_set_ms(w->sock, NNG_OPT_RECONNMINT, 10);
 	(void) nng_socket_set_ms(w->sock, NNG_OPT_RECONNMAXT, 1000);
 	// Non-blocking: a worker started before its broker waits for it.
-	if ((rv = tbc_dial(w->sock, w->url, &w->conn, NNG_FLAG_NONBLOCK)) !=
-	    TB_OK) {
+	if ((rv = tbc_dial(w->sock, w->url, &w->conn, NNG_FLAG_NONBLOCK,
+	         NULL)) != TB_OK) {
 		goto fail;
 	}
 	if (pthread_create(&w->thread, NULL, worker_thread, w) != 0) {
