@@ -1,4 +1,4 @@
-"""``python3 -m taskbroker worker MODULE[:ATTR] ...``: see taskbroker.worker."""
+"""``python3 -m taskbroker worker MODULE[:ATTR] ...`` (taskbroker.worker)."""
 
 from __future__ import annotations
 

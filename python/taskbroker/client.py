@@ -24,19 +24,17 @@ import threading
 import time
 import weakref
 from ctypes import byref, c_int, c_size_t, c_uint64, c_void_p
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import (
-    TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Iterator,
+    TYPE_CHECKING, Any, Callable, Iterable, Iterator,
     Optional, Sequence, Union,
 )
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from . import _lib
 from ._lib import TB_EFORK, TB_ETIMEDOUT, TB_OK
-from .errors import (
-    ForkError, TaskbrokerError, TaskFailed, TimedOut, error_for_code,
-)
+from .errors import ForkError, TaskFailed, error_for_code
 
 if TYPE_CHECKING:
     from .tasks import TaskFunction
@@ -104,7 +102,8 @@ def _time(us: int) -> Optional[float]:
 
 def pack(obj: Any) -> bytes:
     """Serialise obj with msgpack as the package does for payloads."""
-    return msgpack.packb(obj, use_bin_type=True)
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
 
 
 def unpack(data: bytes) -> Any:
@@ -362,7 +361,7 @@ class _Prepared:
         self.opts = o
 
     def payload_ptr(self) -> Optional[bytes]:
-        return self.payload or None
+        return self.payload if self.payload else None
 
 
 def _spec(handler: Union[str, TaskSpec], payload: Any = None,
@@ -451,7 +450,8 @@ class Broker:
         cp = c_void_p()
         rv = L.tb_client_open(byref(cp), _lib.enc(self._url))
         if rv != TB_OK:
-            raise error_for_code(rv, f"open client for {self._url or 'default url'}")
+            raise error_for_code(
+                rv, f"open client for {self._url or 'the default url'}")
         L.tb_client_set_timeout(cp, self._timeout_ms)
         return cp.value  # type: ignore[return-value]
 
@@ -665,8 +665,6 @@ class Broker:
         finally:
             L.tb_task_list_free(arr, n.value)
 
-    list = list_tasks
-
     # ---- broker and queues -----------------------------------------------
 
     def stats(self) -> Stats:
@@ -755,11 +753,12 @@ class Broker:
             raise ValueError("give exactly one of every= and cron=")
         sp = _lib.ScheduleSpec()
         keep = [name.encode(), handler.encode(), _lib.enc(queue),
-                _lib.enc(cron), b"" if payload is None else pack(payload)]
-        sp.name, sp.handler, sp.queue, sp.cron = keep[:4]
-        if keep[4]:
-            sp.payload = ctypes.cast(ctypes.c_char_p(keep[4]), c_void_p)
-        sp.payload_len = len(keep[4])
+                _lib.enc(cron)]
+        data = b"" if payload is None else pack(payload)
+        sp.name, sp.handler, sp.queue, sp.cron = keep
+        if data:
+            sp.payload = ctypes.cast(ctypes.c_char_p(data), c_void_p)
+        sp.payload_len = len(data)
         sp.priority = priority
         sp.max_attempts = max_attempts or 0
         sp.timeout_ms = _seconds_ms(timeout, "timeout")
@@ -870,6 +869,8 @@ class Broker:
         ``TimedOut`` if they had not all ended within ``timeout``."""
         return _WaitAll(self, timeout)
 
+    list = list_tasks  # the CLI's name ('ls'); after every annotation
+
 
 def _state(name: str) -> int:
     try:
@@ -927,8 +928,9 @@ class _WaitAll:
             return
         deadline = time.monotonic() + (_seconds_ms(self.timeout, "t") / 1000
                                        if self.timeout is not None else 3600)
-        self.tasks = [self.broker.wait(i, max(0.0, deadline - time.monotonic()))
-                      for i in ids]
+        self.tasks = [
+            self.broker.wait(i, max(0.0, deadline - time.monotonic()))
+            for i in ids]
         _check_all(self.tasks)
 
     async def __aenter__(self) -> "_WaitAll":
@@ -1236,7 +1238,7 @@ class AsyncBroker:
         p = _Prepared(_spec(handler, payload, **opts))
         ac = await self._conn()
         L = _lib.lib()
-        tid = await ac.start("submit", lambda c, tok: L.tb_submit_async(
+        tid: int = await ac.start("submit", lambda c, tok: L.tb_submit_async(
             c, p.handler, p.payload_ptr(), len(p.payload), byref(p.opts),
             None, tok, None))
         self.sync._track([tid])
@@ -1248,8 +1250,9 @@ class AsyncBroker:
         arr, keep = Broker._batch(specs)
         ac = await self._conn()
         L = _lib.lib()
-        ids = await ac.start("batch", lambda c, tok: L.tb_submit_batch_async(
-            c, arr, len(arr), None, tok, None))
+        ids: list[int] = await ac.start(
+            "batch", lambda c, tok: L.tb_submit_batch_async(
+                c, arr, len(arr), None, tok, None))
         self.sync._track(ids)
         return ids
 
@@ -1258,8 +1261,9 @@ class AsyncBroker:
         ms = -1 if timeout is None else _seconds_ms(timeout, "timeout")
         ac = await self._conn()
         L = _lib.lib()
-        return await ac.start("wait", lambda c, tok: L.tb_wait_async(
+        task: Task = await ac.start("wait", lambda c, tok: L.tb_wait_async(
             c, task_id, ms, None, tok, None))
+        return task
 
     async def result(self, task_id: int, timeout: Duration = None) -> Any:
         """:meth:`Broker.result`, without blocking the loop."""

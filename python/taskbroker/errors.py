@@ -45,7 +45,7 @@ class TaskbrokerError(Exception):
 
 
 def _cls(cname: str, code: int, wire: str, *bases: type,
-         doc: str = "") -> type:
+         doc: str = "") -> Any:
     cls = type(cname, (TaskbrokerError,) + bases,
                {"code": code, "name": wire,
                 "__doc__": doc or f"The library's ``{wire}`` error."})
@@ -89,7 +89,7 @@ Stale = _cls("Stale", 23, "stale",
              doc="``stale``: a worker's result for an attempt that is no "
                  "longer current was refused (fencing).")
 
-_BY_CODE: dict[int, type] = {
+_BY_CODE: dict[int, Any] = {
     c.code: c for c in (
         InvalidArgument, OutOfMemory, TimedOut, Unreachable, Closed,
         ForkError, ProtocolError, UnsupportedVersion, UnknownOp, BadRequest,
@@ -97,7 +97,7 @@ _BY_CODE: dict[int, type] = {
         StoreError, InternalError, Busy, SystemCallError, QueueFull,
         Unauthorized, TLSError, Stale)
 }
-BY_NAME: dict[str, type] = {c.name: c for c in _BY_CODE.values()}
+BY_NAME: dict[str, Any] = {c.name: c for c in _BY_CODE.values()}
 
 
 def error_for_code(code: int, what: str = "",

@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 from typing import (
-    TYPE_CHECKING, Any, Awaitable, Callable, Generic, Optional, TypeVar,
+    TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar,
 )
 
 from .client import Duration, Task, _result_of, pack, unpack
@@ -79,8 +79,9 @@ def current_task() -> Optional[TaskContext]:
 
 def handler_name(fn: Callable[..., Any]) -> str:
     """The default handler name of fn: ``module:qualname``."""
-    mod = getattr(fn, "__module__", None) or "__main__"
-    qn = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "")
+    mod: str = getattr(fn, "__module__", None) or "__main__"
+    qn: str = getattr(fn, "__qualname__", None) or \
+        getattr(fn, "__name__", None) or ""
     if "<locals>" in qn or "<lambda>" in qn:
         raise ValueError(
             f"{qn} cannot be a task: a worker must import it by name, so "
@@ -290,7 +291,7 @@ class TaskFunction(_Bound, Generic[P, R]):
                 inspect.signature(fn)
         except (TypeError, ValueError):
             self.signature = None
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
@@ -331,7 +332,8 @@ class TaskFunction(_Bound, Generic[P, R]):
                 try:
                     asyncio.get_running_loop()
                 except RuntimeError:
-                    value = asyncio.run(self.fn(*args, **kwargs))
+                    coro: Any = self.fn(*args, **kwargs)
+                    value: Any = asyncio.run(coro)
                 else:
                     raise RuntimeError(
                         f"{self.name} is async: in eager mode inside a "
@@ -358,7 +360,8 @@ class TaskFunction(_Bound, Generic[P, R]):
         ctx = TaskContext(id=0, attempt=1, handler=self.name, queue=queue)
         token = _current.set(ctx)
         try:
-            value = await self.fn(*args, **kwargs)
+            coro: Any = self.fn(*args, **kwargs)
+            value = await coro
         except Exception as e:
             return self._finish_eager(queue, t0, False, None, e)
         finally:

@@ -33,8 +33,6 @@ import logging
 import os
 import signal
 import sys
-import threading
-import time
 import traceback
 from ctypes import byref, c_char_p, c_int, c_size_t, c_void_p
 from typing import Any, Optional
