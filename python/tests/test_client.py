@@ -15,7 +15,7 @@ def test_ping_returns_the_version(broker):
 
 
 def test_submit_wait_status(broker):
-    tid = broker.submit("sleep", {"ms": 20}, queue="q1", priority=3)
+    tid = broker.submit("sleep", {"ms": 300}, queue="q1", priority=3)
     t = broker.status(tid)
     assert t.id == tid and t.queue == "q1" and t.handler == "sleep"
     assert t.priority == 3 and t.state in ("pending", "running")
