@@ -463,6 +463,14 @@ class Broker:
         c = self._client
         if c is not None and self._pid == pid:
             return c
+        if c is not None:
+            # A forked child: raise before taking the lock, which another
+            # thread of the parent may have held at the fork.
+            raise ForkError(
+                f"{what}: this Broker was used in pid {self._pid} and "
+                f"this is its forked child (pid {pid}); nng is not "
+                "fork-safe. Create the Broker in the child instead, or "
+                "start children with the 'spawn' method")
         with self._lock:
             if self._client is not None and self._pid != pid:
                 raise ForkError(

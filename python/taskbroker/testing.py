@@ -197,14 +197,17 @@ class BrokerProcess:
 @contextlib.contextmanager
 def run_broker(*args: str, worker: Optional[str] = None,
                worker_args: Sequence[str] = (),
+               worker_env: Optional[dict[str, str]] = None,
                **kwargs: Any) -> Iterator[BrokerProcess]:
     """Start a fresh taskbrokerd (extra command-line ``args``), optionally
-    a worker for ``worker`` (``MODULE[:ATTR]``), and stop both at the end."""
+    a worker process for ``worker`` (``MODULE[:ATTR]``, with
+    ``worker_args`` and ``worker_env`` added to its environment), and stop
+    both at the end."""
     bp = BrokerProcess(args=args, **kwargs)
     try:
         bp.start()
         if worker:
-            bp.start_worker(worker, *worker_args)
+            bp.start_worker(worker, *worker_args, env=worker_env)
         yield bp
     finally:
         bp.stop()

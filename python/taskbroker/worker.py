@@ -165,8 +165,13 @@ class Worker:
                 log.error("worker: %s", error_for_code(rv, "take a job"))
                 break
             self._start(jp.value)  # type: ignore[arg-type]
+        self._check_cancels()
+
+    def _check_cancels(self) -> None:
+        L = _lib.lib()
         for job in list(self.jobs.values()):
-            if not job.ctx.cancelled and L.tb_job_cancelled(job.j):
+            if not job.ended and not job.ctx.cancelled and \
+                    L.tb_job_cancelled(job.j):
                 self._cancel(job)
 
     def _cancel(self, job: _Job) -> None:
@@ -314,9 +319,18 @@ class Worker:
         # rest back. tb_worker_stop blocks, so it runs on a thread.
         stop_pool = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="taskbroker-stop")
-        rv = await self.loop.run_in_executor(
-            stop_pool, L.tb_worker_stop, self.w, int(self.grace * 1000))
+        # No more takes: the descriptor would stay readable, so cancel
+        # notices are looked for every 50 ms until the stop returns.
         self.loop.remove_reader(fd.value)
+        stop = self.loop.run_in_executor(
+            stop_pool, L.tb_worker_stop, self.w, int(self.grace * 1000))
+        while True:
+            done, _ = await asyncio.wait({stop}, timeout=0.05)
+            if done:
+                break
+            self._check_cancels()
+        rv = stop.result()
+        stop_pool.shutdown(wait=False)
         left = [j for j in self.jobs.values() if not j.ended]
         if rv == TB_ETIMEDOUT or left:
             log.warning("%d tasks still running after the grace were "

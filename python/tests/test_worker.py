@@ -141,3 +141,35 @@ def test_defer_to_a_worker(wsrv):
         return a + b
 
     assert add.defer(20, 22).result(15) == 42
+
+
+def test_run_broker_with_a_worker():
+    with run_broker(f"--worker-handler={worker_app.HANDLERS}",
+                    worker="worker_app", worker_env={"PYTHONPATH": HERE}
+                    ) as srv:
+        b = srv.broker
+        with b.wait_all() as w:
+            for i in range(20):
+                b.submit("py.add",
+                         payload_bytes=tb.pack({"args": [i, 1],
+                                                "kwargs": {}}))
+        assert sorted(t.result for t in w.tasks) == list(range(1, 21))
+        pid = srv.workers[0].pid
+    assert srv.workers[0].returncode == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_many_async_tasks_through_one_worker(wsrv):
+    start(wsrv, "--concurrency=64")
+    b = wsrv.broker
+    p = tb.pack({"args": [1, 2], "kwargs": {}})
+    t0 = time.monotonic()
+    ids = []
+    for _ in range(2):
+        ids += b.submit_batch([tb.TaskSpec("py.aadd", payload_bytes=p)]
+                              * 1000)
+    b.drain(timeout=60)
+    rate = len(ids) / (time.monotonic() - t0)
+    assert b.stats().done == 2000
+    print(f"{rate:.0f} async no-op tasks/s through one worker")
