@@ -1221,6 +1221,10 @@ class AsyncBroker:
         if ac is not None and ac.pid == os.getpid():
             return ac
         b._c("asyncio")  # fork checks; marks nng as used
+        for old_loop, old in list(b._aconns.items()):
+            if old_loop.is_closed():  # its loop is gone: free the client
+                del b._aconns[old_loop]
+                old.close()
         lock = _open_locks.setdefault(loop, asyncio.Lock())
         async with lock:
             ac = b._aconns.get(loop)
@@ -1232,7 +1236,8 @@ class AsyncBroker:
             await self._call(lambda: _open_aconn(b, ac))
             b._aconns[loop] = ac
             loop.add_reader(ac.fd, ac._drain)
-            return ac
+        _open_locks.pop(loop, None)
+        return ac
 
     async def _call(self, fn: Callable[[], Any]) -> Any:
         b = self.sync

@@ -133,3 +133,14 @@ async def test_async_unreachable():
     with pytest.raises(tb.Unreachable):
         await a.submit("noop")
     await a.close()
+
+
+def test_one_connection_per_event_loop_and_closed_loops_freed(broker):
+    async def go() -> tb.Task:
+        return await broker.aio.wait(await broker.aio.submit("noop"), 5)
+
+    for _ in range(3):
+        assert asyncio.run(go()).ok
+    # Each asyncio.run made a loop and closed it; only the last one's
+    # connection is still held.
+    assert len(broker._aconns) == 1
