@@ -121,6 +121,11 @@ def _decode_bytes(ptr: Optional[int], n: int) -> Any:
         return raw
 
 
+def _has_crashes() -> bool:
+    """Whether the library reports crashes (older ones do not)."""
+    return _lib.has("tb_task_crashes")
+
+
 @dataclass(frozen=True)
 class Task:
     """A task as the broker reports it.
@@ -170,8 +175,8 @@ class Task:
             state=_lib.s(L.tb_state_name(L.tb_task_state(t))) or "unknown",
             attempts=L.tb_task_attempts(t),
             max_attempts=L.tb_task_max_attempts(t),
-            crashes=L.tb_task_crashes(t),
-            max_crashes=L.tb_task_max_crashes(t),
+            crashes=L.tb_task_crashes(t) if _has_crashes() else 0,
+            max_crashes=L.tb_task_max_crashes(t) if _has_crashes() else 0,
             priority=L.tb_task_priority(t),
             queue=_lib.s(L.tb_task_queue(t)) or "",
             handler=_lib.s(L.tb_task_handler(t)) or "",
