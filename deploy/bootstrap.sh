@@ -71,6 +71,13 @@ fi
 werror=OFF
 [ "${CI:-}" = true ] && werror=ON
 
+# The integration tests' brokers live in directories below TBH_TMPDIR: a
+# fresh one per run, so that another run on the machine (or its clean-up)
+# cannot touch this one's. The Python tests' brokers too (TMPDIR).
+TBH_TMPDIR=$(mktemp -d /tmp/tbt.XXXXXX)
+export TBH_TMPDIR
+trap 'rm -rf "$TBH_TMPDIR"' EXIT
+
 # python_tests: the Python package (python/) in a virtual environment,
 # build/venv, made with the python3 on PATH (a CPython with pip and venv;
 # Debian's python3-venv is installed only when that python3 is Debian's and
@@ -100,7 +107,7 @@ python_tests() {
 			-e "./python[test]"
 		echo "$stamp" >"$venv/.tb-installed"
 	fi
-	TASKBROKER_LIB=$top/build/client/libtaskbroker.so \
+	TMPDIR=$TBH_TMPDIR TASKBROKER_LIB=$top/build/client/libtaskbroker.so \
 		TB_BROKER_BIN=$top/build/broker/taskbrokerd \
 		"$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
 }

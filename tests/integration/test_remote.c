@@ -541,8 +541,7 @@ test_loopback_and_token_listeners_start(void **state)
 
 	write_secret(f, "token", TOKEN, 0600, token_path, sizeof(token_path));
 	tok.token = TOKEN;
-	snprintf(b2->dir, sizeof(b2->dir), "/tmp/tbh-XXXXXX");
-	assert_non_null(mkdtemp(b2->dir));
+	assert_non_null(tbh_mkdtemp(b2->dir, sizeof(b2->dir)));
 	snprintf(b2->data_dir, sizeof(b2->data_dir), "%.63s/data", b2->dir);
 	snprintf(
 	    b2->log_path, sizeof(b2->log_path), "%.63s/broker.log", b2->dir);

@@ -218,8 +218,7 @@ tcp_start_args(tbh_fix *f, const char *const *args)
 {
 	tbh_broker *b = &f->b;
 
-	snprintf(b->dir, sizeof(b->dir), "/tmp/tbh-XXXXXX");
-	assert_non_null(mkdtemp(b->dir));
+	assert_non_null(tbh_mkdtemp(b->dir, sizeof(b->dir)));
 	snprintf(b->data_dir, sizeof(b->data_dir), "%s/data", b->dir);
 	snprintf(b->log_path, sizeof(b->log_path), "%s/broker.log", b->dir);
 	snprintf(

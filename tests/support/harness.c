@@ -575,12 +575,23 @@ tbh_restart(tbh_broker *b)
 	return (0);
 }
 
+char *
+tbh_mkdtemp(char *buf, size_t len)
+{
+	const char *root = getenv("TBH_TMPDIR");
+
+	if (root == NULL || root[0] == '\0') {
+		root = "/tmp";
+	}
+	snprintf(buf, len, "%s/tbh-XXXXXX", root);
+	return (mkdtemp(buf));
+}
+
 int
 tbh_start(tbh_broker *b, const char *const *args)
 {
 	if (b->dir[0] == '\0') {
-		snprintf(b->dir, sizeof(b->dir), "/tmp/tbh-XXXXXX");
-		if (mkdtemp(b->dir) == NULL) {
+		if (tbh_mkdtemp(b->dir, sizeof(b->dir)) == NULL) {
 			fprintf(
 			    stderr, "harness: mkdtemp: %s\n", strerror(errno));
 			b->dir[0] = '\0';
@@ -1138,8 +1149,7 @@ tbh_write_config(
 
 	if (b->dir[0] == '\0') {
 		// As tbh_start does; it then leaves the dir as it is.
-		snprintf(b->dir, sizeof(b->dir), "/tmp/tbh-XXXXXX");
-		if (mkdtemp(b->dir) == NULL) {
+		if (tbh_mkdtemp(b->dir, sizeof(b->dir)) == NULL) {
 			fprintf(
 			    stderr, "harness: mkdtemp: %s\n", strerror(errno));
 			b->dir[0] = '\0';

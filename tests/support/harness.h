@@ -115,6 +115,11 @@ int tbh_exit_code(const tbh_broker *b);
 // tbh_kill9 kills the broker with SIGKILL and reaps it. Returns 0 or -1.
 int tbh_kill9(tbh_broker *b);
 
+// tbh_mkdtemp makes a fresh directory $TBH_TMPDIR/tbh-XXXXXX (/tmp when
+// TBH_TMPDIR is unset; keep it short: ipc paths live below it) in buf and
+// returns buf, or NULL with errno set.
+char *tbh_mkdtemp(char *buf, size_t len);
+
 // tbh_cleanup kills the broker if it still runs, and removes the temp dir
 // (kept if TBH_KEEP is set or failed is true, then its path is printed).
 // If failed, the log tail is printed first. Frees the argument copies.
