@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from .client import (
     FINAL_STATES, STATES, AsyncBroker, AsyncSubscription, Broker, Event,
-    QueueInfo, Schedule, Stats, Subscription, Task, TaskSpec, pack, unpack,
+    QueueInfo, Schedule, Stats, Subscription, Task, TaskSpec,
+    WorkerHandlerInfo, WorkerInfo, pack, unpack,
 )
 from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all
@@ -40,7 +41,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Broker", "AsyncBroker", "Task", "TaskSpec", "Event", "Stats",
-    "Schedule", "QueueInfo", "Subscription", "AsyncSubscription", "STATES",
+    "Schedule", "QueueInfo", "WorkerInfo", "WorkerHandlerInfo",
+    "Subscription", "AsyncSubscription", "STATES",
     "FINAL_STATES", "TaskFunction", "TaskHandle", "TaskContext",
     "current_task", "Reject", "NoRetry", "pack", "unpack", "__version__",
 ] + list(_errors_all)

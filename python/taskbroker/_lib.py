@@ -170,6 +170,29 @@ class WorkerOpts(Structure):
     ]
 
 
+class WorkerInfoC(Structure):
+    _fields_ = [
+        ("id", c_uint64),
+        ("pid", c_uint64),
+        ("host", c_char_p),
+        ("name", c_char_p),
+        ("handlers", c_char_p),
+        ("queues", c_char_p),
+        ("slots", c_uint32),
+        ("running", c_uint32),
+        ("done", c_uint64),
+        ("since", c_int64),
+    ]
+
+
+class WHandlerInfoC(Structure):
+    _fields_ = [
+        ("name", c_char_p),
+        ("workers", c_uint32),
+        ("waiting", c_uint64),
+    ]
+
+
 P = c_void_p  # every opaque handle
 PP = POINTER(c_void_p)
 
@@ -291,6 +314,14 @@ _PROTOS = {
     "tb_job_cancelled": (c_int, [P]),
     "tb_job_complete": (c_int, [P, c_void_p, c_size_t]),
     "tb_job_fail": (c_int, [P, c_char_p, c_int]),
+    "tb_workers": (
+        c_int, [P, POINTER(POINTER(WorkerInfoC)), POINTER(c_size_t)]
+    ),
+    "tb_workers_free": (None, [POINTER(WorkerInfoC), c_size_t]),
+    "tb_worker_handlers": (
+        c_int, [P, POINTER(POINTER(WHandlerInfoC)), POINTER(c_size_t)]
+    ),
+    "tb_worker_handlers_free": (None, [POINTER(WHandlerInfoC), c_size_t]),
 }
 
 _CANDIDATES = (

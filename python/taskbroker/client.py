@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Broker", "AsyncBroker", "Task", "TaskSpec", "Event", "Stats",
-    "Schedule", "QueueInfo", "Subscription", "AsyncSubscription",
+    "Schedule", "QueueInfo", "WorkerInfo", "WorkerHandlerInfo",
+    "Subscription", "AsyncSubscription",
     "STATES", "FINAL_STATES",
 ]
 
@@ -310,6 +311,32 @@ class QueueInfo:
     oldest_pending: float
     forever: int
     crashloop: int
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker connected to the broker (:meth:`Broker.workers`);
+    ``since`` is the Unix time of its hello."""
+
+    id: int
+    pid: int
+    host: str
+    name: str
+    handlers: tuple[str, ...]
+    queues: tuple[str, ...]
+    slots: int
+    running: int
+    done: int
+    since: Optional[float]
+
+
+@dataclass(frozen=True)
+class WorkerHandlerInfo:
+    """A worker handler's figures (:meth:`Broker.worker_handlers`)."""
+
+    name: str
+    workers: int
+    waiting: int
 
 
 @dataclass
@@ -751,6 +778,51 @@ class Broker:
                     for q in (arr[i] for i in range(n.value))]
         finally:
             L.tb_queues_free(arr, n.value)
+
+    # ---- workers ---------------------------------------------------------
+
+    def _need(self, name: str) -> None:
+        if not _lib.has(name):
+            raise NotImplementedError(
+                f"{_lib.path()} has no {name}: a library with workers is "
+                "needed")
+
+    def workers(self) -> list[WorkerInfo]:
+        """The workers connected to the broker."""
+        self._need("tb_workers")
+        arr = ctypes.POINTER(_lib.WorkerInfoC)()
+        n = c_size_t(0)
+        L = _lib.lib()
+        self._check(L.tb_workers(self._c("workers"), byref(arr), byref(n)),
+                    "workers")
+
+        def split(b: Optional[bytes]) -> tuple[str, ...]:
+            return tuple(x for x in (_lib.s(b) or "").split(",") if x)
+
+        try:
+            return [WorkerInfo(w.id, w.pid, _lib.s(w.host) or "",
+                               _lib.s(w.name) or "", split(w.handlers),
+                               split(w.queues), w.slots, w.running, w.done,
+                               _time(w.since))
+                    for w in (arr[i] for i in range(n.value))]
+        finally:
+            L.tb_workers_free(arr, n.value)
+
+    def worker_handlers(self) -> list[WorkerHandlerInfo]:
+        """The handler names the broker knows as worker handlers."""
+        self._need("tb_worker_handlers")
+        arr = ctypes.POINTER(_lib.WHandlerInfoC)()
+        n = c_size_t(0)
+        L = _lib.lib()
+        self._check(L.tb_worker_handlers(self._c("worker_handlers"),
+                                         byref(arr), byref(n)),
+                    "worker_handlers")
+        try:
+            return [WorkerHandlerInfo(_lib.s(h.name) or "", h.workers,
+                                      h.waiting)
+                    for h in (arr[i] for i in range(n.value))]
+        finally:
+            L.tb_worker_handlers_free(arr, n.value)
 
     # ---- schedules -------------------------------------------------------
 
@@ -1339,7 +1411,8 @@ def _blocking(name: str) -> Callable[..., Any]:
 for _name in ("status", "cancel", "retry", "retry_queue", "list_tasks",
               "stats", "ping", "shutdown", "pause", "resume", "drain",
               "purge", "queues", "schedule_add", "schedule_rm",
-              "schedule_pause", "schedule_resume", "schedules"):
+              "schedule_pause", "schedule_resume", "schedules", "workers",
+              "worker_handlers"):
     setattr(AsyncBroker, _name, _blocking(_name))
 AsyncBroker.list = AsyncBroker.list_tasks  # type: ignore[attr-defined]
 del _name

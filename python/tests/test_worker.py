@@ -173,3 +173,18 @@ def test_many_async_tasks_through_one_worker(wsrv):
     rate = len(ids) / (time.monotonic() - t0)
     assert b.stats().done == 2000
     print(f"{rate:.0f} async no-op tasks/s through one worker")
+
+
+@pytest.mark.asyncio
+async def test_workers_and_worker_handlers(wsrv):
+    start(wsrv, "--concurrency=7", "--name=w-test")
+    b = wsrv.broker
+    deadline = time.monotonic() + 15
+    while not b.workers():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    (w,) = await b.aio.workers()
+    assert w.name == "w-test" and w.slots == 7 and w.pid > 0
+    assert set(w.handlers) == set(worker_app.broker.registry)
+    hs = {h.name: h for h in b.worker_handlers()}
+    assert hs["py.add"].workers == 1 and hs["py.add"].waiting == 0
