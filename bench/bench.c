@@ -7,6 +7,11 @@
 //   batch   the same with tb_submit_batch of B tasks per request;
 //   paced   one producer, open loop at R submits/s for S seconds, C threads
 //           so that one slow ack does not hold up the schedule;
+//   workers the batch scenario's tasks for "bench_job", run by 1, then 2
+//           worker processes (this binary, --worker) of 64 slots that
+//           complete each job at once: end-to-end throughput;
+//   recovery a held task on one of two workers, which is killed with
+//           SIGKILL: the time to the task's start on the other, 20 times;
 //   serial  one producer, one thread, one blocking tb_submit at a time;
 //   async   one producer, one thread keeping A single-task
 //           tb_submit_async in flight, waiting on the client's completion
@@ -108,10 +113,12 @@ enum {
 	S_SQLITE,
 	S_SERIAL,
 	S_ASYNC,
+	S_WORKERS,
+	S_RECOVERY,
 	S_COUNT
 };
 static const char *scen_names[] = { "single", "batch", "paced", "nng",
-	"sqlite", "serial", "async" };
+	"sqlite", "serial", "async", "workers", "recovery" };
 
 // bench_cfg: the command line.
 typedef struct bench_cfg {
@@ -200,6 +207,10 @@ enum {
 	F_PACED_P99,
 	F_PACED_P999,
 	F_PACED_MAX,
+	F_WK1_E2E,
+	F_WK2_E2E,
+	F_RECOVER_P50,
+	F_RECOVER_P99,
 	F_COUNT
 };
 
@@ -278,10 +289,22 @@ static const struct fig_info {
 	       false, true },
 	[F_PACED_P99]    = { "paced_ack_p99", "paced: ack latency p99", "ms",
 	       false, true },
-	[F_PACED_P999] = { "paced_ack_p999", "paced: ack latency p99.9", "ms",
-	    false, true },
-	[F_PACED_MAX]  = { "paced_ack_max", "paced: ack latency max", "ms",
+	[F_PACED_P999]  = { "paced_ack_p999", "paced: ack latency p99.9", "ms",
 	     false, true },
+	[F_PACED_MAX]   = { "paced_ack_max", "paced: ack latency max", "ms",
+	      false, true },
+	[F_WK1_E2E]     = { "workers1_e2e_rate",
+	        "workers: end-to-end throughput, 1 worker", "tasks/s", true,
+	        true },
+	[F_WK2_E2E]     = { "workers2_e2e_rate",
+	        "workers: end-to-end throughput, 2 workers", "tasks/s", true,
+	        true },
+	[F_RECOVER_P50] = { "worker_recovery_p50",
+	    "workers: kill -9 of a worker to its task's start elsewhere, p50",
+	    "ms", false, true },
+	[F_RECOVER_P99] = { "worker_recovery_p99",
+	    "workers: kill -9 of a worker to its task's start elsewhere, p99",
+	    "ms", false, true },
 };
 
 // vals[f][run] holds each figure of each run; NAN if the run failed it.
@@ -684,6 +707,9 @@ broker_start(const bench_cfg *cfg, broker *b)
 	argv[argc++] = b->evurl;
 	argv[argc++] = "--durability";
 	argv[argc++] = (char *) cfg->durability;
+	// The workers scenario's handler, served by worker processes.
+	argv[argc++] = "--worker-handler";
+	argv[argc++] = "bench_job";
 	argv[argc++] = "--shutdown-timeout";
 	argv[argc++] = SHUTDOWN_TIMEOUT_S;
 	if (cfg->workers > 0) {
@@ -1085,9 +1111,71 @@ out:
 }
 
 // ---------------------------------------------------------------------------
+// Workers: the child side (--worker url slots): a tb_worker with one
+// thread per slot that completes every job at once with no result. It
+// runs until the parent stops it (SIGTERM).
+
+static void *
+bench_worker_slot(void *arg)
+{
+	tb_worker *w = arg;
+	tb_job    *j;
+
+	for (;;) {
+		int    rv  = tb_worker_next(w, 1000, &j);
+		size_t len = 0;
+		if (rv == TB_OK) {
+			// A job with a payload is held until it is cancelled
+			// (the recovery scenario's); the others end at once.
+			(void) tb_job_payload(j, &len);
+			while (len > 0 && !tb_job_cancelled(j)) {
+				usleep(1000);
+			}
+			(void) tb_job_complete(j, NULL, 0);
+		} else if (rv != TB_ETIMEDOUT) {
+			break;
+		}
+	}
+	return (NULL);
+}
+
+static int
+worker_main(int argc, char **argv)
+{
+	const char    *handlers[] = { "bench_job" };
+	tb_worker_opts o          = TB_WORKER_OPTS_INIT;
+	tb_worker     *w;
+	pthread_t      tid;
+	int            slots;
+	int            rv;
+
+	if (argc != 2 || (slots = atoi(argv[1])) < 1 || slots > 1024) {
+		fprintf(stderr, "worker: bad arguments\n");
+		return (2);
+	}
+	o.handlers  = handlers;
+	o.nhandlers = 1;
+	o.slots     = (unsigned) slots;
+	o.name      = "bench";
+	if ((rv = tb_worker_open(&w, argv[0], &o)) != TB_OK) {
+		fprintf(stderr, "worker: %s\n", tb_strerror(rv));
+		return (1);
+	}
+	for (int i = 0; i < slots; i++) {
+		if (pthread_create(&tid, NULL, bench_worker_slot, w) != 0) {
+			return (1);
+		}
+		pthread_detach(tid);
+	}
+	for (;;) {
+		pause(); // SIGTERM ends the process
+	}
+}
+
 // Producers: the child side (--producer)
 
 typedef struct prod {
+	const char      *handler;  // "noop", or "bench_job" for workers
 	bool             nng;      // raw nng round trips instead of tb_submit
 	bool             async;    // one thread, tb_submit_async
 	int              inflight; // async: submits in flight
@@ -1168,7 +1256,7 @@ prod_thread(void *arg)
 	int          rv;
 
 	for (int k = 0; k < p->batch; k++) {
-		specs[k].handler     = "noop";
+		specs[k].handler     = p->handler;
 		specs[k].payload     = NULL;
 		specs[k].payload_len = 0;
 		specs[k].opts        = NULL;
@@ -1200,7 +1288,8 @@ prod_thread(void *arg)
 		if (p->nng) {
 			rv = rtt_once(t);
 		} else if (p->batch == 1) {
-			rv = tb_submit(t->p->c, "noop", NULL, 0, NULL, NULL);
+			rv = tb_submit(
+			    t->p->c, t->p->handler, NULL, 0, NULL, NULL);
 		} else {
 			rv = tb_submit_batch(t->p->c, specs, (size_t) n, NULL);
 		}
@@ -1250,8 +1339,8 @@ prod_async(void *arg)
 			if (t0 > p->deadline) {
 				break;
 			}
-			rv = tb_submit_async(p->c, "noop", NULL, 0, NULL, NULL,
-			    (void *) (uintptr_t) started, NULL);
+			rv = tb_submit_async(p->c, p->handler, NULL, 0, NULL,
+			    NULL, (void *) (uintptr_t) started, NULL);
 			if (t->first_send == 0) {
 				t->first_send = t0;
 			}
@@ -1347,6 +1436,7 @@ producer_main(int argc, char **argv)
 	}
 	memset(&p, 0, sizeof(p));
 	p.nng     = strcmp(argv[0], "nng") == 0;
+	p.handler = strcmp(argv[0], "tbw") == 0 ? "bench_job" : "noop";
 	p.async   = strcmp(argv[0], "async") == 0;
 	p.url     = argv[1];
 	p.threads = atoi(argv[2]);
@@ -1802,6 +1892,205 @@ bench_broker(const bench_cfg *cfg, int which, scen_result *r)
 	return (rv);
 }
 
+// BENCH_WORKER_SLOTS is each bench worker's slots: enough to cover the
+// commit latency each task start waits for.
+#define BENCH_WORKER_SLOTS 64
+
+// bench_workers runs the batch scenario with its tasks for "bench_job",
+// run by nworkers worker processes (--worker) that complete each job at
+// once: end-to-end throughput through workers.
+static int
+bench_workers(const bench_cfg *cfg, int nworkers, scen_result *r)
+{
+	broker   b;
+	prod_run pr;
+	pid_t    wp[2] = { 0, 0 };
+	char     slots[16];
+	char     log[PATH_MAX + 32];
+	int64_t  deadline;
+	int      rv = -1;
+
+	if (broker_start(cfg, &b) != 0) {
+		return (-1);
+	}
+	snprintf(slots, sizeof(slots), "%d", BENCH_WORKER_SLOTS);
+	snprintf(log, sizeof(log), "%s/workers.log", b.dir);
+	for (int i = 0; i < nworkers; i++) {
+		char *argv[] = { (char *) cfg->self, "--worker", b.url, slots,
+			NULL };
+		if (spawn_child(&wp[i], argv, -1, -1, log) != 0) {
+			goto out;
+		}
+	}
+	// Wait until the broker lists them all.
+	deadline = now_ns() + (int64_t) BROKER_START_MS * NS_PER_MS;
+	for (;;) {
+		tb_worker_info *l;
+		size_t          n = 0;
+		if (tb_workers(b.c, &l, &n) == TB_OK) {
+			tb_workers_free(l, n);
+		}
+		if (n == (size_t) nworkers) {
+			break;
+		}
+		if (now_ns() > deadline || g_stop) {
+			fprintf(stderr,
+			    "bench: %d worker(s) did not connect\n", nworkers);
+			goto out;
+		}
+		usleep(5000);
+	}
+	memset(&pr, 0, sizeof(pr));
+	pr.kind       = "tbw";
+	pr.url        = b.url;
+	pr.dir        = b.dir;
+	pr.threads    = cfg->inflight;
+	pr.stats      = b.c;
+	pr.nprod      = cfg->producers;
+	pr.tasks      = cfg->batch_tasks;
+	pr.batch      = cfg->batch;
+	pr.deadline_s = 30 + (int) (pr.tasks / 2000);
+	rv            = run_producers(cfg, &pr, r);
+out:
+	for (int i = 0; i < nworkers; i++) {
+		child_stop(wp[i], SIGTERM, CHILD_STOP_MS, NULL, NULL);
+	}
+	broker_stop(cfg, &b);
+	r->broker_cpu = b.cpu;
+	return (rv);
+}
+
+// RECOVERY_ROUNDS is how many kill -9s the recovery scenario measures.
+#define RECOVERY_ROUNDS 20
+
+// wait_start waits for the start event of task id on sub; its arrival
+// time in *atp. Returns 0, or -1 after timeout_ms.
+static int
+wait_start(tb_sub *sub, tb_id id, int timeout_ms, int64_t *atp)
+{
+	int64_t deadline = now_ns() + (int64_t) timeout_ms * NS_PER_MS;
+
+	while (now_ns() < deadline && !g_stop) {
+		tb_event *e = NULL;
+		if (tb_sub_recv(sub, 100, &e) != TB_OK) {
+			continue;
+		}
+		if (tb_event_task_id(e) == id &&
+		    strcmp(tb_event_name(e), "start") == 0) {
+			*atp = now_ns();
+			tb_event_free(e);
+			return (0);
+		}
+		tb_event_free(e);
+	}
+	return (-1);
+}
+
+// bench_recovery: two workers of one slot; a held task starts on one,
+// which is killed with SIGKILL; the time until the task's start event
+// (dispatched to the other) is one sample. The killed worker is started
+// again for the next round.
+static int
+bench_recovery(const bench_cfg *cfg, double *p50p, double *p99p)
+{
+	broker   b;
+	pid_t    wp[2] = { 0, 0 };
+	char     log[PATH_MAX + 32];
+	char    *argv[] = { (char *) cfg->self, "--worker", NULL, "1", NULL };
+	uint64_t lat[RECOVERY_ROUNDS];
+	int      n   = 0;
+	int      rv  = -1;
+	tb_sub  *sub = NULL;
+	int64_t  t0, t1;
+
+	if (broker_start(cfg, &b) != 0) {
+		return (-1);
+	}
+	argv[2] = b.url;
+	snprintf(log, sizeof(log), "%s/workers.log", b.dir);
+	if (tb_sub_open(&sub, b.evurl, "tb.start.") != TB_OK) {
+		goto out;
+	}
+	for (int k = 0; k < RECOVERY_ROUNDS && !g_stop; k++) {
+		tb_worker_info *l  = NULL;
+		size_t          nl = 0;
+		tb_id           id;
+		pid_t           victim = 0;
+		int64_t         deadline;
+
+		for (int i = 0; i < 2; i++) {
+			if (wp[i] == 0 &&
+			    spawn_child(&wp[i], argv, -1, -1, log) != 0) {
+				goto out;
+			}
+		}
+		for (deadline = now_ns() + 10 * NS_PER_S;;) {
+			nl = 0;
+			if (tb_workers(b.c, &l, &nl) == TB_OK) {
+				tb_workers_free(l, nl);
+			}
+			if (nl == 2) {
+				break;
+			}
+			if (now_ns() > deadline || g_stop) {
+				goto out;
+			}
+			usleep(2000);
+		}
+		// The subscription must be live: PUB drops events for pipes
+		// not yet attached; the first round's start may be missed,
+		// so that round's task is found through the workers list.
+		if (tb_submit(b.c, "bench_job", "\xc3", 1, NULL, &id) !=
+		    TB_OK) {
+			goto out;
+		}
+		// Its first start, so that the one after the kill is the next.
+		(void) wait_start(sub, id, 2000, &t1);
+		for (deadline = now_ns() + 10 * NS_PER_S; victim == 0;) {
+			if (tb_workers(b.c, &l, &nl) == TB_OK) {
+				for (size_t i = 0; i < nl; i++) {
+					if (l[i].running > 0) {
+						victim = (pid_t) l[i].pid;
+					}
+				}
+				tb_workers_free(l, nl);
+			}
+			if (victim == 0 && (now_ns() > deadline || g_stop)) {
+				goto out;
+			}
+			if (victim == 0) {
+				usleep(500);
+			}
+		}
+		t0 = now_ns();
+		kill(victim, SIGKILL);
+		if (wait_start(sub, id, 10000, &t1) == 0) {
+			lat[n++] = (uint64_t) (t1 - t0);
+		}
+		for (int i = 0; i < 2; i++) {
+			if (wp[i] == victim) {
+				child_stop(
+				    wp[i], 0, CHILD_STOP_MS, NULL, NULL);
+				wp[i] = 0;
+			}
+		}
+		(void) tb_cancel(b.c, id, NULL); // the survivor lets it go
+	}
+	if (n > 0) {
+		qsort(lat, (size_t) n, sizeof(lat[0]), cmp_u64);
+		*p50p = (double) lat[(n - 1) / 2] / 1e6;
+		*p99p = (double) lat[n - 1 - (n - 1) / 100] / 1e6;
+		rv    = 0;
+	}
+out:
+	tb_sub_close(sub);
+	for (int i = 0; i < 2; i++) {
+		child_stop(wp[i], SIGTERM, CHILD_STOP_MS, NULL, NULL);
+	}
+	broker_stop(cfg, &b);
+	return (rv);
+}
+
 // quiesce flushes the temporary filesystem, so dirty pages left by one
 // measurement are not written back during the next one's fsyncs (ext4
 // data=ordered flushes them on any journal commit).
@@ -1945,6 +2234,36 @@ run_once(const bench_cfg *cfg, int run)
 		    vals[F_BATCH_CCPU][run]);
 	} else {
 		probs.failed_scenarios++;
+	}
+	for (int nw = 1; nw <= 2; nw++) {
+		quiesce(cfg);
+		if (!(cfg->only & (1u << S_WORKERS))) {
+			break; // skipped
+		}
+		if (!g_stop && bench_workers(cfg, nw, &r) == 0) {
+			vals[nw == 1 ? F_WK1_E2E : F_WK2_E2E][run] =
+			    r.e2e_rate;
+			fprintf(stderr,
+			    "  workers  %10.0f /s end-to-end through %d "
+			    "worker(s) of %d slots\n",
+			    r.e2e_rate, nw, BENCH_WORKER_SLOTS);
+		} else {
+			probs.failed_scenarios++;
+		}
+	}
+	quiesce(cfg);
+	if (cfg->only & (1u << S_RECOVERY)) {
+		double p50 = NAN, p99 = NAN;
+		if (!g_stop && bench_recovery(cfg, &p50, &p99) == 0) {
+			vals[F_RECOVER_P50][run] = p50;
+			vals[F_RECOVER_P99][run] = p99;
+			fprintf(stderr,
+			    "  recovery kill -9 to start elsewhere: p50 %.3f "
+			    "ms, p99 %.3f ms\n",
+			    p50, p99);
+		} else {
+			probs.failed_scenarios++;
+		}
 	}
 	quiesce(cfg);
 	if (!(cfg->only & (1u << S_PACED))) {
@@ -2273,6 +2592,28 @@ print_human(const bench_cfg *cfg, const machine *m)
 	    isnan(med[F_BATCH_E2E])         ? "n/a"
 	        : med[F_BATCH_E2E] >= 50000 ? "PASS"
 	                                    : "FAIL");
+	{
+		double wk = med[F_WK2_E2E];
+		if (isnan(wk) ||
+		    (!isnan(med[F_WK1_E2E]) && med[F_WK1_E2E] > wk)) {
+			wk = med[F_WK1_E2E];
+		}
+		fmt_val(a, sizeof(a), wk, "tasks/s");
+		printf(
+		    "| end-to-end >= 50,000 tasks/s, batched submits, through "
+		    "workers | %s | %s |\n",
+		    a,
+		    isnan(wk)         ? "n/a"
+		        : wk >= 50000 ? "PASS"
+		                      : "FAIL");
+	}
+	fmt_val(a, sizeof(a), med[F_RECOVER_P99], "ms");
+	printf("| kill -9 of a worker to its task's start elsewhere, p99 <= "
+	       "100 ms (ipc) | %s | %s |\n",
+	    a,
+	    isnan(med[F_RECOVER_P99])         ? "n/a"
+	        : med[F_RECOVER_P99] <= 100.0 ? "PASS"
+	                                      : "FAIL");
 	fmt_val(a, sizeof(a), med[F_SINGLE_E2E], "tasks/s");
 	printf("| end-to-end >= 20,000 tasks/s, one task per request | %s | "
 	       "%s |\n",
@@ -2475,7 +2816,7 @@ usage(FILE *f)
 	    "decides fsync cost\n"
 	    "  --only LIST            run only some of single,batch,paced,"
 	    "nng,sqlite,\n"
-	    "                         serial,async\n"
+	    "                         serial,async,workers,recovery\n"
 	    "  --keep                 keep the temporary directories (broker "
 	    "logs)\n"
 	    "  --json                 print JSON instead of Markdown\n"
@@ -2521,7 +2862,8 @@ parse_only(const char *list, unsigned *onlyp)
 		if (s == S_COUNT) {
 			fprintf(stderr,
 			    "taskbroker-bench: --only takes "
-			    "single,batch,paced,nng,sqlite,serial,async\n");
+			    "single,batch,paced,nng,sqlite,serial,async,"
+			    "workers,recovery\n");
 			return (-1);
 		}
 		only |= 1u << s;
@@ -2745,6 +3087,9 @@ main(int argc, char **argv)
 	}
 	if (argc >= 2 && strcmp(argv[1], "--echo") == 0) {
 		return (echo_main(argc - 2, argv + 2));
+	}
+	if (argc >= 2 && strcmp(argv[1], "--worker") == 0) {
+		return (worker_main(argc - 2, argv + 2));
 	}
 
 	memset(&cfg, 0, sizeof(cfg));

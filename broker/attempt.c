@@ -57,6 +57,7 @@ attempt_slot_free(broker *b, task *t)
 	if (t->pool) {
 		b->running_pool--;
 	}
+	worker_job_drop(t->wjob); // a worker's room comes back with it
 	b->need_dispatch = true;
 }
 
@@ -216,6 +217,56 @@ attempt_end(broker *b, task *t, run *r)
 }
 
 void
+attempt_abandon(broker *b, task *t)
+{
+	run *r = t->run;
+
+	(void) b;
+	if (r == NULL) {
+		return;
+	}
+	attempt_timer_stop(r);
+	t->run = NULL;
+	attempt_run_free(r);
+}
+
+// attempt_give_back ends t's attempt, whose run has ended without an
+// outcome (t->run NULL), with the attempt refunded: the task is pending
+// and ready again at once (it waits for the next start if a shutdown has
+// begun), or cancelled if a cancel asked for its end meanwhile. event
+// (may be NULL) is published once that is written.
+static void
+attempt_give_back(broker *b, task *t, const char *event)
+{
+	if (t->slot) {
+		attempt_slot_free(b, t); // and the worker's room
+	}
+	t->attempts--;
+	t->requeue = false;
+	if (t->cancelling) {
+		t->cancelling = false;
+		task_end(b, t, TB_STATE_CANCELLED, "cancelled");
+		sop_write_task(b, t, sop_task_written, "cancelled", 0, NULL);
+		return;
+	}
+	task_set_state(b, t, TB_STATE_PENDING);
+	sop_write_task(b, t, sop_task_written, event, 0, NULL);
+	if (b->phase == PHASE_RUNNING) {
+		task_schedule(b, t);
+	}
+}
+
+void
+attempt_handed_back(broker *b, task *t)
+{
+	log_info("task %" PRIu64 ": attempt %u given back: its worker did "
+	         "not run it",
+	    t->id, t->attempts);
+	attempt_abandon(b, t);
+	attempt_give_back(b, t, NULL);
+}
+
+void
 attempt_interrupted(broker *b, task *t, const char *why)
 {
 	sched_crash c;
@@ -307,6 +358,12 @@ void
 attempt_stop(broker *b, task *t, run *r)
 {
 	atomic_store(&r->cancelled, true);
+	if (r->h->mode == HANDLER_WORKER) {
+		if (!worker_stop_job(b, t, r)) {
+			attempt_end(b, t, r); // the worker never saw it
+		}
+		return;
+	}
 	if (r->h->mode == HANDLER_POOL) {
 		run *stub = calloc(1, sizeof(*stub));
 		if (stub == NULL) {
@@ -352,11 +409,22 @@ attempt_pool_run(pool_job *job)
 	}
 }
 
+// attempt_handler returns t's handler: a registered one, or the
+// definition of its worker handler; NULL when neither exists.
+static const handler *
+attempt_handler(const task *t)
+{
+	if (t->wq != NULL) {
+		return (worker_handler_def(t->wq));
+	}
+	return (handlers_find(t->handler, strlen(t->handler)));
+}
+
 // attempt_launch starts the handler of a task whose attempt is counted.
 static void
 attempt_launch(broker *b, task *t)
 {
-	const handler *h = handlers_find(t->handler, strlen(t->handler));
+	const handler *h = attempt_handler(t);
 	run           *r;
 	uint8_t       *pcopy = NULL;
 
@@ -400,6 +468,14 @@ attempt_launch(broker *b, task *t)
 		uv_timer_start(r->timer, attempt_timeout, t->timeout_ms, 0);
 	}
 
+	if (h->mode == HANDLER_WORKER) {
+		if (worker_launch(b, t, r) != TB_OK) {
+			// Its worker went during the start write and never saw
+			// it: given back, no crash.
+			attempt_handed_back(b, t);
+		}
+		return; // sent with the worker's next take reply
+	}
 	if (h->mode == HANDLER_POOL) {
 		r->job.fn = attempt_pool_run;
 		pool_submit(b->pl, &r->job); // the pool has r until it is done
@@ -449,7 +525,7 @@ attempt_start_committed(broker *b, sop *w)
 static void
 attempt_start(broker *b, task *t)
 {
-	if (handlers_find(t->handler, strlen(t->handler)) == NULL) {
+	if (attempt_handler(t) == NULL) {
 		// A handler that existed when the task was accepted is gone
 		// (e.g. a plugin was removed). It cannot run anywhere.
 		task_end(b, t, TB_STATE_DEAD, "unknown handler");
@@ -505,6 +581,20 @@ attempt_dispatch(broker *b)
 			    (t = sched_pop(&q->ready)) != NULL) {
 				attempt_start(b, t);
 				progress = true;
+			}
+			// Worker handlers: one heap per handler, so that one
+			// no worker serves holds up nothing else.
+			for (wheap *h = q->wheaps; h != NULL;
+			     h        = worker_heap_next(h)) {
+				if (!queue_can_start(q) ||
+				    b->running >=
+				        (uint32_t) b->cfg->max_running) {
+					break;
+				}
+				if ((t = worker_dispatch_heap(b, h)) != NULL) {
+					attempt_start(b, t);
+					progress = true;
+				}
 			}
 		}
 	}

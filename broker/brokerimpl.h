@@ -83,6 +83,8 @@ typedef struct sop        sop;
 typedef struct submit_ctx submit_ctx;
 typedef struct multi_ctx  multi_ctx;
 typedef struct drainer    drainer;
+typedef struct whandler   whandler;
+typedef struct worker     worker;
 
 // queue is one named queue: its settings, its ready tasks and its figures.
 // Queues are created on first use and live as long as the broker.
@@ -98,6 +100,7 @@ typedef struct queue {
 	int64_t        backoff_max_us;
 	sched_heapq    ready;      // loop-handler tasks that may start
 	sched_heapq    ready_pool; // pool-handler tasks that may start
+	struct wheap  *wheaps;     // worker handlers' ready heaps (worker.c)
 	uint64_t       counts[TB_STATE_CANCELLED + 1];
 	uint32_t       running;
 	uint64_t       inflight; // accepted, insert not yet committed
@@ -158,6 +161,7 @@ struct broker {
 	uv_timer_t    linger_timer;
 	uv_timer_t    sched_timer;
 	uv_timer_t    prune_timer;
+	uv_timer_t    worker_timer;
 	uv_prepare_t  prepare;
 	bool          st_stopped;
 	atomic_bool   pool_gone; // the pool no longer wakes the loop
@@ -168,6 +172,10 @@ struct broker {
 	queue      *queues; // uthash, hh
 	periodic   *scheds; // uthash, hh
 	drainer    *drainers;
+	whandler   *whandlers; // uthash, hh (worker.c)
+	worker     *workers;   // connected workers, a list (worker.c)
+	uint64_t    next_worker_id;
+	bool        worker_flush; // a worker has something to be sent
 	sched_heapq due;
 	uint64_t    inflight;   // accepted, insert not yet committed
 	uint32_t    prunes;     // prune ops in flight
@@ -451,6 +459,104 @@ void attempt_run_free(run *r);
 // start write has committed (!t->starting). A running slot the attempt
 // held (t->slot) is given back here. Loop thread.
 void attempt_interrupted(broker *b, task *t, const char *why);
+
+// attempt_abandon ends t's run with no outcome (its worker has gone or
+// handed it back): the run's timer is stopped and the run freed; t->run is
+// NULL afterwards, the attempt still counted and its slot still held, for
+// attempt_interrupted or attempt_handed_back. Worker runs only (a pool run
+// must be given up with attempt_stop). Loop thread.
+void attempt_abandon(broker *b, task *t);
+
+// attempt_handed_back ends t's running attempt that its worker gave back
+// (a graceful stop) or never received (its connection closed before the
+// job was sent): its run is abandoned, the task is pending again, the
+// attempt refunded, no crash counted. Loop thread.
+void attempt_handed_back(broker *b, task *t);
+
+// ---- worker.c: workers and the worker handler mode -----------------------
+
+// worker_load declares the worker handlers of the configuration and the
+// ones workers have served before (from the store). Before recovery, so
+// recovered tasks find their handler. Returns TB_OK, TB_EINVAL (a name
+// that is a built-in's, or too long) or TB_ENOMEM/TB_ESTORE.
+int worker_load(broker *b);
+
+// worker_start starts the heartbeat and liveness tick and asks the
+// server for connection closes. After srv_open.
+int worker_start(broker *b);
+
+// worker_handler_find returns the worker handler name[0..len), or NULL.
+whandler *worker_handler_find(broker *b, const char *name, size_t len);
+
+// worker_heap_of returns the ready heap of worker handler handler in q
+// (created on first use), or NULL when handler is no worker handler (or
+// out of memory).
+wheap *worker_heap_of(broker *b, const char *handler, queue *q);
+
+// worker_handler_def is the definition a run of h's handler points to
+// (mode HANDLER_WORKER).
+const handler *worker_handler_def(const wheap *h);
+
+// worker_heap_ready is h's heap of ready tasks.
+sched_heapq *worker_heap_ready(wheap *h);
+
+// worker_heap_next is the next worker heap of the same queue, or NULL.
+wheap *worker_heap_next(const wheap *h);
+
+// worker_dispatch_heap takes the first task of h if a worker serving it
+// has room, reserving that room (t->wjob), and returns it; NULL if none.
+task *worker_dispatch_heap(broker *b, wheap *h);
+
+// worker_launch hands t's counted attempt, run r, to the worker reserved
+// for it: it goes out with the worker's next take reply. TB_ECLOSED when
+// that worker has gone in the meantime (nothing was done).
+int worker_launch(broker *b, task *t, run *r);
+
+// worker_stop_job asks t's worker to stop r (cancel notice, then the
+// grace). Returns false when the worker has not been sent the job: the
+// caller ends the attempt now.
+bool worker_stop_job(broker *b, task *t, run *r);
+
+// worker_job_drop frees a task's reservation or job record, giving the
+// worker its room back. NULL is fine. worker_job_discard does the same at
+// close, after the loop has stopped.
+void worker_job_drop(wjob *j);
+void worker_job_discard(wjob *j);
+
+// worker_job_quiet stops j's grace timer, if any (the last teardown).
+void worker_job_quiet(wjob *j);
+
+// worker_flush answers the held takes of workers with something to send.
+// From the prepare pass, when b->worker_flush is set.
+void worker_flush(broker *b);
+
+// worker_shutdown makes every worker's next reply carry the stop notice.
+void worker_shutdown(broker *b);
+
+// worker_fail_all answers every held take (shutdown's last phase).
+void worker_fail_all(broker *b);
+
+// worker_pipe_gone is the server's pipe_gone callback: the worker bound to
+// pipe (0: any whose pipe is gone) is removed, its attempts interrupted.
+void worker_pipe_gone(uint32_t pipe, void *arg);
+
+// worker_fini frees the workers and worker handlers (at close, after the
+// tasks).
+void worker_fini(broker *b);
+
+// The worker ops (ops/workers.c calls them): worker_hello, worker_take
+// (held), worker_done (fencing: TB_ESTALE), worker_bye, worker_list. Each
+// returns TB_OK with req->out filled (or req held) or an error code.
+int worker_hello(broker *b, srv_req *req);
+int worker_take(broker *b, srv_req *req);
+int worker_done(broker *b, srv_req *req);
+int worker_bye(broker *b, srv_req *req);
+int worker_list(broker *b, srv_req *req);
+
+// worker_stats writes to *vp a malloc'd array of every worker handler's
+// figures (views valid until the loop changes them) and returns its
+// length (0: none, *vp NULL).
+uint32_t worker_stats(broker *b, tbp_whstat **vp);
 
 // ---- prune.c: retention --------------------------------------------------
 

@@ -131,6 +131,24 @@ static const config_entry config_table[] = {
 	    "ADDR or ADDR/BITS: a loopback, link-local or unspecified address "
 	    "(127.0.0.0/8, ::1, 169.254.0.0/16, fe80::/10, 0.0.0.0, ::) http "
 	    "tasks may still connect to; repeatable; none given: none" },
+	{ "worker-handler", CFG_LIST, "", 0, 0, OFF(worker_handlers), { NULL },
+	    "a handler name (or several: a,b) served by worker processes, "
+	    "accepted by submit while no worker serving it is connected; "
+	    "repeatable. Names workers have served are remembered anyway" },
+	{ "worker-heartbeat", CFG_MS, "5s", 10, 3600000,
+	    OFF(worker_heartbeat_ms), { NULL },
+	    "a worker's held take is answered (empty, if nothing is to be "
+	    "sent) after at most this long" },
+	{ "worker-timeout", CFG_MS, "15s", 10, 86400000,
+	    OFF(worker_timeout_ms), { NULL },
+	    "a worker that has sent no new take this long after its last "
+	    "one was answered is treated as gone: its connection is closed "
+	    "and its tasks run elsewhere (dead tcp peers)" },
+	{ "worker-cancel-grace", CFG_MS, "5s", 0, 3600000,
+	    OFF(worker_cancel_grace_ms), { NULL },
+	    "a worker told to stop a task (cancel, timeout, shutdown) has "
+	    "this long to end it before the broker ends the attempt anyway "
+	    "(a late result is refused)" },
 	{ "http-ca-file", CFG_STR, "", 0, 0, OFF(http_ca_file), { NULL },
 	    "CA certificates (PEM) for https; empty: the system's store" },
 	{ "socket-mode", CFG_STR, "0660", 0, 0, OFF(socket_mode), { NULL },

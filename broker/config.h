@@ -74,6 +74,10 @@ typedef struct config {
 	config_list http_allow;    // hosts the http handler may call
 	// Internal addresses (loopback, link-local) http tasks may reach.
 	config_list   http_allow_internal;
+	config_list   worker_handlers;     // names served by workers (a,b)
+	long          worker_heartbeat_ms; // a held take is answered by then
+	long          worker_timeout_ms;   // no take for this long: gone
+	long          worker_cancel_grace_ms; // a cancelled job's grace
 	char         *http_ca_file; // CA bundle for https (empty: system)
 	char         *socket_mode;  // ipc socket permissions, octal text
 	char         *socket_group; // ipc socket group; "": the broker's

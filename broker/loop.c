@@ -71,6 +71,9 @@ loop_prepare(uv_prepare_t *p)
 	if (b->need_dispatch) {
 		attempt_dispatch(b);
 	}
+	if (b->worker_flush) {
+		worker_flush(b);
+	}
 	if (b->check_drain) {
 		held_drain_check(b);
 	}
@@ -277,6 +280,7 @@ broker_open(broker **bp, const config *cfg)
 		goto fail;
 	}
 	if ((rv = store_open(&b->st, path, cfg->durability)) != TB_OK ||
+	    (rv = worker_load(b)) != TB_OK ||
 	    (rv = loop_recover(b, path)) != TB_OK) {
 		goto fail;
 	}
@@ -289,7 +293,8 @@ broker_open(broker **bp, const config *cfg)
 	    (rv = events_open(
 	         &b->ev, &b->loop, cfg->events, &access, b->rem)) != TB_OK ||
 	    (rv = srv_open(&b->sv, &b->loop, cfg->listen, &access, b->rem,
-	         ops_dispatch, b)) != TB_OK) {
+	         ops_dispatch, b)) != TB_OK ||
+	    (rv = worker_start(b)) != TB_OK) {
 		goto fail;
 	}
 	uv_prepare_start(&b->prepare, loop_prepare);
@@ -340,6 +345,7 @@ loop_free_tables(broker *b)
 	HASH_CLEAR(hh_key, b->by_key);
 	HASH_ITER (hh, b->by_id, t, ttmp) {
 		submit_ackwaits_free(t);
+		worker_job_discard(t->wjob);
 		if (t->run != NULL && t->run->h->mode != HANDLER_POOL) {
 			free(t->run->timer); // closed by the walk
 			attempt_run_free(t->run);
@@ -385,8 +391,9 @@ broker_close(broker *b)
 	}
 	store_close(b->st);
 	(void) uv_loop_close(&b->loop);
+	loop_free_tables(b);
+	worker_fini(b); // after the tasks, whose runs name the handlers
 	handlers_fini();
 	plugins_unload();
-	loop_free_tables(b);
 	free(b);
 }

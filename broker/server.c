@@ -24,9 +24,16 @@ struct srv {
 	void (*handle)(srv_req *, void *);
 	void *arg;
 
-	pthread_mutex_t mtx; // protects inbox and inbox_tail
+	pthread_mutex_t mtx; // protects inbox, inbox_tail and gone*
 	srv_req        *inbox;
 	srv_req        *inbox_tail;
+	uint32_t       *gone; // ids of pipes that closed, for pipe_gone
+	size_t          ngone;
+	size_t          gone_cap;
+	bool            gone_lost; // out of memory for gone: rescan
+
+	void (*pipe_gone)(uint32_t pipe_id, void *arg); // loop thread
+	void *pipe_arg;
 
 	atomic_int  receiving; // contexts with a receive outstanding
 	atomic_int  sending;   // replies being sent
@@ -37,6 +44,35 @@ struct srv {
 };
 
 static void srv_aio_cb(void *arg);
+
+// srv_pipe_cb runs on an nng thread when a connection has gone: the id is
+// posted to the loop, which tells pipe_gone.
+static void
+srv_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	srv *s = arg;
+
+	(void) ev;
+	if (atomic_load(&s->closing)) {
+		return;
+	}
+	pthread_mutex_lock(&s->mtx);
+	if (s->ngone == s->gone_cap) {
+		size_t    cap = s->gone_cap ? s->gone_cap * 2 : 16;
+		uint32_t *g   = realloc(s->gone, cap * sizeof(*g));
+		if (g != NULL) {
+			s->gone     = g;
+			s->gone_cap = cap;
+		}
+	}
+	if (s->ngone < s->gone_cap) {
+		s->gone[s->ngone++] = (uint32_t) nng_pipe_id(p);
+	} else {
+		s->gone_lost = true;
+	}
+	pthread_mutex_unlock(&s->mtx);
+	uv_async_send(&s->async);
+}
 
 static void
 srv_post(srv *s, srv_req *r)
@@ -174,11 +210,24 @@ srv_async_cb(uv_async_t *a)
 	srv_req *r;
 	srv_req *next;
 
+	uint32_t *gone;
+	size_t    ngone;
+	bool      lost;
+
 	pthread_mutex_lock(&s->mtx);
 	r        = s->inbox;
 	s->inbox = s->inbox_tail = NULL;
+	gone                     = s->gone;
+	ngone                    = s->ngone;
+	lost                     = s->gone_lost;
+	s->gone                  = NULL;
+	s->ngone                 = 0;
+	s->gone_cap              = 0;
+	s->gone_lost             = false;
 	pthread_mutex_unlock(&s->mtx);
 
+	// Requests first: one that came on a connection before it closed
+	// (a worker's last result) is handled before the close.
 	for (; r != NULL; r = next) {
 		next = r->next;
 		if (atomic_load(&s->closing)) {
@@ -190,6 +239,17 @@ srv_async_cb(uv_async_t *a)
 			continue;
 		}
 		s->handle(r, s->arg);
+	}
+	for (size_t i = 0; i < ngone; i++) {
+		if (s->pipe_gone != NULL && !atomic_load(&s->closing)) {
+			s->pipe_gone(gone[i], s->pipe_arg);
+		}
+	}
+	free(gone);
+	if (lost && s->pipe_gone != NULL && !atomic_load(&s->closing)) {
+		// Out of memory for an id: the owner checks every pipe it
+		// knows (0 is never a pipe's id).
+		s->pipe_gone(0, s->pipe_arg);
 	}
 	// Keep enough contexts receiving while the loop holds requests.
 	while (!atomic_load(&s->closing) &&
@@ -270,6 +330,46 @@ srv_reply(srv_req *r)
 	nng_ctx_send(r->ctx, r->aio);
 }
 
+int
+srv_on_pipe_gone(srv *s, void (*cb)(uint32_t pipe_id, void *arg), void *arg)
+{
+	int rv;
+
+	s->pipe_gone = cb;
+	s->pipe_arg  = arg;
+	if ((rv = nng_pipe_notify(
+	         s->sock, NNG_PIPE_EV_REM_POST, srv_pipe_cb, s)) != 0) {
+		log_err("server: pipe notify: %s", nng_strerror(rv));
+		return (TB_ESYSTEM);
+	}
+	return (TB_OK);
+}
+
+uint32_t
+srv_req_pipe(const srv_req *req)
+{
+	return ((uint32_t) nng_pipe_id(req->pipe));
+}
+
+bool
+srv_pipe_alive(uint32_t pipe_id)
+{
+	nng_pipe     p = NNG_PIPE_INITIALIZER;
+	nng_sockaddr sa;
+
+	p.id = pipe_id;
+	return (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0);
+}
+
+void
+srv_pipe_close(uint32_t pipe_id)
+{
+	nng_pipe p = NNG_PIPE_INITIALIZER;
+
+	p.id = pipe_id;
+	(void) nng_pipe_close(p); // its REM_POST follows
+}
+
 bool
 srv_req_peer(const srv_req *req, uint64_t *uidp, uint64_t *gidp)
 {
@@ -300,12 +400,15 @@ srv_close(srv *s)
 	}
 	atomic_store(&s->closing, true);
 	guard_close(s->guard);
+	(void) nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, NULL, NULL);
 	nng_close(s->sock);
 	while ((r = s->all) != NULL) {
 		srv_unlink(s, r);
 		srv_req_free(r);
 	}
 	pthread_mutex_destroy(&s->mtx);
+	free(s->gone);
+	s->gone = NULL;
 	if (uv_is_active((uv_handle_t *) &s->async) || s->async.loop != NULL) {
 		uv_close((uv_handle_t *) &s->async, srv_async_closed);
 	} else {

@@ -12,6 +12,10 @@
 // waits), it opens more, so held requests never starve new ones; surplus
 // contexts are closed when their send completes.
 //
+// Connections that close (NNG_PIPE_EV_REM_POST, an nng thread) are posted
+// to the loop the same way, for the owner of pipe_gone (workers: a
+// worker's attempts belong to its connection).
+//
 // Lock order: only srv.mtx (the inbox) exists.
 //
 // Threads: srv_open, srv_reply, srv_sending and srv_close on the loop
@@ -76,6 +80,24 @@ void srv_reply(srv_req *req);
 // peer without credentials (tcp) or one that has gone. Loop thread; read
 // only when an op needs it, not on every request.
 bool srv_req_peer(const srv_req *req, uint64_t *uidp, uint64_t *gidp);
+
+// srv_on_pipe_gone asks for cb(pipe_id, arg) on the loop thread whenever a
+// connection to the socket closes (after the requests that came on it
+// before have been handled); pipe_id 0 means "some pipes closed, check
+// every one you know" (out of memory for the list). Loop thread, once,
+// after srv_open. Returns TB_OK or TB_ESYSTEM.
+int srv_on_pipe_gone(
+    srv *s, void (*cb)(uint32_t pipe_id, void *arg), void *arg);
+
+// srv_req_pipe returns the id of the connection req came on (never 0).
+uint32_t srv_req_pipe(const srv_req *req);
+
+// srv_pipe_alive says whether the connection pipe_id is still open.
+bool srv_pipe_alive(uint32_t pipe_id);
+
+// srv_pipe_close closes the connection pipe_id (a peer that stopped
+// answering); pipe_gone follows. Loop thread.
+void srv_pipe_close(uint32_t pipe_id);
 
 // srv_sending returns the number of replies still being sent.
 int srv_sending(srv *s);

@@ -96,6 +96,7 @@ shutdown_linger_tick(uv_timer_t *timer)
 		if (t->run != NULL) {
 			attempt_timer_stop(t->run);
 		}
+		worker_job_quiet(t->wjob);
 	}
 	shutdown_teardown(b);
 	{
@@ -107,6 +108,7 @@ shutdown_linger_tick(uv_timer_t *timer)
 			(uv_handle_t *) &b->linger_timer,
 			(uv_handle_t *) &b->sched_timer,
 			(uv_handle_t *) &b->prune_timer,
+			(uv_handle_t *) &b->worker_timer,
 			(uv_handle_t *) &b->prepare,
 			(uv_handle_t *) &b->store_async,
 			(uv_handle_t *) &b->pool_async,
@@ -128,6 +130,7 @@ shutdown_flushed(broker *b, sop *w)
 
 	b->phase = PHASE_CLOSING;
 	held_fail_all(b, TB_ESHUTTINGDOWN);
+	worker_fail_all(b); // with the stop notice
 	memset(&none, 0, sizeof(none));
 	none.queue   = empty;
 	none.handler = empty;
@@ -224,6 +227,7 @@ shutdown_begin(broker *b, const char *why)
 	}
 	b->phase = PHASE_DRAINING;
 	uv_timer_stop(&b->due_timer);
+	worker_shutdown(b); // workers are told to take nothing more
 	log_info("shutdown: %s; %u task(s) running, waiting up to %d s", why,
 	    b->running, b->cfg->shutdown_timeout);
 	uv_timer_start(&b->shutdown_timer, shutdown_deadline,

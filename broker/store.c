@@ -131,6 +131,12 @@ static const char *const migrations[] = {
 	// brokers: the loop reads 0 as its queue's setting.
 	"ALTER TABLE tasks ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE tasks ADD COLUMN max_crashes INTEGER NOT NULL DEFAULT 0;",
+
+	// 3 -> 4: handler names workers have served, so that a submit for
+	// one is accepted while no worker is connected.
+	"CREATE TABLE worker_handlers("
+	"  name TEXT PRIMARY KEY,"
+	"  first_seen INTEGER NOT NULL);",
 };
 
 _Static_assert(
@@ -178,6 +184,7 @@ struct store {
 	sqlite3_stmt *st_queue_set;
 	sqlite3_stmt *st_sched_put;
 	sqlite3_stmt *st_sched_del;
+	sqlite3_stmt *st_whandler_put;
 
 	// Reader connection statements.
 	sqlite3_stmt *st_get;
@@ -187,6 +194,7 @@ struct store {
 	sqlite3_stmt *st_list_queue_state;
 	sqlite3_stmt *st_load_queues;
 	sqlite3_stmt *st_load_scheds;
+	sqlite3_stmt *st_load_whandlers;
 	sqlite3_stmt *st_queue_counts;
 
 	void (*notify)(void *arg); // set before the writer starts
@@ -294,6 +302,11 @@ static const store_stmt_def store_stmts[] = {
 	    "?14, ?15, ?16)"),
 	STORE_STMT(
 	    st_sched_del, false, "DELETE FROM schedules WHERE name = ?1"),
+	STORE_STMT(st_whandler_put, false,
+	    "INSERT OR IGNORE INTO worker_handlers(name, first_seen) "
+	    "VALUES(?1, ?2)"),
+	STORE_STMT(st_load_whandlers, true,
+	    "SELECT name FROM worker_handlers ORDER BY name"),
 	STORE_STMT(
 	    st_get, true, "SELECT " STORE_COLS " FROM tasks WHERE id = ?1"),
 	// The list statements differ in the terms an index can serve (queue
@@ -921,6 +934,8 @@ store_op_valid(const store_op *op)
 		return (op->queue != NULL && op->del_state >= 0);
 	case STORE_OP_QUEUE_SET:
 		return (op->queue != NULL);
+	case STORE_OP_WHANDLER_PUT:
+		return (op->name != NULL);
 	case STORE_OP_SCHED_PUT:
 		return (op->sched != NULL && op->sched->name != NULL &&
 		    op->sched->handler != NULL && op->sched->queue != NULL &&
@@ -1100,6 +1115,20 @@ store_queue_set(store *s, const store_op *op)
 }
 
 static int
+store_whandler_put(store *s, const store_op *op)
+{
+	sqlite3_stmt *st = s->st_whandler_put;
+	int           src;
+
+	sqlite3_bind_text(st, 1, op->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, op->run_at);
+	src = sqlite3_step(st);
+	sqlite3_clear_bindings(st);
+	sqlite3_reset(st);
+	return (src);
+}
+
+static int
 store_sched_put(store *s, const store_sched *sc)
 {
 	sqlite3_stmt *st = s->st_sched_put;
@@ -1218,6 +1247,11 @@ store_run_batch(store *s, store_op *batch, bool *committedp)
 			break;
 		case STORE_OP_QUEUE_SET:
 			if ((src = store_queue_set(s, op)) != SQLITE_DONE) {
+				goto fail;
+			}
+			break;
+		case STORE_OP_WHANDLER_PUT:
+			if ((src = store_whandler_put(s, op)) != SQLITE_DONE) {
 				goto fail;
 			}
 			break;
@@ -1734,6 +1768,34 @@ store_load_queues(
 	}
 	if (rv == TB_OK && src != SQLITE_DONE) {
 		log_err("store: load queues: %s", sqlite3_errmsg(s->rdb));
+		rv = store_rv(src);
+	}
+	sqlite3_reset(st);
+	return (rv);
+}
+
+int
+store_load_whandlers(
+    store *s, int (*cb)(void *arg, const char *name), void *arg)
+{
+	sqlite3_stmt *st = s->st_load_whandlers;
+	int           src;
+	int           rv = TB_OK;
+
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *) sqlite3_column_text(st, 0);
+
+		if (name == NULL) {
+			src = SQLITE_NOMEM; // the name is NOT NULL
+			break;
+		}
+		if ((rv = cb(arg, name)) != 0) {
+			break;
+		}
+	}
+	if (rv == TB_OK && src != SQLITE_DONE) {
+		log_err(
+		    "store: load worker handlers: %s", sqlite3_errmsg(s->rdb));
 		rv = store_rv(src);
 	}
 	sqlite3_reset(st);

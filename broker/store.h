@@ -56,7 +56,7 @@
 
 #include "taskrec.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 typedef struct store store;
 
@@ -138,6 +138,9 @@ enum store_op_kind {
 	STORE_OP_SCHED_PUT = 5,
 	// STORE_OP_SCHED_DEL deletes the schedule name; count is 1 or 0.
 	STORE_OP_SCHED_DEL = 6,
+	// STORE_OP_WHANDLER_PUT records name as a worker handler (schema 4),
+	// first seen at run_at (Unix µs); a name already there is kept.
+	STORE_OP_WHANDLER_PUT = 7,
 };
 
 // store_op is one unit of work for the writer. The caller allocates it and
@@ -222,6 +225,12 @@ int store_recover(store *s, uint64_t *max_idp, uint64_t *counts,
 // non-zero code, or TB_ESTORE.
 int store_load_queues(
     store *s, int (*cb)(void *arg, const char *name, bool paused), void *arg);
+
+// store_load_whandlers passes each recorded worker handler name to cb
+// (borrowed for the call). Before store_start. Returns TB_OK, cb's
+// non-zero code, or TB_ESTORE.
+int store_load_whandlers(
+    store *s, int (*cb)(void *arg, const char *name), void *arg);
 
 // store_load_schedules passes each schedule to cb, which owns it from then
 // on (also when it returns non-zero, which stops the load). Before

@@ -280,6 +280,8 @@ submit_check(broker *b, const tbp_task_in *tasks, uint32_t n, queue **qs)
 {
 	for (uint32_t i = 0; i < n; i++) {
 		if (handlers_find((const char *) tasks[i].handler.p,
+		        tasks[i].handler.n) == NULL &&
+		    worker_handler_find(b, (const char *) tasks[i].handler.p,
 		        tasks[i].handler.n) == NULL) {
 			log_warn("submit: task %u: unknown handler '%.*s'", i,
 			    (int) tasks[i].handler.n,

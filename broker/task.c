@@ -133,13 +133,15 @@ task_end(broker *b, task *t, uint32_t state, const char *why)
 	b->completed++;
 }
 
-// task_set_handler_mode notes whether t's handler runs on the pool.
+// task_set_handler_mode notes whether t's handler runs on the pool or in
+// workers (then t->wq is its ready heap).
 static void
-task_set_handler_mode(task *t)
+task_set_handler_mode(broker *b, task *t)
 {
 	const handler *h = handlers_find(t->handler, strlen(t->handler));
 
 	t->pool = h != NULL && h->mode == HANDLER_POOL;
+	t->wq   = h == NULL ? worker_heap_of(b, t->handler, t->q) : NULL;
 }
 
 void
@@ -185,7 +187,7 @@ task_from_rec(broker *b, store_rec *r)
 		// A row of a broker before schema 3: its queue's setting.
 		t->max_crashes = t->q->max_crashes;
 	}
-	task_set_handler_mode(t);
+	task_set_handler_mode(b, t);
 	return (t);
 }
 
@@ -226,7 +228,7 @@ task_from_in(broker *b, queue *q, const tbp_task_in *in, int64_t now)
 	t->created_at = now;
 	t->run_at     = sched_run_at(now, in->run_at, in->delay_ms);
 	t->forever    = in->forever;
-	task_set_handler_mode(t);
+	task_set_handler_mode(b, t);
 	return (t);
 }
 
@@ -240,6 +242,9 @@ task_heap_of(broker *b, const task *t, int64_t now)
 {
 	if (t->run_at > now) {
 		return (&b->due);
+	}
+	if (t->wq != NULL) {
+		return (worker_heap_ready(t->wq));
 	}
 	return (t->pool ? &t->q->ready_pool : &t->q->ready);
 }
@@ -270,6 +275,6 @@ task_unschedule(broker *b, task *t)
 	if (t->heap == SCHED_DUE) {
 		sched_remove(&b->due, t);
 	} else if (t->heap == SCHED_READY) {
-		sched_remove(t->pool ? &t->q->ready_pool : &t->q->ready, t);
+		sched_remove(task_heap_of(b, t, INT64_MAX), t);
 	}
 }

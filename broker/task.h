@@ -26,6 +26,10 @@ struct tb_run;
 struct queue;
 struct waiter;
 struct ackwait;
+struct wheap;
+struct wjob;
+typedef struct wheap wheap;
+typedef struct wjob  wjob;
 
 // task is the loop's record of one task.
 typedef struct task {
@@ -52,7 +56,9 @@ typedef struct task {
 	struct queue   *q;           // its queue
 	uint32_t        writes;      // store ops in flight that name this task
 	struct tb_run  *run;         // the attempt in progress, if any
-	struct waiter  *waiters;     // wait requests for its end
+	wheap          *wq;   // a worker handler's: its ready heap (worker.c)
+	wjob           *wjob; // its place on a worker, from dispatch to end
+	struct waiter  *waiters;  // wait requests for its end
 	struct ackwait *ackwaits; // duplicate submits waiting for its insert
 	UT_hash_handle  hh;       // by id
 	UT_hash_handle  hh_sid;   // by sid

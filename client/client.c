@@ -1534,3 +1534,145 @@ out:
 	tbc_call_fini(&call);
 	return (rv);
 }
+
+// ---- workers (the list; the worker side is worker.c) ----------------------
+
+// join_names returns a malloc'd "a,b,c" of v[0..n), or NULL.
+static char *
+join_names(const tbp_bytes *v, uint32_t n)
+{
+	size_t len = 1;
+	char  *s;
+	char  *p;
+
+	for (uint32_t i = 0; i < n; i++) {
+		len += v[i].n + 1;
+	}
+	if ((s = malloc(len)) == NULL) {
+		return (NULL);
+	}
+	p = s;
+	for (uint32_t i = 0; i < n; i++) {
+		if (i > 0) {
+			*p++ = ',';
+		}
+		memcpy(p, v[i].p, v[i].n);
+		p += v[i].n;
+	}
+	*p = '\0';
+	return (s);
+}
+
+void
+tb_workers_free(tb_worker_info *list, size_t n)
+{
+	if (list == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(list[i].host);
+		free(list[i].name);
+		free(list[i].handlers);
+		free(list[i].queues);
+	}
+	free(list);
+}
+
+int
+tb_workers(tb_client *c, tb_worker_info **listp, size_t *np)
+{
+	tbc_call        call;
+	tb_worker_info *list = NULL;
+	size_t          n    = 0;
+	int             rv;
+
+	if (listp == NULL || np == NULL) {
+		return (TB_EINVAL);
+	}
+	if ((rv = empty_request(c, TBP_OP_WORKERS, &call)) != TB_OK) {
+		goto out;
+	}
+	if ((list = calloc((size_t) call.rep.nworkers + 1, sizeof(*list))) ==
+	    NULL) {
+		rv = TB_ENOMEM;
+		goto out;
+	}
+	for (n = 0; n < call.rep.nworkers; n++) {
+		const tbp_winfo *w = &call.rep.workers[n];
+		tb_worker_info  *o = &list[n];
+
+		o->host     = tbp_bytes_dup(w->host);
+		o->name     = tbp_bytes_dup(w->name);
+		o->handlers = join_names(w->handlers, w->nhandlers);
+		o->queues   = join_names(w->queues, w->nqueues);
+		if (o->host == NULL || o->name == NULL ||
+		    o->handlers == NULL || o->queues == NULL) {
+			n++;
+			rv = TB_ENOMEM;
+			goto out;
+		}
+		o->id      = w->id;
+		o->pid     = w->pid;
+		o->slots   = w->slots;
+		o->running = w->running;
+		o->done    = w->done;
+		o->since   = w->since;
+	}
+	*listp = list;
+	*np    = n;
+	list   = NULL;
+out:
+	tb_workers_free(list, n);
+	tbc_call_fini(&call);
+	return (rv);
+}
+
+void
+tb_worker_handlers_free(tb_whandler_info *list, size_t n)
+{
+	if (list == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(list[i].name);
+	}
+	free(list);
+}
+
+int
+tb_worker_handlers(tb_client *c, tb_whandler_info **listp, size_t *np)
+{
+	tbc_call          call;
+	tb_whandler_info *list = NULL;
+	size_t            n    = 0;
+	int               rv;
+
+	if (listp == NULL || np == NULL) {
+		return (TB_EINVAL);
+	}
+	if ((rv = empty_request(c, TBP_OP_STATS, &call)) != TB_OK) {
+		goto out;
+	}
+	if ((list = calloc((size_t) call.rep.nwhstats + 1, sizeof(*list))) ==
+	    NULL) {
+		rv = TB_ENOMEM;
+		goto out;
+	}
+	for (n = 0; n < call.rep.nwhstats; n++) {
+		const tbp_whstat *s = &call.rep.whstats[n];
+
+		if ((list[n].name = tbp_bytes_dup(s->name)) == NULL) {
+			rv = TB_ENOMEM;
+			goto out;
+		}
+		list[n].workers = s->workers;
+		list[n].waiting = s->waiting;
+	}
+	*listp = list;
+	*np    = n;
+	list   = NULL;
+out:
+	tb_worker_handlers_free(list, n);
+	tbc_call_fini(&call);
+	return (rv);
+}

@@ -74,7 +74,9 @@ werror=OFF
 # The integration tests' brokers live in directories below TBH_TMPDIR: a
 # fresh one per run, so that another run on the machine (or its clean-up)
 # cannot touch this one's. The Python tests' brokers too (TMPDIR).
+# Searchable by all: test_access connects as another user.
 TBH_TMPDIR=$(mktemp -d /tmp/tbt.XXXXXX)
+chmod 0755 "$TBH_TMPDIR"
 export TBH_TMPDIR
 trap 'rm -rf "$TBH_TMPDIR"' EXIT
 

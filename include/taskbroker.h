@@ -4,7 +4,9 @@
 // A producer opens a client (tb_client_open), submits tasks (tb_submit,
 // tb_submit_batch), and may ask for their state (tb_status), wait for them
 // to end (tb_wait) or cancel them (tb_cancel). A consumer of outcomes opens
-// a subscription (tb_sub_open) and receives events (tb_sub_recv).
+// a subscription (tb_sub_open) and receives events (tb_sub_recv). A worker
+// process runs tasks of its own handlers (tb_worker_open, tb_worker_next,
+// tb_job_complete; "workers" below).
 //
 // Conventions, kept on every call so that bindings (ctypes, cffi) are easy:
 // - Every function that can fail returns an int error code: TB_OK (0) or
@@ -573,6 +575,161 @@ const char *tb_event_error(const tb_event *e);
 
 // tb_event_free frees an event. Accepts NULL.
 void tb_event_free(tb_event *e);
+
+// ---- workers: run your own code ------------------------------------------
+//
+// A worker is a process of yours that serves handler names: the broker
+// sends it the tasks submitted for those names and stores what it answers,
+// with everything else (durability, retries, timeouts, cancel, keys,
+// schedules) staying in the broker. A worker's tasks belong to its
+// connection: if the process dies, its tasks run again elsewhere at once
+// and the attempt is not spent. Every job carries (task id, attempt); a
+// result for an attempt that is no longer current (the broker gave it up
+// after a cancel or timeout grace, or the connection dropped meanwhile)
+// is refused with TB_ESTALE. See the README, "Run your own code in a
+// worker".
+//
+// A tb_worker may be used from many threads at once. The library keeps
+// one request outstanding on its own thread to receive jobs and cancel
+// notices, and reconnects (saying hello again) by itself after the broker
+// restarts. Like a tb_client it must be used in the process that opened
+// it (TB_EFORK otherwise).
+
+typedef struct tb_worker tb_worker;
+typedef struct tb_job    tb_job;
+
+// tb_worker_opts: what a worker serves. Always start from
+// TB_WORKER_OPTS_INIT so fields added later get their defaults.
+typedef struct tb_worker_opts {
+	const char *const  *handlers; // names served, 1..64 (required)
+	size_t              nhandlers;
+	const char *const  *queues; // only these queues; NULL/0: any
+	size_t              nqueues;
+	unsigned            slots; // jobs at once, 1..1024 (default 1)
+	const char         *name;  // shown by `taskbroker workers`
+	const tb_conn_opts *conn;  // token and TLS (NULL: environment)
+} tb_worker_opts;
+
+#define TB_WORKER_OPTS_INIT                     \
+	{                                       \
+		NULL, 0, NULL, 0, 1, NULL, NULL \
+	}
+
+// tb_worker_open starts a worker for the broker at url (NULL: the
+// default) with o. It returns at once: the worker connects (and says
+// hello) in the background, and keeps trying while the broker is not
+// there. On success *wp owns the worker (tb_worker_close). Returns TB_OK,
+// TB_EINVAL (bad url, no handlers, a name empty or over 128 bytes, slots
+// over 1024, bad connection options), TB_ENOMEM or TB_ESYSTEM. Any thread.
+int tb_worker_open(tb_worker **wp, const char *url, const tb_worker_opts *o);
+
+// tb_worker_next waits up to timeout_ms (< 0: for ever, 0: not at all)
+// for the next job and writes it to *jp; the caller owns it until
+// tb_job_complete or tb_job_fail. Returns TB_OK, TB_ETIMEDOUT (nothing
+// came), TB_ECLOSED (the worker is stopping or closed) or TB_EFORK. Any
+// thread; many may wait at once.
+int tb_worker_next(tb_worker *w, int timeout_ms, tb_job **jp);
+
+// tb_worker_try_next is tb_worker_next(w, 0, jp): it never blocks, and
+// when it returns TB_ETIMEDOUT (nothing ready) it also resets the
+// readiness descriptor of tb_worker_fd.
+int tb_worker_try_next(tb_worker *w, tb_job **jp);
+
+// tb_worker_fd writes to *fdp a descriptor (an eventfd) that is readable
+// when a job may be ready or a cancel notice has arrived, for an event
+// loop (asyncio's add_reader, libuv's uv_poll): when it is readable, call
+// tb_worker_try_next until TB_ETIMEDOUT, and check your jobs'
+// tb_job_cancelled. Do not read or close it; it stays valid until
+// tb_worker_close. Returns TB_OK or TB_EINVAL.
+int tb_worker_fd(tb_worker *w, int *fdp);
+
+// tb_worker_stop stops taking jobs, waits up to grace_ms for the jobs
+// handed out to end (tb_job_complete or tb_job_fail), then tells the
+// broker goodbye, handing back every job not ended: those go back to
+// pending with the attempt refunded. A job that ends after that gets
+// TB_ESTALE. Returns TB_OK, TB_ETIMEDOUT (jobs were handed back),
+// TB_EUNREACHABLE (the goodbye did not reach the broker: it counts the
+// jobs as interrupted when the worker closes) or TB_EFORK. Any thread,
+// once; then tb_worker_next returns TB_ECLOSED.
+int tb_worker_stop(tb_worker *w, int grace_ms);
+
+// tb_worker_close closes the connection (the broker interrupts whatever
+// this worker still runs unless tb_worker_stop handed it back) and frees
+// the worker once every job it handed out has been ended; those then end
+// with TB_ECLOSED. Never waits for the broker. Accepts NULL. Any thread,
+// once, with no call on w running or made afterwards.
+void tb_worker_close(tb_worker *w);
+
+// Job accessors: views valid until the job is ended. Any thread.
+tb_id       tb_job_id(const tb_job *j);
+uint32_t    tb_job_attempt(const tb_job *j); // from 1
+uint32_t    tb_job_crashes(const tb_job *j); // attempts cut short before
+const char *tb_job_handler(const tb_job *j);
+const char *tb_job_queue(const tb_job *j);
+const void *tb_job_payload(const tb_job *j, size_t *lenp); // msgpack
+int64_t     tb_job_deadline(const tb_job *j); // Unix ms; 0: no timeout
+
+// tb_job_cancelled is 1 once the broker asked for the job to stop (a
+// cancel, its timeout, a shutdown), else 0. Stop soon: after the broker's
+// grace (taskbrokerd --worker-cancel-grace) the attempt ends without you
+// and your result is refused. Any thread.
+int tb_job_cancelled(const tb_job *j);
+
+// tb_job_cancel_fn is called once when the broker asks for j to stop, on
+// the library's thread and with the worker's lock held: it must not block
+// and may call only the tb_job_* accessors (set a flag, wake your code).
+typedef void (*tb_job_cancel_fn)(tb_job *j, void *arg);
+
+// tb_job_on_cancel sets j's cancel callback (NULL: none). If j has been
+// cancelled already, cb is called at once on the calling thread. Returns
+// TB_OK or TB_EINVAL.
+int tb_job_on_cancel(tb_job *j, tb_job_cancel_fn cb, void *arg);
+
+// tb_worker_info is one connected worker as tb_workers reports it.
+typedef struct tb_worker_info {
+	uint64_t id;
+	uint64_t pid;
+	char    *host;
+	char    *name;
+	char    *handlers; // comma-separated
+	char    *queues;   // comma-separated; "": any queue
+	uint32_t slots;
+	uint32_t running; // jobs it has now
+	uint64_t done;    // results it sent that were taken
+	int64_t  since;   // Unix µs of its hello
+} tb_worker_info;
+
+// tb_workers lists the workers connected to the broker: *listp (n
+// entries) is the caller's, freed with tb_workers_free. Returns TB_OK or
+// a request error. Any thread.
+int  tb_workers(tb_client *c, tb_worker_info **listp, size_t *np);
+void tb_workers_free(tb_worker_info *list, size_t n);
+
+// tb_whandler_info is one worker handler's figures (tb_worker_handlers).
+typedef struct tb_whandler_info {
+	char    *name;
+	uint32_t workers; // connected workers serving it
+	uint64_t waiting; // its tasks ready to start, waiting for a worker
+} tb_whandler_info;
+
+// tb_worker_handlers lists the handler names the broker knows as worker
+// handlers, with their figures; freed with tb_worker_handlers_free.
+int  tb_worker_handlers(tb_client *c, tb_whandler_info **listp, size_t *np);
+void tb_worker_handlers_free(tb_whandler_info *list, size_t n);
+
+// tb_job_complete ends j with a result (len bytes, at most 64 KiB; by
+// convention one msgpack object; NULL/0: none), tells the broker and
+// frees j whatever the outcome. Returns TB_OK (stored), TB_ESTALE (the
+// broker refused it: the attempt is no longer current, for instance it
+// was given up after a cancel, or the connection dropped; the task runs
+// or ran elsewhere), TB_ETOOBIG (the result is over the limit: the task
+// fails without a retry), TB_ECLOSED, TB_ETIMEDOUT. Any thread.
+int tb_job_complete(tb_job *j, const void *result, size_t len);
+
+// tb_job_fail ends j as failed with error (text, cut to 4 KiB; NULL:
+// "failed"); retryable 0 forbids a retry, else the task's retry policy
+// applies. Frees j; returns as tb_job_complete.
+int tb_job_fail(tb_job *j, const char *error, int retryable);
 
 #ifdef __cplusplus
 }

@@ -82,6 +82,55 @@
 //              "max_crashes": uint (the crashes that quarantine it)
 //   event    + "crashes": uint
 //
+// Added for workers (version 1 still). A worker is a process that runs
+// tasks of the handlers it names; see broker/worker.c for the model.
+//   worker_hello req {"handlers": [str...] (1..TBP_MAX_WNAMES),
+//                     "queues"?: [str...] (absent or empty: any queue),
+//                     "slots": uint (1..TBP_MAX_SLOTS), "pid"?: uint,
+//                     "host"?: str, "name"?: str}
+//                rep {"worker_id": uint, "heartbeat_ms": uint,
+//                     "timeout_ms": uint}
+//                The broker binds the worker to the connection (nng pipe)
+//                the hello came on; when it closes, the worker is gone.
+//   worker_take  req {"worker_id": uint, "free": uint, "dones"?: uint}
+//                rep {"jobs": [job...], "cancels": [{"id", "attempt"}...],
+//                     "stop": bool}
+//                Held by the broker until it has a job (at most free) or
+//                a cancel to send, a stop notice (broker shutdown), or
+//                heartbeat_ms pass (then an empty reply). A worker keeps
+//                one take outstanding at all times, free 0 included.
+//                free is its slots less the jobs it holds; dones the
+//                number of worker_done it had begun to send when it
+//                computed free, so that a done numbered above it while the
+//                take is held frees one more slot of that take.
+//   job          {"id", "attempt", "crashes": uint, "handler", "queue":
+//                 str, "payload"?: bin, "deadline_ms": int (Unix ms; 0:
+//                 no timeout)}
+//   worker_done  req {"worker_id", "id": uint, "attempt": uint, "ok": bool,
+//                     "seq"?: uint (1, 2, ... per worker handle),
+//                     "result"?: bin (ok; <= TBP_MAX_RESULT), "error"?: str
+//                     (failed; <= TBP_MAX_ERROR), "retryable"?: bool
+//                     (failed; default true)}
+//                rep {}, or the error stale when (id, attempt) is not an
+//                attempt of that worker's that is still running (fencing)
+//                Or several results at once: req {"worker_id", "results":
+//                [{"id", "attempt", "ok", "result"?, "error"?,
+//                "retryable"?, "seq"?}...] (1..TBP_MAX_SLOTS)}
+//                rep {"status": [uint...]} (one tb_err per result, in
+//                order: 0 taken, stale refused)
+//   worker_bye   req {"worker_id", "hand_back"?: [uint...]} rep {}
+//                (a graceful stop: the tasks handed back go back to
+//                pending, their attempts refunded; the worker is gone)
+//   workers      req {}  rep {"workers": [winfo...]}
+//   winfo        {"id", "pid", "host", "name", "handlers": [str...],
+//                 "queues": [str...], "slots", "running", "done": uint,
+//                 "since": int (Unix µs)}
+//   stats        rep + "whandlers": [{"name": str, "workers": uint,
+//                 "waiting": uint}] (per worker handler: connected
+//                 workers, tasks waiting to start)
+// A take or done naming a worker the broker does not know (it restarted,
+// or the worker's connection closed) gets not_found: say hello again.
+//
 // Events (PUB): the topic "tb.<event>.<queue>.<handler>" as raw bytes, one
 // NUL byte, then a msgpack map {"seq", "event", "id", "queue", "handler",
 // "state", "attempt", "duration_us", "time" (Unix µs), "result"?: bin,
@@ -124,6 +173,9 @@
 #define TBP_MAX_SCHEDULES 1000u    // schedules in one list reply
 #define TBP_MAX_QUEUES 1000u       // queues in one queues reply
 #define TBP_MAX_TOKEN 256u         // a request's token
+#define TBP_MAX_WNAMES 64u         // handlers or queues one worker names
+#define TBP_MAX_SLOTS 1024u        // a worker's slots; jobs in one take
+#define TBP_MAX_WORKERS 1000u      // workers in one workers reply
 // TBP_MAX_DURATION_MS bounds every duration a request carries (ages,
 // periods, wait and drain timeouts): 100 years, so that the broker's
 // arithmetic in microseconds (now - age * 1000) cannot overflow.
@@ -164,7 +216,12 @@
 	X(SCHED_LIST, 14, "schedule_list", sched_list, TBP_RO)       \
 	X(SCHED_RM, 15, "schedule_rm", sched_rm, TBP_ADMIN)          \
 	X(SCHED_PAUSE, 16, "schedule_pause", sched_pause, TBP_ADMIN) \
-	X(QUEUES, 17, "queues", queues, TBP_RO)
+	X(QUEUES, 17, "queues", queues, TBP_RO)                      \
+	X(WORKER_HELLO, 18, "worker_hello", worker_hello, 0)         \
+	X(WORKER_TAKE, 19, "worker_take", worker_take, 0)            \
+	X(WORKER_DONE, 20, "worker_done", worker_done, 0)            \
+	X(WORKER_BYE, 21, "worker_bye", worker_bye, 0)               \
+	X(WORKERS, 22, "workers", workers, TBP_RO)
 
 #define TBP_OP_ENUM_(n, v, s, id, fl) TBP_OP_##n = v,
 enum tbp_op { TBP_OPS(TBP_OP_ENUM_) TBP_OP_COUNT };
@@ -327,6 +384,64 @@ typedef struct tbp_stats {
 	uint64_t schedules, forever, crashloop;
 } tbp_stats;
 
+// tbp_hello is a worker_hello's body.
+typedef struct tbp_hello {
+	tbp_bytes *handlers; // nhandlers views
+	uint32_t   nhandlers;
+	tbp_bytes *queues; // nqueues views; 0: any queue
+	uint32_t   nqueues;
+	uint32_t   slots;
+	uint64_t   pid;
+	tbp_bytes  host;
+	tbp_bytes  name;
+} tbp_hello;
+
+// tbp_done is a worker_done's body (worker_id apart).
+typedef struct tbp_done {
+	uint64_t  id;
+	uint32_t  attempt;
+	bool      ok;
+	tbp_bytes result;
+	tbp_bytes error;
+	bool      retryable;
+	uint64_t  seq;
+} tbp_done;
+
+// tbp_job is one dispatch of a take reply; a cancel notice uses only id
+// and attempt.
+typedef struct tbp_job {
+	uint64_t  id;
+	uint32_t  attempt;
+	uint32_t  crashes;
+	tbp_bytes handler;
+	tbp_bytes queue;
+	tbp_bytes payload;
+	int64_t   deadline_ms; // Unix ms; 0: none
+} tbp_job;
+
+// tbp_winfo is one connected worker as the workers op reports it.
+typedef struct tbp_winfo {
+	uint64_t   id;
+	uint64_t   pid;
+	tbp_bytes  host;
+	tbp_bytes  name;
+	tbp_bytes *handlers;
+	uint32_t   nhandlers;
+	tbp_bytes *queues;
+	uint32_t   nqueues;
+	uint32_t   slots;
+	uint32_t   running;
+	uint64_t   done;
+	int64_t    since; // Unix µs
+} tbp_winfo;
+
+// tbp_whstat is one worker handler's figures in a stats reply.
+typedef struct tbp_whstat {
+	tbp_bytes name;
+	uint32_t  workers; // connected workers serving it
+	uint64_t  waiting; // its tasks ready to start
+} tbp_whstat;
+
 // tbp_req is a decoded request. Fields not used by op are zero.
 typedef struct tbp_req {
 	uint32_t version;
@@ -351,6 +466,15 @@ typedef struct tbp_req {
 	bool         paused;     // schedule_pause
 	tbp_bytes    token;      // any op; see have_token
 	bool         have_token; // "token" was given (and well formed)
+	tbp_hello    hello;      // worker_hello
+	uint64_t     worker_id;  // worker_take, worker_done, worker_bye
+	uint32_t     free;       // worker_take
+	uint64_t     dones;      // worker_take
+	tbp_done     done;       // worker_done
+	uint64_t    *ids;        // worker_bye: hand_back
+	uint32_t     nids;
+	tbp_done    *results; // worker_done with "results"
+	uint32_t     nresults;
 
 	msgpack_unpacked priv_; // owns the memory behind the views
 } tbp_req;
@@ -406,6 +530,20 @@ typedef struct tbp_rep {
 	uint32_t       nscheds;
 	tbp_qstat     *queues; // queues
 	uint32_t       nqueues;
+	uint64_t       worker_id; // worker_hello
+	uint32_t       heartbeat_ms;
+	uint32_t       wtimeout_ms;
+	tbp_job       *jobs; // worker_take
+	uint32_t       njobs;
+	tbp_job       *cancels;
+	uint32_t       ncancels;
+	bool           stop;
+	tbp_winfo     *workers; // workers
+	uint32_t       nworkers;
+	tbp_whstat    *whstats; // stats
+	uint32_t       nwhstats;
+	uint32_t      *statuses; // worker_done with "results"
+	uint32_t       nstatuses;
 
 	msgpack_unpacked priv_;
 	void            *priv_alloc_; // arrays owned by the reply
@@ -489,6 +627,28 @@ int tbp_enc_sched_add(msgpack_sbuffer *b, uint64_t req_id, const tbp_sched *s);
 int tbp_enc_sched_name(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
     const char *name, bool paused);
 
+// Worker ops (see "Added for workers" above).
+int tbp_enc_worker_hello(
+    msgpack_sbuffer *b, uint64_t req_id, const tbp_hello *h);
+int tbp_enc_worker_take(msgpack_sbuffer *b, uint64_t req_id,
+    uint64_t worker_id, uint32_t free, uint64_t dones);
+int tbp_enc_worker_done(msgpack_sbuffer *b, uint64_t req_id,
+    uint64_t worker_id, const tbp_done *d);
+// tbp_enc_worker_dones encodes a worker_done of n results ("results").
+int tbp_enc_worker_dones(msgpack_sbuffer *b, uint64_t req_id,
+    uint64_t worker_id, const tbp_done *d, uint32_t n);
+// tbp_enc_rep_dones answers it with one status (tb_err) per result.
+int tbp_enc_rep_dones(
+    msgpack_sbuffer *b, uint64_t req_id, const uint32_t *st, uint32_t n);
+int tbp_enc_worker_bye(msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id,
+    const uint64_t *ids, uint32_t n);
+int tbp_enc_rep_hello(msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id,
+    uint32_t heartbeat_ms, uint32_t timeout_ms);
+int tbp_enc_rep_take(msgpack_sbuffer *b, uint64_t req_id, const tbp_job *jobs,
+    uint32_t njobs, const tbp_job *cancels, uint32_t ncancels, bool stop);
+int tbp_enc_rep_workers(
+    msgpack_sbuffer *b, uint64_t req_id, const tbp_winfo *w, uint32_t n);
+
 // tbp_enc_rep_error encodes an error reply: status code, its wire name and
 // message (NULL: tbp_err_message(status)).
 int tbp_enc_rep_error(msgpack_sbuffer *b, uint32_t op, uint64_t req_id,
@@ -514,6 +674,10 @@ int tbp_enc_rep_tasks(msgpack_sbuffer *b, uint64_t req_id,
     const tbp_task_info *tasks, uint32_t n);
 int tbp_enc_rep_stats(
     msgpack_sbuffer *b, uint64_t req_id, const tbp_stats *st);
+// tbp_enc_rep_stats_wh is tbp_enc_rep_stats with the worker handlers'
+// figures (wh[0..nwh)) added as "whandlers".
+int tbp_enc_rep_stats_wh(msgpack_sbuffer *b, uint64_t req_id,
+    const tbp_stats *st, const tbp_whstat *wh, uint32_t nwh);
 int tbp_enc_rep_ping(
     msgpack_sbuffer *b, uint64_t req_id, const char *version, uint64_t pid);
 // tbp_enc_rep_empty encodes an ok reply with an empty body (shutdown).

@@ -834,6 +834,205 @@ dec_req_admin(tbp_req *r, const msgpack_object *body)
 	return (TB_OK);
 }
 
+// get_names reads an array of 0..TBP_MAX_WNAMES non-empty names into
+// views allocated in r's zone.
+static int
+get_names(
+    msgpack_unpacked *u, const msgpack_object *o, tbp_bytes **vp, uint32_t *np)
+{
+	tbp_bytes *v;
+	uint32_t   n;
+	int        rv;
+
+	if (o->type != MSGPACK_OBJECT_ARRAY) {
+		return (TB_EBADREQ);
+	}
+	if ((n = o->via.array.size) > TBP_MAX_WNAMES) {
+		return (TB_ETOOBIG);
+	}
+	if (n == 0) {
+		*vp = NULL;
+		*np = 0;
+		return (TB_OK);
+	}
+	if ((v = zalloc(u, n, sizeof(*v))) == NULL) {
+		return (TB_ENOMEM);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if ((rv = get_name(&o->via.array.ptr[i], 1, &v[i])) != TB_OK) {
+			return (rv);
+		}
+	}
+	*vp = v;
+	*np = n;
+	return (TB_OK);
+}
+
+// dec_done_entry reads one result of a worker_done's "results".
+static int
+dec_done_entry(tbp_done *d, const msgpack_object *o)
+{
+	bool have_id = false, have_att = false, have_ok = false;
+	int  rv;
+
+	if ((rv = map_check(o)) != TB_OK) {
+		return (rv);
+	}
+	d->retryable = true;
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (key_is(k, "id")) {
+			rv      = get_u64(v, UINT64_MAX, &d->id);
+			have_id = true;
+		} else if (key_is(k, "attempt")) {
+			rv       = get_u32(v, &d->attempt);
+			have_att = true;
+		} else if (key_is(k, "ok")) {
+			rv      = get_bool(v, &d->ok);
+			have_ok = true;
+		} else if (key_is(k, "result")) {
+			rv = get_bytes(v, TBP_MAX_RESULT, &d->result);
+		} else if (key_is(k, "error")) {
+			rv = get_bytes(v, TBP_MAX_ERROR, &d->error);
+		} else if (key_is(k, "retryable")) {
+			rv = get_bool(v, &d->retryable);
+		} else if (key_is(k, "seq")) {
+			rv = get_u64(v, UINT64_MAX, &d->seq);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	return (have_id && have_att && have_ok ? TB_OK : TB_EBADREQ);
+}
+
+// dec_req_worker reads the bodies of worker_hello, worker_take,
+// worker_done and worker_bye; each op looks only at its own keys.
+static int
+dec_req_worker(tbp_req *r, const msgpack_object *body)
+{
+	uint32_t op       = r->op;
+	bool     have_wid = false;
+	bool     have_id  = false;
+	bool     have_att = false;
+	bool     have_ok  = false;
+	int      rv       = TB_OK;
+
+	r->done.retryable = true;
+	for (uint32_t i = 0; i < body->via.map.size; i++) {
+		const msgpack_object *k = &body->via.map.ptr[i].key;
+		const msgpack_object *v = &body->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (op == TBP_OP_WORKER_HELLO) {
+			if (key_is(k, "handlers")) {
+				rv = get_names(&r->priv_, v,
+				    &r->hello.handlers, &r->hello.nhandlers);
+			} else if (key_is(k, "queues")) {
+				rv = get_names(&r->priv_, v, &r->hello.queues,
+				    &r->hello.nqueues);
+			} else if (key_is(k, "slots")) {
+				rv = get_u32(v, &r->hello.slots);
+			} else if (key_is(k, "pid")) {
+				rv = get_u64(v, UINT32_MAX, &r->hello.pid);
+			} else if (key_is(k, "host")) {
+				rv = get_name(v, 0, &r->hello.host);
+			} else if (key_is(k, "name")) {
+				rv = get_name(v, 0, &r->hello.name);
+			}
+		} else if (key_is(k, "worker_id")) {
+			rv       = get_u64(v, UINT64_MAX, &r->worker_id);
+			have_wid = true;
+		} else if (op == TBP_OP_WORKER_TAKE && key_is(k, "free")) {
+			rv = get_u32(v, &r->free);
+		} else if (op == TBP_OP_WORKER_TAKE && key_is(k, "dones")) {
+			rv = get_u64(v, UINT64_MAX, &r->dones);
+		} else if (op == TBP_OP_WORKER_DONE && key_is(k, "results")) {
+			if (v->type != MSGPACK_OBJECT_ARRAY ||
+			    v->via.array.size == 0) {
+				return (TB_EBADREQ);
+			}
+			if (v->via.array.size > TBP_MAX_SLOTS) {
+				return (TB_ETOOBIG);
+			}
+			r->nresults = v->via.array.size;
+			if ((r->results = zalloc(&r->priv_, r->nresults,
+			         sizeof(*r->results))) == NULL) {
+				return (TB_ENOMEM);
+			}
+			for (uint32_t j = 0; j < r->nresults && rv == TB_OK;
+			     j++) {
+				rv = dec_done_entry(
+				    &r->results[j], &v->via.array.ptr[j]);
+			}
+		} else if (op == TBP_OP_WORKER_DONE) {
+			if (key_is(k, "id")) {
+				rv      = get_u64(v, UINT64_MAX, &r->done.id);
+				have_id = true;
+			} else if (key_is(k, "attempt")) {
+				rv       = get_u32(v, &r->done.attempt);
+				have_att = true;
+			} else if (key_is(k, "ok")) {
+				rv      = get_bool(v, &r->done.ok);
+				have_ok = true;
+			} else if (key_is(k, "result")) {
+				rv = get_bytes(
+				    v, TBP_MAX_RESULT, &r->done.result);
+			} else if (key_is(k, "error")) {
+				rv = get_bytes(
+				    v, TBP_MAX_ERROR, &r->done.error);
+			} else if (key_is(k, "retryable")) {
+				rv = get_bool(v, &r->done.retryable);
+			} else if (key_is(k, "seq")) {
+				rv = get_u64(v, UINT64_MAX, &r->done.seq);
+			}
+		} else if (op == TBP_OP_WORKER_BYE && key_is(k, "hand_back")) {
+			if (v->type != MSGPACK_OBJECT_ARRAY) {
+				return (TB_EBADREQ);
+			}
+			if (v->via.array.size > TBP_MAX_SLOTS) {
+				return (TB_ETOOBIG);
+			}
+			r->nids = v->via.array.size;
+			if (r->nids > 0 &&
+			    (r->ids = zalloc(&r->priv_, r->nids,
+			         sizeof(*r->ids))) == NULL) {
+				return (TB_ENOMEM);
+			}
+			for (uint32_t j = 0; j < r->nids && rv == TB_OK; j++) {
+				rv = get_u64(&v->via.array.ptr[j], UINT64_MAX,
+				    &r->ids[j]);
+			}
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	if (op == TBP_OP_WORKER_HELLO) {
+		if (r->hello.nhandlers == 0 || r->hello.slots == 0 ||
+		    r->hello.slots > TBP_MAX_SLOTS) {
+			return (TB_EBADREQ);
+		}
+		return (TB_OK);
+	}
+	if (!have_wid ||
+	    (op == TBP_OP_WORKER_DONE && r->nresults == 0 &&
+	        (!have_id || !have_att || !have_ok))) {
+		return (TB_EBADREQ);
+	}
+	if (r->free > TBP_MAX_SLOTS) {
+		return (TB_EBADREQ);
+	}
+	return (TB_OK);
+}
+
 // req_token reads the optional "token" of a request body (any op), so
 // that the broker can check it before it answers anything else. A token
 // that is not a string of 1..TBP_MAX_TOKEN bytes without NUL is treated as
@@ -909,6 +1108,11 @@ tbp_req_decode(tbp_req *r, const void *buf, size_t len)
 		return (dec_req_admin(r, body));
 	case TBP_OP_SCHED_ADD:
 		return (dec_sched_add(r, body));
+	case TBP_OP_WORKER_HELLO:
+	case TBP_OP_WORKER_TAKE:
+	case TBP_OP_WORKER_DONE:
+	case TBP_OP_WORKER_BYE:
+		return (dec_req_worker(r, body));
 	default: // ping, stats, shutdown, schedule_list, queues: no fields
 		return (TB_OK);
 	}
@@ -1165,6 +1369,139 @@ dec_qstat_elem(void *elem, const msgpack_object *o)
 	return (dec_qstat(elem, o));
 }
 
+// dec_zone_ is the zone of the reply being decoded, for dec_winfo_elem's
+// name arrays (dec_rep_array's element readers take no context). One per
+// thread: clients decode in many threads at once.
+static _Thread_local msgpack_unpacked *dec_zone_;
+
+static int
+dec_job(tbp_job *j, const msgpack_object *o, bool full)
+{
+	bool have_id = false;
+	bool have_at = false;
+	int  rv;
+
+	if ((rv = map_check(o)) != TB_OK) {
+		return (rv);
+	}
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (key_is(k, "id")) {
+			rv      = get_u64(v, UINT64_MAX, &j->id);
+			have_id = true;
+		} else if (key_is(k, "attempt")) {
+			rv      = get_u32(v, &j->attempt);
+			have_at = true;
+		} else if (full && key_is(k, "crashes")) {
+			rv = get_u32(v, &j->crashes);
+		} else if (full && key_is(k, "handler")) {
+			rv = get_name(v, 1, &j->handler);
+		} else if (full && key_is(k, "queue")) {
+			rv = get_name(v, 0, &j->queue);
+		} else if (full && key_is(k, "payload")) {
+			rv = get_bytes(v, TBP_MAX_PAYLOAD, &j->payload);
+		} else if (full && key_is(k, "deadline_ms")) {
+			rv = get_i64(v, INT64_MIN, INT64_MAX, &j->deadline_ms);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	return (have_id && have_at ? TB_OK : TB_EBADREQ);
+}
+
+static int
+dec_job_elem(void *elem, const msgpack_object *o)
+{
+	return (dec_job(elem, o, true));
+}
+
+static int
+dec_cancel_elem(void *elem, const msgpack_object *o)
+{
+	return (dec_job(elem, o, false));
+}
+
+static int
+dec_winfo_elem(void *elem, const msgpack_object *o)
+{
+	tbp_winfo *w = elem;
+	int        rv;
+
+	if ((rv = map_check(o)) != TB_OK) {
+		return (rv);
+	}
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (key_is(k, "id")) {
+			rv = get_u64(v, UINT64_MAX, &w->id);
+		} else if (key_is(k, "pid")) {
+			rv = get_u64(v, UINT64_MAX, &w->pid);
+		} else if (key_is(k, "host")) {
+			rv = get_name(v, 0, &w->host);
+		} else if (key_is(k, "name")) {
+			rv = get_name(v, 0, &w->name);
+		} else if (key_is(k, "handlers")) {
+			rv = get_names(
+			    dec_zone_, v, &w->handlers, &w->nhandlers);
+		} else if (key_is(k, "queues")) {
+			rv = get_names(dec_zone_, v, &w->queues, &w->nqueues);
+		} else if (key_is(k, "slots")) {
+			rv = get_u32(v, &w->slots);
+		} else if (key_is(k, "running")) {
+			rv = get_u32(v, &w->running);
+		} else if (key_is(k, "done")) {
+			rv = get_u64(v, UINT64_MAX, &w->done);
+		} else if (key_is(k, "since")) {
+			rv = get_i64(v, INT64_MIN, INT64_MAX, &w->since);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	return (TB_OK);
+}
+
+static int
+dec_whstat_elem(void *elem, const msgpack_object *o)
+{
+	tbp_whstat *w = elem;
+	int         rv;
+
+	if ((rv = map_check(o)) != TB_OK) {
+		return (rv);
+	}
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (v->type == MSGPACK_OBJECT_NIL) {
+			continue;
+		}
+		if (key_is(k, "name")) {
+			rv = get_name(v, 0, &w->name);
+		} else if (key_is(k, "workers")) {
+			rv = get_u32(v, &w->workers);
+		} else if (key_is(k, "waiting")) {
+			rv = get_u64(v, UINT64_MAX, &w->waiting);
+		}
+		if (rv != TB_OK) {
+			return (rv);
+		}
+	}
+	return (TB_OK);
+}
+
 // dec_rep_body reads the body of an ok reply to r->op.
 static int
 dec_rep_body(tbp_rep *r, const msgpack_object *body)
@@ -1175,6 +1512,7 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 	const msgpack_object *tasks = NULL;
 	const msgpack_object *exist = NULL;
 	const msgpack_object *arr   = NULL; // schedules or queues
+	const msgpack_object *arr2  = NULL; // cancels, whandlers
 	tbp_stats            *st    = &r->stats;
 	int                   rv    = TB_OK;
 
@@ -1241,6 +1579,36 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 				rv = get_u64(v, UINT64_MAX, &st->forever);
 			} else if (key_is(k, "crashloop")) {
 				rv = get_u64(v, UINT64_MAX, &st->crashloop);
+			} else if (key_is(k, "whandlers")) {
+				arr2 = v;
+			}
+			break;
+		case TBP_OP_WORKER_HELLO:
+			if (key_is(k, "worker_id")) {
+				rv = get_u64(v, UINT64_MAX, &r->worker_id);
+			} else if (key_is(k, "heartbeat_ms")) {
+				rv = get_u32(v, &r->heartbeat_ms);
+			} else if (key_is(k, "timeout_ms")) {
+				rv = get_u32(v, &r->wtimeout_ms);
+			}
+			break;
+		case TBP_OP_WORKER_DONE:
+			if (key_is(k, "status")) {
+				arr = v;
+			}
+			break;
+		case TBP_OP_WORKER_TAKE:
+			if (key_is(k, "jobs")) {
+				arr = v;
+			} else if (key_is(k, "cancels")) {
+				arr2 = v;
+			} else if (key_is(k, "stop")) {
+				rv = get_bool(v, &r->stop);
+			}
+			break;
+		case TBP_OP_WORKERS:
+			if (key_is(k, "workers")) {
+				arr = v;
 			}
 			break;
 		case TBP_OP_RETRY:
@@ -1304,6 +1672,54 @@ dec_rep_body(tbp_rep *r, const msgpack_object *body)
 		return (
 		    dec_rep_array(r, arr, TBP_MAX_QUEUES, sizeof(*r->queues),
 		        dec_qstat_elem, (void **) &r->queues, &r->nqueues));
+	case TBP_OP_STATS:
+		if (arr2 == NULL) {
+			return (TB_OK);
+		}
+		return (
+		    dec_rep_array(r, arr2, TBP_MAX_QUEUES, sizeof(*r->whstats),
+		        dec_whstat_elem, (void **) &r->whstats, &r->nwhstats));
+	case TBP_OP_WORKER_TAKE:
+		if (arr != NULL &&
+		    (rv = dec_rep_array(r, arr, TBP_MAX_SLOTS,
+		         sizeof(*r->jobs), dec_job_elem, (void **) &r->jobs,
+		         &r->njobs)) != TB_OK) {
+			return (rv);
+		}
+		if (arr2 != NULL) {
+			return (dec_rep_array(r, arr2, TBP_MAX_SLOTS * 4,
+			    sizeof(*r->cancels), dec_cancel_elem,
+			    (void **) &r->cancels, &r->ncancels));
+		}
+		return (TB_OK);
+	case TBP_OP_WORKER_DONE:
+		if (arr == NULL) {
+			return (TB_OK); // the reply to a single result
+		}
+		if (arr->type != MSGPACK_OBJECT_ARRAY) {
+			return (TB_EBADREQ);
+		}
+		if (arr->via.array.size > TBP_MAX_SLOTS) {
+			return (TB_ETOOBIG);
+		}
+		r->nstatuses = arr->via.array.size;
+		if (r->nstatuses > 0 &&
+		    (r->statuses = zalloc(&r->priv_, r->nstatuses,
+		         sizeof(*r->statuses))) == NULL) {
+			return (TB_ENOMEM);
+		}
+		for (uint32_t i = 0; i < r->nstatuses; i++) {
+			if ((rv = get_u32(&arr->via.array.ptr[i],
+			         &r->statuses[i])) != TB_OK) {
+				return (rv);
+			}
+		}
+		return (TB_OK);
+	case TBP_OP_WORKERS:
+		dec_zone_ = &r->priv_;
+		return (
+		    dec_rep_array(r, arr, TBP_MAX_WORKERS, sizeof(*r->workers),
+		        dec_winfo_elem, (void **) &r->workers, &r->nworkers));
 	default:
 		return (TB_OK);
 	}

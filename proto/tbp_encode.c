@@ -816,11 +816,31 @@ tbp_enc_rep_tasks(msgpack_sbuffer *b, uint64_t req_id,
 int
 tbp_enc_rep_stats(msgpack_sbuffer *b, uint64_t req_id, const tbp_stats *st)
 {
+	return (tbp_enc_rep_stats_wh(b, req_id, st, NULL, 0));
+}
+
+int
+tbp_enc_rep_stats_wh(msgpack_sbuffer *b, uint64_t req_id, const tbp_stats *st,
+    const tbp_whstat *wh, uint32_t nwh)
+{
 	tbp_enc e;
 
 	enc_begin(&e, b);
 	enc_rep_head(&e, TBP_OP_STATS, req_id, TB_OK);
-	enc_map(&e, 14);
+	enc_map(&e, 14 + (nwh > 0));
+	if (nwh > 0) {
+		enc_key(&e, "whandlers");
+		enc_array(&e, nwh);
+		for (uint32_t i = 0; i < nwh; i++) {
+			enc_map(&e, 3);
+			enc_key(&e, "name");
+			enc_str(&e, wh[i].name);
+			enc_key(&e, "workers");
+			enc_u64(&e, wh[i].workers);
+			enc_key(&e, "waiting");
+			enc_u64(&e, wh[i].waiting);
+		}
+	}
 	enc_key(&e, "pending");
 	enc_u64(&e, st->pending);
 	enc_key(&e, "running");
@@ -922,6 +942,276 @@ tbp_enc_event(msgpack_sbuffer *b, const tbp_event *ev)
 	if (ev->error.n > 0) {
 		enc_key(&e, "error");
 		enc_str(&e, ev->error);
+	}
+	return (enc_end(&e));
+}
+
+// ---- workers
+// ----------------------------------------------------------------
+
+static void
+enc_names(tbp_enc *e, const tbp_bytes *v, uint32_t n)
+{
+	enc_array(e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_str(e, v[i]);
+	}
+}
+
+int
+tbp_enc_worker_hello(msgpack_sbuffer *b, uint64_t req_id, const tbp_hello *h)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_WORKER_HELLO, req_id);
+	enc_map(&e, 5 + (h->nqueues > 0));
+	enc_key(&e, "handlers");
+	enc_names(&e, h->handlers, h->nhandlers);
+	if (h->nqueues > 0) {
+		enc_key(&e, "queues");
+		enc_names(&e, h->queues, h->nqueues);
+	}
+	enc_key(&e, "slots");
+	enc_u64(&e, h->slots);
+	enc_key(&e, "pid");
+	enc_u64(&e, h->pid);
+	enc_key(&e, "host");
+	enc_str(&e, h->host);
+	enc_key(&e, "name");
+	enc_str(&e, h->name);
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_worker_take(msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id,
+    uint32_t free, uint64_t dones)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_WORKER_TAKE, req_id);
+	enc_map(&e, 3);
+	enc_key(&e, "dones");
+	enc_u64(&e, dones);
+	enc_key(&e, "worker_id");
+	enc_u64(&e, worker_id);
+	enc_key(&e, "free");
+	enc_u64(&e, free);
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_worker_done(
+    msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id, const tbp_done *d)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_WORKER_DONE, req_id);
+	enc_map(&e, 6 + (d->result.n > 0) + (d->error.n > 0));
+	enc_key(&e, "seq");
+	enc_u64(&e, d->seq);
+	enc_key(&e, "worker_id");
+	enc_u64(&e, worker_id);
+	enc_key(&e, "id");
+	enc_u64(&e, d->id);
+	enc_key(&e, "attempt");
+	enc_u64(&e, d->attempt);
+	enc_key(&e, "ok");
+	enc_bool(&e, d->ok);
+	enc_key(&e, "retryable");
+	enc_bool(&e, d->retryable);
+	if (d->result.n > 0) {
+		enc_key(&e, "result");
+		enc_bin(&e, d->result);
+	}
+	if (d->error.n > 0) {
+		enc_key(&e, "error");
+		enc_str(&e, d->error);
+	}
+	return (enc_end(&e));
+}
+
+static void
+enc_done_entry(tbp_enc *e, const tbp_done *d)
+{
+	enc_map(e, 5 + (d->result.n > 0) + (d->error.n > 0));
+	enc_key(e, "seq");
+	enc_u64(e, d->seq);
+	enc_key(e, "id");
+	enc_u64(e, d->id);
+	enc_key(e, "attempt");
+	enc_u64(e, d->attempt);
+	enc_key(e, "ok");
+	enc_bool(e, d->ok);
+	enc_key(e, "retryable");
+	enc_bool(e, d->retryable);
+	if (d->result.n > 0) {
+		enc_key(e, "result");
+		enc_bin(e, d->result);
+	}
+	if (d->error.n > 0) {
+		enc_key(e, "error");
+		enc_str(e, d->error);
+	}
+}
+
+int
+tbp_enc_worker_dones(msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id,
+    const tbp_done *d, uint32_t n)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_WORKER_DONE, req_id);
+	enc_map(&e, 2);
+	enc_key(&e, "worker_id");
+	enc_u64(&e, worker_id);
+	enc_key(&e, "results");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_done_entry(&e, &d[i]);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_dones(
+    msgpack_sbuffer *b, uint64_t req_id, const uint32_t *st, uint32_t n)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_WORKER_DONE, req_id, TB_OK);
+	enc_map(&e, 1);
+	enc_key(&e, "status");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_u64(&e, st[i]);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_worker_bye(msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id,
+    const uint64_t *ids, uint32_t n)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_req_head(&e, TBP_OP_WORKER_BYE, req_id);
+	enc_map(&e, 2);
+	enc_key(&e, "worker_id");
+	enc_u64(&e, worker_id);
+	enc_key(&e, "hand_back");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_u64(&e, ids[i]);
+	}
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_hello(msgpack_sbuffer *b, uint64_t req_id, uint64_t worker_id,
+    uint32_t heartbeat_ms, uint32_t timeout_ms)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_WORKER_HELLO, req_id, TB_OK);
+	enc_map(&e, 3);
+	enc_key(&e, "worker_id");
+	enc_u64(&e, worker_id);
+	enc_key(&e, "heartbeat_ms");
+	enc_u64(&e, heartbeat_ms);
+	enc_key(&e, "timeout_ms");
+	enc_u64(&e, timeout_ms);
+	return (enc_end(&e));
+}
+
+static void
+enc_job(tbp_enc *e, const tbp_job *j, bool full)
+{
+	enc_map(e, full ? 6 + (j->payload.n > 0) : 2);
+	enc_key(e, "id");
+	enc_u64(e, j->id);
+	enc_key(e, "attempt");
+	enc_u64(e, j->attempt);
+	if (!full) {
+		return;
+	}
+	enc_key(e, "crashes");
+	enc_u64(e, j->crashes);
+	enc_key(e, "handler");
+	enc_str(e, j->handler);
+	enc_key(e, "queue");
+	enc_str(e, j->queue);
+	enc_key(e, "deadline_ms");
+	enc_i64(e, j->deadline_ms);
+	if (j->payload.n > 0) {
+		enc_key(e, "payload");
+		enc_bin(e, j->payload);
+	}
+}
+
+int
+tbp_enc_rep_take(msgpack_sbuffer *b, uint64_t req_id, const tbp_job *jobs,
+    uint32_t njobs, const tbp_job *cancels, uint32_t ncancels, bool stop)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_WORKER_TAKE, req_id, TB_OK);
+	enc_map(&e, 3);
+	enc_key(&e, "jobs");
+	enc_array(&e, njobs);
+	for (uint32_t i = 0; i < njobs; i++) {
+		enc_job(&e, &jobs[i], true);
+	}
+	enc_key(&e, "cancels");
+	enc_array(&e, ncancels);
+	for (uint32_t i = 0; i < ncancels; i++) {
+		enc_job(&e, &cancels[i], false);
+	}
+	enc_key(&e, "stop");
+	enc_bool(&e, stop);
+	return (enc_end(&e));
+}
+
+int
+tbp_enc_rep_workers(
+    msgpack_sbuffer *b, uint64_t req_id, const tbp_winfo *w, uint32_t n)
+{
+	tbp_enc e;
+
+	enc_begin(&e, b);
+	enc_rep_head(&e, TBP_OP_WORKERS, req_id, TB_OK);
+	enc_map(&e, 1);
+	enc_key(&e, "workers");
+	enc_array(&e, n);
+	for (uint32_t i = 0; i < n; i++) {
+		enc_map(&e, 10);
+		enc_key(&e, "id");
+		enc_u64(&e, w[i].id);
+		enc_key(&e, "pid");
+		enc_u64(&e, w[i].pid);
+		enc_key(&e, "host");
+		enc_str(&e, w[i].host);
+		enc_key(&e, "name");
+		enc_str(&e, w[i].name);
+		enc_key(&e, "handlers");
+		enc_names(&e, w[i].handlers, w[i].nhandlers);
+		enc_key(&e, "queues");
+		enc_names(&e, w[i].queues, w[i].nqueues);
+		enc_key(&e, "slots");
+		enc_u64(&e, w[i].slots);
+		enc_key(&e, "running");
+		enc_u64(&e, w[i].running);
+		enc_key(&e, "done");
+		enc_u64(&e, w[i].done);
+		enc_key(&e, "since");
+		enc_i64(&e, w[i].since);
 	}
 	return (enc_end(&e));
 }

@@ -50,6 +50,10 @@ typedef struct tb_run  run;
 
 #define HANDLER_LOOP TB_HANDLER_LOOP
 #define HANDLER_POOL TB_HANDLER_POOL
+// HANDLER_WORKER is the broker's own third mode: the tasks run in worker
+// processes (worker.c). No handler registers with it; a run's h points to
+// the worker handler's definition.
+#define HANDLER_WORKER 2
 
 // run is one attempt of a task. The loop owns it; a pool handler touches it
 // only inside its run function.

@@ -48,7 +48,15 @@ handle_stats(broker *b, srv_req *req)
 		st.forever += q->forever;
 		st.crashloop += q->crashloop;
 	}
-	return (tbp_enc_rep_stats(&req->out, req->req.req_id, &st));
+	{
+		tbp_whstat *wh;
+		uint32_t    nwh = worker_stats(b, &wh);
+		int         rv;
+		rv = tbp_enc_rep_stats_wh(
+		    &req->out, req->req.req_id, &st, wh, nwh);
+		free(wh);
+		return (rv);
+	}
 }
 
 // handle_queues answers with every queue's figures.

@@ -61,7 +61,9 @@ handle_sched_add(broker *b, srv_req *req)
 	int              rv;
 
 	if (handlers_find((const char *) in->handler.p, in->handler.n) ==
-	    NULL) {
+	        NULL &&
+	    worker_handler_find(
+	        b, (const char *) in->handler.p, in->handler.n) == NULL) {
 		return (TB_ENOHANDLER);
 	}
 	if (in->cron.n > 0) {

@@ -210,6 +210,9 @@ extern const command schedule_cmd;
 // stats_cmd is 'taskbroker stats' (cmd_admin.c).
 extern const command stats_cmd;
 
+// workers_cmd is 'taskbroker workers' (cmd_admin.c).
+extern const command workers_cmd;
+
 // watch_cmd is 'taskbroker watch' (cmd_watch.c).
 extern const command watch_cmd;
 

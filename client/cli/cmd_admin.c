@@ -6,6 +6,7 @@
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,11 +91,13 @@ print_queues(const tb_queue_info *qs, size_t nq)
 static int
 cmd_stats(cli *c, int argc, char **argv)
 {
-	tb_client     *tc;
-	tb_stats       st;
-	tb_queue_info *qs = NULL;
-	size_t         nq = 0;
-	int            rv;
+	tb_client        *tc;
+	tb_stats          st;
+	tb_queue_info    *qs  = NULL;
+	size_t            nq  = 0;
+	tb_whandler_info *wh  = NULL;
+	size_t            nwh = 0;
+	int               rv;
 
 	if ((rv = simple_opts(c, "stats", stats_help, argc, argv)) >= 0 ||
 	    (rv = no_args("stats", argc, argv)) >= 0) {
@@ -110,6 +113,11 @@ cmd_stats(cli *c, int argc, char **argv)
 	// what it has rather than nothing.
 	if ((rv = tb_queues(tc, &qs, &nq)) != TB_OK && rv != TB_EUNKNOWNOP) {
 		return (fail(c, rv, "stats: queues"));
+	}
+	// Worker handlers: an older broker has none to report.
+	if (tb_worker_handlers(tc, &wh, &nwh) != TB_OK) {
+		wh  = NULL;
+		nwh = 0;
 	}
 	if (c->json) {
 		json_t *o =
@@ -139,7 +147,20 @@ cmd_stats(cli *c, int argc, char **argv)
 			json_decref(o);
 			o = NULL;
 		}
+		arr = json_array();
+		for (size_t i = 0; arr != NULL && i < nwh; i++) {
+			json_array_append_new(arr,
+			    json_pack("{s:s, s:I, s:I}", "name", wh[i].name,
+			        "workers", (json_int_t) wh[i].workers,
+			        "waiting", (json_int_t) wh[i].waiting));
+		}
+		if (o != NULL && arr != NULL) {
+			json_object_set_new(o, "worker_handlers", arr);
+		} else {
+			json_decref(arr);
+		}
 		tb_queues_free(qs, nq);
+		tb_worker_handlers_free(wh, nwh);
 		return (print_json(o));
 	}
 	printf("pending    %" PRIu64 "\n", st.pending);
@@ -161,7 +182,103 @@ cmd_stats(cli *c, int argc, char **argv)
 		printf("\n");
 		print_queues(qs, nq);
 	}
+	if (nwh > 0) {
+		printf("\n%-24s %8s %8s%s\n", "WORKER HANDLER", "WORKERS",
+		    "WAITING", "");
+		for (size_t i = 0; i < nwh; i++) {
+			printf("%-24s %8" PRIu32 " %8" PRIu64 "%s\n",
+			    wh[i].name, wh[i].workers, wh[i].waiting,
+			    wh[i].workers == 0 && wh[i].waiting > 0
+			        ? "  (no worker connected)"
+			        : "");
+		}
+	}
 	tb_queues_free(qs, nq);
+	tb_worker_handlers_free(wh, nwh);
+	return (EXIT_OK);
+}
+
+static const char workers_help[] =
+    "Usage: taskbroker workers [--json]\n"
+    "\n"
+    "List the workers connected to the broker, one line each:\n"
+    "  ID PID HOST NAME SLOTS RUNNING DONE SINCE HANDLERS [QUEUES]\n"
+    "where RUNNING is the jobs it has now, DONE the results it sent that\n"
+    "were taken, SINCE how long ago it said hello, HANDLERS the names it\n"
+    "serves and QUEUES the queues it takes them from (all if none).\n"
+    "--json prints an array of objects with the keys id, pid, host, name,\n"
+    "handlers, queues (arrays), slots, running, done and since (Unix µs).\n";
+
+// split_json turns "a,b" into a JSON array of strings ("" is []).
+static json_t *
+split_json(const char *s)
+{
+	json_t *a = json_array();
+
+	while (a != NULL && s != NULL && *s != '\0') {
+		size_t n = strcspn(s, ",");
+		json_array_append_new(a, json_stringn(s, n));
+		s += n;
+		s += *s == ',';
+	}
+	return (a);
+}
+
+static int
+cmd_workers(cli *c, int argc, char **argv)
+{
+	tb_client      *tc;
+	tb_worker_info *ws = NULL;
+	size_t          n  = 0;
+	int64_t         now;
+	int             rv;
+
+	if ((rv = simple_opts(c, "workers", workers_help, argc, argv)) >= 0 ||
+	    (rv = no_args("workers", argc, argv)) >= 0) {
+		return (rv);
+	}
+	if ((rv = cli_client(c, &tc)) != EXIT_OK) {
+		return (rv);
+	}
+	if ((rv = tb_workers(tc, &ws, &n)) != TB_OK) {
+		return (fail(c, rv, "workers"));
+	}
+	if (c->json) {
+		json_t *arr = json_array();
+		for (size_t i = 0; arr != NULL && i < n; i++) {
+			json_array_append_new(arr,
+			    json_pack("{s:I, s:I, s:s, s:s, s:o, s:o, s:I, "
+			              "s:I, s:I, s:I}",
+			        "id", (json_int_t) ws[i].id, "pid",
+			        (json_int_t) ws[i].pid, "host", ws[i].host,
+			        "name", ws[i].name, "handlers",
+			        split_json(ws[i].handlers), "queues",
+			        split_json(ws[i].queues), "slots",
+			        (json_int_t) ws[i].slots, "running",
+			        (json_int_t) ws[i].running, "done",
+			        (json_int_t) ws[i].done, "since",
+			        (json_int_t) ws[i].since));
+		}
+		tb_workers_free(ws, n);
+		return (print_json(arr));
+	}
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		now = (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	}
+	printf("%-20s %8s %-16s %-12s %5s %7s %8s %8s %s\n", "ID", "PID",
+	    "HOST", "NAME", "SLOTS", "RUNNING", "DONE", "SINCE", "HANDLERS");
+	for (size_t i = 0; i < n; i++) {
+		printf("%-20" PRIu64 " %8" PRIu64 " %-16s %-12s %5" PRIu32
+		       " %7" PRIu32 " %8" PRIu64 " %7llds %s%s%s\n",
+		    ws[i].id, ws[i].pid, ws[i].host, ws[i].name, ws[i].slots,
+		    ws[i].running, ws[i].done,
+		    (long long) ((now - ws[i].since) / 1000000),
+		    ws[i].handlers, ws[i].queues[0] != '\0' ? " queues " : "",
+		    ws[i].queues);
+	}
+	tb_workers_free(ws, n);
 	return (EXIT_OK);
 }
 
@@ -542,6 +659,14 @@ const command stats_cmd = {
 	.summary = "stats",
 	.desc    = "show the broker's and queues' figures",
 	.help    = stats_help,
+};
+
+const command workers_cmd = {
+	.name    = "workers",
+	.run     = cmd_workers,
+	.summary = "workers",
+	.desc    = "list the connected workers",
+	.help    = workers_help,
 };
 
 const command ping_cmd = {

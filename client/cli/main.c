@@ -135,6 +135,7 @@ static const command *const commands[] = {
 	&purge_cmd,
 	&schedule_cmd,
 	&stats_cmd,
+	&workers_cmd,
 	&watch_cmd,
 	&ping_cmd,
 	&shutdown_cmd,

@@ -53,7 +53,9 @@
 	    "not allowed for this client")                                  \
 	X(TB_ETLS, 22, "tls_error",                                         \
 	    "TLS handshake failed: the broker's certificate did not "       \
-	    "verify, or the broker refused the client's (or its absence)")
+	    "verify, or the broker refused the client's (or its absence)")  \
+	X(TB_ESTALE, 23, "stale",                                           \
+	    "result refused: the attempt is no longer current (fencing)")
 
 #define TB_ERR_ENUM_(c, v, n, m) c = v,
 // tb_err: the error codes. TB_OK is 0.

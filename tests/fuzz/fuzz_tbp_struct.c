@@ -89,8 +89,11 @@ enum fkind {
 	F_PAYLOAD, // bin holding one msgpack object, up to TBP_MAX_PAYLOAD
 	F_SID,     // bin of TB_SID_LEN bytes
 	F_BOOL,
-	F_TASKS, // array of task_in
-	F_SCHED, // a sched map
+	F_TASKS,   // array of task_in
+	F_SCHED,   // a sched map
+	F_NAMES,   // array of names (worker_hello)
+	F_IDS,     // array of uint64 (worker_bye)
+	F_RESULTS, // array of worker_done results
 };
 
 typedef struct field {
@@ -130,25 +133,45 @@ static const field f_sched[] = { { "name", F_NAME1 }, { "handler", F_NAME1 },
 	{ "every_ms", F_DUR }, { "cron", F_CRON }, { "catch_up", F_BOOL },
 	{ "paused", F_BOOL }, { NULL, 0 } };
 
+static const field f_hello[]  = { { "handlers", F_NAMES },
+	 { "queues", F_NAMES }, { "slots", F_U32 }, { "pid", F_ID },
+	 { "host", F_NAME }, { "name", F_NAME }, { NULL, 0 } };
+static const field f_take[]   = { { "worker_id", F_ID }, { "free", F_U32 },
+	  { "dones", F_ID }, { NULL, 0 } };
+static const field f_done[]   = { { "worker_id", F_ID }, { "id", F_ID },
+	  { "attempt", F_U32 }, { "ok", F_BOOL }, { "result", F_PAYLOAD },
+	  { "error", F_KEY }, { "retryable", F_BOOL }, { "seq", F_ID },
+	  { "results", F_RESULTS }, { NULL, 0 } };
+static const field f_result[] = { { "id", F_ID }, { "attempt", F_U32 },
+	{ "ok", F_BOOL }, { "result", F_PAYLOAD }, { "error", F_KEY },
+	{ "retryable", F_BOOL }, { "seq", F_ID }, { NULL, 0 } };
+static const field f_bye[] = { { "worker_id", F_ID }, { "hand_back", F_IDS },
+	{ NULL, 0 } };
+
 static const field *const op_fields[TBP_OP_COUNT] = {
-	[TBP_OP_PING]        = f_none,
-	[TBP_OP_SUBMIT]      = f_submit,
-	[TBP_OP_STATUS]      = f_id,
-	[TBP_OP_WAIT]        = f_wait,
-	[TBP_OP_CANCEL]      = f_id,
-	[TBP_OP_LIST]        = f_list,
-	[TBP_OP_STATS]       = f_none,
-	[TBP_OP_SHUTDOWN]    = f_none,
-	[TBP_OP_RETRY]       = f_retry,
-	[TBP_OP_PAUSE]       = f_queue1,
-	[TBP_OP_RESUME]      = f_queue1,
-	[TBP_OP_DRAIN]       = f_drain,
-	[TBP_OP_PURGE]       = f_purge,
-	[TBP_OP_SCHED_ADD]   = f_sched_add,
-	[TBP_OP_SCHED_LIST]  = f_none,
-	[TBP_OP_SCHED_RM]    = f_name,
-	[TBP_OP_SCHED_PAUSE] = f_sched_pause,
-	[TBP_OP_QUEUES]      = f_none,
+	[TBP_OP_PING]         = f_none,
+	[TBP_OP_SUBMIT]       = f_submit,
+	[TBP_OP_STATUS]       = f_id,
+	[TBP_OP_WAIT]         = f_wait,
+	[TBP_OP_CANCEL]       = f_id,
+	[TBP_OP_LIST]         = f_list,
+	[TBP_OP_STATS]        = f_none,
+	[TBP_OP_SHUTDOWN]     = f_none,
+	[TBP_OP_RETRY]        = f_retry,
+	[TBP_OP_PAUSE]        = f_queue1,
+	[TBP_OP_RESUME]       = f_queue1,
+	[TBP_OP_DRAIN]        = f_drain,
+	[TBP_OP_PURGE]        = f_purge,
+	[TBP_OP_SCHED_ADD]    = f_sched_add,
+	[TBP_OP_SCHED_LIST]   = f_none,
+	[TBP_OP_SCHED_RM]     = f_name,
+	[TBP_OP_SCHED_PAUSE]  = f_sched_pause,
+	[TBP_OP_QUEUES]       = f_none,
+	[TBP_OP_WORKER_HELLO] = f_hello,
+	[TBP_OP_WORKER_TAKE]  = f_take,
+	[TBP_OP_WORKER_DONE]  = f_done,
+	[TBP_OP_WORKER_BYE]   = f_bye,
+	[TBP_OP_WORKERS]      = f_none,
 };
 
 // Integers at and around every limit. The first of each table is the
@@ -440,6 +463,30 @@ gen_value(gen *g, enum fkind kind)
 	case F_SCHED:
 		gen_map(g, f_sched);
 		break;
+	case F_NAMES:
+		n = count_lens[in_pick(
+		    g->in, sizeof(count_lens) / sizeof(count_lens[0]))];
+		msgpack_pack_array(&g->pk, n);
+		for (uint32_t i = 0; i < n; i++) {
+			gen_value(g, F_NAME1);
+		}
+		break;
+	case F_RESULTS:
+		n = count_lens[in_pick(
+		    g->in, sizeof(count_lens) / sizeof(count_lens[0]))];
+		msgpack_pack_array(&g->pk, n);
+		for (uint32_t i = 0; i < n; i++) {
+			gen_map(g, f_result);
+		}
+		break;
+	case F_IDS:
+		n = count_lens[in_pick(
+		    g->in, sizeof(count_lens) / sizeof(count_lens[0]))];
+		msgpack_pack_array(&g->pk, n);
+		for (uint32_t i = 0; i < n; i++) {
+			gen_value(g, F_ID);
+		}
+		break;
 	}
 }
 
@@ -583,6 +630,30 @@ check_ranges(const tbp_req *r)
 		REQUIRE(t->key.n <= TBP_MAX_KEY);
 		REQUIRE(t->run_at >= -TBP_MAX_TIME_US &&
 		    t->run_at <= TBP_MAX_TIME_US);
+	}
+	if (r->op == TBP_OP_WORKER_HELLO) {
+		const tbp_hello *h = &r->hello;
+
+		REQUIRE(h->nhandlers >= 1 && h->nhandlers <= TBP_MAX_WNAMES);
+		REQUIRE(h->nqueues <= TBP_MAX_WNAMES);
+		REQUIRE(h->slots >= 1 && h->slots <= TBP_MAX_SLOTS);
+		for (uint32_t i = 0; i < h->nhandlers; i++) {
+			REQUIRE(h->handlers[i].n >= 1 &&
+			    h->handlers[i].n <= TBP_MAX_NAME);
+		}
+		for (uint32_t i = 0; i < h->nqueues; i++) {
+			REQUIRE(h->queues[i].n >= 1 &&
+			    h->queues[i].n <= TBP_MAX_NAME);
+		}
+	}
+	REQUIRE(r->free <= TBP_MAX_SLOTS);
+	REQUIRE(r->done.result.n <= TBP_MAX_RESULT);
+	REQUIRE(r->done.error.n <= TBP_MAX_ERROR);
+	REQUIRE(r->nids <= TBP_MAX_SLOTS && (r->nids == 0 || r->ids != NULL));
+	REQUIRE(r->nresults <= TBP_MAX_SLOTS);
+	for (uint32_t i = 0; i < r->nresults; i++) {
+		REQUIRE(r->results[i].result.n <= TBP_MAX_RESULT);
+		REQUIRE(r->results[i].error.n <= TBP_MAX_ERROR);
 	}
 	if (r->op == TBP_OP_SCHED_ADD) {
 		const tbp_sched *s = &r->sched;

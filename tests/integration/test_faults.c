@@ -446,8 +446,8 @@ make_template(tbh_fix *f)
 	assert_int_equal(tbh_stop(&f->b, TBH_MS(15000)), 0);
 	snprintf(path, sizeof(path), "%s/taskbroker.db", f->b.data_dir);
 	assert_non_null(db = tbh_read_file(path, &len));
-	snprintf(template_db, sizeof(template_db), "/tmp/tbh-template-%d.db",
-	    (int) getpid());
+	snprintf(template_db, sizeof(template_db), "%s/tbh-template-%d.db",
+	    tbh_tmp_root(), (int) getpid());
 	assert_non_null(fp = fopen(template_db, "w"));
 	assert_int_equal(fwrite(db, 1, len, fp), len);
 	assert_int_equal(fclose(fp), 0);

@@ -575,15 +575,18 @@ tbh_restart(tbh_broker *b)
 	return (0);
 }
 
-char *
-tbh_mkdtemp(char *buf, size_t len)
+const char *
+tbh_tmp_root(void)
 {
 	const char *root = getenv("TBH_TMPDIR");
 
-	if (root == NULL || root[0] == '\0') {
-		root = "/tmp";
-	}
-	snprintf(buf, len, "%s/tbh-XXXXXX", root);
+	return (root == NULL || root[0] == '\0' ? "/tmp" : root);
+}
+
+char *
+tbh_mkdtemp(char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/tbh-XXXXXX", tbh_tmp_root());
 	return (mkdtemp(buf));
 }
 

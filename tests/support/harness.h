@@ -120,6 +120,9 @@ int tbh_kill9(tbh_broker *b);
 // returns buf, or NULL with errno set.
 char *tbh_mkdtemp(char *buf, size_t len);
 
+// tbh_tmp_root is $TBH_TMPDIR, or /tmp when it is unset.
+const char *tbh_tmp_root(void);
+
 // tbh_cleanup kills the broker if it still runs, and removes the temp dir
 // (kept if TBH_KEEP is set or failed is true, then its path is printed).
 // If failed, the log tail is printed first. Frees the argument copies.

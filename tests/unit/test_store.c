@@ -1187,6 +1187,39 @@ list_ids(fixture *fx, const store_filter *f, uint64_t *ids, size_t max)
 		}                                                       \
 	} while (0)
 
+// whandler_cb counts the worker handler names store_load_whandlers passes.
+static int
+whandler_cb(void *arg, const char *name)
+{
+	int *n = arg;
+
+	assert_string_equal(name, "resize");
+	(*n)++;
+	return (0);
+}
+
+// A worker handler name is recorded once and read back.
+static void
+test_whandler_put_is_kept_once_and_loaded(void **state)
+{
+	fixture  *fx = *state;
+	store_op *op[2];
+	int       n = 0;
+
+	open_started(fx);
+	for (int i = 0; i < 2; i++) {
+		op[i]         = op_new(STORE_OP_WHANDLER_PUT);
+		op[i]->name   = "resize";
+		op[i]->run_at = 5;
+		store_submit(fx->s, op[i]);
+	}
+	wait_done(fx, 2);
+	assert_int_equal(op[0]->rv, TB_OK);
+	assert_int_equal(op[1]->rv, TB_OK); // a second time: kept as it is
+	assert_int_equal(store_load_whandlers(fx->s, whandler_cb, &n), TB_OK);
+	assert_int_equal(n, 1);
+}
+
 static void
 test_migrate_v1_keeps_rows(void **state)
 {
@@ -1316,7 +1349,8 @@ test_migrate_v2_keeps_tasks_and_adds_crash_figures(void **state)
 	    "PRAGMA user_version = 2;");
 
 	assert_int_equal(store_open(&fx->s, fx->path, STORE_FULL), TB_OK);
-	assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 3);
+	assert_int_equal(
+	    sql_int(fx->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 	assert_int_equal(
 	    store_recover(fx->s, &max_id, counts, recover_cb, &k), TB_OK);
 	assert_int_equal(max_id, 12);
@@ -2105,6 +2139,7 @@ main(void)
 		T(test_insert_invalid_record_fails_alone),
 		T(test_migrate_v1_keeps_rows),
 		T(test_migrate_v2_keeps_tasks_and_adds_crash_figures),
+		T(test_whandler_put_is_kept_once_and_loaded),
 		T(test_insert_get_round_trips_key_and_forever),
 		T(test_delete_by_ids_remembers_the_highest_id),
 		T(test_delete_finished_before_oldest_first),

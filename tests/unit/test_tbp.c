@@ -3028,6 +3028,203 @@ test_token_equal_compares_whole_tokens(void **state)
 	assert_false(tbp_token_equal(tbp_str(""), tbp_str("")));
 }
 
+// ---- workers
+// ----------------------------------------------------------------
+
+static void
+test_worker_hello_round_trips(void **state)
+{
+	fx       *f     = *state;
+	tbp_bytes hs[2] = { tbp_str("resize"), tbp_str("mail") };
+	tbp_bytes qs[1] = { tbp_str("bulk") };
+	tbp_hello h     = { .handlers = hs,
+		    .nhandlers        = 2,
+		    .queues           = qs,
+		    .nqueues          = 1,
+		    .slots            = 8,
+		    .pid              = 42,
+		    .host             = tbp_str("h"),
+		    .name             = tbp_str("w1") };
+
+	assert_int_equal(tbp_enc_worker_hello(&f->sb, 1, &h), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.op, TBP_OP_WORKER_HELLO);
+	assert_int_equal(f->req.hello.nhandlers, 2);
+	assert_true(tbp_bytes_eq(f->req.hello.handlers[1], "mail"));
+	assert_int_equal(f->req.hello.nqueues, 1);
+	assert_true(tbp_bytes_eq(f->req.hello.queues[0], "bulk"));
+	assert_int_equal(f->req.hello.slots, 8);
+	assert_int_equal(f->req.hello.pid, 42);
+	assert_true(tbp_bytes_eq(f->req.hello.name, "w1"));
+}
+
+static void
+test_worker_hello_refuses_no_handlers_or_bad_slots(void **state)
+{
+	fx       *f     = *state;
+	tbp_bytes hs[1] = { tbp_str("x") };
+	tbp_hello h     = { .handlers = hs, .nhandlers = 0, .slots = 1 };
+
+	assert_int_equal(tbp_enc_worker_hello(&f->sb, 1, &h), TB_OK);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	h.nhandlers = 1;
+	h.slots     = 0;
+	assert_int_equal(tbp_enc_worker_hello(&f->sb, 1, &h), TB_OK);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+	reset(f);
+	h.slots = TBP_MAX_SLOTS + 1;
+	assert_int_equal(tbp_enc_worker_hello(&f->sb, 1, &h), TB_OK);
+	assert_int_equal(dec_req(f), TB_EBADREQ);
+}
+
+static void
+test_worker_take_done_bye_round_trip(void **state)
+{
+	fx      *f      = *state;
+	tbp_done d      = { .id = 9,
+		     .attempt   = 2,
+		     .ok        = false,
+		     .error     = tbp_str("boom"),
+		     .retryable = false,
+		     .seq       = 5 };
+	uint64_t ids[3] = { 1, 2, UINT64_MAX };
+
+	assert_int_equal(tbp_enc_worker_take(&f->sb, 1, 77, 3, 4), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.worker_id, 77);
+	assert_int_equal(f->req.free, 3);
+	assert_int_equal(f->req.dones, 4);
+	reset(f);
+	assert_int_equal(tbp_enc_worker_done(&f->sb, 2, 77, &d), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.done.id, 9);
+	assert_int_equal(f->req.done.attempt, 2);
+	assert_false(f->req.done.ok);
+	assert_false(f->req.done.retryable);
+	assert_int_equal(f->req.done.seq, 5);
+	assert_true(tbp_bytes_eq(f->req.done.error, "boom"));
+	reset(f);
+	assert_int_equal(tbp_enc_worker_bye(&f->sb, 3, 77, ids, 3), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.nids, 3);
+	assert_int_equal(f->req.ids[2], UINT64_MAX);
+}
+
+static void
+test_worker_done_of_several_results_round_trips(void **state)
+{
+	fx      *f     = *state;
+	tbp_done d[2]  = { { .id          = 1,
+		               .attempt   = 1,
+		               .ok        = true,
+		               .result    = tbp_str("\x01"),
+		               .retryable = true,
+		               .seq       = 7 },
+		 { .id          = 2,
+		     .attempt   = 3,
+		     .ok        = false,
+		     .error     = tbp_str("no"),
+		     .retryable = false,
+		     .seq       = 8 } };
+	uint32_t st[2] = { TB_OK, TB_ESTALE };
+
+	assert_int_equal(tbp_enc_worker_dones(&f->sb, 1, 9, d, 2), TB_OK);
+	assert_int_equal(dec_req(f), TB_OK);
+	assert_int_equal(f->req.worker_id, 9);
+	assert_int_equal(f->req.nresults, 2);
+	assert_int_equal(f->req.results[0].seq, 7);
+	assert_true(f->req.results[0].ok);
+	assert_true(f->req.results[0].retryable);
+	assert_int_equal(f->req.results[1].attempt, 3);
+	assert_false(f->req.results[1].retryable);
+	assert_true(tbp_bytes_eq(f->req.results[1].error, "no"));
+	reset(f);
+	assert_int_equal(tbp_enc_rep_dones(&f->sb, 1, st, 2), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.nstatuses, 2);
+	assert_int_equal(f->rep.statuses[1], TB_ESTALE);
+}
+
+static void
+test_worker_done_refuses_a_result_over_the_limit(void **state)
+{
+	fx      *f   = *state;
+	uint8_t *big = calloc(1, TBP_MAX_RESULT + 1);
+	tbp_done d   = { .id = 1, .attempt = 1, .ok = true };
+
+	d.result = (tbp_bytes) { big, TBP_MAX_RESULT + 1 };
+	assert_int_equal(tbp_enc_worker_done(&f->sb, 1, 1, &d), TB_OK);
+	assert_int_equal(dec_req(f), TB_ETOOBIG);
+	free(big);
+}
+
+static void
+test_rep_hello_take_workers_round_trip(void **state)
+{
+	fx        *f          = *state;
+	tbp_job    jobs[2]    = { { .id            = 5,
+		                      .attempt     = 1,
+		                      .crashes     = 2,
+		                      .handler     = tbp_str("resize"),
+		                      .queue       = tbp_str("q"),
+		                      .payload     = tbp_str("\x80"),
+		                      .deadline_ms = 1234 },
+		      { .id        = 6,
+		          .attempt = 3,
+		          .handler = tbp_str("resize"),
+		          .queue   = tbp_str("default") } };
+	tbp_job    cancels[1] = { { .id = 4, .attempt = 7 } };
+	tbp_bytes  hs[2]      = { tbp_str("a"), tbp_str("b") };
+	tbp_winfo  w          = { .id = 3,
+		          .pid        = 99,
+		          .host       = tbp_str("h"),
+		          .name       = tbp_str("n"),
+		          .handlers   = hs,
+		          .nhandlers  = 2,
+		          .slots      = 4,
+		          .running    = 1,
+		          .done       = 10,
+		          .since      = 55 };
+	tbp_whstat wh = { .name = tbp_str("a"), .workers = 2, .waiting = 17 };
+	tbp_stats  st;
+
+	assert_int_equal(tbp_enc_rep_hello(&f->sb, 1, 3, 5000, 15000), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.worker_id, 3);
+	assert_int_equal(f->rep.heartbeat_ms, 5000);
+	assert_int_equal(f->rep.wtimeout_ms, 15000);
+	reset(f);
+	assert_int_equal(
+	    tbp_enc_rep_take(&f->sb, 2, jobs, 2, cancels, 1, true), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.njobs, 2);
+	assert_int_equal(f->rep.jobs[0].crashes, 2);
+	assert_int_equal(f->rep.jobs[0].deadline_ms, 1234);
+	assert_int_equal(f->rep.jobs[0].payload.n, 1);
+	assert_true(tbp_bytes_eq(f->rep.jobs[1].queue, "default"));
+	assert_int_equal(f->rep.ncancels, 1);
+	assert_int_equal(f->rep.cancels[0].attempt, 7);
+	assert_true(f->rep.stop);
+	reset(f);
+	assert_int_equal(tbp_enc_rep_workers(&f->sb, 3, &w, 1), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.nworkers, 1);
+	assert_int_equal(f->rep.workers[0].pid, 99);
+	assert_int_equal(f->rep.workers[0].nhandlers, 2);
+	assert_true(tbp_bytes_eq(f->rep.workers[0].handlers[1], "b"));
+	assert_int_equal(f->rep.workers[0].nqueues, 0);
+	assert_int_equal(f->rep.workers[0].since, 55);
+	reset(f);
+	memset(&st, 0, sizeof(st));
+	st.pending = 3;
+	assert_int_equal(tbp_enc_rep_stats_wh(&f->sb, 4, &st, &wh, 1), TB_OK);
+	assert_int_equal(dec_rep(f), TB_OK);
+	assert_int_equal(f->rep.stats.pending, 3);
+	assert_int_equal(f->rep.nwhstats, 1);
+	assert_int_equal(f->rep.whstats[0].waiting, 17);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -3035,6 +3232,12 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_submit_round_trips),
+		T(test_worker_hello_round_trips),
+		T(test_worker_hello_refuses_no_handlers_or_bad_slots),
+		T(test_worker_take_done_bye_round_trip),
+		T(test_worker_done_of_several_results_round_trips),
+		T(test_worker_done_refuses_a_result_over_the_limit),
+		T(test_rep_hello_take_workers_round_trip),
 		T(test_token_is_added_to_every_kind_of_body),
 		T(test_token_grows_a_full_fixmap_header),
 		T(test_token_refuses_what_is_no_request),
