@@ -5,19 +5,25 @@
 #
 #   deploy/bootstrap.sh start   build, then run taskbrokerd in the foreground
 #                               on its defaults (./data, ./run)
-#   deploy/bootstrap.sh test    build, run every test, then build with
+#   deploy/bootstrap.sh test    build, run every test, then the Python
+#                               package's tests (python/tests, in a virtual
+#                               environment build/venv), then build with
 #                               AddressSanitizer + UndefinedBehaviorSanitizer
-#                               and run every test again, then build with
+#                               and run every C test again, then build with
 #                               ThreadSanitizer and run the integration
 #                               suite, then run the libFuzzer decoder
 #                               targets for FUZZ_SECONDS each (default 30)
+#   deploy/bootstrap.sh python-test
+#                               only the Python part of 'test': build the
+#                               library and the broker, make build/venv,
+#                               run python/tests
 set -euo pipefail
 
 mode=${1:-}
 case "$mode" in
-start | test) ;;
+start | test | python-test) ;;
 *)
-	echo "usage: $0 start|test" >&2
+	echo "usage: $0 start|test|python-test" >&2
 	exit 2
 	;;
 esac
@@ -62,6 +68,60 @@ if [ "$mode" = start ]; then
 	exec ./build/broker/taskbrokerd
 fi
 
+werror=OFF
+[ "${CI:-}" = true ] && werror=ON
+
+# The integration tests' brokers live in directories below TBH_TMPDIR: a
+# fresh one per run, so that another run on the machine (or its clean-up)
+# cannot touch this one's. The Python tests' brokers too (TMPDIR).
+# Searchable by all: test_access connects as another user.
+TBH_TMPDIR=$(mktemp -d /tmp/tbt.XXXXXX)
+chmod 0755 "$TBH_TMPDIR"
+export TBH_TMPDIR
+trap 'rm -rf "$TBH_TMPDIR"' EXIT
+
+# python_tests: the Python package (python/) in a virtual environment,
+# build/venv, made with the python3 on PATH (a CPython with pip and venv;
+# Debian's python3-venv is installed only when that python3 is Debian's and
+# lacks venv). The package and its pinned test dependencies (pyproject.toml)
+# are installed with pip, again only when pyproject.toml changed. The tests
+# start real brokers from build/ and load build/'s libtaskbroker.so. They
+# run in the plain build only: under ASan the sanitizer runtime would have
+# to be preloaded into python itself.
+python_tests() {
+	local py=${PYTHON:-python3} venv=$top/build/venv stamp
+	if ! "$py" -c 'import venv, ensurepip' 2>/dev/null; then
+		if [ "$(command -v "$py")" = /usr/bin/python3 ]; then
+			local sudo=""
+			[ "$(id -u)" -eq 0 ] || sudo="sudo"
+			$sudo apt-get update -qq
+			DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+				python3-venv
+		else
+			echo "python: $py has no venv/ensurepip module" >&2
+			exit 1
+		fi
+	fi
+	[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+	stamp=$(sha256sum python/pyproject.toml | cut -d' ' -f1)
+	if [ "$(cat "$venv/.tb-installed" 2>/dev/null)" != "$stamp" ]; then
+		"$venv/bin/python" -m pip install -q --disable-pip-version-check \
+			-e "./python[test]"
+		echo "$stamp" >"$venv/.tb-installed"
+	fi
+	TMPDIR=$TBH_TMPDIR TASKBROKER_LIB=$top/build/client/libtaskbroker.so \
+		TB_BROKER_BIN=$top/build/broker/taskbrokerd \
+		"$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
+}
+
+if [ "$mode" = python-test ]; then
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DTB_WERROR=$werror -DTB_TESTS=ON -DTB_BENCH=ON >/dev/null
+	cmake --build build -j "$jobs" --target taskbroker taskbrokerd
+	python_tests
+	exit 0
+fi
+
 # The C sources must be as clang-format (.clang-format) writes them.
 mapfile -t csrc < <(git ls-files '*.c' '*.h' 2>/dev/null ||
 	find broker client proto include tests bench examples \
@@ -72,21 +132,14 @@ if ! clang-format --dry-run --Werror "${csrc[@]}"; then
 fi
 echo "format: ${#csrc[@]} C files as clang-format writes them"
 
-werror=OFF
-[ "${CI:-}" = true ] && werror=ON
-
-# The integration tests' brokers live in directories below TBH_TMPDIR: a
-# fresh one per run, so that another run on the machine (or its clean-up)
-# cannot touch this one's.
-# Searchable by all: test_access connects as another user.
-TBH_TMPDIR=$(mktemp -d /tmp/tbt.XXXXXX)
-chmod 0755 "$TBH_TMPDIR"
-export TBH_TMPDIR
-trap 'rm -rf "$TBH_TMPDIR"' EXIT
 build build -DTB_WERROR=$werror -DTB_TESTS=ON -DTB_BENCH=ON
 (cd build && ctest --output-on-failure -j "$jobs")
 
-# The same suite under ASan + UBSan: any report fails the run.
+# The Python package's tests, against this build (plain build only).
+python_tests
+
+# The same C suite under ASan + UBSan: any report fails the run (the
+# Python tests are not run here, see python_tests).
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 build build-asan -DTB_WERROR=$werror -DTB_TESTS=ON -DTB_BENCH=OFF \
