@@ -29,6 +29,8 @@
 #define SUB_RECVMAXSZ (1u << 20) // an event carries at most one result
 #define SUB_RECONNMINT_MS 10
 #define SUB_RECONNMAXT_MS 1000
+#define SUB_QUIET_MS 20      // no event for this long: the wire is idle
+#define SUB_QUIET_MAX_MS 200 // what tb_sub_close waits for that at most
 
 struct tb_sub {
 	pid_t      pid; // the process that opened the subscription
@@ -120,6 +122,30 @@ fail:
 	return (rv);
 }
 
+// sub_wait_quiet reads and drops events until none has come for
+// SUB_QUIET_MS, or SUB_QUIET_MAX_MS have passed. Closing a connection
+// just as an event arrives on it is what leaves nng 1.5.2's reaper stuck
+// for the life of the process (client/sockclose.c): every later close
+// then hangs and no dialer of the process reconnects after a lost
+// connection again. A subscription sees events at any moment, so it
+// closes once its connection is idle, when it can be found idle.
+static void
+sub_wait_quiet(tb_sub *s)
+{
+	int64_t end = tbc_now_ms() + SUB_QUIET_MAX_MS;
+
+	if (nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, SUB_QUIET_MS) != 0) {
+		return;
+	}
+	while (tbc_now_ms() < end) {
+		nng_msg *m;
+		if (nng_recvmsg(s->sock, &m, 0) != 0) {
+			return; // quiet (timed out), or closed
+		}
+		nng_msg_free(m);
+	}
+}
+
 void
 tb_sub_close(tb_sub *s)
 {
@@ -127,6 +153,7 @@ tb_sub_close(tb_sub *s)
 		return;
 	}
 	if (getpid() == s->pid) {
+		sub_wait_quiet(s);
 		tbc_close_socket(s->sock);
 	} // else a forked child: nng would abort; free the memory only
 	free(s);

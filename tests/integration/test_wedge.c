@@ -36,20 +36,23 @@ static void
 expect_new_client_served(const tbh_broker *b)
 {
 	int64_t    t0 = tbh_now_ms();
-	tb_client *c  = NULL;
+	int64_t    took;
+	tb_client *c = NULL;
 	int        rv;
 
 	TBH_OK(tb_client_open(&c, b->url));
 	TBH_OK(tb_client_set_timeout(c, TBH_MS(SERVED_MS)));
-	rv = tb_ping(c, NULL);
+	rv   = tb_ping(c, NULL);
+	took = tbh_now_ms() - t0;
+	// Not timed: closing is the client's business, not the listener's
+	// (client/sockclose.c bounds it).
 	tb_client_close(c);
 	fprintf(stderr, "a new client was answered %lld ms after the storm\n",
-	    (long long) (tbh_now_ms() - t0));
-	if (rv != TB_OK || tbh_now_ms() - t0 > TBH_MS(SERVED_MS)) {
+	    (long long) took);
+	if (rv != TB_OK || took > TBH_MS(SERVED_MS)) {
 		print_error("a new client after the storm: ping %s after %lld "
 		            "ms (want an answer within %d ms)\n",
-		    tb_strerror(rv), (long long) (tbh_now_ms() - t0),
-		    TBH_MS(SERVED_MS));
+		    tb_strerror(rv), (long long) took, TBH_MS(SERVED_MS));
 		fail();
 	}
 }
@@ -170,27 +173,50 @@ test_guard_restarts_a_stopped_listener(void **state)
 	f->sub = tbh_sub_open(&f->b, f->c, "tb.");
 	// A storm stops the listener almost always; one that happened not to
 	// (nng paused instead) is followed by another, up to 5.
+	// Each round also negotiates a raw connection right after the storm,
+	// with the listener (almost always) stopped: its transport negotiates
+	// it and its core never reads it. When the guard replaces the
+	// listener after that connection was made, the connection must end
+	// (nng closes what the old listener held when the guard closes it),
+	// so that a client on it reconnects instead of waiting for ever.
 	for (int round = 0; round < 5; round++) {
 		int64_t    t0 = tbh_now_ms();
-		tb_client *c  = NULL;
-		int        rv;
-		bool       replaced;
+		int64_t    took;
+		tb_client *c = NULL;
+		size_t     off;
+		int        rv, fd;
+		bool       replaced, after;
 
 		tbh_storm(f->b.url, STORM);
+		fd = tbh_raw_negotiate(f->b.url, 0x30, TBH_MS(2000));
+		assert_true(fd >= 0);
+		free(tbh_read_file(f->b.log_path, &off));
 		// The guard needs GUARD_CONFIRM_MS (250) to be sure, on top
 		// of the time a new client needs.
 		TBH_OK(tb_client_open(&c, f->b.url));
 		TBH_OK(tb_client_set_timeout(c, TBH_MS(1000)));
-		rv = tb_ping(c, NULL);
+		rv   = tb_ping(c, NULL);
+		took = tbh_now_ms() - t0;
 		tb_client_close(c);
 		fprintf(stderr,
 		    "guard: a new client was answered %lld ms "
 		    "after the storm\n",
-		    (long long) (tbh_now_ms() - t0));
+		    (long long) took);
 		TBH_OK(rv);
 		log      = tbh_read_file(f->b.log_path, NULL);
 		replaced = log != NULL && strstr(log, "started a new one");
+		after    = log != NULL && strlen(log) > off &&
+		    strstr(log + off, "started a new one");
 		free(log);
+		if (after && !tbh_fd_wait_eof(fd, TBH_MS(2000))) {
+			close(fd);
+			print_error("a connection made while the listener was "
+			            "stopped was still open %d ms after the "
+			            "guard replaced the listener\n",
+			    TBH_MS(2000));
+			fail();
+		}
+		close(fd);
 		if (replaced) {
 			break;
 		}

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -492,7 +493,9 @@ tbh_spawn_broker(tbh_broker *b)
 {
 	const char *bin = getenv("TB_BROKER_BIN");
 	char       *argv[TBH_MAX_ARGS + 10];
+	char       *more;
 	int         n = 0;
+	int         rv;
 
 	if (bin == NULL || bin[0] == '\0') {
 		fprintf(stderr, "harness: TB_BROKER_BIN is not set\n");
@@ -508,12 +511,26 @@ tbh_spawn_broker(tbh_broker *b)
 	for (int i = 0; i < b->nextra; i++) {
 		argv[n++] = b->extra[i];
 	}
+	// TBH_BROKER_ARGS: more arguments for every broker, split at
+	// spaces (e.g. "--log-level debug" to see what a failing test's
+	// broker decided).
+	if ((more = getenv("TBH_BROKER_ARGS")) != NULL &&
+	    (more = strdup(more)) != NULL) {
+		char *save = NULL;
+		for (char *a = strtok_r(more, " ", &save);
+		     a != NULL && n < TBH_MAX_ARGS + 9;
+		     a = strtok_r(NULL, " ", &save)) {
+			argv[n++] = a;
+		}
+	}
 	argv[n] = NULL;
 
 	b->exited = false;
 	b->starts++;
 	tbh_log_note(b, "start #%d", b->starts);
-	if (tbh_spawn(&b->pid, argv, b->log_path, b->log_path) != 0) {
+	rv = tbh_spawn(&b->pid, argv, b->log_path, b->log_path);
+	free(more);
+	if (rv != 0) {
 		b->pid = 0;
 		return (-1);
 	}
@@ -1476,6 +1493,42 @@ tbh_marker_kill(const char *marker)
 
 // Raw connections.
 
+// tbh_fd_wait_readable waits up to timeout_ms for fd to be readable:
+// > 0 readable (or at its end), 0 timed out, < 0 error.
+static int
+tbh_fd_wait_readable(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int           rv;
+
+	do {
+		rv = poll(&p, 1, timeout_ms);
+	} while (rv < 0 && errno == EINTR);
+	return (rv);
+}
+
+// tbh_raw_addr fills ss with url's address (ipc://PATH, or
+// tcp://127.0.0.1:PORT) and returns its length.
+static socklen_t
+tbh_raw_addr(const char *url, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (strncmp(url, "ipc://", 6) == 0) {
+		struct sockaddr_un *su = (struct sockaddr_un *) ss;
+		su->sun_family         = AF_UNIX;
+		snprintf(su->sun_path, sizeof(su->sun_path), "%s", url + 6);
+		return (sizeof(*su));
+	} else {
+		struct sockaddr_in *si    = (struct sockaddr_in *) ss;
+		const char         *colon = strrchr(url, ':');
+		assert_non_null(colon);
+		si->sin_family      = AF_INET;
+		si->sin_port        = htons((uint16_t) atoi(colon + 1));
+		si->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		return (sizeof(*si));
+	}
+}
+
 void
 tbh_storm(const char *url, int n)
 {
@@ -1484,25 +1537,9 @@ tbh_storm(const char *url, int n)
 
 	while (made < n) {
 		struct sockaddr_storage ss;
-		socklen_t               len;
+		socklen_t               len = tbh_raw_addr(url, &ss);
 		int                     fd;
 
-		memset(&ss, 0, sizeof(ss));
-		if (strncmp(url, "ipc://", 6) == 0) {
-			struct sockaddr_un *su = (struct sockaddr_un *) &ss;
-			su->sun_family         = AF_UNIX;
-			snprintf(
-			    su->sun_path, sizeof(su->sun_path), "%s", url + 6);
-			len = sizeof(*su);
-		} else {
-			struct sockaddr_in *si    = (struct sockaddr_in *) &ss;
-			const char         *colon = strrchr(url, ':');
-			assert_non_null(colon);
-			si->sin_family = AF_INET;
-			si->sin_port   = htons((uint16_t) atoi(colon + 1));
-			si->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-			len                 = sizeof(*si);
-		}
 		fd = socket(ss.ss_family, SOCK_STREAM, 0);
 		assert_true(fd >= 0);
 		if (connect(fd, (struct sockaddr *) &ss, len) == 0) {
@@ -1517,6 +1554,56 @@ tbh_storm(const char *url, int n)
 			fail();
 		}
 		close(fd);
+	}
+}
+
+int
+tbh_raw_negotiate(const char *url, uint16_t proto, int timeout_ms)
+{
+	struct sockaddr_storage ss;
+	socklen_t               len = tbh_raw_addr(url, &ss);
+	uint8_t head[8]             = { 0, 'S', 'P', 0, (uint8_t) (proto >> 8),
+		            (uint8_t) proto, 0, 0 };
+	uint8_t peer[8];
+	size_t  got = 0;
+	int     fd;
+
+	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		return (-1);
+	}
+	if (connect(fd, (struct sockaddr *) &ss, len) != 0 ||
+	    write(fd, head, sizeof(head)) != (ssize_t) sizeof(head)) {
+		close(fd);
+		return (-1);
+	}
+	while (got < sizeof(peer)) {
+		ssize_t k;
+		if (tbh_fd_wait_readable(fd, timeout_ms) <= 0 ||
+		    (k = read(fd, peer + got, sizeof(peer) - got)) <= 0) {
+			close(fd);
+			return (-1);
+		}
+		got += (size_t) k;
+	}
+	return (fd);
+}
+
+bool
+tbh_fd_wait_eof(int fd, int timeout_ms)
+{
+	int64_t deadline = tbh_now_ms() + timeout_ms;
+	uint8_t buf[256];
+
+	for (;;) {
+		int64_t left = deadline - tbh_now_ms();
+		ssize_t k;
+		if (left <= 0 || tbh_fd_wait_readable(fd, (int) left) <= 0) {
+			return (false);
+		}
+		if ((k = read(fd, buf, sizeof(buf))) == 0 ||
+		    (k < 0 && errno != EINTR && errno != EAGAIN)) {
+			return (true); // EOF, or reset
+		}
 	}
 }
 

@@ -265,6 +265,16 @@ int tbh_free_tcp_port(void);
 // made again, so n are made in all; asserts within 20 s.
 void tbh_storm(const char *url, int n);
 
+// tbh_raw_negotiate connects a raw socket to url (as tbh_storm), sends the
+// SP header of protocol proto (e.g. 0x30, a REQ peer) and reads the
+// broker's, waiting up to timeout_ms. Returns the connected descriptor
+// (the caller closes it), or -1.
+int tbh_raw_negotiate(const char *url, uint16_t proto, int timeout_ms);
+
+// tbh_fd_wait_eof reads and drops what fd receives until its end (or a
+// reset) within timeout_ms: true then, false if it stayed open.
+bool tbh_fd_wait_eof(int fd, int timeout_ms);
+
 // tbh_filter_from_env runs only the tests matching $TBH_FILTER (a cmocka
 // pattern with * and ?), if set. Call before cmocka_run_group_tests.
 void tbh_filter_from_env(void);
