@@ -342,9 +342,12 @@ class Worker:
         rv = stop.result()
         stop_pool.shutdown(wait=False)
         left = [j for j in self.jobs.values() if not j.ended]
-        if rv == TB_ETIMEDOUT or left:
+        if left:
             log.warning("%d tasks still running after the grace were "
                         "handed back", len(left))
+        elif rv == TB_ETIMEDOUT:
+            log.info("tasks sent to this worker but not started were "
+                     "handed back")
         for job in left:
             self._cancel(job)
         await asyncio.sleep(0)
