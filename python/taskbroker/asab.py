@@ -96,15 +96,18 @@ class TaskBrokerService(asab.Service):
     through); ``None`` makes one from ``$TASKBROKER_URL`` (tasks
     registered on other Brokers are then still accepted: their handler
     name is what counts). ``serve``, ``concurrency``, ``threads`` and
-    ``grace`` configure the in-process worker; ``bridge_events=False``
-    publishes nothing on PubSub."""
+    ``grace`` configure the in-process worker: at ``finalize`` running
+    tasks get ``grace`` seconds to finish (default 1, short because a
+    forever function never does; ASAB's own TaskService cancels at once),
+    then are handed back to the broker to run again. ``bridge_events=
+    False`` publishes nothing on PubSub."""
 
     def __init__(self, app: asab.Application,
                  service_name: str = "taskbroker.TaskBrokerService", *,
                  broker: Optional[Broker] = None,
                  serve: Union[bool, Sequence[str]] = False,
                  concurrency: int = 16, threads: int = 4,
-                 grace: float = 5.0, bridge_events: bool = True) -> None:
+                 grace: float = 1.0, bridge_events: bool = True) -> None:
         super().__init__(app, service_name)
         self.broker = broker if broker is not None else Broker()
         self.serve = serve
