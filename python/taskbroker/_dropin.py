@@ -42,7 +42,8 @@ def _not_a_task(func: Any, what: str) -> NotATask:
         "or a path rather than a connection or an object")
 
 
-def _lookup(fn: Any, brokers: tuple["Broker", ...]) -> Optional[TaskFunction[Any, Any]]:
+def _lookup(fn: Any, brokers: tuple["Broker", ...]
+            ) -> Optional[TaskFunction[Any, Any]]:
     """The TaskFunction whose undecorated function is fn, if any."""
     for b in brokers:
         for tf in b._registry.values():
@@ -109,7 +110,9 @@ def resolve_coroutine(coro: Any, brokers: tuple["Broker", ...], *,
                 "service uses) and schedule fn(*args), fn itself or "
                 "functools.partial(fn, ...); arguments must be plain data")
         raise NotATask(f"{what}: the coroutine {name}() has already started")
-    loc = coro.cr_frame.f_locals
+    frame = coro.cr_frame
+    assert frame is not None  # not started, so not finished
+    loc = frame.f_locals
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     sig = tf.signature

@@ -14,7 +14,8 @@ extension keeps Quart's signature and submits func as a task instead::
 
     @app.post("/notes")
     async def create():
-        tasks.add_background_task(write_to_db, (await request.get_json())["text"])
+        data = await request.get_json()
+        tasks.add_background_task(write_to_db, data["text"])
         return {"accepted": True}, 202
 
 ``TaskBroker(app, broker, replace=True)`` also puts it in place of
@@ -97,11 +98,11 @@ class TaskBroker:
                              "registered tasks the web process serves")
         app.extensions["taskbroker"] = self
         app.after_request(self._after_request)
-        app.after_websocket(self._after_request)
+        app.after_websocket(self._after_websocket)  # type: ignore[type-var]
         app.before_serving(self._before_serving)
         app.after_serving(self._after_serving)
         if self.replace:
-            app.add_background_task = self.add_background_task  # type: ignore[method-assign]  # noqa: E501
+            setattr(app, "add_background_task", self.add_background_task)
 
     # ---- submitting ------------------------------------------------------
 
@@ -163,6 +164,14 @@ class TaskBroker:
     async def _after_request(self, response: Response) -> Response:
         """Send the response only once the request's tasks are stored;
         a failed submit fails the request."""
+        pending = g.get(_PENDING)
+        if pending:
+            setattr(g, _PENDING, [])
+            await asyncio.gather(*pending)
+        return response
+
+    async def _after_websocket(self, response: Optional[Response]
+                               ) -> Optional[Response]:
         pending = g.get(_PENDING)
         if pending:
             setattr(g, _PENDING, [])
