@@ -48,6 +48,7 @@ __all__ = ["Worker", "run_worker", "load_broker"]
 log = logging.getLogger("taskbroker.worker")
 
 TB_ESTALE = 23
+TB_ECLOSED = 5
 
 
 def load_broker(target: str) -> Broker:
@@ -274,6 +275,11 @@ class Worker:
         if rv == TB_ESTALE:
             log.warning("task %d %s: result refused (stale attempt)",
                         job.ctx.id, job.ctx.handler)
+        elif rv == TB_ECLOSED and self.stopping:
+            # Handed back at the stop, then ended (which frees the job):
+            # the broker runs it again; nothing was lost.
+            log.debug("task %d %s: ended after the hand-back", job.ctx.id,
+                      job.ctx.handler)
         elif rv != TB_OK:
             log.warning("task %d %s: %s", job.ctx.id, job.ctx.handler,
                         error_for_code(rv, "send outcome"))
