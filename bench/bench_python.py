@@ -5,8 +5,10 @@
    durability ``full`` and ``normal``, against the same endpoint using
    Quart's in-process ``add_background_task``: requests sent open-loop at
    ``--rate`` per second for ``--seconds`` (after a second of warm-up) on
-   keep-alive connections; latency counted from each request's scheduled
-   start (so a stall also delays the requests queued behind it).
+   keep-alive connections by an aiohttp client in this process (on the
+   same cores); latency counted from each request's scheduled start (so a
+   stall also delays the requests queued behind it). ``(submit)`` rows:
+   the same pacing of ``AsyncBroker.submit`` from this process, no HTTP.
 2. Throughput of one Python worker process (``python -m taskbroker
    worker``) for no-op ``async def`` and ``def`` tasks, and of the C
    worker (tests/integration/tbworker, ``--slots 16``), on the same broker
@@ -136,6 +138,34 @@ async def load(port: int, path: str, rate: float, seconds: float,
             "max_ms": round(max(lat) if lat else float("nan"), 3)}
 
 
+async def submit_load(bp: BrokerProcess, rate: float, seconds: float,
+                      warmup: float = 1.0) -> dict[str, Any]:
+    """The same open-loop pacing, submitting from asyncio in this process
+    (no HTTP): the broker's share of the POST latency."""
+    ab = bp.client().aio
+    payload = b"\x82\xa4args\x91\x01\xa6kwargs\x80"
+    lat: list[float] = []
+    loop = asyncio.get_running_loop()
+    await ab.ping()
+    n = int(rate * (seconds + warmup))
+    t0 = loop.time() + 0.1
+
+    async def one(i: int) -> None:
+        at = t0 + i / rate
+        delay = at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await ab.submit("bench.anoop", payload_bytes=payload)
+        if i / rate >= warmup:
+            lat.append((loop.time() - at) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return {"path": "(submit)", "rate": rate, "sent": n, "errors": 0,
+            "achieved_rate": round(n / (loop.time() - t0), 1),
+            "p50_ms": round(pct(lat, 50), 3), "p99_ms": round(pct(lat, 99), 3),
+            "max_ms": round(max(lat), 3)}
+
+
 def bench_web(rate: float, seconds: float) -> list[dict[str, Any]]:
     out = []
     for durability in ("full", "normal"):
@@ -155,6 +185,10 @@ def bench_web(rate: float, seconds: float) -> list[dict[str, Any]]:
                     print(json.dumps(r), flush=True)
             finally:
                 stop(proc)
+            r = asyncio.run(submit_load(bp, rate, seconds))
+            r["durability"] = durability
+            out.append(r)
+            print(json.dumps(r), flush=True)
         finally:
             bp.stop()
     return out
