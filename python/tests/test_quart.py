@@ -198,3 +198,29 @@ async def test_in_process_worker_hands_back_at_shutdown(server):
     assert loop.time() - t0 < 3
     t = b.status(tid)
     assert t.state == "pending" and t.attempts == 0  # handed back
+
+
+@pytest.mark.asyncio
+async def test_eager_mode_runs_in_the_request():
+    b = tb.Broker(eager=True)  # no broker process at all
+    ran = []
+
+    @b.task(name="q.eager")
+    def rec(text: str) -> str:
+        ran.append(text)
+        return text * 2
+
+    app = Quart(__name__)
+    ext = TaskBroker(app, b)
+
+    @app.post("/")
+    async def create():
+        h = await ext.add_background_task(rec, "ab")
+        return {"result": h.result()}, 202
+
+    async with app.test_app() as ta:
+        r = await ta.test_client().post("/")
+        assert (await r.get_json()) == {"result": "abab"}
+    assert ran == ["ab"]
+    with pytest.raises(tb.ArgumentError):  # still checked and serialised
+        ext.add_background_task(rec, {1, 2})
