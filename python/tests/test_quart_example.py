@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -14,7 +16,9 @@ import pytest
 from taskbroker import _lib
 from taskbroker.testing import run_broker
 
-from procs import example_env, request, start_hypercorn, wait_until
+from procs import (
+    HERE, Server, example_env, request, start_hypercorn, wait_until,
+)
 
 pytestmark = pytest.mark.skipif(
     not _lib.has("tb_worker_open"),
@@ -151,25 +155,13 @@ def test_kill9_of_the_broker_then_restart(srv, env):
         web.stop()
 
 
-def test_forked_server_submits_from_each_child(srv, env):
+def test_hypercorn_workers_submit_from_each_child(srv, env):
+    # hypercorn --workers starts its children with multiprocessing's
+    # "spawn": each imports the app afresh.
     web = start_hypercorn("app:app", srv.dir, env, "--workers", "2")
     worker(srv, env)
     try:
-        pids: set[int] = set()
-        sent = 0
-
-        def both_children() -> bool:
-            nonlocal sent
-            status, body = request(web.port, "POST", "/notes",
-                                   {"text": f"note {sent}"})
-            assert status == 202, body
-            sent += 1
-            pids.add(body["pid"])
-            return len(pids) == 2
-
-        wait_until(both_children, 30, "both hypercorn children to answer",
-                   interval=0)
-        assert web.pid not in pids
+        sent = submit_until_both_children(web, srv)
         all_written(srv, sent)
     finally:
         assert web.stop() == 0
@@ -183,3 +175,42 @@ def test_quarts_own_background_tasks_are_lost_at_kill9(srv, env):
     post_notes(web.port, seconds=5.0)
     web.kill9()  # the process is gone: nothing can write any more
     assert rows(srv) == []  # 50 of 50 accepted jobs lost
+
+
+def submit_until_both_children(web, srv) -> int:
+    pids: set[int] = set()
+    sent = 0
+
+    def both_children() -> bool:
+        nonlocal sent
+        status, body = request(web.port, "POST", "/notes",
+                               {"text": f"note {sent}"})
+        assert status == 202, body
+        sent += 1
+        pids.add(body["pid"])
+        return len(pids) == 2
+
+    wait_until(both_children, 30, "both children to answer", interval=0)
+    assert web.pid not in pids
+    return sent
+
+
+def test_forked_server_submits_from_each_child(srv, env):
+    # A pre-fork server (as gunicorn --preload): the app and its Broker are
+    # made in the parent, which then forks; each child opens its own
+    # connection on first use.
+    log_path = os.path.join(srv.dir, "prefork.log")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "prefork_server.py"),
+             "app:app", "2"], cwd=srv.dir, env=env, stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL)
+    web = Server(proc, log_path)
+    worker(srv, env)
+    try:
+        web.wait_listening(r"listening on (\d+)")
+        sent = submit_until_both_children(web, srv)
+        all_written(srv, sent)
+        assert "Traceback" not in web.text()
+    finally:
+        assert web.stop() == 0
