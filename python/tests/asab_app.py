@@ -41,6 +41,14 @@ async def tick(path: str) -> None:
         f.write("tick\n")
 
 
+@broker.task(name="asab.explode")
+async def explode(path: str) -> None:
+    """A forever function that fails at once, every time."""
+    with open(path, "a") as f:
+        f.write(f"{time.monotonic()}\n")
+    raise ValueError("exploded")
+
+
 async def unregistered() -> None:
     pass
 
@@ -163,6 +171,15 @@ class App(asab.Application):
         forever = [t for t in broker.list_tasks(handler="asab.tick")]
         return {"tasks": [[t.id, t.forever] for t in forever],
                 "errors": errors}
+
+    async def case_crashloop(self, path: str) -> dict:
+        self.Tasks.run_forever(functools.partial(explode, path))
+        await self.Tasks.flush()
+        await self.until(lambda: broker.stats().crashloop >= 1, 20,
+                         "the broker to report a crash loop")
+        with open(path) as f:
+            starts = [float(x) for x in f.read().split()]
+        return {"starts": starts, "crashloop": broker.stats().crashloop}
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
     reason="this libtaskbroker has no worker API")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-HANDLERS = "asab.add,asab.mul,asab.fail,asab.tick"
+HANDLERS = "asab.add,asab.mul,asab.fail,asab.tick,asab.explode"
 
 
 @pytest.fixture
@@ -77,3 +77,16 @@ def test_run_forever_is_one_forever_task_across_restarts(srv):
         before = len(f.readlines())
     res = run_app(srv, "forever", path, str(before + 3))
     assert res["tasks"] == [[tid, True]]
+
+
+def test_run_forever_has_the_brokers_backoff_and_crashloop_report(srv):
+    # --forever-backoff=20ms: the first quick restart is at once, then the
+    # delay's fixed half doubles (20, 40, 80 ms, plus up to as much
+    # jitter); 5 restarts within a minute (the default
+    # --crashloop-restarts) are a crash loop.
+    res = run_app(srv, "crashloop", os.path.join(srv.dir, "starts"))
+    assert res["crashloop"] == 1
+    s = res["starts"]
+    gaps = [b - a for a, b in zip(s, s[1:])]
+    assert len(gaps) >= 4
+    assert gaps[1] >= 0.02 and gaps[2] >= 0.04 and gaps[3] >= 0.08
