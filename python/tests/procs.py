@@ -82,7 +82,13 @@ class Server:
 def start_hypercorn(app: str, cwd: str, env: dict[str, str],
                     *args: str, log_name: str = "web.log") -> Server:
     """``python -m hypercorn APP --bind 127.0.0.1:0 ARGS`` in cwd; waits
-    until it listens."""
+    until it listens.
+
+    Unless ARGS give ``--workers``, hypercorn serves in its own process
+    (``--workers 0``): by default it serves from one spawned child, which
+    a kill -9 of the parent leaves running (and serving)."""
+    if "--workers" not in args:
+        args = ("--workers", "0", *args)
     log_path = os.path.join(cwd, log_name)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(

@@ -98,7 +98,9 @@ def test_web_process_serving_its_own_tasks(srv, env):
 def test_kill9_of_the_web_server_after_50_accepted(srv, env):
     web = start_hypercorn("app:app", srv.dir, env)
     post_notes(web.port)
-    web.kill9()  # nothing runs them yet: no worker
+    web.kill9()  # the one process that served them; no worker yet
+    with pytest.raises(OSError):  # nothing serves any more
+        request(web.port, "GET", "/notes", timeout=2)
     assert srv.broker.stats().pending == N
     worker(srv, env)
     all_written(srv)
@@ -173,7 +175,9 @@ def test_quarts_own_background_tasks_are_lost_at_kill9(srv, env):
     env["PYTHONPATH"] += os.pathsep + os.path.dirname(__file__)
     web = start_hypercorn("seed_quart_app:app", srv.dir, env)
     post_notes(web.port, seconds=5.0)
-    web.kill9()  # the process is gone: nothing can write any more
+    web.kill9()  # the one process that held them is gone
+    with pytest.raises(OSError):  # nothing serves (or writes) any more
+        request(web.port, "GET", "/notes", timeout=2)
     assert rows(srv) == []  # 50 of 50 accepted jobs lost
 
 
