@@ -66,7 +66,8 @@ def test_worker_command_usage_errors():
 def test_public_names():
     for name in ("Broker", "AsyncBroker", "Task", "TaskSpec", "Event",
                  "TaskbrokerError", "NotFound", "ForkError", "TaskFailed",
-                 "Reject", "NoRetry", "current_task", "ArgumentError"):
+                 "Reject", "NoRetry", "current_task", "ArgumentError",
+                 "NotATask"):
         assert name in tb.__all__ and hasattr(tb, name)
 
 
