@@ -120,12 +120,18 @@ class TaskBrokerService(asab.Service):
         self._bridge: Optional[asyncio.Task[None]] = None
         self._sub: Optional[AsyncSubscription] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        # Calls made before initialize (in __init__ of the app or of a
+        # service, as ASAB users do), submitted at initialize.
+        self._early: list[tuple[_Call, dict[str, Any]]] = []
 
     # ---- ASAB's lifecycle ------------------------------------------------
 
     async def initialize(self, app: asab.Application) -> None:
         """Start the event bridge and, if asked, the in-process worker."""
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
+        early, self._early = self._early, []
+        for call, extra in early:
+            self._start(loop, call, extra)
         if self.bridge_events:
             self._sub = self.broker.aio.events("tb.")
             self._bridge = asyncio.ensure_future(self._run_bridge())
@@ -179,23 +185,20 @@ class TaskBrokerService(asab.Service):
         """Submit tasks for execution by a worker, fire-and-forget (ASAB's
         ``schedule``). Each is checked and serialised now; the submits run
         on the event loop without blocking it. Call from the loop's thread
-        (from another one use :meth:`schedule_threadsafe`)."""
+        (from another one use :meth:`schedule_threadsafe`); called before
+        the application runs (in an ``__init__``, as ASAB allows), the
+        submits start at :meth:`initialize`."""
         calls = [self._call(t, "schedule") for t in tasks]
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                "schedule() needs the application's event loop in this "
-                "thread; from another thread use schedule_threadsafe()"
-            ) from None
+        loop = self._loop_or_early("schedule")
         for c in calls:
-            self._start(loop, c, {})
+            self._start_or_keep(loop, c, {})
 
     def schedule_threadsafe(self, *tasks: Any) -> list[int]:
         """Submit tasks from any thread (ASAB's ``schedule_threadsafe``).
         Returns their ids once the broker has stored them, so it blocks
         the calling thread for a round trip; on the event loop's own
-        thread it does what :meth:`schedule` does and returns ``[]``."""
+        thread it does what :meth:`schedule` does and returns ``[]``.
+        Before the application runs it submits at once too."""
         calls = [self._call(t, "schedule_threadsafe") for t in tasks]
         try:
             loop = asyncio.get_running_loop()
@@ -212,13 +215,14 @@ class TaskBrokerService(asab.Service):
         ends, under one idempotency key per function and arguments."""
         calls = [self._call(f, "run_forever", forever=True)
                  for f in async_functions]
-        loop = asyncio.get_running_loop()
+        loop = self._loop_or_early("run_forever")
         for tf, opts, payload in calls:
             key = "taskbroker.forever:" + tf.name
             if payload:
                 key += ":" + hashlib.sha1(payload).hexdigest()[:16]
-            self._start(loop, (tf, opts, payload),
-                        {"forever": True, "key": opts.get("key") or key})
+            self._start_or_keep(loop, (tf, opts, payload),
+                                {"forever": True,
+                                 "key": opts.get("key") or key})
 
     async def flush(self, timeout: Optional[float] = None) -> None:
         """Wait (up to timeout seconds) for the submits in flight."""
@@ -243,6 +247,27 @@ class TaskBrokerService(asab.Service):
         if forever and not tf.is_async:
             raise NotATask(f"{what}: {tf.name} is not an async function")
         return tf, opts, encode_call(tf.name, tf.signature, args, kwargs)
+
+    def _loop_or_early(self, what: str
+                       ) -> Optional[asyncio.AbstractEventLoop]:
+        """The running loop; None before initialize (the calls are kept
+        until then)."""
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is None:
+                return None
+            raise RuntimeError(
+                f"{what}() needs the application's event loop in this "
+                "thread; from another thread use schedule_threadsafe()"
+            ) from None
+
+    def _start_or_keep(self, loop: Optional[asyncio.AbstractEventLoop],
+                       call: _Call, extra: dict[str, Any]) -> None:
+        if loop is None:
+            self._early.append((call, extra))
+        else:
+            self._start(loop, call, extra)
 
     def _start(self, loop: asyncio.AbstractEventLoop, call: _Call,
                extra: dict[str, Any]) -> None:

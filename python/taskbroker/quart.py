@@ -164,18 +164,14 @@ class TaskBroker:
     async def _after_request(self, response: Response) -> Response:
         """Send the response only once the request's tasks are stored;
         a failed submit fails the request."""
-        pending = g.get(_PENDING)
-        if pending:
-            setattr(g, _PENDING, [])
-            await asyncio.gather(*pending)
+        await _settle(g.get(_PENDING))
+        setattr(g, _PENDING, [])
         return response
 
     async def _after_websocket(self, response: Optional[Response]
                                ) -> Optional[Response]:
-        pending = g.get(_PENDING)
-        if pending:
-            setattr(g, _PENDING, [])
-            await asyncio.gather(*pending)
+        await _settle(g.get(_PENDING))
+        setattr(g, _PENDING, [])
         return response
 
     # ---- lifecycle -------------------------------------------------------
@@ -199,6 +195,17 @@ class TaskBroker:
         w, self.worker = self.worker, None
         if w is not None:
             await w.stop()
+
+
+async def _settle(pending: Optional[list["asyncio.Task[TaskHandle]"]]
+                  ) -> None:
+    """Wait for every submit of pending; raise the first failure."""
+    if not pending:
+        return
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
 
 
 def _log_failure(task: "asyncio.Task[TaskHandle]") -> None:

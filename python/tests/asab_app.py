@@ -5,6 +5,7 @@ exits. The broker comes from $TASKBROKER_URL."""
 import asyncio
 import functools
 import json
+import os
 import sys
 import threading
 import time
@@ -60,6 +61,9 @@ class App(asab.Application):
                                        grace=1)
         self.done: list = []
         self.PubSub.subscribe(TASK_DONE, self.on_done)
+        if sys.argv[1] == "early":  # before the loop runs, as ASAB allows
+            self.Tasks.schedule(add(100, 1))
+            self.Tasks.run_forever(functools.partial(tick, sys.argv[2]))
 
     def on_done(self, message_type: str, ev: taskbroker.Event) -> None:
         self.done.append(ev)
@@ -171,6 +175,15 @@ class App(asab.Application):
         forever = [t for t in broker.list_tasks(handler="asab.tick")]
         return {"tasks": [[t.id, t.forever] for t in forever],
                 "errors": errors}
+
+    async def case_early(self, path: str) -> dict:
+        def ticked() -> bool:
+            return os.path.exists(path)
+
+        await self.until(ticked, what="the forever task to tick")
+        adds = await broker.aio.list_tasks(handler="asab.add")
+        t = await broker.aio.wait(adds[0].id, 15)
+        return {"adds": len(adds), "result": t.result}
 
     async def case_crashloop(self, path: str) -> dict:
         self.Tasks.run_forever(functools.partial(explode, path))

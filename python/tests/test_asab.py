@@ -90,3 +90,8 @@ def test_run_forever_has_the_brokers_backoff_and_crashloop_report(srv):
     gaps = [b - a for a, b in zip(s, s[1:])]
     assert len(gaps) >= 4
     assert gaps[1] >= 0.02 and gaps[2] >= 0.04 and gaps[3] >= 0.08
+
+
+def test_calls_made_before_the_app_runs(srv):
+    res = run_app(srv, "early", os.path.join(srv.dir, "ticks"))
+    assert res == {"adds": 1, "result": 101}
