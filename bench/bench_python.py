@@ -18,8 +18,10 @@
 Run from the repository after ``deploy/bootstrap.sh python-test`` and
 ``cmake --build build --target tbworker``::
 
-    TASKBROKER_LIB=build/client/libtaskbroker.so TB_BROKER_BIN=build/broker/taskbrokerd \\
-        build/venv/bin/python bench/bench_python.py [--rate 1000] [--seconds 5] [--tasks 20000]
+    export TASKBROKER_LIB=build/client/libtaskbroker.so
+    export TB_BROKER_BIN=build/broker/taskbrokerd
+    build/venv/bin/python bench/bench_python.py [--rate 1000] \\
+        [--seconds 5] [--tasks 20000]
 
 Everything it starts (brokers, servers, workers) runs in a temporary
 directory and is stopped by pid at the end.
@@ -194,7 +196,8 @@ def bench_web(rate: float, seconds: float) -> list[dict[str, Any]]:
     return out
 
 
-def wait_done(bp: BrokerProcess, n: int, timeout: float) -> tuple[float, float]:
+def wait_done(bp: BrokerProcess, n: int,
+              timeout: float) -> tuple[float, float]:
     """(time of the first done, time all n were done)."""
     b = bp.broker
     first: Optional[float] = None
