@@ -285,4 +285,3 @@ class TaskBrokerService(asab.Service):
 
 def _opts(opts: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in opts.items() if v is not None}
-

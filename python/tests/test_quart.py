@@ -189,6 +189,7 @@ async def test_in_process_worker_hands_back_at_shutdown(server):
     app = Quart(__name__)
     ext = TaskBroker(app, b, serve=["slowq"], grace=0.3)
     async with app.test_app():
+        assert ext.worker is not None and ext.worker.queues == ("slowq",)
         tid = (await slow.options(queue="slowq").adefer()).id
         await asyncio.to_thread(
             wait_until, lambda: b.status(tid).state == "running", 15,
