@@ -30,8 +30,10 @@ In a request, the submit does not block the event loop, and the response
 is sent only after the broker has stored the task (an ``after_request``
 hook awaits it): a client that got its response has a durable task, and
 a broker that cannot be reached makes the request fail (500) rather than
-lose the job quietly. Called where no event loop runs (a sync view, which
-Quart runs on a thread; a script), it submits at once and blocks.
+lose the job quietly. In a websocket handler, whose messages go out as it
+sends them, ``await`` the returned task before acknowledging anything.
+Called where no event loop runs (a sync view, which Quart runs on a
+thread; a script), it submits at once and blocks.
 
 ``serve=True`` (or a list of queues) makes the web process serve tasks
 too: an in-process worker (see :class:`taskbroker.worker.Worker`) starts
