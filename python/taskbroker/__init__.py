@@ -31,6 +31,7 @@ from .client import (
     QueueInfo, Schedule, Stats, Subscription, Task, TaskSpec,
     WorkerHandlerInfo, WorkerInfo, pack, unpack,
 )
+from ._dropin import NotATask
 from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all
 from .tasks import (
@@ -44,5 +45,6 @@ __all__ = [
     "Schedule", "QueueInfo", "WorkerInfo", "WorkerHandlerInfo",
     "Subscription", "AsyncSubscription", "STATES",
     "FINAL_STATES", "TaskFunction", "TaskHandle", "TaskContext",
-    "current_task", "Reject", "NoRetry", "pack", "unpack", "__version__",
+    "current_task", "Reject", "NoRetry", "NotATask", "pack", "unpack",
+    "__version__",
 ] + list(_errors_all)

@@ -260,6 +260,10 @@ class TaskOptions(_Bound):
         """Override more options."""
         return TaskOptions(self.tf, _merge(self.opts, overrides))
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function here and now, as the task function does."""
+        return self.tf.fn(*args, **kwargs)
+
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     bad = set(overrides) - set(_OPTION_NAMES)

@@ -42,7 +42,9 @@ def broker_binary() -> str:
     """The taskbrokerd to run: ``$TB_BROKER_BIN``, else ``PATH``'s."""
     env = os.environ.get("TB_BROKER_BIN")
     if env:
-        return env
+        # Brokers run in their own directories: a relative path is this
+        # directory's.
+        return os.path.abspath(env) if os.sep in env else env
     found = shutil.which("taskbrokerd")
     if not found:
         raise FileNotFoundError(
@@ -101,10 +103,14 @@ class BrokerProcess:
         return b
 
     def env(self) -> dict[str, str]:
-        """An environment whose TASKBROKER_URL/EVENTS_URL point here."""
+        """An environment whose TASKBROKER_URL/EVENTS_URL point here (and
+        whose TASKBROKER_LIB, if a relative path, is made absolute)."""
         e = dict(os.environ)
         e["TASKBROKER_URL"] = self.url
         e["TASKBROKER_EVENTS_URL"] = self.events_url
+        lib = e.get("TASKBROKER_LIB")
+        if lib and os.sep in lib:  # for processes run in other directories
+            e["TASKBROKER_LIB"] = os.path.abspath(lib)
         return e
 
     def start(self) -> "BrokerProcess":

@@ -48,6 +48,7 @@ __all__ = ["Worker", "run_worker", "load_broker"]
 log = logging.getLogger("taskbroker.worker")
 
 TB_ESTALE = 23
+TB_ECLOSED = 5
 
 
 def load_broker(target: str) -> Broker:
@@ -123,6 +124,9 @@ class Worker:
             thread_name_prefix="taskbroker-done")
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.stopped: Optional[asyncio.Event] = None
+        self.embedded = False
+        self._started: Optional[asyncio.Event] = None
+        self._task: Optional[asyncio.Task[int]] = None
 
     def open(self) -> None:
         if not _lib.has("tb_worker_open"):
@@ -271,6 +275,11 @@ class Worker:
         if rv == TB_ESTALE:
             log.warning("task %d %s: result refused (stale attempt)",
                         job.ctx.id, job.ctx.handler)
+        elif rv == TB_ECLOSED and self.stopping:
+            # Handed back at the stop, then ended (which frees the job):
+            # the broker runs it again; nothing was lost.
+            log.debug("task %d %s: ended after the hand-back", job.ctx.id,
+                      job.ctx.handler)
         elif rv != TB_OK:
             log.warning("task %d %s: %s", job.ctx.id, job.ctx.handler,
                         error_for_code(rv, "send outcome"))
@@ -296,19 +305,26 @@ class Worker:
         assert self.stopped is not None
         self.stopped.set()
 
-    async def run(self) -> int:
-        """Serve until a signal stops the worker; return the exit code."""
+    async def run(self, *, signals: bool = True) -> int:
+        """Serve until a signal (or :meth:`request_stop`) stops the
+        worker; return the exit code. With ``signals=False`` (a worker
+        embedded in an application, see :meth:`start`) no signal handler
+        is installed and the process is never exited from here."""
         self.loop = asyncio.get_running_loop()
         self.stopped = asyncio.Event()
+        self.embedded = not signals
         self.open()
         L = _lib.lib()
         fd = c_int(-1)
         rv = L.tb_worker_fd(self.w, byref(fd))
         if rv != TB_OK:
             raise error_for_code(rv, "worker fd")
-        for s in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(s, self._signal, s)
+        if signals:
+            for s in (signal.SIGTERM, signal.SIGINT):
+                self.loop.add_signal_handler(s, self._signal, s)
         self.loop.add_reader(fd.value, self._ready)
+        if self._started is not None:
+            self._started.set()
         log.info("worker %s serving %s (queues: %s; %d slots, %d threads)",
                  self.name, ", ".join(self.tasks),
                  ",".join(self.queues) or "any", self.concurrency,
@@ -332,9 +348,12 @@ class Worker:
         rv = stop.result()
         stop_pool.shutdown(wait=False)
         left = [j for j in self.jobs.values() if not j.ended]
-        if rv == TB_ETIMEDOUT or left:
+        if left:
             log.warning("%d tasks still running after the grace were "
                         "handed back", len(left))
+        elif rv == TB_ETIMEDOUT:
+            log.info("tasks sent to this worker but not started were "
+                     "handed back")
         for job in left:
             self._cancel(job)
         await asyncio.sleep(0)
@@ -345,12 +364,52 @@ class Worker:
         self.done_pool.shutdown(wait=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
         log.info("worker stopped")
+        if busy and self.embedded:
+            log.warning("a sync task that ignores current_task().cancelled "
+                        "is still running on its thread")
+            return 0
         if busy:
             # A sync task that ignores current_task().cancelled: its thread
             # cannot be stopped; leave without waiting for it.
             logging.shutdown()
             os._exit(0)
         return 0
+
+
+    # ---- embedded in an application ----------------------------------------
+
+    async def start(self) -> None:
+        """Serve on the running event loop, inside the application's
+        process (no signal handlers; the application's lifecycle stops it
+        with :meth:`stop`). Returns once the worker is connected; raises
+        what :meth:`open` raises."""
+        if self._task is not None:
+            raise RuntimeError("this worker is already started")
+        self._started = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(
+            self.run(signals=False), name=f"taskbroker-worker {self.name}")
+        started = asyncio.ensure_future(self._started.wait())
+        done, _ = await asyncio.wait({started, self._task},
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            started.cancel()
+            self._task.result()  # raises the failure to open
+            raise RuntimeError("the worker stopped at once")
+
+    def request_stop(self) -> None:
+        """Stop taking tasks; running ones get the grace, as at SIGTERM."""
+        if self.stopped is not None and not self.stopping:
+            self.stopping = True
+            self.stopped.set()
+
+    async def stop(self) -> None:
+        """Stop a worker started with :meth:`start` and wait until it has
+        handed back what it did not finish within the grace."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self.request_stop()
+        await task
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -66,5 +66,25 @@ def test_worker_command_usage_errors():
 def test_public_names():
     for name in ("Broker", "AsyncBroker", "Task", "TaskSpec", "Event",
                  "TaskbrokerError", "NotFound", "ForkError", "TaskFailed",
-                 "Reject", "NoRetry", "current_task", "ArgumentError"):
+                 "Reject", "NoRetry", "current_task", "ArgumentError",
+                 "NotATask"):
         assert name in tb.__all__ and hasattr(tb, name)
+
+
+def test_frameworks_are_optional():
+    out = _py("""
+        import sys
+        for name in ("quart", "hypercorn", "aiohttp", "asab"):
+            sys.modules[name] = None  # as if not installed
+        import taskbroker, taskbroker.worker, taskbroker.testing
+        for mod in ("taskbroker.quart", "taskbroker.aiohttp",
+                    "taskbroker.asab"):
+            try:
+                __import__(mod)
+            except ImportError as e:
+                print(mod, "ImportError")
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "taskbroker.quart ImportError", "taskbroker.aiohttp ImportError",
+        "taskbroker.asab ImportError"]
