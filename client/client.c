@@ -368,34 +368,6 @@ client_dial_locked(tb_client *c)
 	return (TB_OK);
 }
 
-// client_dialer_pipes returns how many connections dialer d has open
-// (nng's "pipes" statistic), or -1 if the statistics do not say.
-static int64_t
-client_dialer_pipes(nng_dialer d)
-{
-	nng_stat *root;
-	int64_t   pipes = -1;
-	int       id    = nng_dialer_id(d);
-
-	if (nng_stats_get(&root) != 0) {
-		return (-1);
-	}
-	for (nng_stat *s = nng_stat_child(root); s != NULL;
-	     s           = nng_stat_next(s)) {
-		nng_stat *idst, *p;
-		if (nng_stat_type(s) == NNG_STAT_SCOPE &&
-		    strcmp(nng_stat_name(s), "dialer") == 0 &&
-		    (idst = nng_stat_find(s, "id")) != NULL &&
-		    nng_stat_value(idst) == (uint64_t) id &&
-		    (p = nng_stat_find(s, "pipes")) != NULL) {
-			pipes = (int64_t) nng_stat_value(p);
-			break;
-		}
-	}
-	nng_stats_free(root);
-	return (pipes);
-}
-
 // client_redial replaces c's dialer when it has no connection: nng 1.5.2's
 // dialer stops for good when a connection it made is closed during the
 // SP handshake (it reads the NNG_ECLOSED it gets as "dialer closed"; the
@@ -412,7 +384,7 @@ client_redial(tb_client *c)
 
 	pthread_mutex_lock(&c->mtx);
 	if (c->open && !c->closing && now - c->redialed >= CLIENT_REDIAL_MS &&
-	    client_dialer_pipes(c->dialer) == 0) {
+	    tbc_dialer_pipes(c->dialer) == 0) {
 		c->redialed = now;
 		nng_dialer_close(c->dialer);
 		if (tbc_dial(c->sock, c->url, &c->conn, NNG_FLAG_NONBLOCK,

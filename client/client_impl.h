@@ -63,6 +63,12 @@ bool tbc_url_tls(const char *url);
 int tbc_dial(nng_socket s, const char *url, const tbc_conn *cn, int flags,
     nng_dialer *dp);
 
+// tbc_dialer_pipes returns how many connections dialer d has open
+// (nng's "pipes" statistic), or -1 if the statistics do not say. It
+// copies all of nng's statistics: for a dialer suspected to have
+// stopped, not for every call. Any thread.
+int64_t tbc_dialer_pipes(nng_dialer d);
+
 // ---- requests, shared by the blocking calls (client.c) and the
 // asynchronous ones (async.c) ----------------------------------------------
 

@@ -310,3 +310,30 @@ tbc_dial(nng_socket s, const char *url, const tbc_conn *cn, int flags,
 	}
 	return (TB_OK);
 }
+// tbc_dialer_pipes returns how many connections dialer d has open
+// (nng's "pipes" statistic), or -1 if the statistics do not say.
+int64_t
+tbc_dialer_pipes(nng_dialer d)
+{
+	nng_stat *root;
+	int64_t   pipes = -1;
+	int       id    = nng_dialer_id(d);
+
+	if (nng_stats_get(&root) != 0) {
+		return (-1);
+	}
+	for (nng_stat *s = nng_stat_child(root); s != NULL;
+	     s           = nng_stat_next(s)) {
+		nng_stat *idst, *p;
+		if (nng_stat_type(s) == NNG_STAT_SCOPE &&
+		    strcmp(nng_stat_name(s), "dialer") == 0 &&
+		    (idst = nng_stat_find(s, "id")) != NULL &&
+		    nng_stat_value(idst) == (uint64_t) id &&
+		    (p = nng_stat_find(s, "pipes")) != NULL) {
+			pipes = (int64_t) nng_stat_value(p);
+			break;
+		}
+	}
+	nng_stats_free(root);
+	return (pipes);
+}

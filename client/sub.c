@@ -32,9 +32,19 @@
 #define SUB_QUIET_MS 20      // no event for this long: the wire is idle
 #define SUB_QUIET_MAX_MS 200 // what tb_sub_close waits for that at most
 
+// SUB_SLICE_MS, SUB_REDIAL_MS: tb_sub_recv waits in slices; after a slice
+// with no event, a dialer with no connection is replaced, at most once per
+// SUB_REDIAL_MS (sub_redial).
+#define SUB_SLICE_MS 500
+#define SUB_REDIAL_MS 1000
+
 struct tb_sub {
 	pid_t      pid; // the process that opened the subscription
 	nng_socket sock;
+	nng_dialer dialer;
+	char      *url;
+	tbc_conn   conn;     // the settings, for a new dialer
+	int64_t    redialed; // when the dialer was last replaced (or made)
 };
 
 struct tb_event {
@@ -60,13 +70,21 @@ tb_sub_open(tb_sub **sp, const char *url, const char *prefix)
 	return (tb_sub_open_opts(sp, url, prefix, NULL));
 }
 
+// sub_free frees what s holds, its socket already closed.
+static void
+sub_free(tb_sub *s)
+{
+	tbc_conn_fini(&s->conn);
+	free(s->url);
+	free(s);
+}
+
 int
 tb_sub_open_opts(
     tb_sub **sp, const char *url, const char *prefix, const tb_conn_opts *opts)
 {
-	tb_sub  *s;
-	tbc_conn cn;
-	int      rv;
+	tb_sub *s;
+	int     rv;
 
 	if (sp == NULL) {
 		return (TB_EINVAL);
@@ -80,19 +98,22 @@ tb_sub_open_opts(
 	if (!tbc_url_ok(url)) {
 		return (TB_EINVAL);
 	}
-	// The settings are needed only for the dial below: the dialer keeps
-	// its own TLS configuration.
-	if ((rv = tbc_conn_init(&cn, opts)) != TB_OK) {
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		return (TB_ENOMEM);
+	}
+	// The settings are kept for a dialer that replaces a stopped one
+	// (sub_redial).
+	if ((rv = tbc_conn_init(&s->conn, opts)) != TB_OK) {
+		free(s);
 		return (rv);
 	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		tbc_conn_fini(&cn);
+	if ((s->url = strdup(url)) == NULL) {
+		sub_free(s);
 		return (TB_ENOMEM);
 	}
 	s->pid = getpid();
 	if ((rv = nng_sub0_open(&s->sock)) != 0) {
-		tbc_conn_fini(&cn);
-		free(s);
+		sub_free(s);
 		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
 	}
 	if ((rv = nng_socket_set_size(
@@ -108,18 +129,41 @@ tb_sub_open_opts(
 	}
 	// Non-blocking: a broker that is not up yet is dialled in the
 	// background. Only a malformed url fails here.
-	if ((rv = tbc_dial(s->sock, url, &cn, NNG_FLAG_NONBLOCK, NULL)) !=
-	    TB_OK) {
+	if ((rv = tbc_dial(s->sock, url, &s->conn, NNG_FLAG_NONBLOCK,
+	         &s->dialer)) != TB_OK) {
 		goto fail;
 	}
-	tbc_conn_fini(&cn);
-	*sp = s;
+	s->redialed = tbc_now_ms();
+	*sp         = s;
 	return (TB_OK);
 fail:
-	tbc_conn_fini(&cn);
 	tbc_close_socket(s->sock);
-	free(s);
+	sub_free(s);
 	return (rv);
+}
+
+// sub_redial replaces s's dialer when it has no connection, at most once
+// per SUB_REDIAL_MS: nng 1.5.2's dialer stops for good when a connection
+// it made is closed during the SP handshake, as a broker that stops while
+// the subscriber reconnects can do (client.c's client_redial is the same
+// for requests). With no connection open, closing the dialer disturbs
+// nothing; one that was only retrying is replaced by one that retries.
+static void
+sub_redial(tb_sub *s)
+{
+	int64_t    now = tbc_now_ms();
+	nng_dialer d;
+
+	if (now - s->redialed < SUB_REDIAL_MS ||
+	    tbc_dialer_pipes(s->dialer) != 0) {
+		return;
+	}
+	s->redialed = now;
+	nng_dialer_close(s->dialer);
+	if (tbc_dial(s->sock, s->url, &s->conn, NNG_FLAG_NONBLOCK, &d) ==
+	    TB_OK) {
+		s->dialer = d;
+	}
 }
 
 // sub_wait_quiet reads and drops events until none has come for
@@ -156,7 +200,7 @@ tb_sub_close(tb_sub *s)
 		sub_wait_quiet(s);
 		tbc_close_socket(s->sock);
 	} // else a forked child: nng would abort; free the memory only
-	free(s);
+	sub_free(s);
 }
 
 void
@@ -226,13 +270,29 @@ tb_sub_recv(tb_sub *s, int timeout_ms, tb_event **ep)
 	if (getpid() != s->pid) {
 		return (TB_EFORK);
 	}
-	rv = nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO,
-	    timeout_ms < 0 ? NNG_DURATION_INFINITE : timeout_ms);
-	if (rv != 0) {
-		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
-	}
-	if ((rv = nng_recvmsg(s->sock, &msg, 0)) != 0) {
-		return (tbp_nng_err(rv, TBP_NNG_CLIENT));
+	// In slices of SUB_SLICE_MS, replacing a stopped dialer after each
+	// slice that brought nothing (sub_redial).
+	for (int64_t end = tbc_now_ms() + timeout_ms;;) {
+		int64_t left =
+		    timeout_ms < 0 ? SUB_SLICE_MS : end - tbc_now_ms();
+
+		if (left < 0) {
+			left = 0;
+		}
+		rv = nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO,
+		    (nng_duration) (left < SUB_SLICE_MS ? left
+		                                        : SUB_SLICE_MS));
+		if (rv != 0) {
+			return (tbp_nng_err(rv, TBP_NNG_CLIENT));
+		}
+		if ((rv = nng_recvmsg(s->sock, &msg, 0)) == 0) {
+			break;
+		}
+		if (rv != NNG_ETIMEDOUT ||
+		    (timeout_ms >= 0 && tbc_now_ms() >= end)) {
+			return (tbp_nng_err(rv, TBP_NNG_CLIENT));
+		}
+		sub_redial(s);
 	}
 	if (tbp_event_decode(&ev, nng_msg_body(msg), nng_msg_len(msg)) ==
 	    TB_OK) {
