@@ -74,9 +74,8 @@
 #define CLIENT_WAIT_MAX_MS 3600000 // tb_wait with timeout < 0
 // A request that finds no connection waits for one in slices of
 // CLIENT_SEND_SLICE_MS; after each, a dialer with no connection is
-// replaced, at most once per CLIENT_REDIAL_MS (see client_redial).
+// replaced, at most once per TBC_REDIAL_MS (see client_redial).
 #define CLIENT_SEND_SLICE_MS 500
-#define CLIENT_REDIAL_MS 1000
 
 struct tb_client {
 	pid_t    pid; // the process that opened the client; never changes
@@ -86,11 +85,10 @@ struct tb_client {
 	pthread_mutex_t mtx;  // protects sock, open, closing, busy
 	pthread_cond_t  idle; // signalled when busy drops to 0 while closing
 	nng_socket      sock;
-	nng_dialer      dialer;   // sock's one dialer
-	int64_t         redialed; // tbc_now_ms of its last replacement
-	bool            open;     // sock is open and dialled
-	bool            closing;  // tb_client_close has started
-	unsigned        busy;     // calls currently using sock
+	tbc_redialer    redial;  // sock's one dialer
+	bool            open;    // sock is open and dialled
+	bool            closing; // tb_client_close has started
+	unsigned        busy;    // calls currently using sock
 
 	atomic_int           timeout_ms;
 	atomic_uint_fast64_t next_req_id;
@@ -350,8 +348,8 @@ client_dial_locked(tb_client *c)
 	// or replacing a listener (broker/guard.h), has no listener for a
 	// moment, and that must not fail the request.
 	for (int wait_ms = 1, waited = 0;; waited += wait_ms, wait_ms *= 2) {
-		if ((rv = tbc_dial(s, c->url, &c->conn, 0, &c->dialer)) ==
-		    TB_OK) {
+		if ((rv = tbc_dial(s, c->url, &c->conn, 0,
+		         &c->redial.dialer)) == TB_OK) {
 			break;
 		}
 		// TB_ECLOSED: the connection was closed during its handshake.
@@ -362,35 +360,19 @@ client_dial_locked(tb_client *c)
 		}
 		nng_msleep((nng_duration) wait_ms);
 	}
-	c->sock     = s;
-	c->redialed = tbc_now_ms();
-	c->open     = true;
+	c->sock        = s;
+	c->redial.last = tbc_now_ms();
+	c->open        = true;
 	return (TB_OK);
 }
 
-// client_redial replaces c's dialer when it has no connection: nng 1.5.2's
-// dialer stops for good when a connection it made is closed during the
-// SP handshake (it reads the NNG_ECLOSED it gets as "dialer closed"; the
-// listener's side of the same bug is broker/guard.h's), which a broker
-// stopping while the client reconnects can cause. A client then never
-// reached the restarted broker again. With no connection open, closing
-// the dialer disturbs nothing; a dialer that was only retrying is
-// replaced by one that retries too. At most once per CLIENT_REDIAL_MS.
+// client_redial replaces c's dialer if it has stopped (tbc_redial).
 static void
 client_redial(tb_client *c)
 {
-	int64_t    now = tbc_now_ms();
-	nng_dialer d;
-
 	pthread_mutex_lock(&c->mtx);
-	if (c->open && !c->closing && now - c->redialed >= CLIENT_REDIAL_MS &&
-	    tbc_dialer_pipes(c->dialer) == 0) {
-		c->redialed = now;
-		nng_dialer_close(c->dialer);
-		if (tbc_dial(c->sock, c->url, &c->conn, NNG_FLAG_NONBLOCK,
-		        &d) == TB_OK) {
-			c->dialer = d;
-		}
+	if (c->open && !c->closing) {
+		tbc_redial(&c->redial, c->sock, c->url, &c->conn);
 	}
 	pthread_mutex_unlock(&c->mtx);
 }

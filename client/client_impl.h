@@ -69,6 +69,28 @@ int tbc_dial(nng_socket s, const char *url, const tbc_conn *cn, int flags,
 // stopped, not for every call. Any thread.
 int64_t tbc_dialer_pipes(nng_dialer d);
 
+// tbc_redialer is a socket's one dialer and when it was last replaced.
+typedef struct tbc_redialer {
+	nng_dialer dialer;
+	int64_t    last; // tbc_now_ms of its making or last replacement
+} tbc_redialer;
+
+// TBC_REDIAL_MS: a dialer is replaced at most this often.
+#define TBC_REDIAL_MS 1000
+
+// tbc_redial replaces r's dialer on s by a new non-blocking one for url
+// (cn's settings) when it has no connection, at most once per
+// TBC_REDIAL_MS. nng 1.5.2's dialer stops for good when a connection it
+// made is closed during the SP handshake (it reads the NNG_ECLOSED it gets
+// as "dialer closed"; the listener's side of the same bug is
+// broker/guard.h's), which a broker stopping while its peers reconnect
+// can cause: the socket would then never reach the restarted broker. With
+// no connection open, closing the dialer disturbs nothing; one that was
+// only retrying is replaced by one that retries too. The caller
+// serialises calls for one r.
+void tbc_redial(
+    tbc_redialer *r, nng_socket s, const char *url, const tbc_conn *cn);
+
 // ---- requests, shared by the blocking calls (client.c) and the
 // asynchronous ones (async.c) ----------------------------------------------
 

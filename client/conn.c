@@ -337,3 +337,20 @@ tbc_dialer_pipes(nng_dialer d)
 	nng_stats_free(root);
 	return (pipes);
 }
+
+void
+tbc_redial(tbc_redialer *r, nng_socket s, const char *url, const tbc_conn *cn)
+{
+	int64_t    now = tbc_now_ms();
+	nng_dialer d;
+
+	if (now - r->last < TBC_REDIAL_MS ||
+	    tbc_dialer_pipes(r->dialer) != 0) {
+		return;
+	}
+	r->last = now;
+	nng_dialer_close(r->dialer);
+	if (tbc_dial(s, url, cn, NNG_FLAG_NONBLOCK, &d) == TB_OK) {
+		r->dialer = d;
+	}
+}

@@ -32,19 +32,16 @@
 #define SUB_QUIET_MS 20      // no event for this long: the wire is idle
 #define SUB_QUIET_MAX_MS 200 // what tb_sub_close waits for that at most
 
-// SUB_SLICE_MS, SUB_REDIAL_MS: tb_sub_recv waits in slices; after a slice
-// with no event, a dialer with no connection is replaced, at most once per
-// SUB_REDIAL_MS (sub_redial).
+// SUB_SLICE_MS: tb_sub_recv waits in slices; after a slice with no event,
+// a dialer that has stopped is replaced (tbc_redial).
 #define SUB_SLICE_MS 500
-#define SUB_REDIAL_MS 1000
 
 struct tb_sub {
-	pid_t      pid; // the process that opened the subscription
-	nng_socket sock;
-	nng_dialer dialer;
-	char      *url;
-	tbc_conn   conn;     // the settings, for a new dialer
-	int64_t    redialed; // when the dialer was last replaced (or made)
+	pid_t        pid; // the process that opened the subscription
+	nng_socket   sock;
+	tbc_redialer redial; // its one dialer
+	char        *url;
+	tbc_conn     conn; // the settings, for a new dialer
 };
 
 struct tb_event {
@@ -102,7 +99,7 @@ tb_sub_open_opts(
 		return (TB_ENOMEM);
 	}
 	// The settings are kept for a dialer that replaces a stopped one
-	// (sub_redial).
+	// (tbc_redial).
 	if ((rv = tbc_conn_init(&s->conn, opts)) != TB_OK) {
 		free(s);
 		return (rv);
@@ -130,40 +127,16 @@ tb_sub_open_opts(
 	// Non-blocking: a broker that is not up yet is dialled in the
 	// background. Only a malformed url fails here.
 	if ((rv = tbc_dial(s->sock, url, &s->conn, NNG_FLAG_NONBLOCK,
-	         &s->dialer)) != TB_OK) {
+	         &s->redial.dialer)) != TB_OK) {
 		goto fail;
 	}
-	s->redialed = tbc_now_ms();
-	*sp         = s;
+	s->redial.last = tbc_now_ms();
+	*sp            = s;
 	return (TB_OK);
 fail:
 	tbc_close_socket(s->sock);
 	sub_free(s);
 	return (rv);
-}
-
-// sub_redial replaces s's dialer when it has no connection, at most once
-// per SUB_REDIAL_MS: nng 1.5.2's dialer stops for good when a connection
-// it made is closed during the SP handshake, as a broker that stops while
-// the subscriber reconnects can do (client.c's client_redial is the same
-// for requests). With no connection open, closing the dialer disturbs
-// nothing; one that was only retrying is replaced by one that retries.
-static void
-sub_redial(tb_sub *s)
-{
-	int64_t    now = tbc_now_ms();
-	nng_dialer d;
-
-	if (now - s->redialed < SUB_REDIAL_MS ||
-	    tbc_dialer_pipes(s->dialer) != 0) {
-		return;
-	}
-	s->redialed = now;
-	nng_dialer_close(s->dialer);
-	if (tbc_dial(s->sock, s->url, &s->conn, NNG_FLAG_NONBLOCK, &d) ==
-	    TB_OK) {
-		s->dialer = d;
-	}
 }
 
 // sub_wait_quiet reads and drops events until none has come for
@@ -271,7 +244,7 @@ tb_sub_recv(tb_sub *s, int timeout_ms, tb_event **ep)
 		return (TB_EFORK);
 	}
 	// In slices of SUB_SLICE_MS, replacing a stopped dialer after each
-	// slice that brought nothing (sub_redial).
+	// slice that brought nothing.
 	for (int64_t end = tbc_now_ms() + timeout_ms;;) {
 		int64_t left =
 		    timeout_ms < 0 ? SUB_SLICE_MS : end - tbc_now_ms();
@@ -292,7 +265,7 @@ tb_sub_recv(tb_sub *s, int timeout_ms, tb_event **ep)
 		    (timeout_ms >= 0 && tbc_now_ms() >= end)) {
 			return (tbp_nng_err(rv, TBP_NNG_CLIENT));
 		}
-		sub_redial(s);
+		tbc_redial(&s->redial, s->sock, s->url, &s->conn);
 	}
 	if (tbp_event_decode(&ev, nng_msg_body(msg), nng_msg_len(msg)) ==
 	    TB_OK) {

@@ -62,7 +62,6 @@
 #define WORKER_TAKE_SLACK_MS 5000 // a take's reply: heartbeat + this
 #define WORKER_RETRY_MS 50        // after a failed hello or take
 #define WORKER_RETRY_MAX_MS 1000
-#define WORKER_REDIAL_MS 1000 // a stopped dialer replaced at most this often
 
 struct tb_job {
 	tb_worker       *w;
@@ -122,8 +121,7 @@ struct tb_worker {
 	bool                 closing;
 	unsigned             refs;
 	atomic_uint_fast64_t next_req_id;
-	nng_dialer           dialer;   // taker thread only, after open
-	int64_t              redialed; // when it was last replaced (or made)
+	tbc_redialer         redial; // taker thread only, after open
 };
 
 // ---- small helpers
@@ -478,30 +476,6 @@ worker_take(tb_worker *w)
 	return (rv);
 }
 
-// worker_redial replaces the worker's dialer when it has no connection,
-// at most once per WORKER_REDIAL_MS: nng 1.5.2's dialer stops for good
-// when a connection it made is closed during the SP handshake, as a
-// broker that stops while the worker reconnects can do, and the worker
-// would then never reach the restarted broker (client.c's client_redial
-// is the same for requests). Taker thread only.
-static void
-worker_redial(tb_worker *w)
-{
-	int64_t    now = worker_now_ms();
-	nng_dialer d;
-
-	if (now - w->redialed < WORKER_REDIAL_MS ||
-	    tbc_dialer_pipes(w->dialer) != 0) {
-		return;
-	}
-	w->redialed = now;
-	nng_dialer_close(w->dialer);
-	if (tbc_dial(w->sock, w->url, &w->conn, NNG_FLAG_NONBLOCK, &d) ==
-	    TB_OK) {
-		w->dialer = d;
-	}
-}
-
 static void *
 worker_thread(void *arg)
 {
@@ -538,8 +512,8 @@ worker_thread(void *arg)
 			w->wid = 0;
 			pthread_mutex_unlock(&w->mtx);
 		}
-		if (hello) {
-			worker_redial(w);
+		if (hello) { // a dialer that has stopped is replaced
+			tbc_redial(&w->redial, w->sock, w->url, &w->conn);
 		}
 		nng_msleep((nng_duration) delay);
 		delay = delay * 2 > WORKER_RETRY_MAX_MS ? WORKER_RETRY_MAX_MS
@@ -643,10 +617,10 @@ tb_worker_open(tb_worker **wp, const char *url, const tb_worker_opts *o)
 	(void) nng_socket_set_ms(w->sock, NNG_OPT_RECONNMAXT, 1000);
 	// Non-blocking: a worker started before its broker waits for it.
 	if ((rv = tbc_dial(w->sock, w->url, &w->conn, NNG_FLAG_NONBLOCK,
-	         &w->dialer)) != TB_OK) {
+	         &w->redial.dialer)) != TB_OK) {
 		goto fail;
 	}
-	w->redialed = worker_now_ms();
+	w->redial.last = tbc_now_ms();
 	if (pthread_create(&w->thread, NULL, worker_thread, w) != 0) {
 		rv = TB_ESYSTEM;
 		goto fail;

@@ -6,14 +6,34 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import TYPE_CHECKING, Any, Optional
+import os
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
 
 from .tasks import TaskFunction, TaskOptions
 
 if TYPE_CHECKING:
     from .client import Broker
+    from .worker import Worker
 
-__all__ = ["NotATask", "resolve_call", "resolve_coroutine"]
+__all__ = ["NotATask", "resolve_call", "resolve_coroutine", "start_worker"]
+
+
+async def start_worker(broker: "Broker",
+                       serve: Union[bool, Iterable[str]], *,
+                       concurrency: Optional[int], threads: Optional[int],
+                       grace: float, framework: str) -> "Worker":
+    """Start the in-process worker a drop-in's ``serve=`` asks for: every
+    queue for ``True``, else the queues named. Named ``framework:pid``."""
+    from .worker import Worker
+
+    queues: tuple[str, ...] = ()
+    if not isinstance(serve, bool):
+        queues = tuple(serve)
+    worker = Worker(broker, queues=queues, concurrency=concurrency,
+                    threads=threads, grace=grace,
+                    name=f"{framework}:{os.getpid()}")
+    await worker.start()
+    return worker
 
 
 class NotATask(TypeError):

@@ -34,12 +34,12 @@ aiohttp is an optional dependency (``pip install 'taskbroker[aiohttp]'``).
 
 from __future__ import annotations
 
-import os
 from typing import AsyncIterator, Callable, Optional, Sequence, Union
 
 from aiohttp import web
 
 from .client import AsyncBroker, Broker
+from ._dropin import start_worker
 from .worker import Worker
 
 __all__ = ["BROKER", "broker_ctx"]
@@ -80,11 +80,9 @@ def broker_ctx(broker: Union[Broker, AsyncBroker, str, None] = None, *,
                 await ab.ping()
             app[key] = ab
             if serve:
-                queues = () if isinstance(serve, bool) else tuple(serve)
-                worker = Worker(b, queues=queues, concurrency=concurrency,
-                                threads=threads, grace=grace,
-                                name=f"aiohttp:{os.getpid()}")
-                await worker.start()
+                worker = await start_worker(
+                    b, serve, concurrency=concurrency, threads=threads,
+                    grace=grace, framework="aiohttp")
             yield
         finally:
             if worker is not None:

@@ -69,12 +69,11 @@ import contextlib
 import hashlib
 import inspect
 import logging
-import os
 from typing import Any, Optional, Sequence, Union
 
 import asab
 
-from ._dropin import NotATask, resolve_call, resolve_coroutine
+from ._dropin import NotATask, resolve_call, resolve_coroutine, start_worker
 from .client import AsyncSubscription, Broker, Event
 from .tasks import TaskFunction, encode_call
 from .worker import Worker
@@ -136,14 +135,9 @@ class TaskBrokerService(asab.Service):
             self._sub = self.broker.aio.events("tb.")
             self._bridge = asyncio.ensure_future(self._run_bridge())
         if self.serve:
-            queues: tuple[str, ...] = ()
-            if not isinstance(self.serve, bool):
-                queues = tuple(self.serve)
-            self.worker = Worker(self.broker, queues=queues,
-                                 concurrency=self.concurrency,
-                                 threads=self.threads, grace=self.grace,
-                                 name=f"asab:{os.getpid()}")
-            await self.worker.start()
+            self.worker = await start_worker(
+                self.broker, self.serve, concurrency=self.concurrency,
+                threads=self.threads, grace=self.grace, framework="asab")
 
     async def finalize(self, app: asab.Application) -> None:
         """Let submits in flight land, stop the worker (handing back what

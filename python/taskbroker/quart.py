@@ -47,13 +47,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any, Callable, Optional, Sequence, Union
 
 from quart import Quart, Response, g, has_request_context, \
     has_websocket_context
 
-from ._dropin import NotATask, resolve_call
+from ._dropin import NotATask, resolve_call, start_worker
 from .client import Broker
 from .tasks import TaskFunction, TaskHandle, encode_call
 from .worker import Worker
@@ -182,14 +181,9 @@ class TaskBroker:
         if not self.serve:
             return
         assert self.broker is not None
-        queues: tuple[str, ...] = ()
-        if not isinstance(self.serve, bool):
-            queues = tuple(self.serve)
-        self.worker = Worker(self.broker, queues=queues,
-                             concurrency=self.concurrency,
-                             threads=self.threads, grace=self.grace,
-                             name=f"quart:{os.getpid()}")
-        await self.worker.start()
+        self.worker = await start_worker(
+            self.broker, self.serve, concurrency=self.concurrency,
+            threads=self.threads, grace=self.grace, framework="quart")
 
     async def _after_serving(self) -> None:
         if self._inflight:  # submits still on their way: let them land

@@ -3,7 +3,6 @@ start web servers as real processes and stop them by pid, HTTP calls."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
@@ -13,6 +12,8 @@ import subprocess
 import sys
 import time
 from typing import Any, Callable, Optional
+
+from taskbroker.testing import _stop_pid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -62,17 +63,7 @@ class Server:
 
     def stop(self, grace: float = 10.0) -> Optional[int]:
         """SIGTERM, SIGKILL after grace; by pid."""
-        p = self.proc
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGKILL)
-                p.wait(5)
-        return p.returncode
+        return _stop_pid(self.proc, grace)
 
     def kill9(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
