@@ -162,6 +162,8 @@ struct broker {
 	uv_timer_t    sched_timer;
 	uv_timer_t    prune_timer;
 	uv_timer_t    worker_timer;
+	uv_timer_t    notify_timer;   // STATUS to systemd (notify.c)
+	uv_timer_t    watchdog_timer; // WATCHDOG=1 to systemd (notify.c)
 	uv_prepare_t  prepare;
 	bool          st_stopped;
 	atomic_bool   pool_gone; // the pool no longer wakes the loop
@@ -473,7 +475,20 @@ void attempt_abandon(broker *b, task *t);
 // attempt refunded, no crash counted. Loop thread.
 void attempt_handed_back(broker *b, task *t);
 
+// ---- notify.c: systemd's service notification ---------------------------
+
+// notify_ready tells systemd the broker is ready (store open, recovery
+// done, listeners bound) and starts the STATUS and watchdog timers. Does
+// nothing without $NOTIFY_SOCKET.
+void notify_ready(broker *b);
+
+// notify_stopping tells systemd a shutdown has begun.
+void notify_stopping(broker *b);
+
 // ---- worker.c: workers and the worker handler mode -----------------------
+
+// worker_count returns how many workers are connected.
+uint32_t worker_count(const broker *b);
 
 // worker_load declares the worker handlers of the configuration and the
 // ones workers have served before (from the store). Before recovery, so

@@ -318,6 +318,7 @@ broker_run(broker *b)
 {
 	log_info("taskbrokerd %s ready: requests on %s, events on %s, pid %d",
 	    TB_VERSION_STR, b->cfg->listen, b->cfg->events, (int) getpid());
+	notify_ready(b);
 	uv_run(&b->loop, UV_RUN_DEFAULT);
 	return (b->exit_code);
 }

@@ -226,6 +226,7 @@ shutdown_begin(broker *b, const char *why)
 		return;
 	}
 	b->phase = PHASE_DRAINING;
+	notify_stopping(b);
 	uv_timer_stop(&b->due_timer);
 	worker_shutdown(b); // workers are told to take nothing more
 	log_info("shutdown: %s; %u task(s) running, waiting up to %d s", why,

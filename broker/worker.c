@@ -1058,3 +1058,14 @@ worker_stats(broker *b, tbp_whstat **vp)
 	*vp = v;
 	return (n);
 }
+
+uint32_t
+worker_count(const broker *b)
+{
+	uint32_t n = 0;
+
+	for (const worker *w = b->workers; w != NULL; w = w->next) {
+		n++;
+	}
+	return (n);
+}

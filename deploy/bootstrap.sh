@@ -34,7 +34,7 @@ cd "$top"
 # The Debian 12 packages we build against (see README: Dependencies).
 pkgs=(gcc make cmake pkg-config libnng-dev libmsgpack-dev libsqlite3-dev
 	libuv1-dev libjansson-dev libinih-dev uthash-dev libcmocka-dev
-	openssl)
+	libsystemd-dev openssl)
 # The test run also checks the C sources' format, and fuzzes with clang's
 # libFuzzer (its runtime is in libclang-rt-14-dev, which clang does not
 # pull in).

@@ -237,14 +237,9 @@ test_subscription_made_before_its_broker_gets_events(void **state)
 	int64_t     end;
 	bool        got = false;
 
-	assert_non_null(tbh_mkdtemp(b->dir, sizeof(b->dir)));
-	snprintf(b->data_dir, sizeof(b->data_dir), "%s/data", b->dir);
-	snprintf(b->url, sizeof(b->url), "ipc://%s/tb.sock", b->dir);
-	snprintf(
-	    b->events_url, sizeof(b->events_url), "ipc://%s/ev.sock", b->dir);
-	snprintf(b->log_path, sizeof(b->log_path), "%s/broker.log", b->dir);
+	assert_int_equal(tbh_broker_paths(b), 0);
 	TBH_OK(tb_sub_open(&s, b->events_url, "tb."));
-	// Longer than SUB_REDIAL_MS without a connection: the dialer is
+	// Longer than TBC_REDIAL_MS without a connection: the dialer is
 	// replaced during this wait.
 	assert_int_equal(tb_sub_recv(s, TBH_MS(1500), &e), TB_ETIMEDOUT);
 	assert_null(e);

@@ -608,24 +608,32 @@ tbh_mkdtemp(char *buf, size_t len)
 }
 
 int
+tbh_broker_paths(tbh_broker *b)
+{
+	if (b->dir[0] != '\0') {
+		return (0);
+	}
+	if (tbh_mkdtemp(b->dir, sizeof(b->dir)) == NULL) {
+		fprintf(stderr, "harness: mkdtemp: %s\n", strerror(errno));
+		b->dir[0] = '\0';
+		return (-1);
+	}
+	snprintf(b->data_dir, sizeof(b->data_dir), "%s/data", b->dir);
+	snprintf(b->url, sizeof(b->url), "ipc://%s/tb.sock", b->dir);
+	snprintf(
+	    b->events_url, sizeof(b->events_url), "ipc://%s/ev.sock", b->dir);
+	snprintf(b->log_path, sizeof(b->log_path), "%s/broker.log", b->dir);
+	// The broker should create its data dir itself; the harness makes
+	// it so that every test does not depend on that.
+	(void) mkdir(b->data_dir, 0755);
+	return (0);
+}
+
+int
 tbh_start(tbh_broker *b, const char *const *args)
 {
-	if (b->dir[0] == '\0') {
-		if (tbh_mkdtemp(b->dir, sizeof(b->dir)) == NULL) {
-			fprintf(
-			    stderr, "harness: mkdtemp: %s\n", strerror(errno));
-			b->dir[0] = '\0';
-			return (-1);
-		}
-		snprintf(b->data_dir, sizeof(b->data_dir), "%s/data", b->dir);
-		snprintf(b->url, sizeof(b->url), "ipc://%s/tb.sock", b->dir);
-		snprintf(b->events_url, sizeof(b->events_url),
-		    "ipc://%s/ev.sock", b->dir);
-		snprintf(
-		    b->log_path, sizeof(b->log_path), "%s/broker.log", b->dir);
-		// The broker should create its data dir itself; the harness
-		// makes it so that every test does not depend on that.
-		(void) mkdir(b->data_dir, 0755);
+	if (tbh_broker_paths(b) != 0) {
+		return (-1);
 	}
 	for (int i = 0; i < b->nextra; i++) {
 		free(b->extra[i]);

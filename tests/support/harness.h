@@ -81,6 +81,12 @@ void tbh_sleep_ms(int ms);
 // -1 the broker is stopped but the dir is kept for tbh_cleanup.
 int tbh_start(tbh_broker *b, const char *const *args);
 
+// tbh_broker_paths makes b's directory (as tbh_start does when b has
+// none) and fills its data dir, ipc urls and log path, without starting
+// anything: for a test that needs them before the broker runs. Does
+// nothing if b has a directory. Returns 0 or -1.
+int tbh_broker_paths(tbh_broker *b);
+
 // tbh_restart starts the broker again in the same dir, with the same data
 // and the same arguments; it must not be running. Returns as tbh_start.
 int tbh_restart(tbh_broker *b);
