@@ -66,6 +66,12 @@ static const config_entry config_table[] = {
 	    "survives a broker crash" },
 	{ "log-level", CFG_ENUM, "info", 0, 3, OFF(log_level),
 	    { "error", "warn", "info", "debug", NULL }, "log verbosity" },
+	{ "log-format", CFG_ENUM, "text", 0, 1, OFF(log_format),
+	    { "text", "json", NULL },
+	    "text: one line \"TIME LEVEL MESSAGE\" (under systemd's journal "
+	    "with the priority prefix instead of the time); json: one JSON "
+	    "object per line {\"time\", \"level\", \"msg\"}, for log "
+	    "shippers" },
 	{ "max-attempts", CFG_LONG, "1", 1, 1000000, OFF(max_attempts),
 	    { NULL }, "attempts of a task that does not say" },
 	{ "max-crashes", CFG_LONG, "3", 1, 1000000, OFF(max_crashes), { NULL },

@@ -53,6 +53,7 @@ typedef struct config {
 	int   durability;       // enum store_durability
 	int   max_running;
 	int   log_level;
+	int   log_format;           // 0 text, 1 json (log.h)
 	long  max_attempts;         // default per task
 	long  max_crashes;          // interrupted attempts that quarantine
 	long  timeout_ms;           // default per attempt; 0: none

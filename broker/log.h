@@ -1,6 +1,11 @@
 // log.h: the broker's log, one line per event, to stderr.
 //
-// Each line is "<ISO time> <level> <message>". The macros check the level
+// Each line is "<ISO time> <level> <message>"; when stderr is systemd's
+// journal ($JOURNAL_STREAM names it), "<N><level> <message>" instead, N
+// the syslog priority as sd-daemon(3) says, so that journalctl -p err
+// picks out the errors (the journal keeps its own time); with the json
+// format, {"time":..,"level":..,"msg":..} (and "priority" in the
+// journal). The macros check the level
 // before formatting, so a debug line costs a comparison when it is off.
 // Any thread: each line is written with one write(2), so lines from
 // different threads do not interleave.
@@ -18,6 +23,16 @@ enum log_level {
 	LOG_INFO  = 2,
 	LOG_DEBUG = 3,
 };
+
+enum log_format {
+	LOG_FORMAT_TEXT = 0,
+	LOG_FORMAT_JSON = 1,
+};
+
+// log_setup chooses the format and whether stderr is the journal (read
+// from $JOURNAL_STREAM and stderr's device and inode). Call once at
+// start, before any thread logs.
+void log_setup(int format);
 
 // log_threshold is the most verbose level written; set by log_set_level.
 extern int log_threshold;

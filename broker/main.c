@@ -216,6 +216,7 @@ main(int argc, char **argv)
 		return (rv == CONFIG_EXIT ? 0 : 2);
 	}
 	log_threshold = cfg.log_level;
+	log_setup(cfg.log_format == 1 ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
 	// Test builds only: arm the fault sites $TB_FAULT names (fault.h).
 	if (tb_fault_init_env() != 0) {
 		config_fini(&cfg);

@@ -1,9 +1,17 @@
-// test_notify.c: systemd's service notification (broker/notify.c). The
-// test plays systemd's part: a Unix datagram socket of its own, named to
-// the broker in $NOTIFY_SOCKET (and a watchdog period in $WATCHDOG_USEC),
-// on which it reads what the broker sends.
+// test_notify.c: what the broker does for systemd and log shippers. The
+// service notification (broker/notify.c): the test plays systemd's part,
+// a Unix datagram socket of its own named to the broker in $NOTIFY_SOCKET
+// (and a watchdog period in $WATCHDOG_USEC), on which it reads what the
+// broker sends. The log (broker/log.c): priority prefixes when stderr is
+// the journal's stream ($JOURNAL_STREAM, here the log file's own device
+// and inode), and --log-format json.
 
 #include "harness.h"
+#include "harness_json.h"
+
+#include <fcntl.h>
+#include <msgpack.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <poll.h>
@@ -132,6 +140,153 @@ test_without_systemd_nothing_changes(void **state)
 	f->passed = true;
 }
 
+// log_lines calls fn on each line of the broker's log that the broker
+// wrote (the harness's own "=== " lines skipped); returns how many.
+static int
+log_lines(const tbh_fix *f, void (*fn)(const char *line, void *arg), void *arg)
+{
+	char *log  = tbh_read_file(f->b.log_path, NULL);
+	char *save = NULL;
+	int   n    = 0;
+
+	assert_non_null(log);
+	for (char *l = strtok_r(log, "\n", &save); l != NULL;
+	     l       = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(l, "=== ", 4) != 0) {
+			fn(l, arg);
+			n++;
+		}
+	}
+	free(log);
+	return (n);
+}
+
+static void
+check_journal_line(const char *l, void *arg)
+{
+	int *nwarn = arg;
+
+	// "<N>level message": the priority matches the level, no time.
+	if (!((strncmp(l, "<6>info  ", 9) == 0) ||
+	        (strncmp(l, "<4>warn  ", 9) == 0 && ++*nwarn) ||
+	        strncmp(l, "<7>debug ", 9) == 0 ||
+	        strncmp(l, "<3>error ", 9) == 0)) {
+		print_error("not a journal line: %s\n", l);
+		fail();
+	}
+}
+
+// With stderr the journal's stream, each line starts with its priority.
+static void
+test_journal_lines_carry_their_priority(void **state)
+{
+	tbh_fix          *f      = *state;
+	const char *const args[] = { "--log-level", "debug", NULL };
+	char              stream[64];
+	struct stat       st;
+	int               fd, nwarn = 0;
+
+	assert_int_equal(tbh_broker_paths(&f->b), 0);
+	fd = open(f->b.log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	close(fd);
+	snprintf(stream, sizeof(stream), "%llu:%llu",
+	    (unsigned long long) st.st_dev, (unsigned long long) st.st_ino);
+	assert_int_equal(setenv("JOURNAL_STREAM", stream, 1), 0);
+	// A fault site armed for a hit that never comes: the broker warns
+	// that it is armed, and that is all it does.
+	assert_int_equal(setenv("TB_FAULT", "nng_epipe:100000000", 1), 0);
+	tbh_fix_start(f, args);
+	unsetenv("JOURNAL_STREAM");
+	unsetenv("TB_FAULT");
+	TBH_OK(tb_ping(f->c, NULL));
+	assert_true(log_lines(f, check_journal_line, &nwarn) > 3);
+	assert_true(nwarn > 0);
+	f->passed = true;
+}
+
+// A JOURNAL_STREAM that is not stderr (inherited by a process whose
+// stderr went elsewhere) changes nothing: lines keep their time.
+static void
+test_journal_stream_of_another_file_is_ignored(void **state)
+{
+	tbh_fix *f = *state;
+	char    *log;
+
+	assert_int_equal(setenv("JOURNAL_STREAM", "1:1", 1), 0);
+	tbh_fix_start(f, NULL);
+	unsetenv("JOURNAL_STREAM");
+	log = tbh_read_file(f->b.log_path, NULL);
+	assert_non_null(log);
+	assert_null(strstr(log, "\n<6>"));
+	assert_non_null(strstr(log, "Z info  taskbrokerd"));
+	free(log);
+	f->passed = true;
+}
+
+static void
+check_json_line(const char *l, void *arg)
+{
+	int    *nready = arg;
+	json_t *j      = tbh_json_parse("a --log-format json line", l);
+	json_t *t      = json_object_get(j, "time"),
+	       *v      = json_object_get(j, "level"),
+	       *m      = json_object_get(j, "msg");
+
+	assert_true(
+	    json_is_string(t) && json_is_string(v) && json_is_string(m));
+	assert_int_equal(json_object_size(j), 3);
+	if (strcmp(json_string_value(v), "info") == 0 &&
+	    strstr(json_string_value(m), " ready: requests on ") != NULL) {
+		++*nready;
+	}
+	json_decref(j);
+}
+
+// --log-format json: every line is one JSON object with time, level and
+// msg; a message with quotes and control characters stays valid JSON.
+static void
+test_json_log_lines(void **state)
+{
+	tbh_fix          *f      = *state;
+	const char *const args[] = { "--log-format", "json", NULL };
+	int               nready = 0;
+	tb_id             id;
+	tb_task          *t;
+
+	tbh_fix_start(f, args);
+	// A sqlite task naming a database that does not exist dies, and its
+	// error, which quotes the name, is logged: here a name with a quote
+	// and a tab.
+	{
+		static const char name[] = "a\"b\tc";
+		msgpack_sbuffer   sb;
+		msgpack_packer    pk;
+		char             *log;
+
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_map(&pk, 2);
+		msgpack_pack_str_with_body(&pk, "db", 2);
+		msgpack_pack_str_with_body(&pk, name, sizeof(name) - 1);
+		msgpack_pack_str_with_body(&pk, "sql", 3);
+		msgpack_pack_str_with_body(&pk, "select 1", 8);
+		id = tbh_submit(f->c, "sqlite", sb.data, sb.size, NULL);
+		msgpack_sbuffer_destroy(&sb);
+		t = tbh_wait_final(f->c, id, TBH_MS(10000));
+		tbh_expect_state(t, TB_STATE_DEAD);
+		tb_task_free(t);
+		log = tbh_read_file(f->b.log_path, NULL);
+		assert_non_null(log);
+		assert_non_null(strstr(log, "a\\\"b\\u0009c"));
+		free(log);
+	}
+	assert_true(log_lines(f, check_json_line, &nready) > 3);
+	assert_int_equal(nready, 1);
+	f->passed = true;
+}
+
 int
 main(void)
 {
@@ -139,6 +294,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_ready_status_watchdog_and_stopping),
 		T(test_without_systemd_nothing_changes),
+		T(test_journal_lines_carry_their_priority),
+		T(test_journal_stream_of_another_file_is_ignored),
+		T(test_json_log_lines),
 	};
 #undef T
 	tbh_filter_from_env();
