@@ -110,9 +110,10 @@ attempt_restart(broker *b, task *t, uint64_t dur_us, int64_t now)
 	t->run_at = now + delay;
 	if (change & SCHED_FOREVER_LOOPING) {
 		t->q->crashloop++;
-		log_warn("task %" PRIu64 ": forever task is crash looping: %u "
-		         "restarts within %ld ms",
-		    t->id, t->fv.window_restarts, cfg->crashloop_window_ms);
+		log_warn(TASK_FMT ": forever task is crash looping: %u "
+		                  "restarts within %ld ms",
+		    TASK_ARGS(t), t->fv.window_restarts,
+		    cfg->crashloop_window_ms);
 		events_publish(
 		    b->ev, "crashloop", &t->core, t->state, t->attempts, 0);
 	}
@@ -184,7 +185,7 @@ attempt_end(broker *b, task *t, run *r)
 		t->cancelling = false;
 		task_end(b, t, TB_STATE_CANCELLED, "cancelled");
 		sop_write_task(b, t, sop_task_written, "cancelled", dur, NULL);
-		log_info("task %" PRIu64 ": cancelled while running", t->id);
+		log_info(TASK_FMT ": cancelled while running", TASK_ARGS(t));
 		break;
 	case SCHED_RESTART:
 		attempt_restart(b, t, dur, now);
@@ -200,16 +201,16 @@ attempt_end(broker *b, task *t, run *r)
 		    sched_backoff_us(t->attempts, t->q->backoff_us,
 		        t->q->backoff_max_us, attempt_jitter(now));
 		sop_write_task(b, t, sop_task_written, "retry", dur, NULL);
-		log_info("task %" PRIu64 ": attempt %u failed (%s); retry in "
-		         "%.1f s",
-		    t->id, t->attempts, t->error,
+		log_info(TASK_FMT ": attempt %u failed (%s); retry in "
+		                  "%.1f s",
+		    TASK_ARGS(t), t->attempts, t->error,
 		    (double) (t->run_at - now) / 1e6);
 		task_schedule(b, t);
 		break;
 	default:
 		task_end(b, t, TB_STATE_DEAD, NULL);
 		sop_write_task(b, t, sop_task_written, "dead", dur, NULL);
-		log_info("task %" PRIu64 ": dead after %u attempts: %s", t->id,
+		log_info(TASK_FMT ": dead after %u attempts: %s", TASK_ARGS(t),
 		    t->attempts, t->error);
 		break;
 	}
@@ -259,9 +260,9 @@ attempt_give_back(broker *b, task *t, const char *event)
 void
 attempt_handed_back(broker *b, task *t)
 {
-	log_info("task %" PRIu64 ": attempt %u given back: its worker did "
-	         "not run it",
-	    t->id, t->attempts);
+	log_info(TASK_FMT ": attempt %u given back: its worker did "
+	                  "not run it",
+	    TASK_ARGS(t), t->attempts);
 	attempt_abandon(b, t);
 	attempt_give_back(b, t, NULL);
 }
@@ -288,8 +289,8 @@ attempt_interrupted(broker *b, task *t, const char *why)
 		t->cancelling = false;
 		task_end(b, t, TB_STATE_CANCELLED, "cancelled");
 		sop_write_task(b, t, sop_task_written, "cancelled", 0, NULL);
-		log_info("task %" PRIu64 ": cancelled; %s during its attempt",
-		    t->id, why);
+		log_info(TASK_FMT ": cancelled; %s during its attempt",
+		    TASK_ARGS(t), why);
 		break;
 	case SCHED_CRASH_QUARANTINE:
 		if (asprintf(&msg,
@@ -300,7 +301,7 @@ attempt_interrupted(broker *b, task *t, const char *why)
 		}
 		task_end(b, t, TB_STATE_DEAD, msg);
 		sop_write_task(b, t, sop_task_written, "dead", 0, NULL);
-		log_warn("task %" PRIu64 ": %s", t->id,
+		log_warn(TASK_FMT ": %s", TASK_ARGS(t),
 		    msg != NULL ? msg : "quarantined");
 		free(msg);
 		break;
@@ -318,9 +319,10 @@ attempt_interrupted(broker *b, task *t, const char *why)
 			t->run_at = now; // ready again at once
 		}
 		sop_write_task(b, t, sop_task_written, "interrupted", 0, NULL);
-		log_info("task %" PRIu64 ": interrupted (%s); crash %u of %u, "
-		         "pending again with %u attempt(s) spent",
-		    t->id, why, t->crashes, t->max_crashes, t->attempts);
+		log_info(TASK_FMT ": interrupted (%s); crash %u of %u, "
+		                  "pending again with %u attempt(s) spent",
+		    TASK_ARGS(t), why, t->crashes, t->max_crashes,
+		    t->attempts);
 		task_schedule(b, t);
 		break;
 	}
@@ -392,7 +394,7 @@ attempt_timeout(uv_timer_t *timer)
 		return;
 	}
 	r->timed_out = true;
-	log_info("task %" PRIu64 ": attempt %u timed out after %u ms", t->id,
+	log_info(TASK_FMT ": attempt %u timed out after %u ms", TASK_ARGS(t),
 	    t->attempts, t->timeout_ms);
 	events_publish(((broker *) r->ctx)->ev, "timeout", &t->core, t->state,
 	    t->attempts, (uint64_t) (util_mono_us() - r->t_start));
@@ -437,13 +439,14 @@ attempt_launch(broker *b, task *t)
 		free(r);
 		// Handled as an interrupted attempt: back to pending,
 		// refunded.
-		log_err("task %" PRIu64 ": no memory to start it", t->id);
+		log_err(TASK_FMT ": no memory to start it", TASK_ARGS(t));
 		attempt_slot_free(b, t);
 		attempt_refund(b, t);
 		task_schedule(b, t);
 		return;
 	}
 	r->task_id     = t->id;
+	r->queue       = t->queue;
 	r->attempt     = t->attempts;
 	r->payload     = t->payload;
 	r->payload_len = t->payload_len;
@@ -530,9 +533,9 @@ attempt_start(broker *b, task *t)
 		// (e.g. a plugin was removed). It cannot run anywhere.
 		task_end(b, t, TB_STATE_DEAD, "unknown handler");
 		sop_write_task(b, t, sop_task_written, "dead", 0, NULL);
-		log_warn("task %" PRIu64 ": handler '%s' is not registered; "
-		         "task is dead",
-		    t->id, t->handler);
+		log_warn(TASK_FMT ": handler '%s' is not registered; "
+		                  "task is dead",
+		    TASK_ARGS(t), t->handler);
 		return;
 	}
 	task_set_state(b, t, TB_STATE_RUNNING);
@@ -612,8 +615,8 @@ attempt_due_fired(uv_timer_t *timer)
 	while ((t = sched_peek(&b->due)) != NULL && t->run_at <= now) {
 		sched_remove(&b->due, t);
 		if (task_push(b, t, now) != 0) {
-			log_err("task %" PRIu64 ": no memory to schedule it",
-			    t->id);
+			log_err(TASK_FMT ": no memory to schedule it",
+			    TASK_ARGS(t));
 		}
 	}
 	b->need_dispatch = true;

@@ -62,8 +62,8 @@ sop_write_task(broker *b, task *t, sop_done_fn done, const char *event,
 		// Without memory for the op the state change is not recorded;
 		// on restart the task is recovered from its last stored state
 		// (at-least-once still holds).
-		log_err("task %" PRIu64 ": no memory to record state %s",
-		    t->id, tbp_state_name((int) t->state));
+		log_err(TASK_FMT ": no memory to record state %s",
+		    TASK_ARGS(t), tbp_state_name((int) t->state));
 		if (req != NULL) {
 			reply_error(req, TB_ENOMEM, NULL);
 		}
@@ -72,8 +72,8 @@ sop_write_task(broker *b, task *t, sop_done_fn done, const char *event,
 	if ((t->result_len > 0 &&
 	        (w->result = malloc(t->result_len)) == NULL) ||
 	    (t->error != NULL && (w->error = strdup(t->error)) == NULL)) {
-		log_err("task %" PRIu64 ": no memory to record state %s",
-		    t->id, tbp_state_name((int) t->state));
+		log_err(TASK_FMT ": no memory to record state %s",
+		    TASK_ARGS(t), tbp_state_name((int) t->state));
 		sop_discard(w);
 		if (req != NULL) {
 			reply_error(req, TB_ENOMEM, NULL);
@@ -210,11 +210,12 @@ sop_complete_all(broker *b)
 		sop *w = op->arg;
 		next   = op->next;
 		if (w->op.rv != TB_OK && w->t != NULL) {
-			log_err("task %" PRIu64
-			        ": store could not record state "
-			        "%s; the last stored state applies after a "
-			        "restart",
-			    w->t->id, tbp_state_name((int) w->op.state));
+			log_err(TASK_FMT
+			    ": store could not record state "
+			    "%s; the last stored state applies after a "
+			    "restart",
+			    TASK_ARGS(w->t),
+			    tbp_state_name((int) w->op.state));
 		}
 		w->done(b, w);
 		sop_discard(w);

@@ -261,9 +261,9 @@ task_schedule(broker *b, task *t)
 	if (task_push(b, t, util_now_us()) != 0) {
 		// Out of memory for the heap: the task stays in the store and
 		// runs after a restart; say so rather than lose it silently.
-		log_err("task %" PRIu64 ": no memory to schedule it; it will "
-		        "run after a restart",
-		    t->id);
+		log_err(TASK_FMT ": no memory to schedule it; it will "
+		                 "run after a restart",
+		    TASK_ARGS(t));
 		return;
 	}
 	b->need_dispatch = true;

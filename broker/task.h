@@ -31,6 +31,12 @@ struct wjob;
 typedef struct wheap wheap;
 typedef struct wjob  wjob;
 
+// TASK_FMT and TASK_ARGS(t) name task t in a log line with its queue and
+// handler, so that every line about a task can be found by any of them:
+// log_info(TASK_FMT ": cancelled", TASK_ARGS(t)).
+#define TASK_FMT "task %" PRIu64 " (queue %s, handler %s)"
+#define TASK_ARGS(t) (t)->id, (t)->queue, (t)->handler
+
 // task is the loop's record of one task.
 typedef struct task {
 	union {

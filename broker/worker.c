@@ -454,9 +454,9 @@ worker_grace_fired(uv_timer_t *timer)
 	if (t == NULL || r == NULL || t->run != r) {
 		return;
 	}
-	log_warn("task %" PRIu64 ": worker %" PRIu64 " did not stop attempt "
-	         "%u within %ld ms; the attempt ends without it",
-	    t->id, j->w != NULL ? j->w->id : 0, j->attempt,
+	log_warn(TASK_FMT ": worker %" PRIu64 " did not stop attempt "
+	                  "%u within %ld ms; the attempt ends without it",
+	    TASK_ARGS(t), j->w != NULL ? j->w->id : 0, j->attempt,
 	    ((broker *) r->ctx)->cfg->worker_cancel_grace_ms);
 	if (!r->failed && !r->timed_out) {
 		run_set_error(r, "worker did not stop within %ld ms",

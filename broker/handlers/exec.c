@@ -466,9 +466,8 @@ exec_start(run *r, void *hdata)
 		run_set_error(
 		    r, "program %s is not allowed (--exec-allow)", prog);
 		r->no_retry = true; // the same program is refused every time
-		log_warn("task %" PRIu64
-		         ": exec of %s refused by --exec-allow",
-		    r->task_id, prog);
+		log_warn(RUN_FMT ": exec of %s refused by --exec-allow",
+		    RUN_ARGS(r), prog);
 		rv = TB_EINVAL;
 		goto out;
 	}

@@ -46,7 +46,12 @@
 // A handler is a tb_handler_def (taskbroker/handler.h): built-ins, the
 // sqlite and http handlers and plugins all register the same way.
 typedef tb_handler_def handler;
-typedef struct tb_run  run;
+
+// RUN_FMT and RUN_ARGS(r) name the task of run r in a log line as
+// TASK_FMT does (task.h): "task 7 (queue default, handler exec)".
+#define RUN_FMT "task %" PRIu64 " (queue %s, handler %s)"
+#define RUN_ARGS(r) tb_run_task_id(r), tb_run_queue(r), tb_run_handler(r)
+typedef struct tb_run run;
 
 #define HANDLER_LOOP TB_HANDLER_LOOP
 #define HANDLER_POOL TB_HANDLER_POOL
@@ -62,6 +67,7 @@ struct tb_run {
 
 	// Inputs, set by the loop before run; read-only for the handler.
 	uint64_t       task_id;
+	const char    *queue; // the task's, which outlives the run
 	uint32_t       attempt;
 	const uint8_t *payload; // one msgpack object, or empty
 	size_t         payload_len;

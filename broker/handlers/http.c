@@ -1243,8 +1243,8 @@ http_redirect(http_req *h)
 		nng_url_free(u);
 		return (HTTP_EREFUSED);
 	}
-	log_debug("task %" PRIu64 ": http %s %s: HTTP %u, redirect to %s",
-	    tb_run_task_id(h->run), http_method(h), h->url->u_rawurl,
+	log_debug(RUN_FMT ": http %s %s: HTTP %u, redirect to %s",
+	    RUN_ARGS(h->run), http_method(h), h->url->u_rawurl,
 	    (unsigned) status, u->u_rawurl);
 
 	// The next hop. 303, and 301 or 302 after a POST, continue with a
@@ -1552,8 +1552,8 @@ http_end_locked(http_req *h, int rv)
 	}
 	pthread_mutex_unlock(&http_mtx);
 
-	log_debug("task %" PRIu64 ": http %s %s ended (%s)",
-	    tb_run_task_id(h->run), http_method(h), h->url->u_rawurl,
+	log_debug(RUN_FMT ": http %s %s ended (%s)", RUN_ARGS(h->run),
+	    http_method(h), h->url->u_rawurl,
 	    rv == HTTP_DONE ? "response"
 	        : rv == HTTP_EREFUSED || rv == HTTP_EFAILED
 	        ? h->errmsg
@@ -1784,7 +1784,7 @@ http_run(tb_run *r, void *hdata)
 	(void) hdata;
 	http_reap();
 	if ((rv = http_req_build(&h, r, err, sizeof(err))) != TB_OK) {
-		log_info("task %" PRIu64 ": http: %s", tb_run_task_id(r), err);
+		log_info(RUN_FMT ": http: %s", RUN_ARGS(r), err);
 		tb_run_set_error(r, "%s", err);
 		if (rv == TB_EBADREQ) {
 			tb_run_set_no_retry(r);
@@ -1818,8 +1818,8 @@ http_run(tb_run *r, void *hdata)
 	http_nlive++;
 	http_resolve_queue_locked(h); // a resolver thread connects
 	pthread_mutex_unlock(&http_mtx);
-	log_debug("task %" PRIu64 ": http %s %s started", tb_run_task_id(r),
-	    http_method(h), h->url->u_rawurl);
+	log_debug(RUN_FMT ": http %s %s started", RUN_ARGS(r), http_method(h),
+	    h->url->u_rawurl);
 	return (0);
 }
 

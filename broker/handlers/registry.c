@@ -148,6 +148,18 @@ tb_run_task_id(const tb_run *r)
 	return (r->task_id);
 }
 
+const char *
+tb_run_queue(const tb_run *r)
+{
+	return (r->queue != NULL ? r->queue : "");
+}
+
+const char *
+tb_run_handler(const tb_run *r)
+{
+	return (r->h != NULL && r->h->name != NULL ? r->h->name : "");
+}
+
 uint32_t
 tb_run_attempt(const tb_run *r)
 {

@@ -241,7 +241,7 @@ admin_revive(broker *b, task *t, multi_ctx *mc)
 	} else {
 		held_multi_done(mc, TB_OK, 0);
 	}
-	log_info("task %" PRIu64 ": retried by request", t->id);
+	log_info(TASK_FMT ": retried by request", TASK_ARGS(t));
 	task_schedule(b, t);
 }
 

@@ -107,7 +107,7 @@ handle_cancel(broker *b, srv_req *req)
 	}
 	task_unschedule(b, t);
 	task_end(b, t, TB_STATE_CANCELLED, "cancelled");
-	log_info("task %" PRIu64 ": cancelled", t->id);
+	log_info(TASK_FMT ": cancelled", TASK_ARGS(t));
 	held_keep(b, req); // answered by the write's done, or at once
 	sop_write_task(b, t, sop_task_written, "cancelled", 0, req);
 	return (TB_OK);

@@ -102,7 +102,9 @@ __attribute__((visibility("default"))) extern const int tb_plugin_abi_version;
 
 // Attempt accessors. Valid from run until the attempt ends.
 uint64_t    tb_run_task_id(const tb_run *r);
-uint32_t    tb_run_attempt(const tb_run *r);               // 1 for the first
+const char *tb_run_queue(const tb_run *r);   // the task's queue
+const char *tb_run_handler(const tb_run *r); // the handler's name
+uint32_t    tb_run_attempt(const tb_run *r); // 1 for the first
 const void *tb_run_payload(const tb_run *r, size_t *lenp); // msgpack
 void       *tb_run_loop(tb_run *r); // the uv_loop_t * (LOOP handlers)
 uint32_t    tb_run_timeout_ms(const tb_run *r); // 0: none

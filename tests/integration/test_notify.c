@@ -280,6 +280,10 @@ test_json_log_lines(void **state)
 		log = tbh_read_file(f->b.log_path, NULL);
 		assert_non_null(log);
 		assert_non_null(strstr(log, "a\\\"b\\u0009c"));
+		// A line about a task names its queue and handler too.
+		assert_non_null(strstr(log,
+		    " (queue default, handler sqlite): "
+		    "dead after 1 attempts: "));
 		free(log);
 	}
 	assert_true(log_lines(f, check_json_line, &nready) > 3);
